@@ -1,0 +1,194 @@
+"""The ``edgelat`` command line: one thin function per subcommand, logic lives in the library."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgelat.errors import EdgelatError, UsageError
+from edgelat.workspace import Workspace, open_workspace
+
+app = typer.Typer(help="edgelat: hardware-aware latency prediction and device profiling.", no_args_is_help=True, add_completion=False)
+device_app = typer.Typer(help="Manage the device inventory.", no_args_is_help=True)
+app.add_typer(device_app, name="device")
+
+out = Console()
+err = Console(stderr=True)
+
+WorkspaceOpt = Annotated[Optional[Path], typer.Option("--workspace", "-w", help="Workspace directory (default: $EDGELAT_HOME, else ~/.local/share/edgelat).", envvar=None)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+TrustOpt = Annotated[bool, typer.Option("--trust-new-host", help="Record the SSH host key if this host is not yet known.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(fn: F) -> F:
+    """Turn edgelat's errors into one red line on stderr: exit 2 for bad input, 1 otherwise."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UsageError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except EdgelatError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _ws(path: Path | None) -> Workspace:
+    return open_workspace(path)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# -- device ----------------------------------------------------------------------------
+@device_app.command("add")
+@handle_errors
+def device_add(
+    name: str,
+    host: Annotated[str, typer.Option(help="Host name or address to SSH to.")],
+    preset: Annotated[str, typer.Option(help="Device preset: local, rpi4, rpi5, jetson-nano, jetson-orin, android-arm64.")],
+    port: Annotated[int, typer.Option(help="SSH port.")] = 22,
+    user: Annotated[Optional[str], typer.Option(help="SSH user (default: yours).")] = None,
+    key: Annotated[Optional[Path], typer.Option(help="Private key file (default: ssh-agent and ~/.ssh keys).")] = None,
+    jump: Annotated[Optional[str], typer.Option(help="Jump host, [user@]host[:port].")] = None,
+    python: Annotated[str, typer.Option(help="Python interpreter on the device.")] = "python3",
+    threads: Annotated[Optional[int], typer.Option(help="Threads for measurements (default: the preset's).")] = None,
+    trust_new_host: TrustOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Add a device reached over SSH."""
+    from edgelat.profiler import inventory
+
+    with _ws(workspace) as ws:
+        device = inventory.add_device(ws, name, host=host, preset=preset, port=port, user=user, key_file=str(key.expanduser().resolve()) if key else None, jump=jump, python=python, threads=threads)
+        if trust_new_host:
+            inventory.trust_device(ws, name)
+        out.print(f"added device [bold]{device.name}[/bold] ({device.preset}) at {device.address()}")
+
+
+@device_app.command("trust")
+@handle_errors
+def device_trust(name: str, workspace: WorkspaceOpt = None) -> None:
+    """Connect once and record the device's SSH host key (refused if it changed)."""
+    from edgelat.profiler import inventory
+
+    with _ws(workspace) as ws:
+        inventory.trust_device(ws, name)
+        out.print(f"host key of {name} recorded in {ws.known_hosts}")
+
+
+@device_app.command("list")
+@handle_errors
+def device_list(json_out: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
+    """List the devices in the inventory."""
+    from edgelat.profiler import inventory
+
+    with _ws(workspace) as ws:
+        devices = inventory.list_devices(ws)
+        if json_out:
+            _print_json([inventory.device_dict(d) for d in devices])
+            return
+        table = Table("name", "preset", "address", "threads", "last probe")
+        for d in devices:
+            probe = inventory.latest_probe(ws, d.name)
+            table.add_row(d.name, d.preset, d.address(), str(d.measure_threads), probe["taken_at"] if probe else "never")
+        out.print(table)
+
+
+@device_app.command("show")
+@handle_errors
+def device_show(name: str, json_out: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
+    """Show one device, its preset's TVM target and its latest probe."""
+    from edgelat.profiler import inventory
+
+    with _ws(workspace) as ws:
+        device = inventory.get_device(ws, name)
+        data = {**inventory.device_dict(device), "target": device.preset_info.target(), "latest_probe": inventory.latest_probe(ws, name)}
+        if json_out:
+            _print_json(data)
+            return
+        table = Table("field", "value", show_header=False)
+        for key, value in data.items():
+            if key != "latest_probe":
+                table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+        out.print(table)
+        if data["latest_probe"]:
+            _print_probe(data["latest_probe"])
+        else:
+            out.print(f"never probed: run `edgelat device probe {name}`")
+
+
+@device_app.command("remove")
+@handle_errors
+def device_remove(name: str, workspace: WorkspaceOpt = None) -> None:
+    """Remove a device (and its probes) from the inventory."""
+    from edgelat.profiler import inventory
+
+    with _ws(workspace) as ws:
+        inventory.remove_device(ws, name)
+        out.print(f"removed device {name}")
+
+
+@device_app.command("probe")
+@handle_errors
+def device_probe(name: str, json_out: JsonOpt = False, trust_new_host: TrustOpt = False, workspace: WorkspaceOpt = None) -> None:
+    """Probe a device through the agent: CPU, memory, frequencies, TVM, GPU, temperatures."""
+    from edgelat.profiler import inventory
+
+    with _ws(workspace) as ws:
+        data = inventory.probe_device(ws, name, trust_new_host=trust_new_host)
+    if json_out:
+        _print_json(data)
+    else:
+        _print_probe(data)
+
+
+def _print_probe(data: dict[str, Any]) -> None:
+    freqs = data.get("cpu_freq") or []
+    cur = [f["cur_khz"] for f in freqs if f.get("cur_khz")]
+    mx = [f["max_khz"] for f in freqs if f.get("max_khz")]
+    governors = sorted({f["governor"] for f in freqs if f.get("governor")})
+    temps = ", ".join(f"{z['type']}={z['temp_c']:.0f}°C" for z in data.get("thermal") or []) or "n/a"
+    gpu = data.get("gpu") or {}
+    table = Table(title=f"probe of {data.get('device')} at {data.get('taken_at')}", show_header=False)
+    rows = [
+        ("arch", data.get("arch")),
+        ("OS / kernel", f"{data.get('os_release') or data.get('os')} / {data.get('kernel')}"),
+        ("CPU", data.get("cpu_model")),
+        ("cores (online)", f"{data.get('cpu_count')} ({','.join(map(str, data.get('online_cpus') or []))})"),
+        ("frequency now", f"{min(cur) / 1000:.0f}-{max(cur) / 1000:.0f} MHz" if cur else "n/a"),
+        ("frequency max", f"{max(mx) / 1000:.0f} MHz" if mx else "n/a"),
+        ("governor", ", ".join(governors) or "n/a"),
+        ("memory", f"{data.get('mem_total_mb')} MB ({data.get('mem_available_mb')} MB available)"),
+        ("python", f"{data.get('python')} ({data.get('python_executable')})"),
+        ("tvm", data.get("tvm_version") or f"not importable: {data.get('tvm_error')}"),
+        ("GPU", json.dumps(gpu) if gpu else "none found"),
+        ("temperatures", temps),
+        ("agent", data.get("agent_version")),
+    ]
+    for key, value in rows:
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The store's tables as DataFrames, exports and public dataset formats."""

@@ -1,0 +1,1 @@
+"""What runs on the device. ``agent.py`` is shipped alone and imports nothing of edgelat."""

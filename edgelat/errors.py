@@ -1,0 +1,127 @@
+"""The exception tree of edgelat.
+
+Every error edgelat raises on purpose derives from :class:`EdgelatError`::
+
+    EdgelatError
+    ├── UsageError                 bad input from the user (CLI exit code 2)
+    │   ├── UnknownPresetError
+    │   ├── UnknownDeviceError
+    │   ├── DuplicateDeviceError
+    │   └── UnknownOpError
+    ├── HostKeyError               SSH host key problems (never silently accepted)
+    │   ├── UnknownHostKeyError    host not in known_hosts; says how to trust it
+    │   └── ChangedHostKeyError    key differs from the recorded one; always refused
+    ├── TransportError             could not connect, copy or run
+    │   └── RemoteCommandError     a remote command failed: command, exit code, stderr tail
+    ├── AgentError                 the device agent misbehaved
+    │   ├── ProtocolMismatchError  host and agent speak different protocol versions
+    │   ├── AgentCrashedError      the agent process died (stderr tail attached)
+    │   └── AgentTimeoutError      no reply in time
+    ├── BuildError                 TVM could not compile or export a kernel
+    └── StoreError                 the workspace store is unusable
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "AgentCrashedError",
+    "AgentError",
+    "AgentTimeoutError",
+    "BuildError",
+    "ChangedHostKeyError",
+    "DuplicateDeviceError",
+    "EdgelatError",
+    "HostKeyError",
+    "ProtocolMismatchError",
+    "RemoteCommandError",
+    "StoreError",
+    "TransportError",
+    "UnknownDeviceError",
+    "UnknownHostKeyError",
+    "UnknownOpError",
+    "UnknownPresetError",
+    "UsageError",
+]
+
+
+class EdgelatError(Exception):
+    """Base class of every error edgelat raises on purpose."""
+
+
+class UsageError(EdgelatError):
+    """The user asked for something that cannot be done as asked."""
+
+
+class UnknownPresetError(UsageError):
+    pass
+
+
+class UnknownDeviceError(UsageError):
+    pass
+
+
+class DuplicateDeviceError(UsageError):
+    pass
+
+
+class UnknownOpError(UsageError):
+    pass
+
+
+class HostKeyError(EdgelatError):
+    pass
+
+
+class UnknownHostKeyError(HostKeyError):
+    pass
+
+
+class ChangedHostKeyError(HostKeyError):
+    pass
+
+
+class TransportError(EdgelatError):
+    pass
+
+
+class RemoteCommandError(TransportError):
+    """A command on the device exited non-zero."""
+
+    def __init__(self, argv: Sequence[str], exit_code: int, stderr: str, where: str = "") -> None:
+        self.argv = list(argv)
+        self.exit_code = exit_code
+        self.stderr = stderr
+        tail = "\n".join(stderr.strip().splitlines()[-10:])
+        place = f" on {where}" if where else ""
+        super().__init__(
+            f"command {' '.join(self.argv)!r} failed{place} with exit code {exit_code}"
+            + (f"; stderr ends with:\n{tail}" if tail else "")
+        )
+
+
+class AgentError(EdgelatError):
+    pass
+
+
+class ProtocolMismatchError(AgentError):
+    pass
+
+
+class AgentCrashedError(AgentError):
+    def __init__(self, message: str, stderr_tail: str = "") -> None:
+        self.stderr_tail = stderr_tail
+        super().__init__(message + (f"; agent stderr ends with:\n{stderr_tail}" if stderr_tail else ""))
+
+
+class AgentTimeoutError(AgentError):
+    pass
+
+
+class BuildError(EdgelatError):
+    pass
+
+
+class StoreError(EdgelatError):
+    pass

@@ -1,0 +1,1 @@
+"""Latency-constrained search and pruning (arrives with the search issue)."""

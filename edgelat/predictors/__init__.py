@@ -1,0 +1,1 @@
+"""Kernel latency predictors and whole-network prediction (arrives with the predictors issue)."""

@@ -1,0 +1,166 @@
+"""The host side of the agent protocol: ship the agent, start it, talk to it, clean up."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edgelat.device_agents import agent as agent_module
+from edgelat.errors import (
+    AgentCrashedError,
+    AgentError,
+    AgentTimeoutError,
+    ProtocolMismatchError,
+    TransportError,
+)
+from edgelat.profiler.transports import Process, Transport
+
+__all__ = ["AGENT_PATH", "PROTOCOL_VERSION", "AgentSession"]
+
+AGENT_PATH = Path(agent_module.__file__)
+PROTOCOL_VERSION = agent_module.PROTOCOL_VERSION
+
+_SHA256 = "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())"
+
+
+class AgentReplyError(AgentError):
+    """The agent answered a request with an error."""
+
+    def __init__(self, cmd: str, error: Mapping[str, Any]) -> None:
+        self.kind = str(error.get("type", "error"))
+        self.remote_message = str(error.get("message", ""))
+        self.traceback = error.get("traceback")
+        super().__init__(f"agent refused {cmd!r}: {self.kind}: {self.remote_message}")
+
+
+class AgentSession:
+    """One running agent on a device, shipped to a private temporary directory.
+
+    Example:
+        >>> with AgentSession(LocalTransport(), python="python3") as agent:  # doctest: +SKIP
+        ...     print(agent.request("probe")["cpu_count"])
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        python: str = "python3",
+        env: Mapping[str, str] | None = None,
+        protocol: int = PROTOCOL_VERSION,
+        start_timeout: float = 60.0,
+    ) -> None:
+        self.transport = transport
+        self.python = python
+        self.env = dict(env or {})
+        self.protocol = protocol
+        self.start_timeout = start_timeout
+        self.remote_dir: str | None = None
+        self.process: Process | None = None
+        self.hello: dict[str, Any] = {}
+        self._ids = itertools.count(1)
+
+    # -- life cycle -------------------------------------------------------------------
+    def start(self) -> AgentSession:
+        """Ship the agent (checksum verified), start it and shake hands."""
+        if self.remote_dir is None:
+            self.remote_dir = self.transport.run(["mktemp", "-d", "-t", "edgelat-agent.XXXXXXXX"], timeout=30).stdout.strip()
+            if not self.remote_dir:
+                raise TransportError(f"mktemp printed nothing on {self.transport.name}")
+            remote_agent = self.remote_path("agent.py")
+            self.transport.put(AGENT_PATH, remote_agent)
+            expected = hashlib.sha256(AGENT_PATH.read_bytes()).hexdigest()
+            got = self.transport.run([self.python, "-I", "-c", _SHA256, remote_agent], timeout=60).stdout.strip()
+            if got != expected:
+                raise AgentError(f"the agent shipped to {self.transport.name} is corrupt: sha256 {got!r}, expected {expected}")
+        self._spawn()
+        return self
+
+    def _spawn(self) -> None:
+        self.process = self.transport.open_process([self.python, "-I", "-u", self.remote_path("agent.py")], env=self.env)
+        self.hello = self.request("hello", {"protocol": self.protocol}, timeout=self.start_timeout)
+
+    def remote_path(self, name: str) -> str:
+        assert self.remote_dir is not None, "start() first"
+        return f"{self.remote_dir.rstrip('/')}/{name}"
+
+    def restart(self) -> None:
+        """Kill the agent process (if alive) and start a new one in the same directory."""
+        if self.process is not None:
+            try:
+                self.process.kill()
+            except (OSError, TransportError):
+                pass
+        self._spawn()
+
+    def close(self) -> None:
+        """Say bye, stop the process and remove the temporary directory. Never raises."""
+        if self.process is not None:
+            try:
+                if self.process.poll() is None:
+                    self.request("bye", timeout=10)
+                    self.process.wait(5)
+            except (AgentError, TransportError):
+                pass
+            try:
+                self.process.kill()
+            except (OSError, TransportError):
+                pass
+            self.process = None
+        if self.remote_dir is not None:
+            try:
+                self.transport.run(["rm", "-rf", "--", self.remote_dir], timeout=60, check=False)
+            except TransportError:
+                pass
+            self.remote_dir = None
+
+    def __enter__(self) -> AgentSession:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests ---------------------------------------------------------------------
+    def send_raw(self, line: str) -> None:
+        """Write one raw line (tests use this to send garbage)."""
+        assert self.process is not None, "start() first"
+        self.process.write_line(line)
+
+    def read_reply(self, timeout: float | None) -> dict[str, Any]:
+        assert self.process is not None, "start() first"
+        try:
+            line = self.process.read_line(timeout)
+        except TimeoutError as exc:
+            raise AgentTimeoutError(f"the agent on {self.transport.name} did not answer in {timeout} s") from exc
+        if line is None:
+            code = self.process.wait(2.0)
+            raise AgentCrashedError(f"the agent on {self.transport.name} exited (code {code})", self.process.stderr_tail())
+        try:
+            reply = json.loads(line)
+        except ValueError as exc:
+            raise AgentError(f"the agent on {self.transport.name} sent a line that is not JSON: {line[:200]!r}") from exc
+        if not isinstance(reply, dict):
+            raise AgentError(f"the agent on {self.transport.name} sent {reply!r}, not an object")
+        return reply
+
+    def request(self, cmd: str, args: Mapping[str, Any] | None = None, *, timeout: float | None = 120.0) -> dict[str, Any]:
+        """Send one request and return its result; an error reply raises AgentReplyError."""
+        req_id = next(self._ids)
+        self.send_raw(json.dumps({"v": self.protocol, "id": req_id, "cmd": cmd, "args": dict(args or {})}))
+        reply = self.read_reply(timeout)
+        if reply.get("id") != req_id:
+            raise AgentError(f"the agent answered request {reply.get('id')!r} when {req_id} was asked")
+        if not reply.get("ok"):
+            error = reply.get("error") or {}
+            if error.get("type") == "protocol_mismatch":
+                raise ProtocolMismatchError(
+                    f"protocol mismatch on {self.transport.name}: host speaks {self.protocol}, "
+                    f"agent speaks {error.get('agent_protocol')}; update edgelat on the host"
+                )
+            raise AgentReplyError(cmd, error)
+        result = reply.get("result")
+        return result if isinstance(result, dict) else {"value": result}

@@ -1,0 +1,195 @@
+"""The device inventory: devices in the workspace store, how to reach them, their probes."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from edgelat.errors import DuplicateDeviceError, UnknownDeviceError, UsageError
+from edgelat.profiler.agent_client import AgentSession
+from edgelat.profiler.presets import DevicePreset, get_preset
+from edgelat.profiler.transports import LocalTransport, SSHConfig, SSHTransport, Transport
+from edgelat.workspace import Workspace
+
+__all__ = [
+    "Device",
+    "add_device",
+    "agent_session",
+    "connect",
+    "get_device",
+    "latest_probe",
+    "list_devices",
+    "probe_device",
+    "remove_device",
+    "trust_device",
+]
+
+LOCAL = "local"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Device:
+    """One device in the inventory."""
+
+    name: str
+    preset: str
+    # SSH address; None for the local device.
+    host: str | None = None
+    port: int = 22
+    user: str | None = None
+    key_file: str | None = None
+    # Jump host, ``[user@]host[:port]``.
+    jump: str | None = None
+    # Python interpreter on the device that runs the agent.
+    python: str = "python3"
+    # Threads for measurements; None means the preset's default.
+    threads: int | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.host is None
+
+    @property
+    def preset_info(self) -> DevicePreset:
+        return get_preset(self.preset)
+
+    @property
+    def measure_threads(self) -> int:
+        return self.threads or self.preset_info.default_threads
+
+    def address(self) -> str:
+        if self.host is None:
+            return "(this machine)"
+        user = f"{self.user}@" if self.user else ""
+        return f"{user}{self.host}:{self.port}" + (f" via {self.jump}" if self.jump else "")
+
+
+def _local_device() -> Device:
+    return Device(name=LOCAL, preset="local", python=sys.executable)
+
+
+def _ensure_local(ws: Workspace) -> None:
+    ws.db.execute("INSERT OR IGNORE INTO devices (name, preset, python) VALUES (?, 'local', ?)", (LOCAL, sys.executable))
+    # A workspace moved between machines keeps pointing at the interpreter running now.
+    ws.db.execute("UPDATE devices SET python = ? WHERE name = ? AND host IS NULL", (sys.executable, LOCAL))
+
+
+def validate_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise UsageError(f"bad device name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return name
+
+
+def add_device(
+    ws: Workspace,
+    name: str,
+    *,
+    host: str,
+    preset: str,
+    port: int = 22,
+    user: str | None = None,
+    key_file: str | None = None,
+    jump: str | None = None,
+    python: str = "python3",
+    threads: int | None = None,
+) -> Device:
+    """Add a device reached over SSH. Nothing connects yet (see :func:`trust_device`)."""
+    validate_name(name)
+    get_preset(preset)
+    if not 1 <= port <= 65535:
+        raise UsageError(f"bad port {port}: must be 1-65535")
+    if not host or host.startswith("-") or any(c.isspace() for c in host):
+        raise UsageError(f"bad host {host!r}")
+    if threads is not None and threads < 1:
+        raise UsageError(f"bad thread count {threads}: must be at least 1")
+    _ensure_local(ws)
+    if ws.db.execute("SELECT 1 FROM devices WHERE name = ?", (name,)).fetchone():
+        raise DuplicateDeviceError(f"device {name!r} already exists; remove it first or pick another name")
+    device = Device(name=name, preset=preset, host=host, port=port, user=user, key_file=key_file, jump=jump, python=python, threads=threads)
+    ws.db.execute(
+        "INSERT INTO devices (name, preset, host, port, user, key_file, jump, python, threads) VALUES (?,?,?,?,?,?,?,?,?)",
+        (name, preset, host, port, user, key_file, jump, python, threads),
+    )
+    return device
+
+
+def _row_to_device(row: Any) -> Device:
+    return Device(**{k: row[k] for k in ("name", "preset", "host", "port", "user", "key_file", "jump", "python", "threads")})
+
+
+def list_devices(ws: Workspace) -> list[Device]:
+    _ensure_local(ws)
+    return [_row_to_device(r) for r in ws.db.execute("SELECT * FROM devices ORDER BY name != 'local', name")]
+
+
+def get_device(ws: Workspace, name: str) -> Device:
+    _ensure_local(ws)
+    row = ws.db.execute("SELECT * FROM devices WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        known = ", ".join(d.name for d in list_devices(ws))
+        raise UnknownDeviceError(f"no device named {name!r}; known devices: {known}")
+    return _row_to_device(row)
+
+
+def remove_device(ws: Workspace, name: str) -> None:
+    if name == LOCAL:
+        raise UsageError("the local device is built in and cannot be removed")
+    get_device(ws, name)
+    ws.db.execute("DELETE FROM devices WHERE name = ?", (name,))
+
+
+def connect(ws: Workspace, device: Device, *, trust_new_host: bool = False) -> Transport:
+    """Open a transport to ``device``: local, or SSH with host keys checked."""
+    if device.is_local:
+        return LocalTransport()
+    assert device.host is not None
+    cfg = SSHConfig(host=device.host, port=device.port, user=device.user, key_file=device.key_file, jump=device.jump)
+    hint = f"`edgelat device trust {device.name}` (or --trust-new-host)"
+    return SSHTransport(cfg, ws.known_hosts, trust_new_host=trust_new_host, name=device.name, trust_hint=hint)
+
+
+def trust_device(ws: Workspace, name: str) -> None:
+    """Connect once and record the device's (and jump host's) key if it is new."""
+    device = get_device(ws, name)
+    connect(ws, device, trust_new_host=True).close()
+
+
+@contextmanager
+def agent_session(ws: Workspace, device: Device, *, trust_new_host: bool = False, threads: int | None = None) -> Iterator[AgentSession]:
+    """A started agent on ``device``; stopped and cleaned up on exit."""
+    n = threads or device.measure_threads
+    env = {"TVM_NUM_THREADS": str(n), "OMP_NUM_THREADS": str(n)}
+    with connect(ws, device, trust_new_host=trust_new_host) as transport, AgentSession(transport, python=device.python, env=env) as agent:
+        yield agent
+
+
+def probe_device(ws: Workspace, name: str, *, trust_new_host: bool = False) -> dict[str, Any]:
+    """Probe ``name`` through the agent, store the result with a timestamp, and return it."""
+    device = get_device(ws, name)
+    with agent_session(ws, device, trust_new_host=trust_new_host) as agent:
+        data = agent.request("probe", timeout=300)
+        data["agent_version"] = agent.hello.get("agent_version")
+    data["device"] = device.name
+    data["preset"] = device.preset
+    ws.db.execute("INSERT INTO probes (device, agent_version, data) VALUES (?, ?, ?)", (device.name, data["agent_version"], json.dumps(data)))
+    data["taken_at"] = ws.db.execute("SELECT taken_at FROM probes WHERE id = last_insert_rowid()").fetchone()[0]
+    return data
+
+
+def latest_probe(ws: Workspace, name: str) -> dict[str, Any] | None:
+    row = ws.db.execute("SELECT data, taken_at FROM probes WHERE device = ? ORDER BY id DESC LIMIT 1", (name,)).fetchone()
+    if row is None:
+        return None
+    data: dict[str, Any] = json.loads(row["data"])
+    data["taken_at"] = row["taken_at"]
+    return data
+
+
+def device_dict(device: Device) -> dict[str, Any]:
+    return {**asdict(device), "address": device.address(), "threads": device.measure_threads}

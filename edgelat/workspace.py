@@ -1,0 +1,158 @@
+"""The workspace: one directory that holds all of edgelat's state.
+
+Resolution order: an explicit path (``--workspace DIR``), else ``$EDGELAT_HOME``, else
+``$XDG_DATA_HOME/edgelat`` (``~/.local/share/edgelat``). Inside it:
+
+- ``edgelat.db``: the store, SQLite in WAL mode (devices, probes, campaigns, kernel
+  configurations, measurements, models). Every write is committed as it happens.
+- ``known_hosts``: SSH host keys this workspace trusts.
+- ``cache/``: content-addressed build cache; ``models/``: trained predictors.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgelat.errors import StoreError
+
+__all__ = ["Workspace", "default_workspace_dir", "open_workspace"]
+
+# Each entry migrates the schema one version up; never edit an entry, append a new one.
+MIGRATIONS: list[str] = [
+    # 1: inventory
+    """
+    CREATE TABLE devices (
+        name TEXT PRIMARY KEY,
+        preset TEXT NOT NULL,
+        host TEXT,
+        port INTEGER NOT NULL DEFAULT 22,
+        user TEXT,
+        key_file TEXT,
+        jump TEXT,
+        python TEXT NOT NULL DEFAULT 'python3',
+        threads INTEGER,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE TABLE probes (
+        id INTEGER PRIMARY KEY,
+        device TEXT NOT NULL REFERENCES devices(name) ON DELETE CASCADE,
+        taken_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        agent_version TEXT,
+        data TEXT NOT NULL
+    );
+    """,
+    # 2: kernel profiling
+    """
+    CREATE TABLE campaigns (
+        id INTEGER PRIMARY KEY,
+        device TEXT NOT NULL REFERENCES devices(name) ON DELETE CASCADE,
+        recipe TEXT NOT NULL,
+        ops TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        target TEXT NOT NULL,
+        threads INTEGER NOT NULL,
+        tvm_version TEXT NOT NULL,
+        seed INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'running',
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        updated_at TEXT
+    );
+    CREATE TABLE kernel_configs (
+        config_id TEXT PRIMARY KEY,
+        op TEXT NOT NULL,
+        params TEXT NOT NULL,
+        source TEXT
+    );
+    CREATE TABLE measurements (
+        id INTEGER PRIMARY KEY,
+        campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+        device TEXT NOT NULL,
+        config_id TEXT NOT NULL REFERENCES kernel_configs(config_id),
+        op TEXT NOT NULL,
+        recipe TEXT NOT NULL,
+        status TEXT NOT NULL,
+        error TEXT,
+        median_ms REAL, mean_ms REAL, std_ms REAL, min_ms REAL, max_ms REAL,
+        repeats INTEGER, number INTEGER, cv REAL,
+        unstable INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 1,
+        threads INTEGER,
+        target TEXT, tvm_version TEXT, agent_version TEXT,
+        build_s REAL, tune_s REAL,
+        state_before TEXT, state_after TEXT,
+        measured_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        UNIQUE (campaign_id, config_id)
+    );
+    CREATE INDEX measurements_device_op ON measurements(device, op, recipe);
+    """,
+]
+
+
+def default_workspace_dir() -> Path:
+    env = os.environ.get("EDGELAT_HOME")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "edgelat"
+
+
+@dataclass
+class Workspace:
+    """A workspace directory and its store connection."""
+
+    root: Path
+    db: sqlite3.Connection
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.root / "known_hosts"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the store with the settings every connection must have, migrated to the latest schema."""
+    try:
+        db = sqlite3.connect(path, timeout=30.0, isolation_level=None)  # autocommit; explicit BEGIN where needed
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(f"{path} has schema version {version}, newer than this edgelat knows ({len(MIGRATIONS)}); upgrade edgelat")
+        for number in range(version, len(MIGRATIONS)):
+            db.executescript("BEGIN;" + MIGRATIONS[number] + f"PRAGMA user_version={number + 1}; COMMIT;")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot open the store {path}: {exc}") from exc
+    return db
+
+
+def open_workspace(path: str | os.PathLike[str] | None = None) -> Workspace:
+    """Open (creating if needed) the workspace at ``path`` or the default location.
+
+    Example:
+        >>> ws = open_workspace("/tmp/edgelat-ws")  # doctest: +SKIP
+        >>> ws.db.execute("SELECT name FROM devices").fetchall()  # doctest: +SKIP
+    """
+    root = Path(path).expanduser() if path is not None else default_workspace_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    return Workspace(root=root.resolve(), db=connect(root / "edgelat.db"))
