@@ -23,7 +23,10 @@ app.add_typer(device_app, name="device")
 out = Console()
 err = Console(stderr=True)
 
-WorkspaceOpt = Annotated[Optional[Path], typer.Option("--workspace", "-w", help="Workspace directory (default: $EDGELAT_HOME, else ~/.local/share/edgelat).", envvar=None)]
+WorkspaceOpt = Annotated[
+    Optional[Path],
+    typer.Option("--workspace", "-w", help="Workspace directory (default: $EDGELAT_HOME, else ~/.local/share/edgelat).", envvar=None),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 TrustOpt = Annotated[bool, typer.Option("--trust-new-host", help="Record the SSH host key if this host is not yet known.")]
 
@@ -75,7 +78,18 @@ def device_add(
     from edgelat.profiler import inventory
 
     with _ws(workspace) as ws:
-        device = inventory.add_device(ws, name, host=host, preset=preset, port=port, user=user, key_file=str(key.expanduser().resolve()) if key else None, jump=jump, python=python, threads=threads)
+        device = inventory.add_device(
+            ws,
+            name,
+            host=host,
+            preset=preset,
+            port=port,
+            user=user,
+            key_file=str(key.expanduser().resolve()) if key else None,
+            jump=jump,
+            python=python,
+            threads=threads,
+        )
         if trust_new_host:
             inventory.trust_device(ws, name)
         out.print(f"added device [bold]{device.name}[/bold] ({device.preset}) at {device.address()}")

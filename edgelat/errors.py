@@ -96,8 +96,7 @@ class RemoteCommandError(TransportError):
         tail = "\n".join(stderr.strip().splitlines()[-10:])
         place = f" on {where}" if where else ""
         super().__init__(
-            f"command {' '.join(self.argv)!r} failed{place} with exit code {exit_code}"
-            + (f"; stderr ends with:\n{tail}" if tail else "")
+            f"command {' '.join(self.argv)!r} failed{place} with exit code {exit_code}" + (f"; stderr ends with:\n{tail}" if tail else "")
         )
 
 

@@ -259,10 +259,18 @@ class Agent(object):
         if cmd == "hello":
             wanted = args.get("protocol")
             if wanted != PROTOCOL_VERSION:
-                self.error(req_id, "protocol_mismatch", "host speaks protocol %r, agent speaks %d" % (wanted, PROTOCOL_VERSION), agent_protocol=PROTOCOL_VERSION)
+                self.error(
+                    req_id,
+                    "protocol_mismatch",
+                    "host speaks protocol %r, agent speaks %d" % (wanted, PROTOCOL_VERSION),
+                    agent_protocol=PROTOCOL_VERSION,
+                )
                 return True
             self.greeted = True
-            self.reply(req_id, {"protocol": PROTOCOL_VERSION, "agent_version": AGENT_VERSION, "python": platform.python_version(), "pid": os.getpid()})
+            self.reply(
+                req_id,
+                {"protocol": PROTOCOL_VERSION, "agent_version": AGENT_VERSION, "python": platform.python_version(), "pid": os.getpid()},
+            )
             return True
         if cmd == "bye":
             self.reply(req_id, {"bye": True})
@@ -272,7 +280,9 @@ class Agent(object):
             return True
         handler = HANDLERS.get(cmd)
         if handler is None:
-            self.error(req_id, "unknown_command", "unknown command %r; known: %s" % (cmd, ", ".join(sorted(list(HANDLERS) + ["hello", "bye"]))))
+            self.error(
+                req_id, "unknown_command", "unknown command %r; known: %s" % (cmd, ", ".join(sorted(list(HANDLERS) + ["hello", "bye"])))
+            )
             return True
         try:
             result = handler(args)

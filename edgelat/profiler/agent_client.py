@@ -128,7 +128,13 @@ class AgentSession:
     def send_raw(self, line: str) -> None:
         """Write one raw line (tests use this to send garbage)."""
         assert self.process is not None, "start() first"
-        self.process.write_line(line)
+        try:
+            self.process.write_line(line)
+        except TransportError as exc:
+            code = self.process.wait(2.0)
+            if code is not None:
+                raise AgentCrashedError(f"the agent on {self.transport.name} exited (code {code})", self.process.stderr_tail()) from exc
+            raise
 
     def read_reply(self, timeout: float | None) -> dict[str, Any]:
         assert self.process is not None, "start() first"

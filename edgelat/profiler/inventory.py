@@ -177,7 +177,9 @@ def probe_device(ws: Workspace, name: str, *, trust_new_host: bool = False) -> d
         data["agent_version"] = agent.hello.get("agent_version")
     data["device"] = device.name
     data["preset"] = device.preset
-    ws.db.execute("INSERT INTO probes (device, agent_version, data) VALUES (?, ?, ?)", (device.name, data["agent_version"], json.dumps(data)))
+    ws.db.execute(
+        "INSERT INTO probes (device, agent_version, data) VALUES (?, ?, ?)", (device.name, data["agent_version"], json.dumps(data))
+    )
     data["taken_at"] = ws.db.execute("SELECT taken_at FROM probes WHERE id = last_insert_rowid()").fetchone()[0]
     return data
 

@@ -17,7 +17,6 @@ import os
 import queue
 import shlex
 import shutil
-import socket
 import subprocess
 import threading
 from abc import ABC, abstractmethod
@@ -88,7 +87,7 @@ class Process:
         try:
             for line in iter(stream.readline, b""):
                 self._lines.put(line)
-        except (OSError, ValueError, EOFError, socket.error):
+        except (OSError, ValueError, EOFError):
             pass
         finally:
             self._lines.put(None)
@@ -97,14 +96,14 @@ class Process:
         try:
             for line in iter(stream.readline, b""):
                 self._stderr.append(line.decode(errors="replace").rstrip("\n"))
-        except (OSError, ValueError, EOFError, socket.error):
+        except (OSError, ValueError, EOFError):
             pass
 
     def write_line(self, line: str) -> None:
         try:
             self._stdin.write(line.encode() + b"\n")
             self._stdin.flush()
-        except (OSError, ValueError, EOFError, socket.error) as exc:
+        except (OSError, ValueError, EOFError) as exc:
             raise TransportError(f"cannot write to {self.describe}: {exc}") from exc
 
     def read_line(self, timeout: float | None) -> str | None:
@@ -177,7 +176,9 @@ class Transport(ABC):
     name: str
 
     @abstractmethod
-    def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = 600.0, check: bool = True) -> CommandResult:
+    def run(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = 600.0, check: bool = True
+    ) -> CommandResult:
         """Run ``argv`` to completion. With ``check``, a non-zero exit raises RemoteCommandError."""
 
     @abstractmethod
@@ -211,7 +212,9 @@ class LocalTransport(Transport):
     def __init__(self) -> None:
         self.name = "local"
 
-    def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = 600.0, check: bool = True) -> CommandResult:
+    def run(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = 600.0, check: bool = True
+    ) -> CommandResult:
         try:
             proc = subprocess.run([str(a) for a in argv], capture_output=True, timeout=timeout, env=_merged_env(env))
         except FileNotFoundError as exc:
@@ -284,8 +287,7 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         if not self.trust_new:
             raise UnknownHostKeyError(
-                f"the host key of {hostname} is not known ({fingerprint(key)}); "
-                f"if this is the right machine, trust it with {self.hint}"
+                f"the host key of {hostname} is not known ({fingerprint(key)}); if this is the right machine, trust it with {self.hint}"
             )
         keys = paramiko.HostKeys()
         if self.known_hosts.exists():
@@ -298,7 +300,15 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
 class SSHTransport(Transport):
     """A device reached over SSH with paramiko; host keys verified against ``known_hosts``."""
 
-    def __init__(self, config: SSHConfig, known_hosts: Path, *, trust_new_host: bool = False, name: str | None = None, trust_hint: str = "--trust-new-host") -> None:
+    def __init__(
+        self,
+        config: SSHConfig,
+        known_hosts: Path,
+        *,
+        trust_new_host: bool = False,
+        name: str | None = None,
+        trust_hint: str = "--trust-new-host",
+    ) -> None:
         self.config = config
         self.name = name or config.host
         self.known_hosts = known_hosts
@@ -311,7 +321,9 @@ class SSHTransport(Transport):
             jump_transport = jump_client.get_transport()
             assert jump_transport is not None
             try:
-                sock = jump_transport.open_channel("direct-tcpip", (config.host, config.port), ("127.0.0.1", 0), timeout=config.connect_timeout)
+                sock = jump_transport.open_channel(
+                    "direct-tcpip", (config.host, config.port), ("127.0.0.1", 0), timeout=config.connect_timeout
+                )
             except (paramiko.SSHException, OSError) as exc:
                 self.close()
                 raise TransportError(f"jump host {config.jump} cannot reach {config.host}:{config.port}: {exc}") from exc
@@ -322,7 +334,14 @@ class SSHTransport(Transport):
         host, _, port = hostport.partition(":")
         if hostport.startswith("["):  # [ipv6]:port
             host, _, port = hostport[1:].partition("]:")
-        return SSHConfig(host=host, port=int(port) if port else 22, user=user or self.config.user, key_file=self.config.key_file, connect_timeout=self.config.connect_timeout, keepalive=self.config.keepalive)
+        return SSHConfig(
+            host=host,
+            port=int(port) if port else 22,
+            user=user or self.config.user,
+            key_file=self.config.key_file,
+            connect_timeout=self.config.connect_timeout,
+            keepalive=self.config.keepalive,
+        )
 
     def _connect(self, cfg: SSHConfig, sock: Any, trust_new: bool, hint: str) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
@@ -356,7 +375,9 @@ class SSHTransport(Transport):
             raise
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
-            raise TransportError(f"cannot connect to {cfg.user + '@' if cfg.user else ''}{cfg.host}:{cfg.port}: {type(exc).__name__}: {exc}") from exc
+            raise TransportError(
+                f"cannot connect to {cfg.user + '@' if cfg.user else ''}{cfg.host}:{cfg.port}: {type(exc).__name__}: {exc}"
+            ) from exc
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(cfg.keepalive)
@@ -374,12 +395,14 @@ class SSHTransport(Transport):
             raise TransportError(f"cannot run {argv[0]!r} on {self.name}: {exc}") from exc
         return channel
 
-    def run(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = 600.0, check: bool = True) -> CommandResult:
+    def run(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float | None = 600.0, check: bool = True
+    ) -> CommandResult:
         channel = self._exec(argv, env, timeout)
         try:
             out, err = _drain(channel)
             code = channel.recv_exit_status()
-        except (socket.timeout, TimeoutError) as exc:
+        except TimeoutError as exc:
             channel.close()
             raise TransportError(f"command {shlex.join(map(str, argv))!r} timed out after {timeout} s on {self.name}") from exc
         except (paramiko.SSHException, OSError, EOFError) as exc:
@@ -429,7 +452,7 @@ def _drain(channel: paramiko.Channel) -> tuple[bytes, bytes]:
     def pump() -> None:
         try:
             err.extend(stderr.read())
-        except (OSError, socket.timeout, paramiko.SSHException):
+        except (TimeoutError, OSError, paramiko.SSHException):
             pass
 
     thread = threading.Thread(target=pump, daemon=True)

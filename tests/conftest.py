@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgelat.profiler import inventory
+from edgelat.workspace import Workspace, open_workspace
+from tests.sshd import SSHServer, find_sshd, start_sshd
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keep the user's ~/.ssh (config, keys, known_hosts), ssh-agent and workspace out of tests."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    monkeypatch.setenv("EDGELAT_HOME", str(home / "edgelat"))
+    return home
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator[Workspace]:
+    with open_workspace(tmp_path / "ws") as w:
+        yield w
+
+
+@pytest.fixture(scope="session")
+def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
+    if find_sshd() is None:
+        pytest.fail("OpenSSH's sshd is not installed (apt-get install openssh-server; .ci/run does this)")
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ssh_device(ws: Workspace, sshd_server: SSHServer) -> inventory.Device:
+    """This machine, added as an SSH device through the loopback sshd, host key trusted."""
+    if sshd_server.process is None or sshd_server.process.poll() is not None:
+        sshd_server.start()
+    device = inventory.add_device(
+        ws,
+        "loopback",
+        host="127.0.0.1",
+        port=sshd_server.port,
+        user=sshd_server.user,
+        key_file=str(sshd_server.client_key),
+        preset="local",
+        python=sys.executable,
+    )
+    inventory.trust_device(ws, "loopback")
+    return device

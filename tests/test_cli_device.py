@@ -1,0 +1,109 @@
+"""The device commands of the CLI: exit codes, one-line errors, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgelat.cli import app
+from edgelat.profiler.presets import list_presets
+from tests.sshd import SSHServer
+
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_presets_are_the_documented_ones() -> None:
+    assert list_presets() == sorted(["local", "rpi4", "rpi5", "jetson-nano", "jetson-orin", "android-arm64"])
+
+
+def test_add_list_show_remove(tmp_path: Path) -> None:
+    w = str(tmp_path / "w")
+    code, out, _ = run("device", "add", "pi", "--host", "10.0.0.7", "--user", "pi", "--preset", "rpi4", "-w", w)
+    assert code == 0, out
+    code, out, _ = run("device", "list", "--json", "-w", w)
+    devices = {d["name"]: d for d in json.loads(out)}
+    assert set(devices) == {"local", "pi"}
+    assert devices["pi"]["threads"] == 4 and devices["pi"]["address"] == "pi@10.0.0.7:22"
+    code, out, _ = run("device", "show", "pi", "--json", "-w", w)
+    assert json.loads(out)["target"]["mcpu"] == "cortex-a72"
+    assert run("device", "remove", "pi", "-w", w)[0] == 0
+    assert [d["name"] for d in json.loads(run("device", "list", "--json", "-w", w)[1])] == ["local"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--preset", "rpi9"], "unknown preset 'rpi9'"),
+        (["--preset", "rpi4", "--port", "70000"], "bad port 70000"),
+        (["--preset", "rpi4", "--port", "0"], "bad port 0"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    code, _, err = run("device", "add", "d1", "--host", "h", *args, "-w", str(tmp_path))
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_duplicate_and_hostile_names(tmp_path: Path) -> None:
+    w = str(tmp_path)
+    assert run("device", "add", "d1", "--host", "h", "--preset", "rpi5", "-w", w)[0] == 0
+    code, _, err = run("device", "add", "d1", "--host", "h", "--preset", "rpi5", "-w", w)
+    assert code == 2 and "already exists" in err
+    code, _, err = run("device", "add", "x;rm -rf ~", "--host", "h", "--preset", "rpi5", "-w", w)
+    assert code == 2 and "bad device name" in err
+    assert run("device", "show", "nope", "-w", w)[0] == 2
+    assert run("device", "remove", "local", "-w", w)[0] == 2
+
+
+def test_probe_local_json(tmp_path: Path) -> None:
+    code, out, err = run("device", "probe", "local", "--json", "-w", str(tmp_path))
+    assert code == 0, err
+    data = json.loads(out)
+    for key in ("arch", "cpu_count", "cpu_model", "mem_total_mb", "python", "tvm_version"):
+        assert key in data
+    assert data["python"] == ".".join(map(str, sys.version_info[:3]))
+
+
+def test_workspace_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGELAT_HOME", str(tmp_path / "envws"))
+    assert run("device", "add", "d2", "--host", "h", "--preset", "rpi4")[0] == 0
+    assert (tmp_path / "envws" / "edgelat.db").exists()
+
+
+@pytest.mark.ssh
+def test_ssh_device_through_cli(tmp_path: Path, sshd_server: SSHServer) -> None:
+    w = str(tmp_path)
+    base = [
+        "device",
+        "add",
+        "lo",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(sshd_server.port),
+        "--user",
+        sshd_server.user,
+        "--key",
+        str(sshd_server.client_key),
+        "--preset",
+        "local",
+        "--python",
+        sys.executable,
+        "-w",
+        w,
+    ]
+    assert run(*base)[0] == 0
+    code, _, err = run("device", "probe", "lo", "--json", "-w", w)
+    assert code == 1 and "edgelat device trust lo" in err
+    code, out, err = run("device", "probe", "lo", "--json", "--trust-new-host", "-w", w)
+    assert code == 0, err
+    assert json.loads(out)["device"] == "lo"
