@@ -1,0 +1,63 @@
+"""Helpers the op kinds share: sampling around real shapes, and the size features."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edgelat.ops.epilogue import epilogue_counts
+
+Config = dict[str, Any]
+
+SPATIAL = (7, 8, 14, 16, 20, 28, 32, 40, 56, 64, 80, 112)
+# Epilogues seen on real networks' kernels (torch frontend, BN not folded into weights).
+BN = "subtract.c+divide.c+multiply.c+add.c"
+CONV_EPILOGUES = ("", "add.c", f"{BN}", f"{BN}+relu", f"{BN}+tir_clip", f"{BN}+add.t", f"{BN}+add.t+relu", "add.c+relu", "add.c+tir_clip")
+
+
+def perturb(rng: np.random.Generator, value: int, *, spread: float = 0.5, multiple: int = 1, lo: int = 1, hi: int = 1 << 16) -> int:
+    """``value`` scaled by a log-uniform factor in [1/(1+spread), 1+spread], on a grid of ``multiple``."""
+    factor = math.exp(rng.uniform(-math.log1p(spread), math.log1p(spread)))
+    scaled = max(lo, min(hi, round(value * factor / multiple) * multiple))
+    return int(max(lo, scaled))
+
+
+def log_uniform_int(rng: np.random.Generator, lo: int, hi: int, multiple: int = 1) -> int:
+    value = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    return int(max(lo, round(value / multiple) * multiple))
+
+
+def choice(rng: np.random.Generator, options: Sequence[Any]) -> Any:
+    return options[int(rng.integers(len(options)))]
+
+
+def pick_seed(rng: np.random.Generator, seeds: Sequence[Config], p_seed: float = 0.8) -> Config | None:
+    """A real-network configuration to start from, or None to draw from scratch."""
+    if seeds and rng.random() < p_seed:
+        return dict(seeds[int(rng.integers(len(seeds)))])
+    return None
+
+
+def size_features(flops: float, in_bytes: float, param_bytes: float, out_bytes: float, epilogue: str, out_elems: float) -> dict[str, float]:
+    """The features every kind shares: work, traffic, intensity, and the epilogue's cost."""
+    total = in_bytes + param_bytes + out_bytes
+    feats = {
+        "flops": flops,
+        "log_flops": math.log1p(flops),
+        "bytes": total,
+        "log_bytes": math.log1p(total),
+        "in_bytes": in_bytes,
+        "param_bytes": param_bytes,
+        "out_bytes": out_bytes,
+        "intensity": flops / max(total, 1.0),
+        "out_elems": out_elems,
+        "log_out_elems": math.log1p(out_elems),
+    }
+    counts = epilogue_counts(epilogue)
+    feats.update(counts)
+    feats["ep_work"] = out_elems * (counts["ep_ops"] + 8.0 * counts["ep_transcendental"])
+    feats["ep_bytes"] = 4.0 * out_elems * (counts["ep_full_inputs"])
+    return feats

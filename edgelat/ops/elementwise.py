@@ -1,0 +1,102 @@
+"""Elementwise kernels that stand alone: binary add / mul (+ epilogue) and activations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tvm
+
+from edgelat.ops._common import SPATIAL, Config, choice, log_uniform_int, perturb, pick_seed, size_features
+from edgelat.ops.epilogue import ACTIVATIONS, BINARY, UNARY, EpilogueBuilder, match_epilogue
+from edgelat.ops.lowering import FusedGroup
+from edgelat.ops.registry import OpSpec, register_op
+
+
+def _sample_shape(rng: np.random.Generator, seed: Config | None) -> Config:
+    if seed is not None:
+        hw = perturb(rng, seed["h"], spread=0.3)
+        return {**seed, "c": perturb(rng, seed["c"], multiple=8 if seed["c"] >= 16 else 1), "h": hw, "w": hw}
+    hw = choice(rng, SPATIAL)
+    return {"n": 1, "c": log_uniform_int(rng, 8, 1024, 8), "h": hw, "w": hw}
+
+
+@register_op("add", relax_op="add", description="elementwise add of two same-shape tensors (+ fused epilogue, e.g. relu)")
+@register_op("mul", relax_op="multiply", description="elementwise multiply of two same-shape tensors (+ fused epilogue)")
+class Binary(OpSpec):
+    params = ("n", "c", "h", "w", "epilogue")
+    relax_op: str = "add"
+
+    def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
+        seed = pick_seed(rng, seeds)
+        cfg = _sample_shape(rng, seed)
+        if seed is None:
+            cfg["epilogue"] = choice(rng, ("", "relu") if self.relax_op == "add" else ("",))
+        return cfg
+
+    def emit(self, cfg: Config) -> tvm.IRModule:
+        shape = (cfg["n"], cfg["c"], cfg["h"], cfg["w"])
+
+        def body(b: EpilogueBuilder):  # noqa: ANN202
+            y = b.emit(BINARY[self.relax_op](b.input(shape, "a"), b.input(shape, "b")))
+            return b.epilogue(y, cfg["epilogue"])
+
+        return EpilogueBuilder().build(body)
+
+    def features(self, cfg: Config) -> dict[str, float]:
+        elems = cfg["n"] * cfg["c"] * cfg["h"] * cfg["w"]
+        return size_features(float(elems), 8.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
+
+    def match(self, group: FusedGroup) -> Config | None:
+        first = group.calls[0]
+        if (
+            first.op != self.relax_op
+            or len(first.args) != 2
+            or first.args[0] != first.args[1]
+            or first.args[0] is None
+            or len(first.args[0]) != 4
+        ):
+            return None
+        epilogue = match_epilogue(group.calls[1:])
+        if epilogue is None:
+            return None
+        n, c, h, w = first.args[0]
+        return {"n": n, "c": c, "h": h, "w": w, "epilogue": epilogue}
+
+
+@register_op("activation", description="a standalone activation: relu, relu6, sigmoid, hswish, hsigmoid, swish, gelu")
+class Activation(OpSpec):
+    # The whole elementwise chain is the epilogue of an identity anchor.
+    params = ("n", "c", "h", "w", "epilogue")
+
+    def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
+        seed = pick_seed(rng, seeds)
+        cfg = _sample_shape(rng, seed)
+        if seed is None:
+            cfg["epilogue"] = ACTIVATIONS[choice(rng, sorted(ACTIVATIONS))]
+        return cfg
+
+    def emit(self, cfg: Config) -> tvm.IRModule:
+        def body(b: EpilogueBuilder):  # noqa: ANN202
+            return b.epilogue(b.input((cfg["n"], cfg["c"], cfg["h"], cfg["w"]), "x"), cfg["epilogue"])
+
+        return EpilogueBuilder().build(body)
+
+    def features(self, cfg: Config) -> dict[str, float]:
+        elems = cfg["n"] * cfg["c"] * cfg["h"] * cfg["w"]
+        return size_features(float(elems), 4.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
+
+    def match(self, group: FusedGroup) -> Config | None:
+        first = group.calls[0]
+        if not first.args or first.args[0] is None or len(first.args[0]) != 4:
+            return None
+        if not (len(first.args) == 1 and (first.op in UNARY or first.op in BINARY)):
+            return None
+        epilogue = match_epilogue(group.calls)
+        if not epilogue:
+            return None
+        n, c, h, w = first.args[0]
+        return {"n": n, "c": c, "h": h, "w": w, "epilogue": epilogue}
+
+
+__all__ = ["Activation", "Binary"]

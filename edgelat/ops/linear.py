@@ -1,0 +1,95 @@
+"""Matrix products: dense (fully connected) and batched matmul, with fused epilogues."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tvm
+from tvm.relax import op as R
+
+from edgelat.ops._common import Config, choice, log_uniform_int, perturb, pick_seed, size_features
+from edgelat.ops.epilogue import ACTIVATIONS, EpilogueBuilder, match_epilogue
+from edgelat.ops.lowering import FusedGroup
+from edgelat.ops.registry import OpSpec, register_op
+
+DENSE_EPILOGUES = ("", "add.c", "add.c+relu", "add.c+tir_clip", "add.c+" + ACTIVATIONS["hswish"], "add.c+gelu")
+
+
+@register_op("dense", description="fully connected layer: (m, k) x (k, n) + fused epilogue")
+class Dense(OpSpec):
+    params = ("m", "k", "n", "epilogue")
+
+    def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
+        seed = pick_seed(rng, seeds)
+        if seed is not None:
+            return {**seed, "k": perturb(rng, seed["k"], multiple=8), "n": perturb(rng, seed["n"], multiple=8)}
+        m = choice(rng, (1, 1, 1, 4, 16, 49, 196))
+        return {
+            "m": m,
+            "k": log_uniform_int(rng, 16, 2048, 8),
+            "n": log_uniform_int(rng, 8, 1280, 8),
+            "epilogue": choice(rng, DENSE_EPILOGUES),
+        }
+
+    def emit(self, cfg: Config) -> tvm.IRModule:
+        def body(b: EpilogueBuilder):  # noqa: ANN202
+            y = b.emit(R.matmul(b.input((cfg["m"], cfg["k"]), "x"), b.input((cfg["k"], cfg["n"]), "w")))
+            return b.epilogue(y, cfg["epilogue"])
+
+        return EpilogueBuilder().build(body)
+
+    def features(self, cfg: Config) -> dict[str, float]:
+        m, k, n = cfg["m"], cfg["k"], cfg["n"]
+        feats = size_features(2.0 * m * k * n, 4.0 * m * k, 4.0 * k * n, 4.0 * m * n, cfg["epilogue"], m * n)
+        feats.update({"m": m, "k": k, "n": n})
+        return feats
+
+    def match(self, group: FusedGroup) -> Config | None:
+        first = group.calls[0]
+        if first.op != "matmul" or len(first.args) != 2:
+            return None
+        a, w = first.args
+        if a is None or w is None or len(a) != 2 or len(w) != 2:
+            return None
+        epilogue = match_epilogue(group.calls[1:])
+        return None if epilogue is None else {"m": a[0], "k": a[1], "n": w[1], "epilogue": epilogue}
+
+
+@register_op("batch_matmul", description="batched matmul: (b, m, k) x (b, k, n) + fused epilogue")
+class BatchMatmul(OpSpec):
+    params = ("b", "m", "k", "n", "epilogue")
+
+    def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
+        seed = pick_seed(rng, seeds)
+        if seed is not None:
+            return {**seed, "m": perturb(rng, seed["m"]), "n": perturb(rng, seed["n"])}
+        tokens = choice(rng, (49, 64, 196, 256))
+        dim = choice(rng, (16, 32, 64))
+        b = choice(rng, (1, 2, 4, 8, 12))
+        if rng.random() < 0.5:  # attention scores q @ k^T
+            return {"b": b, "m": tokens, "k": dim, "n": tokens, "epilogue": choice(rng, ("", "multiply.s"))}
+        return {"b": b, "m": tokens, "k": tokens, "n": dim, "epilogue": ""}  # scores @ v
+
+    def emit(self, cfg: Config) -> tvm.IRModule:
+        def body(b: EpilogueBuilder):  # noqa: ANN202
+            y = b.emit(R.matmul(b.input((cfg["b"], cfg["m"], cfg["k"]), "x"), b.input((cfg["b"], cfg["k"], cfg["n"]), "y")))
+            return b.epilogue(y, cfg["epilogue"])
+
+        return EpilogueBuilder().build(body)
+
+    def features(self, cfg: Config) -> dict[str, float]:
+        bt, m, k, n = cfg["b"], cfg["m"], cfg["k"], cfg["n"]
+        feats = size_features(2.0 * bt * m * k * n, 4.0 * bt * m * k, 4.0 * bt * k * n, 4.0 * bt * m * n, cfg["epilogue"], bt * m * n)
+        feats.update({"b": bt, "m": m, "k": k, "n": n})
+        return feats
+
+    def match(self, group: FusedGroup) -> Config | None:
+        first = group.calls[0]
+        if first.op != "matmul" or len(first.args) != 2:
+            return None
+        a, w = first.args
+        if a is None or w is None or len(a) != 3 or len(w) != 3 or a[0] != w[0]:
+            return None
+        epilogue = match_epilogue(group.calls[1:])
+        return None if epilogue is None else {"b": a[0], "m": a[1], "k": a[2], "n": w[2], "epilogue": epilogue}

@@ -1,0 +1,180 @@
+"""How a Relax module becomes the kernels a device runs: one pass list, used everywhere.
+
+The kernels edgelat profiles, the kernels it predicts for a network, and the network it
+measures end to end all come out of :func:`fuse`, so a kernel sum is a sum of what the
+measured build really runs. The pass list is TVM's own fusion (``FuseOps``/``FuseTIR``)
+after inference-time decomposition; ``CanonicalizeBindings`` first removes the tuple
+that batch norm leaves behind, which otherwise keeps activations out of the conv kernel.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import tvm
+from tvm import relax
+
+__all__ = ["FUSION_PIPELINE_VERSION", "FusedGroup", "TirCall", "fuse", "fused_groups", "kernel_funcs", "op_attrs", "shape_of"]
+
+# Bump when the pass list changes: cached builds and stored configs depend on it.
+FUSION_PIPELINE_VERSION = 1
+
+
+def _passes() -> list[tvm.transform.Pass]:
+    return [
+        relax.transform.DecomposeOpsForInference(),
+        relax.transform.CanonicalizeBindings(),
+        relax.transform.DeadCodeElimination(),
+        relax.transform.LegalizeOps(),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+    ]
+
+
+def fuse(mod: tvm.IRModule) -> tuple[tvm.IRModule, OpAttrs]:
+    """Legalize and group ``mod`` into fused functions (not yet merged into single PrimFuncs).
+
+    Also returns the attributes of the ops that legalization turns into plain loops.
+    """
+    decomposed = tvm.transform.Sequential(_passes()[:3])(mod)
+    return tvm.transform.Sequential(_passes()[3:])(decomposed), op_attrs(decomposed)
+
+
+def kernel_funcs(fused: tvm.IRModule) -> tvm.IRModule:
+    """Merge each fused group of ``fuse(mod)`` into one PrimFunc (what gets compiled)."""
+    return tvm.transform.Sequential([relax.transform.FuseTIR(), relax.transform.DeadCodeElimination()])(fused)
+
+
+def shape_of(expr: Any) -> tuple[int, ...] | None:
+    ty = getattr(expr, "ty", None)
+    shape = getattr(ty, "shape", None)
+    if shape is None:
+        return None
+    try:
+        values = getattr(shape, "values", shape)
+        return tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        return None
+
+
+_DIGITS = re.compile(r"\d+$")
+
+
+@dataclass(frozen=True)
+class TirCall:
+    """One legalized op inside a kernel: its name (without TVM's numeric suffix) and shapes."""
+
+    op: str
+    args: tuple[tuple[int, ...] | None, ...]
+    out: tuple[int, ...] | None
+    # Which args are the value computed by the previous call in the group (the running value).
+    chained: tuple[bool, ...]
+    func: Any  # the legalized tirx.PrimFunc
+    # Attributes of the op before legalization (strides, padding, ...), where recorded.
+    attrs: dict[str, Any] | None = None
+    # For a binary op whose other operand was computed earlier in the same kernel (not by
+    # the previous call): how many results back it is. 0 when it is not.
+    internal_back: int = 0
+
+
+@dataclass(frozen=True)
+class FusedGroup:
+    """One kernel as it will run: the calls FuseOps grouped together, in order."""
+
+    name: str
+    calls: tuple[TirCall, ...]
+
+    @property
+    def ops(self) -> list[str]:
+        return [c.op for c in self.calls]
+
+
+def _call_tir_op() -> Any:
+    return tvm.ir.Op.get("relax.call_tir")
+
+
+# Relax ops whose attributes the shapes alone do not tell; keyed by their legalized name.
+_ATTR_OPS = {"relax.nn.conv2d": "conv2d", "relax.nn.max_pool2d": "max_pool2d", "relax.nn.avg_pool2d": "avg_pool2d"}
+_ATTR_FIELDS = ("strides", "padding", "dilation", "groups", "pool_size", "ceil_mode", "count_include_pad")
+OpAttrs = dict[tuple[str, Any, Any], dict[str, Any]]
+
+
+def op_attrs(mod: tvm.IRModule, entry: str = "main") -> OpAttrs:
+    """Attributes of the ops in ``mod`` before legalization, keyed by (name, input shape, output shape)."""
+    table: OpAttrs = {}
+    for block in mod[entry].body.blocks:
+        for binding in block.bindings:
+            value = binding.value
+            if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) and value.op.name in _ATTR_OPS:
+                attrs = {}
+                for field in _ATTR_FIELDS:
+                    if hasattr(value.attrs, field):
+                        v = getattr(value.attrs, field)
+                        attrs[field] = [int(i) for i in v] if hasattr(v, "__len__") else (bool(v) if isinstance(v, bool) else int(v))
+                table.setdefault((_ATTR_OPS[value.op.name], shape_of(value.args[0]), shape_of(value)), attrs)
+    return table
+
+
+def _tir_calls(func: relax.Function, mod: tvm.IRModule, attrs: OpAttrs) -> list[TirCall]:
+    call_tir = _call_tir_op()
+    calls: list[TirCall] = []
+    previous: Any = None
+    # Values of the kernel so far; the first call's input counts as the value before it, so
+    # a standalone activation can refer back to its input (hard-swish's x * relu6(x + 3)).
+    produced: list[Any] = []
+    for block in func.body.blocks:
+        for binding in block.bindings:
+            value = binding.value
+            if not (isinstance(value, relax.Call) and value.op.same_as(call_tir)):
+                continue
+            gv = value.args[0]
+            args = list(value.args[1].fields) if isinstance(value.args[1], relax.Tuple) else [value.args[1]]
+            if not produced:
+                produced.append(args[0])
+            chained = tuple(previous is not None and a.same_as(previous) for a in args)
+            back = 0
+            for a in args:
+                for j, earlier in enumerate(produced[:-1]):
+                    if a.same_as(earlier):
+                        back = len(produced) - 1 - j
+            name = _DIGITS.sub("", gv.name_hint)
+            shapes = tuple(shape_of(a) for a in args)
+            out = shape_of(value)
+            calls.append(TirCall(name, shapes, out, chained, mod[gv], attrs.get((name, shapes[0], out)), back))
+            previous = binding.var
+            produced.append(binding.var)
+    return calls
+
+
+def fused_groups(fused: tvm.IRModule, attrs: OpAttrs | None = None, entry: str = "main") -> list[FusedGroup]:
+    """The kernels ``entry`` calls, in call order, each as a :class:`FusedGroup`.
+
+    Calls to fused functions become one group each; a lone ``call_tir`` in ``entry`` (ops
+    FuseOps left alone, such as reductions) is a group of one.
+    """
+    call_tir = _call_tir_op()
+    attrs = attrs or {}
+    groups: list[FusedGroup] = []
+    main = fused[entry]
+    for block in main.body.blocks:
+        for binding in block.bindings:
+            value = binding.value
+            if not isinstance(value, relax.Call):
+                continue
+            if value.op.same_as(call_tir):
+                gv = value.args[0]
+                args = list(value.args[1].fields) if isinstance(value.args[1], relax.Tuple) else [value.args[1]]
+                name = _DIGITS.sub("", gv.name_hint)
+                shapes = tuple(shape_of(a) for a in args)
+                call = TirCall(
+                    name, shapes, shape_of(value), (False,) * len(args), fused[gv], attrs.get((name, shapes[0], shape_of(value)))
+                )
+                groups.append(FusedGroup(gv.name_hint, (call,)))
+            elif isinstance(value.op, tvm.ir.GlobalVar):
+                callee = fused[value.op]
+                if isinstance(callee, relax.Function) and callee.attrs is not None and "Primitive" in callee.attrs:
+                    groups.append(FusedGroup(value.op.name_hint, tuple(_tir_calls(callee, fused, attrs))))
+    return groups

@@ -1,0 +1,191 @@
+"""Data movement and normalisation: concat, channel shuffle, softmax, layer norm, squeeze-excite."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tvm
+from tvm.relax import op as R
+
+from edgelat.ops._common import SPATIAL, Config, choice, log_uniform_int, perturb, pick_seed, size_features
+from edgelat.ops.epilogue import ACTIVATIONS, EpilogueBuilder, match_epilogue
+from edgelat.ops.lowering import FusedGroup
+from edgelat.ops.registry import OpSpec, register_op
+
+
+@register_op("concat", description="channel concatenation of two NCHW tensors (+ fused epilogue)")
+class Concat(OpSpec):
+    params = ("n", "c1", "c2", "h", "w", "epilogue")
+
+    def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
+        seed = pick_seed(rng, seeds)
+        if seed is not None:
+            hw = perturb(rng, seed["h"], spread=0.3)
+            return {**seed, "c1": perturb(rng, seed["c1"], multiple=8), "c2": perturb(rng, seed["c2"], multiple=8), "h": hw, "w": hw}
+        c = log_uniform_int(rng, 8, 512, 8)
+        hw = choice(rng, SPATIAL)
+        return {"n": 1, "c1": c, "c2": choice(rng, (c, log_uniform_int(rng, 8, 512, 8))), "h": hw, "w": hw, "epilogue": ""}
+
+    def emit(self, cfg: Config) -> tvm.IRModule:
+        def body(b: EpilogueBuilder):  # noqa: ANN202
+            a = b.input((cfg["n"], cfg["c1"], cfg["h"], cfg["w"]), "a")
+            c = b.input((cfg["n"], cfg["c2"], cfg["h"], cfg["w"]), "b")
+            return b.epilogue(b.emit(R.concat([a, c], axis=1)), cfg["epilogue"])
+
+        return EpilogueBuilder().build(body)
+
+    def features(self, cfg: Config) -> dict[str, float]:
+        elems = cfg["n"] * (cfg["c1"] + cfg["c2"]) * cfg["h"] * cfg["w"]
+        return size_features(0.0, 4.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
+
+    def match(self, group: FusedGroup) -> Config | None:
+        first = group.calls[0]
+        if first.op != "concatenate" or len(first.args) != 2 or any(a is None or len(a) != 4 for a in first.args):
+            return None
+        a, c = first.args
+        if first.out is None or first.out[1] != a[1] + c[1]:
+            return None  # not along channels
+        epilogue = match_epilogue(group.calls[1:])
+        return None if epilogue is None else {"n": a[0], "c1": a[1], "c2": c[1], "h": a[2], "w": a[3], "epilogue": epilogue}
+
+
+@register_op("channel_shuffle", description="ShuffleNet channel shuffle: reshape, transpose, reshape")
+class ChannelShuffle(OpSpec):
+    params = ("n", "c", "h", "w", "groups")
+
+    def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
+        seed = pick_seed(rng, seeds)
+        if seed is not None:
+            hw = perturb(rng, seed["h"], spread=0.3)
+            return {**seed, "c": perturb(rng, seed["c"] // seed["groups"], multiple=4) * seed["groups"], "h": hw, "w": hw}
+        groups = choice(rng, (2, 2, 3, 4))
+        hw = choice(rng, SPATIAL[:8])
+        return {"n": 1, "c": log_uniform_int(rng, 8, 512, 4) * groups, "h": hw, "w": hw, "groups": groups}
+
+    def _shape(self, cfg: Config) -> tuple[int, int, int, int]:
+        return (cfg["n"], cfg["c"], cfg["h"], cfg["w"])
+
+    def emit(self, cfg: Config) -> tvm.IRModule:
+        n, c, h, w = self._shape(cfg)
+        g = cfg["groups"]
+
+        def body(b: EpilogueBuilder):  # noqa: ANN202
+            y = b.emit(R.reshape(b.input((n, c, h, w), "x"), (n, g, c // g, h, w)))
+            y = b.emit(R.permute_dims(y, [0, 2, 1, 3, 4]))
+            return b.emit(R.reshape(y, (n, c, h, w)))
+
+        return EpilogueBuilder().build(body)
+
+    def features(self, cfg: Config) -> dict[str, float]:
+        n, c, h, w = self._shape(cfg)
+        feats = size_features(0.0, 4.0 * n * c * h * w, 0.0, 4.0 * n * c * h * w, "", n * c * h * w)
+        feats["groups"] = cfg["groups"]
+        return feats
+
+    def match(self, group: FusedGroup) -> Config | None:
+        ops = group.ops
+        if ops != ["reshape", "transpose", "reshape"] or group.calls[1].out is None or len(group.calls[1].out) != 5:
+            return None
+        x = group.calls[0].args[0]
+        if x is None or len(x) != 4:
+            return None
+        return {"n": x[0], "c": x[1], "h": x[2], "w": x[3], "groups": group.calls[1].out[2]}
+
+
+@register_op("softmax", description="softmax over the last axis of a (rows, cols) tensor")
+class Softmax(OpSpec):
+    params = ("rows", "cols")
+
+    def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
+        seed = pick_seed(rng, seeds)
+        if seed is not None:
+            return {"rows": perturb(rng, seed["rows"]), "cols": perturb(rng, seed["cols"])}
+        return {"rows": choice(rng, (1, 1, 49, 196, 784)), "cols": choice(rng, (10, 100, 1000, 49, 196))}
+
+    def emit(self, cfg: Config) -> tvm.IRModule:
+        return EpilogueBuilder().build(lambda b: b.emit(R.nn.softmax(b.input((cfg["rows"], cfg["cols"]), "x"), axis=-1)))
+
+    def features(self, cfg: Config) -> dict[str, float]:
+        elems = cfg["rows"] * cfg["cols"]
+        feats = size_features(5.0 * elems, 4.0 * elems, 0.0, 4.0 * elems, "", elems)
+        feats.update({"rows": cfg["rows"], "cols": cfg["cols"]})
+        return feats
+
+    def match(self, group: FusedGroup) -> Config | None:
+        first = group.calls[0]
+        if first.op != "softmax" or len(group.calls) != 1 or first.args[0] is None:
+            return None
+        shape = first.args[0]
+        rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+        return {"rows": rows, "cols": shape[-1]}
+
+
+@register_op("layernorm", description="layer normalisation over the last axis of (rows, dim)")
+class LayerNorm(OpSpec):
+    params = ("rows", "dim")
+
+    def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
+        seed = pick_seed(rng, seeds)
+        if seed is not None:
+            return {"rows": perturb(rng, seed["rows"]), "dim": perturb(rng, seed["dim"], multiple=8)}
+        return {"rows": choice(rng, (1, 49, 64, 196, 256)), "dim": log_uniform_int(rng, 32, 1024, 8)}
+
+    def emit(self, cfg: Config) -> tvm.IRModule:
+        def body(b: EpilogueBuilder):  # noqa: ANN202
+            x = b.input((cfg["rows"], cfg["dim"]), "x")
+            return b.emit(R.nn.layer_norm(x, b.input((cfg["dim"],), "gamma"), b.input((cfg["dim"],), "beta"), axes=[-1]))
+
+        return EpilogueBuilder().build(body)
+
+    def features(self, cfg: Config) -> dict[str, float]:
+        elems = cfg["rows"] * cfg["dim"]
+        feats = size_features(8.0 * elems, 4.0 * elems, 8.0 * cfg["dim"], 4.0 * elems, "", elems)
+        feats.update({"rows": cfg["rows"], "dim": cfg["dim"]})
+        return feats
+
+    def match(self, group: FusedGroup) -> Config | None:
+        first = group.calls[0]
+        if first.op != "layer_norm" or len(group.calls) != 1 or first.args[0] is None:
+            return None
+        shape = first.args[0]
+        return {"rows": int(np.prod(shape[:-1])) if len(shape) > 1 else 1, "dim": shape[-1]}
+
+
+@register_op(
+    "squeeze_excite", description="a whole squeeze-excite block (pool, 1x1 reduce, relu, 1x1 expand, hsigmoid, scale); several kernels"
+)
+class SqueezeExcite(OpSpec):
+    """Profiled as a unit (the sum of its kernels); networks' SE blocks match the kinds they fuse into."""
+
+    params = ("n", "c", "h", "w", "reduced")
+    composite = True
+
+    def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
+        hw = choice(rng, (7, 14, 28, 56))
+        c = log_uniform_int(rng, 16, 960, 8)
+        return {"n": 1, "c": c, "h": hw, "w": hw, "reduced": max(8, (c // 4) // 8 * 8)}
+
+    def emit(self, cfg: Config) -> tvm.IRModule:
+        n, c, h, w, r = cfg["n"], cfg["c"], cfg["h"], cfg["w"], cfg["reduced"]
+
+        def body(b: EpilogueBuilder):  # noqa: ANN202
+            x = b.input((n, c, h, w), "x")
+            s = b.emit(R.mean(x, axis=[2, 3], keepdims=True))
+            s = b.emit(R.nn.conv2d(s, b.input((r, c, 1, 1), "w1")))
+            s = b.epilogue(s, "add.c+relu")
+            s = b.emit(R.nn.conv2d(s, b.input((c, r, 1, 1), "w2")))
+            s = b.epilogue(s, "add.c+" + ACTIVATIONS["hsigmoid"])
+            return b.emit(R.multiply(x, s))
+
+        return EpilogueBuilder().build(body)
+
+    def features(self, cfg: Config) -> dict[str, float]:
+        n, c, h, w, r = cfg["n"], cfg["c"], cfg["h"], cfg["w"], cfg["reduced"]
+        elems = n * c * h * w
+        feats = size_features(2.0 * elems + 4.0 * n * c * r, 8.0 * elems, 8.0 * c * r, 4.0 * elems, "", elems)
+        feats.update({"c": c, "h": h, "reduced": r})
+        return feats
+
+
+__all__ = ["ChannelShuffle", "Concat", "LayerNorm", "Softmax", "SqueezeExcite", "match_epilogue"]

@@ -1,0 +1,133 @@
+"""Pooling: max and average pooling windows, and global average pooling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tvm
+from tvm.relax import op as R
+
+from edgelat.ops._common import SPATIAL, Config, choice, log_uniform_int, perturb, pick_seed, size_features
+from edgelat.ops.conv import out_size
+from edgelat.ops.epilogue import ACTIVATIONS, EpilogueBuilder, match_epilogue
+from edgelat.ops.lowering import FusedGroup
+from edgelat.ops.registry import OpSpec, register_op
+
+
+@register_op("max_pool2d", relax_op="max_pool2d", description="max pooling window, NCHW")
+@register_op("avg_pool2d", relax_op="avg_pool2d", description="average pooling window, NCHW (count_include_pad=False)")
+class Pool2d(OpSpec):
+    params = ("n", "c", "h", "w", "k", "stride", "pad", "epilogue")
+    relax_op: str = "max_pool2d"
+
+    def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
+        seed = pick_seed(rng, seeds)
+        if seed is not None:
+            hw = perturb(rng, seed["h"], spread=0.3, lo=seed["k"])
+            return {**seed, "c": perturb(rng, seed["c"], multiple=8 if seed["c"] >= 16 else 1), "h": hw, "w": hw}
+        k = choice(rng, (2, 3, 3, 5))
+        hw = choice(rng, SPATIAL[2:])
+        stride = choice(rng, (1, 2, 2))
+        pad = 0 if k == 2 else choice(rng, (0, k // 2))
+        return {"n": 1, "c": log_uniform_int(rng, 8, 512, 8), "h": hw, "w": hw, "k": k, "stride": stride, "pad": pad, "epilogue": ""}
+
+    def _call(self, x: object, cfg: Config) -> object:
+        if self.relax_op == "max_pool2d":
+            return R.nn.max_pool2d(x, pool_size=cfg["k"], strides=cfg["stride"], padding=cfg["pad"])
+        return R.nn.avg_pool2d(x, pool_size=cfg["k"], strides=cfg["stride"], padding=cfg["pad"], count_include_pad=False)
+
+    def emit(self, cfg: Config) -> tvm.IRModule:
+        def body(b: EpilogueBuilder):  # noqa: ANN202
+            y = b.emit(self._call(b.input((cfg["n"], cfg["c"], cfg["h"], cfg["w"]), "x"), cfg))
+            return b.epilogue(y, cfg["epilogue"])
+
+        return EpilogueBuilder().build(body)
+
+    def features(self, cfg: Config) -> dict[str, float]:
+        oh = out_size(cfg["h"], cfg["k"], cfg["stride"], cfg["pad"], 1)
+        ow = out_size(cfg["w"], cfg["k"], cfg["stride"], cfg["pad"], 1)
+        out_elems = cfg["n"] * cfg["c"] * oh * ow
+        feats = size_features(
+            float(out_elems * cfg["k"] ** 2),
+            4.0 * cfg["n"] * cfg["c"] * cfg["h"] * cfg["w"],
+            0.0,
+            4.0 * out_elems,
+            cfg["epilogue"],
+            out_elems,
+        )
+        feats.update({"c": cfg["c"], "h": cfg["h"], "k": cfg["k"], "stride": cfg["stride"], "oh": oh})
+        return feats
+
+    def match(self, group: FusedGroup) -> Config | None:
+        first = group.calls[0]
+        if first.op != self.relax_op or first.attrs is None or not first.args or first.args[0] is None:
+            return None
+        a = first.attrs
+        if len(set(a["pool_size"])) != 1 or len(set(a["strides"])) != 1 or len(set(a["padding"])) != 1 or a.get("ceil_mode"):
+            return None
+        if self.relax_op == "avg_pool2d" and a.get("count_include_pad"):
+            return None
+        epilogue = match_epilogue(group.calls[1:])
+        if epilogue is None:
+            return None
+        n, c, h, w = first.args[0]
+        return {
+            "n": n,
+            "c": c,
+            "h": h,
+            "w": w,
+            "k": a["pool_size"][0],
+            "stride": a["strides"][0],
+            "pad": a["padding"][0],
+            "epilogue": epilogue,
+        }
+
+
+# Squeeze-excite gates fuse into the pooling kernel: mean -> hsigmoid -> scale the input.
+GAP_EPILOGUES = ("", "", "add.s+tir_clip+tir_clip+divide.s+multiply.x", "tir_sigmoid+multiply.x")
+
+
+@register_op("global_avg_pool", description="global average pooling (mean over H, W, keepdims)")
+class GlobalAvgPool(OpSpec):
+    params = ("n", "c", "h", "w", "epilogue")
+
+    def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
+        seed = pick_seed(rng, seeds)
+        if seed is not None:
+            hw = perturb(rng, seed["h"], spread=0.3)
+            return {**seed, "c": perturb(rng, seed["c"], multiple=8), "h": hw, "w": hw}
+        hw = choice(rng, (1, 2, 4, 5, 7, 8, 10, 14, 28))
+        return {"n": 1, "c": log_uniform_int(rng, 16, 2048, 8), "h": hw, "w": hw, "epilogue": choice(rng, GAP_EPILOGUES)}
+
+    def emit(self, cfg: Config) -> tvm.IRModule:
+        shape = (cfg["n"], cfg["c"], cfg["h"], cfg["w"])
+
+        def body(b: EpilogueBuilder):  # noqa: ANN202
+            y = b.emit(R.mean(b.input(shape, "x"), axis=[2, 3], keepdims=True))
+            return b.epilogue(y, cfg["epilogue"], x_shape=shape)
+
+        return EpilogueBuilder().build(body)
+
+    def features(self, cfg: Config) -> dict[str, float]:
+        n, c, h, w = cfg["n"], cfg["c"], cfg["h"], cfg["w"]
+        has_scale = "multiply.x" in cfg["epilogue"]
+        out_elems = n * c * h * w if has_scale else n * c
+        feats = size_features(
+            float(n * c * h * w), 4.0 * n * c * h * w * (2 if has_scale else 1), 0.0, 4.0 * out_elems, cfg["epilogue"], out_elems
+        )
+        feats.update({"c": c, "h": h})
+        return feats
+
+    def match(self, group: FusedGroup) -> Config | None:
+        first = group.calls[0]
+        if first.op not in ("mean", "adaptive_avg_pool2d") or not first.args or first.args[0] is None or first.out is None:
+            return None
+        x = first.args[0]
+        if len(x) != 4 or first.out not in ((x[0], x[1], 1, 1),):
+            return None
+        epilogue = match_epilogue(group.calls[1:])
+        return None if epilogue is None else {"n": x[0], "c": x[1], "h": x[2], "w": x[3], "epilogue": epilogue}
+
+
+__all__ = ["ACTIVATIONS", "GlobalAvgPool", "Pool2d"]

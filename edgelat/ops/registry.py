@@ -1,0 +1,116 @@
+"""The operator registry: one :class:`OpSpec` per kernel kind, registered with :func:`register_op`.
+
+An op kind holds everything edgelat knows about it, in one place:
+
+- ``params``: the names of its configuration fields (a config is a flat dict);
+- ``sample(rng, seeds)``: a configuration drawn around shapes of real networks;
+- ``emit(cfg)``: the Relax function that computes it, anchor op plus fused epilogue;
+- ``features(cfg)``: the feature vector training and prediction both use;
+- ``match(group)``: how it is recognised among the fused kernels of a network.
+
+Epilogues are tuples of tokens naming the elementwise ops TVM fused after the anchor, in
+order, exactly as a network's fused kernel has them (see :mod:`edgelat.ops.epilogue`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import tvm
+
+from edgelat.errors import UnknownOpError, UsageError
+from edgelat.ops.lowering import FusedGroup
+
+__all__ = ["Config", "OpSpec", "config_id", "get_op", "list_ops", "register_op", "unregister_op"]
+
+Config = dict[str, Any]
+# Feature schema version: bump whenever any op's feature function changes meaning.
+FEATURE_SCHEMA_VERSION = 1
+
+
+class OpSpec:
+    """Base class of an op kind. Subclass, set ``params``, implement the methods, register."""
+
+    name: ClassVar[str] = ""
+    params: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+    # A composite kind lowers to several kernels and is profiled as their sum; networks'
+    # kernels never match it (they match the kinds it is made of).
+    composite: ClassVar[bool] = False
+
+    def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
+        """A random configuration: a real-network seed (when given) perturbed, or drawn from scratch."""
+        raise NotImplementedError
+
+    def emit(self, cfg: Config) -> tvm.IRModule:
+        """The Relax module (function ``main``) computing this op with its epilogue."""
+        raise NotImplementedError
+
+    def features(self, cfg: Config) -> dict[str, float]:
+        raise NotImplementedError
+
+    def match(self, group: FusedGroup) -> Config | None:
+        """The configuration of ``group`` if it is a kernel of this kind, else None."""
+        return None
+
+    def validate(self, cfg: Mapping[str, Any]) -> Config:
+        """Check a configuration has exactly this op's fields; returns a clean copy."""
+        missing = [p for p in self.params if p not in cfg]
+        extra = [k for k in cfg if k not in self.params]
+        if missing or extra:
+            raise UsageError(f"bad {self.name} config: missing {missing}, unexpected {extra}")
+        return {p: cfg[p] for p in self.params}
+
+    def describe(self, cfg: Config) -> str:
+        return ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "epilogue") + (f" +[{cfg['epilogue']}]" if cfg.get("epilogue") else "")
+
+
+_OPS: dict[str, OpSpec] = {}
+S = TypeVar("S", bound=type[OpSpec])
+
+
+def register_op(name: str, **attrs: Any) -> Callable[[S], S]:
+    """Class decorator: ``@register_op("conv2d")`` registers one instance of the class.
+
+    Keyword arguments are set on the instance (so one class can serve several kinds, such as
+    conv2d and depthwise conv2d).
+    """
+
+    def decorate(cls: S) -> S:
+        if name in _OPS:
+            raise ValueError(f"op {name!r} is registered twice")
+        spec = cls()
+        spec.name = name  # type: ignore[misc]
+        for key, value in attrs.items():
+            setattr(spec, key, value)
+        _OPS[name] = spec
+        return cls
+
+    return decorate
+
+
+def unregister_op(name: str) -> None:
+    _OPS.pop(name, None)
+
+
+def get_op(name: str) -> OpSpec:
+    try:
+        return _OPS[name]
+    except KeyError:
+        raise UnknownOpError(f"unknown op {name!r}; known ops: {', '.join(list_ops())}") from None
+
+
+def list_ops(pattern: str = "*") -> list[str]:
+    """Registered op kinds matching a shell-style pattern, in registration order."""
+    return [n for n in _OPS if fnmatch.fnmatch(n, pattern)]
+
+
+def config_id(op: str, cfg: Mapping[str, Any]) -> str:
+    """Stable content hash of an op configuration."""
+    blob = json.dumps({"op": op, "cfg": dict(cfg)}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
