@@ -19,6 +19,8 @@ from edgelat.workspace import Workspace, open_workspace
 app = typer.Typer(help="edgelat: hardware-aware latency prediction and device profiling.", no_args_is_help=True, add_completion=False)
 device_app = typer.Typer(help="Manage the device inventory.", no_args_is_help=True)
 app.add_typer(device_app, name="device")
+data_app = typer.Typer(help="Export what the store holds.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 out = Console()
 err = Console(stderr=True)
@@ -198,6 +200,101 @@ def _print_probe(data: dict[str, Any]) -> None:
     for key, value in rows:
         table.add_row(key, str(value))
     out.print(table)
+
+
+# -- profile -----------------------------------------------------------------------------
+@app.command("profile")
+@handle_errors
+def profile_cmd(
+    device: str,
+    ops: Annotated[Optional[str], typer.Option(help="Comma-separated op kinds (default: all). See `edgelat ops`.")] = None,
+    samples: Annotated[int, typer.Option(help="Configurations per op kind.")] = 20,
+    minutes: Annotated[Optional[float], typer.Option(help="Stop after this many minutes (resumable).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Threads per kernel (default: the device's).")] = None,
+    recipe: Annotated[str, typer.Option(help="Compile recipe: default (untuned) or tuned.")] = "default",
+    trials: Annotated[int, typer.Option(help="MetaSchedule trials per kernel (tuned recipe).")] = 16,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    repeat: Annotated[int, typer.Option(help="Timed repeats per kernel.")] = 7,
+    min_repeat_ms: Annotated[float, typer.Option(help="Minimum duration of one repeat.")] = 40.0,
+    resume: Annotated[bool, typer.Option(help="Continue the device's last unfinished campaign.")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Profile operator kernels on a device: build with TVM, time through the agent, store."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from edgelat.profiler.campaign import ProfileConfig, profile
+
+    cfg = ProfileConfig(
+        ops=tuple(o.strip() for o in ops.split(",") if o.strip()) if ops else (),
+        samples=samples, minutes=minutes, threads=threads, recipe=recipe, trials=trials, seed=seed, repeat=repeat, min_repeat_ms=min_repeat_ms,
+    )
+    with _ws(workspace) as ws, Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]:.1f} kernels/min"),
+        TextColumn("failed {task.fields[failed]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
+    ) as bar:
+        task = bar.add_task(f"profiling {device}", total=None, rate=0.0, failed=0)
+        session_start = [0.0, 0]
+
+        def update(p: Any) -> None:
+            import time
+
+            if not session_start[0]:
+                session_start[0], session_start[1] = time.time(), p.done - 1
+            elapsed = max(time.time() - session_start[0], 1e-3)
+            rate = (p.done - session_start[1]) / elapsed * 60
+            bar.update(task, total=p.total, completed=p.done, rate=rate, failed=p.failed, description=f"profiling {device} ({p.last_op})")
+
+        try:
+            result = profile(ws, device, cfg, resume=resume, on_update=update)
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/yellow]: everything measured so far is stored; continue with --resume")
+            raise typer.Exit(130) from None
+        bar.stop()
+        _print_summary(ws, result.campaign_id)
+        out.print(f"campaign {result.campaign_id}: {result.status}, {result.measured}/{result.planned} kernels stored ({result.failed} failed) in {result.elapsed_s:.0f} s")
+
+
+def _print_summary(ws: Workspace, campaign_id: int) -> None:
+    rows = ws.db.execute(
+        """SELECT op, COUNT(*) n, SUM(status = 'ok') ok, SUM(status != 'ok') failed, SUM(unstable) unstable,
+                  MIN(median_ms) lo, MAX(median_ms) hi, AVG(cv) cv FROM measurements WHERE campaign_id = ? GROUP BY op ORDER BY op""",
+        (campaign_id,),
+    ).fetchall()
+    table = Table("op", "measured", "ok", "failed", "unstable", "median ms (min-max)", "mean CV", title=f"campaign {campaign_id}")
+    for r in rows:
+        span = f"{r['lo']:.4f}-{r['hi']:.4f}" if r["lo"] is not None else "-"
+        table.add_row(r["op"], str(r["n"]), str(r["ok"]), str(r["failed"]), str(r["unstable"] or 0), span, f"{(r['cv'] or 0) * 100:.1f}%")
+    out.print(table)
+
+
+@app.command("ops")
+@handle_errors
+def ops_cmd() -> None:
+    """List the registered operator kinds."""
+    from edgelat.ops import get_op, list_ops
+
+    table = Table("op", "parameters", "description")
+    for name in list_ops():
+        spec = get_op(name)
+        table.add_row(name, ", ".join(spec.params), spec.description)
+    out.print(table)
+
+
+# -- data ------------------------------------------------------------------------------
+@data_app.command("export")
+@handle_errors
+def data_export(
+    device: str,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    output: Annotated[Optional[Path], typer.Option(help="Output file (default: DEVICE-kernels.FORMAT).")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Export a device's kernel measurements, one row per measurement."""
+    from edgelat.datasets.store import export_measurements
+
+    with _ws(workspace) as ws:
+        path = export_measurements(ws, device, fmt, output)
+    out.print(f"wrote {path}")
 
 
 def main() -> None:

@@ -405,7 +405,7 @@ class _Bottleneck(nn.Module):
 def _resnet(block: type[_BasicBlock | _Bottleneck], depths: Sequence[int], num_classes: int) -> nn.Sequential:
     layers: list[nn.Module] = [_conv_bn(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1)]
     in_ch = 64
-    for stage, (ch, depth) in enumerate(zip((64, 128, 256, 512), depths)):
+    for stage, (ch, depth) in enumerate(zip((64, 128, 256, 512), depths, strict=True)):
         for i in range(depth):
             layers.append(block(in_ch, ch, 2 if i == 0 and stage > 0 else 1))
             in_ch = ch * block.expansion
@@ -486,6 +486,7 @@ class _ShuffleV2Block(nn.Module):
         super().__init__()
         self.stride = stride
         half = out_ch // 2
+        self.split = [half, half]  # Python ints: exports as a static Split (chunk() would need Shape ops)
         if stride > 1:
             self.branch1 = nn.Sequential(_conv_bn(in_ch, in_ch, 3, stride, groups=in_ch, act=None), _conv_bn(in_ch, half, 1))
         branch2_in = in_ch if stride > 1 else half
@@ -496,7 +497,7 @@ class _ShuffleV2Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride == 1:
-            x1, x2 = x.chunk(2, dim=1)
+            x1, x2 = x.split(self.split, dim=1)
             out = torch.cat([x1, self.branch2(x2)], 1)
         else:
             out = torch.cat([self.branch1(x), self.branch2(x)], 1)
@@ -506,7 +507,7 @@ class _ShuffleV2Block(nn.Module):
 def _shufflenet_v2(stage_channels: Sequence[int], num_classes: int) -> nn.Sequential:
     layers: list[nn.Module] = [_conv_bn(3, 24, 3, 2), nn.MaxPool2d(3, 2, 1)]
     in_ch = 24
-    for out_ch, repeats in zip(stage_channels, (4, 8, 4)):
+    for out_ch, repeats in zip(stage_channels, (4, 8, 4), strict=True):
         for i in range(repeats):
             layers.append(_ShuffleV2Block(in_ch, out_ch, 2 if i == 0 else 1))
             in_ch = out_ch
@@ -539,7 +540,7 @@ def _mnasnet(alpha: float, num_classes: int) -> nn.Sequential:
     # kernel, stride, expansion, repeats of the six stacks
     stacks = [(3, 2, 3, 3), (5, 2, 3, 3), (5, 2, 6, 3), (3, 1, 6, 2), (5, 2, 6, 4), (3, 1, 6, 1)]
     in_ch = d[1]
-    for out_ch, (k, s, e, n) in zip(d[2:], stacks):
+    for out_ch, (k, s, e, n) in zip(d[2:], stacks, strict=True):
         for i in range(n):
             layers.append(InvertedResidual(in_ch, in_ch * e, out_ch, k, s if i == 0 else 1, nn.ReLU))
             in_ch = out_ch

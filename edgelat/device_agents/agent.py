@@ -10,7 +10,8 @@ line and one reply per request::
     <- {"v": 1, "id": 7, "ok": false, "error": {"type": "...", "message": "..."}}
 
 Commands: ``hello`` (protocol handshake; must come first), ``probe``, ``health``,
-``bench`` (time a compiled TVM kernel library), ``bye``. A malformed or unknown request
+``bench`` (time a compiled TVM kernel library), ``remove`` (delete shipped
+files), ``bye``. A malformed or unknown request
 gets an error reply and the agent keeps serving. Heavy imports (tvm, numpy) happen only
 inside the handler that needs them. Nothing here imports the rest of edgelat.
 
@@ -212,11 +213,73 @@ def handle_health(args):
     }
 
 
+_MODULES = {}
+
+
+def _state():
+    """Temperatures and frequencies, cheap enough to read around every kernel."""
+    return {"t": time.time(), "thermal": [z["temp_c"] for z in _thermal()], "cpu_freq_khz": [c["cur_khz"] for c in _frequencies()]}
+
+
 def handle_bench(args):
-    raise NotImplementedError("bench is not implemented yet (it arrives with kernel profiling)")
+    """Time the kernels of one compiled library with TVM's time evaluator.
+
+    args: ``lib`` (path on this device), ``kernels`` ([{"name", "args": [[shape, dtype], ...]}]),
+    ``repeat``, ``min_repeat_ms`` (``number`` is chosen so a repeat lasts at least this),
+    ``flush`` (flush caches before each repeat), ``cooldown_ms`` (sleep before timing).
+    Returns per-kernel seconds-per-call of every repeat, the ``number`` used, and the device
+    state before and after.
+    """
+    import numpy as np  # heavy imports only here: the rest of the agent needs none
+    import tvm
+
+    lib = args["lib"]
+    repeat = int(args.get("repeat", 7))
+    min_repeat_ms = float(args.get("min_repeat_ms", 40.0))
+    flush = bool(args.get("flush", False))
+    cooldown = float(args.get("cooldown_ms", 0.0)) / 1000.0
+    if cooldown > 0:
+        time.sleep(cooldown)
+    module = _MODULES.get(lib)
+    if module is None:
+        if len(_MODULES) > 64:
+            _MODULES.clear()
+        module = _MODULES[lib] = tvm.runtime.load_module(lib)
+    dev = tvm.cpu(0)
+    rng = np.random.default_rng(0)
+    before = _state()
+    results = []
+    for kernel in args["kernels"]:
+        name = kernel["name"]
+        arrays = [tvm.runtime.tensor(rng.uniform(0.1, 1.0, size=[int(d) for d in shape]).astype(dtype), dev) for shape, dtype in kernel["args"]]
+        func = module[name]
+        func(*arrays)  # warm-up: page in code and data
+        start = time.perf_counter()
+        func(*arrays)
+        once = max(time.perf_counter() - start, 1e-7)
+        number = max(1, int(min_repeat_ms / 1000.0 / once + 0.999))
+        timer = module.time_evaluator(name, dev, number=number, repeat=repeat, f_preproc="cache_flush_cpu_non_first_arg" if flush else "")
+        res = timer(*arrays)
+        results.append({"name": name, "number": number, "seconds": [float(r) for r in res.results]})
+    return {"kernels": results, "state_before": before, "state_after": _state(), "threads": os.environ.get("TVM_NUM_THREADS")}
 
 
-HANDLERS = {"probe": handle_probe, "health": handle_health, "bench": handle_bench}
+def handle_remove(args):
+    """Delete files the host shipped (only inside the agent's own directory)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    removed = 0
+    for path in args.get("paths", []):
+        full = os.path.abspath(path)
+        if os.path.dirname(full) != here:
+            raise ValueError("refusing to remove %r: outside the agent directory" % path)
+        _MODULES.pop(path, None)
+        if os.path.exists(full):
+            os.remove(full)
+            removed += 1
+    return {"removed": removed}
+
+
+HANDLERS = {"probe": handle_probe, "health": handle_health, "bench": handle_bench, "remove": handle_remove}
 
 
 class Agent(object):

@@ -1,0 +1,67 @@
+"""The store's measurements as a DataFrame, and exports of it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from edgelat.errors import UsageError
+from edgelat.workspace import Workspace
+
+__all__ = ["export_measurements", "measurements_frame"]
+
+_BASE = [
+    "device",
+    "op",
+    "config_id",
+    "recipe",
+    "status",
+    "median_ms",
+    "mean_ms",
+    "std_ms",
+    "min_ms",
+    "max_ms",
+    "cv",
+    "repeats",
+    "number",
+    "unstable",
+    "attempts",
+    "threads",
+    "campaign_id",
+    "tvm_version",
+    "agent_version",
+    "build_s",
+    "measured_at",
+    "error",
+]
+
+
+def measurements_frame(ws: Workspace, device: str, recipe: str | None = None) -> pd.DataFrame:
+    """One row per kernel measurement of ``device``, with the config's parameters as columns."""
+    query = f"SELECT {', '.join('m.' + c for c in _BASE)}, k.params FROM measurements m JOIN kernel_configs k USING (config_id) WHERE m.device = ?"
+    args: list[object] = [device]
+    if recipe is not None:
+        query += " AND m.recipe = ?"
+        args.append(recipe)
+    rows = ws.db.execute(query + " ORDER BY m.id", args).fetchall()
+    frame = pd.DataFrame([dict(r) for r in rows], columns=[*_BASE, "params"])
+    params = pd.DataFrame([json.loads(p) for p in frame.pop("params")], index=frame.index)
+    return pd.concat([frame, params.add_prefix("p_")], axis=1)
+
+
+def export_measurements(ws: Workspace, device: str, fmt: str, output: Path | None = None) -> Path:
+    """Write ``device``'s measurements as parquet or CSV; returns the path written."""
+    if fmt not in ("parquet", "csv"):
+        raise UsageError(f"unknown format {fmt!r}: use parquet or csv")
+    frame = measurements_frame(ws, device)
+    if frame.empty:
+        raise UsageError(f"{device} has no measurements: run `edgelat profile {device}` first")
+    output = output or Path(f"{device}-kernels.{fmt}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        frame.to_parquet(output, index=False)
+    else:
+        frame.to_csv(output, index=False)
+    return output

@@ -1,0 +1,73 @@
+"""A whole network as the kernels a device runs: import into Relax, fuse, match the registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tvm
+
+from edgelat.ops.lowering import FusedGroup, fuse, fused_groups
+from edgelat.ops.registry import get_op, list_ops
+
+__all__ = ["Kernel", "network_kernels", "relax_from_onnx", "relax_from_torch"]
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One kernel of a network: its registry kind and config, or None when no kind matches."""
+
+    group: FusedGroup
+    op: str | None
+    config: dict[str, Any] | None
+
+
+def relax_from_torch(module: Any, example: Any) -> tvm.IRModule:
+    """Import a ``torch.nn.Module`` (eval mode) with its weights bound as constants."""
+    import torch
+    from tvm import relax
+    from tvm.relax.frontend.torch import from_exported_program
+
+    module = module.eval()
+    with torch.no_grad():
+        exported = torch.export.export(module, (example,))
+    mod = from_exported_program(exported, keep_params_as_input=True)
+    return _bind_params(mod)
+
+
+def relax_from_onnx(path: str | Path, shape: tuple[int, ...] | None = None) -> tvm.IRModule:
+    import onnx
+    from tvm.relax.frontend.onnx import from_onnx
+
+    model = onnx.load(str(path))
+    inputs = [i for i in model.graph.input if i.name not in {init.name for init in model.graph.initializer}]
+    shape_dict = {inputs[0].name: list(shape)} if shape else None
+    return _bind_params(from_onnx(model, shape_dict=shape_dict, keep_params_in_input=True))
+
+
+def _bind_params(mod: tvm.IRModule) -> tvm.IRModule:
+    from tvm import relax
+
+    mod, params = relax.frontend.detach_params(mod)
+    if params.get("main"):
+        names = [p.name for p in mod["main"].params]
+        num_input = int(mod["main"].attrs["num_input"]) if mod["main"].attrs is not None and "num_input" in mod["main"].attrs else 1
+        mod = relax.transform.BindParams("main", dict(zip(names[num_input:], params["main"], strict=True)))(mod)
+    return mod
+
+
+def network_kernels(mod: tvm.IRModule) -> list[Kernel]:
+    """Every kernel ``mod`` runs after fusion, matched to the first registered kind that claims it."""
+    fused, attrs = fuse(mod)
+    specs = [get_op(name) for name in list_ops() if not get_op(name).composite]
+    kernels = []
+    for group in fused_groups(fused, attrs):
+        for spec in specs:
+            cfg = spec.match(group)
+            if cfg is not None:
+                kernels.append(Kernel(group, spec.name, cfg))
+                break
+        else:
+            kernels.append(Kernel(group, None, None))
+    return kernels

@@ -1,0 +1,157 @@
+"""Kernel builds: registry config -> Relax -> fused PrimFuncs -> a shared library for the device.
+
+Builds run in long-lived worker processes (TVM imports once per worker) and land in a
+content-addressed cache keyed by op, config, target, recipe, TVM version and the fusion
+pipeline version, so nothing is built twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from edgelat.errors import BuildError
+
+__all__ = ["BuildRequest", "BuiltKernel", "Builder", "build_kernel", "cache_key", "elf_machine"]
+
+# ELF e_machine values of the architectures edgelat builds for.
+ELF_MACHINES = {"x86_64": 62, "aarch64": 183, "arm64": 183, "armv7l": 40}
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    op: str
+    config: dict[str, Any]
+    # TVM target dict of the device's CPU.
+    target: dict[str, Any]
+    # Compiler that links the shared library; None means the host's.
+    cross_compiler: str | None
+    # The machine the library must run on (``uname -m``), checked against the ELF header.
+    arch: str
+    recipe: str = "default"
+
+
+@dataclass
+class BuiltKernel:
+    key: str
+    lib: str | None
+    # One entry per PrimFunc, in call order: {"name": ..., "args": [[shape, dtype], ...]}.
+    kernels: list[dict[str, Any]] = field(default_factory=list)
+    build_s: float = 0.0
+    error: str | None = None
+    cached: bool = False
+
+
+def cache_key(req: BuildRequest) -> str:
+    import tvm
+
+    from edgelat.ops import FUSION_PIPELINE_VERSION
+
+    blob = json.dumps(
+        {"op": req.op, "cfg": req.config, "target": req.target, "cc": req.cross_compiler, "recipe": req.recipe, "tvm": tvm.__version__, "fusion": FUSION_PIPELINE_VERSION},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def elf_machine(path: str | os.PathLike[str]) -> int:
+    with open(path, "rb") as f:
+        header = f.read(20)
+    if header[:4] != b"\x7fELF":
+        raise BuildError(f"{path} is not an ELF file")
+    return int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+
+
+def build_kernel(req: BuildRequest, cache_dir: str) -> BuiltKernel:
+    """Build (or fetch from the cache) the library of one op configuration. Never raises."""
+    key = cache_key(req)
+    folder = Path(cache_dir) / key[:2]
+    lib, meta = folder / f"{key}.so", folder / f"{key}.json"
+    if lib.exists() and meta.exists():
+        cached = BuiltKernel(**json.loads(meta.read_text()))
+        cached.cached = True
+        cached.lib = str(lib)
+        return cached
+    start = time.perf_counter()
+    try:
+        kernels = _compile(req, lib)
+    except Exception as exc:  # noqa: BLE001 - a failed build is data, recorded with its error
+        return BuiltKernel(key=key, lib=None, build_s=time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)[-1500:]}")
+    built = BuiltKernel(key=key, lib=str(lib), kernels=kernels, build_s=time.perf_counter() - start)
+    tmp = meta.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(asdict(built)))
+    os.replace(tmp, meta)
+    return built
+
+
+def _compile(req: BuildRequest, lib: Path) -> list[dict[str, Any]]:
+    import tvm
+    from tvm.support import cc
+
+    from edgelat.ops import fuse, fused_groups, get_op, kernel_funcs
+
+    spec = get_op(req.op)
+    fused, attrs = fuse(spec.emit(req.config))
+    names = [g.name for g in fused_groups(fused, attrs)]
+    funcs = kernel_funcs(fused)
+    prims = {name: funcs[name].with_attr("global_symbol", name) for name in dict.fromkeys(names)}
+    kernels = [{"name": name, "args": [[[int(d) for d in p.shape], str(p.dtype)] for p in prims[name].params]} for name in names]
+    executable = tvm.compile(tvm.IRModule(prims), target=tvm.target.Target(req.target))
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
+        out = Path(tmp) / "k.so"
+        if req.cross_compiler:
+            if shutil.which(req.cross_compiler) is None:
+                raise BuildError(f"cross compiler {req.cross_compiler!r} not found; on Debian: apt-get install g++-aarch64-linux-gnu")
+            executable.export_library(str(out), fcompile=cc.cross_compiler(req.cross_compiler))
+        else:
+            executable.export_library(str(out))
+        want = ELF_MACHINES.get(req.arch)
+        got = elf_machine(out)
+        if want is not None and got != want:
+            raise BuildError(f"built library has ELF machine {got}, expected {want} for {req.arch}")
+        os.replace(out, lib)
+    return kernels
+
+
+def _init_worker() -> None:
+    import tvm  # noqa: F401 - import once per worker, not once per build
+
+    import edgelat.ops  # noqa: F401
+
+
+class Builder:
+    """A pool of long-lived build workers sharing one cache directory.
+
+    Example:
+        >>> with Builder(ws.cache_dir, workers=2) as b:  # doctest: +SKIP
+        ...     built = b.submit(request).result()
+    """
+
+    def __init__(self, cache_dir: Path, workers: int | None = None) -> None:
+        self.cache_dir = str(cache_dir)
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        self.workers = workers or max(1, (os.cpu_count() or 2))
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker)
+
+    def submit(self, req: BuildRequest) -> Future[BuiltKernel]:
+        return self._pool.submit(build_kernel, req, self.cache_dir)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> Builder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
