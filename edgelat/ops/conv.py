@@ -91,7 +91,7 @@ class Conv2d(OpSpec):
             x = b.input((cfg["n"], cfg["cin"], cfg["h"], cfg["w"]), "x")
             w = b.input((cfg["cout"], cfg["cin"] // cfg["groups"], cfg["k"], cfg["k"]), "w")
             y = b.emit(R.nn.conv2d(x, w, strides=cfg["stride"], padding=cfg["pad"], dilation=cfg["dilation"], groups=cfg["groups"]))
-            return b.epilogue(y, cfg["epilogue"], x_shape=(cfg["n"], cfg["cout"], *self._out_hw(cfg)))
+            return b.epilogue(y, cfg["epilogue"], x_shape=(cfg["n"], cfg["cout"], *self._out_hw(cfg)), anchor_input=x)
 
         return EpilogueBuilder().build(body)
 

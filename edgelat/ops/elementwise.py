@@ -38,8 +38,8 @@ class Binary(OpSpec):
         shape = (cfg["n"], cfg["c"], cfg["h"], cfg["w"])
 
         def body(b: EpilogueBuilder):  # noqa: ANN202
-            y = b.emit(BINARY[self.relax_op](b.input(shape, "a"), b.input(shape, "b")))
-            return b.epilogue(y, cfg["epilogue"])
+            a = b.input(shape, "a")
+            return b.epilogue(b.emit(BINARY[self.relax_op](a, b.input(shape, "b"))), cfg["epilogue"], anchor_input=a)
 
         return EpilogueBuilder().build(body)
 

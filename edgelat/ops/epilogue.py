@@ -144,9 +144,13 @@ class EpilogueBuilder:
     def emit(self, expr: Any) -> Any:
         return self.bb.emit(expr)
 
-    def epilogue(self, y: Any, epilogue: str, x_shape: Sequence[int] | None = None) -> Any:
-        """Apply ``epilogue`` to ``y``; ``x_shape`` is the shape of a ``.x`` operand."""
-        history = [y]
+    def epilogue(self, y: Any, epilogue: str, x_shape: Sequence[int] | None = None, anchor_input: Any = None) -> Any:
+        """Apply ``epilogue`` to ``y``, the anchor's result.
+
+        ``x_shape`` is the shape of a ``.x`` operand; ``anchor_input`` is the anchor's first
+        input, which ``.iN`` tokens may refer back to (as a squeeze-excite gate scales it).
+        """
+        history = [y] if anchor_input is None else [anchor_input, y]
         for token in split_epilogue(epilogue):
             op, _, kind = token.partition(".")
             shape = [int(s) for s in self._shape(y)]

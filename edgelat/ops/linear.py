@@ -34,8 +34,8 @@ class Dense(OpSpec):
 
     def emit(self, cfg: Config) -> tvm.IRModule:
         def body(b: EpilogueBuilder):  # noqa: ANN202
-            y = b.emit(R.matmul(b.input((cfg["m"], cfg["k"]), "x"), b.input((cfg["k"], cfg["n"]), "w")))
-            return b.epilogue(y, cfg["epilogue"])
+            x = b.input((cfg["m"], cfg["k"]), "x")
+            return b.epilogue(b.emit(R.matmul(x, b.input((cfg["k"], cfg["n"]), "w"))), cfg["epilogue"], anchor_input=x)
 
         return EpilogueBuilder().build(body)
 
@@ -73,8 +73,8 @@ class BatchMatmul(OpSpec):
 
     def emit(self, cfg: Config) -> tvm.IRModule:
         def body(b: EpilogueBuilder):  # noqa: ANN202
-            y = b.emit(R.matmul(b.input((cfg["b"], cfg["m"], cfg["k"]), "x"), b.input((cfg["b"], cfg["k"], cfg["n"]), "y")))
-            return b.epilogue(y, cfg["epilogue"])
+            x = b.input((cfg["b"], cfg["m"], cfg["k"]), "x")
+            return b.epilogue(b.emit(R.matmul(x, b.input((cfg["b"], cfg["k"], cfg["n"]), "y"))), cfg["epilogue"], anchor_input=x)
 
         return EpilogueBuilder().build(body)
 

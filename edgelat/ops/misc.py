@@ -31,7 +31,7 @@ class Concat(OpSpec):
         def body(b: EpilogueBuilder):  # noqa: ANN202
             a = b.input((cfg["n"], cfg["c1"], cfg["h"], cfg["w"]), "a")
             c = b.input((cfg["n"], cfg["c2"], cfg["h"], cfg["w"]), "b")
-            return b.epilogue(b.emit(R.concat([a, c], axis=1)), cfg["epilogue"])
+            return b.epilogue(b.emit(R.concat([a, c], axis=1)), cfg["epilogue"], anchor_input=a)
 
         return EpilogueBuilder().build(body)
 

@@ -39,8 +39,8 @@ class Pool2d(OpSpec):
 
     def emit(self, cfg: Config) -> tvm.IRModule:
         def body(b: EpilogueBuilder):  # noqa: ANN202
-            y = b.emit(self._call(b.input((cfg["n"], cfg["c"], cfg["h"], cfg["w"]), "x"), cfg))
-            return b.epilogue(y, cfg["epilogue"])
+            x = b.input((cfg["n"], cfg["c"], cfg["h"], cfg["w"]), "x")
+            return b.epilogue(b.emit(self._call(x, cfg)), cfg["epilogue"], anchor_input=x)
 
         return EpilogueBuilder().build(body)
 
@@ -85,7 +85,7 @@ class Pool2d(OpSpec):
 
 
 # Squeeze-excite gates fuse into the pooling kernel: mean -> hsigmoid -> scale the input.
-GAP_EPILOGUES = ("", "", "add.s+tir_clip+tir_clip+divide.s+multiply.x", "tir_sigmoid+multiply.x")
+GAP_EPILOGUES = ("", "", "add.s+tir_clip+tir_clip+divide.s+multiply.i5", "tir_sigmoid+multiply.i2")
 
 
 @register_op("global_avg_pool", description="global average pooling (mean over H, W, keepdims)")
@@ -104,8 +104,9 @@ class GlobalAvgPool(OpSpec):
         shape = (cfg["n"], cfg["c"], cfg["h"], cfg["w"])
 
         def body(b: EpilogueBuilder):  # noqa: ANN202
-            y = b.emit(R.mean(b.input(shape, "x"), axis=[2, 3], keepdims=True))
-            return b.epilogue(y, cfg["epilogue"], x_shape=shape)
+            x = b.input(shape, "x")
+            y = b.emit(R.mean(x, axis=[2, 3], keepdims=True))
+            return b.epilogue(y, cfg["epilogue"], x_shape=shape, anchor_input=x)
 
         return EpilogueBuilder().build(body)
 

@@ -139,16 +139,23 @@ class Builder:
     """
 
     def __init__(self, cache_dir: Path, workers: int | None = None) -> None:
+        """``workers=None`` uses one worker per core; ``workers=0`` builds in this process
+        (ops registered at run time, as tests do, exist only here)."""
         self.cache_dir = str(cache_dir)
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        self.workers = workers or max(1, (os.cpu_count() or 2))
-        self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker)
+        self.workers = max(1, os.cpu_count() or 2) if workers is None else workers
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker) if self.workers else None
 
     def submit(self, req: BuildRequest) -> Future[BuiltKernel]:
+        if self._pool is None:
+            future: Future[BuiltKernel] = Future()
+            future.set_result(build_kernel(req, self.cache_dir))
+            return future
         return self._pool.submit(build_kernel, req, self.cache_dir)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> Builder:
         return self

@@ -1,0 +1,84 @@
+"""Every registered op kind, walked from the registry: sampling, emission, fusion, matching."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edgelat.errors import UnknownOpError, UsageError
+from edgelat.ops import config_id, fuse, fused_groups, get_op, list_ops
+
+
+@pytest.mark.parametrize("op", list_ops())
+def test_sample_emit_match_roundtrip(op: str) -> None:
+    spec = get_op(op)
+    rng = np.random.default_rng(42)
+    for _ in range(3):
+        cfg = spec.sample(rng, [])
+        assert spec.validate(cfg) == cfg
+        fused, attrs = fuse(spec.emit(cfg))
+        groups = fused_groups(fused, attrs)
+        if spec.composite:
+            assert len(groups) > 1
+            continue
+        assert len(groups) == 1, [g.name for g in groups]
+        assert spec.match(groups[0]) == cfg, groups[0].ops
+
+
+@pytest.mark.parametrize("op", list_ops())
+def test_features_are_finite_and_grow_with_size(op: str) -> None:
+    spec = get_op(op)
+    cfg = spec.sample(np.random.default_rng(1), [])
+    feats = spec.features(cfg)
+    assert feats and all(math.isfinite(v) for v in feats.values())
+    assert feats["bytes"] > 0 and feats["out_elems"] > 0
+
+
+def test_sampling_is_reproducible_and_uses_seeds() -> None:
+    spec = get_op("conv2d")
+    a = [spec.sample(np.random.default_rng(7), []) for _ in range(3)]
+    b = [spec.sample(np.random.default_rng(7), []) for _ in range(3)]
+    assert a == b
+    seed = {"n": 1, "cin": 24, "h": 56, "w": 56, "cout": 144, "k": 1, "stride": 1, "pad": 0, "groups": 1, "dilation": 1, "epilogue": "relu"}
+    drawn = [spec.sample(np.random.default_rng(i), [seed]) for i in range(20)]
+    near = [d for d in drawn if d["k"] == 1 and d["epilogue"] == "relu"]
+    assert len(near) >= 10, "seeded sampling should mostly perturb the real-network shape"
+
+
+def test_kinds_do_not_claim_each_others_kernels() -> None:
+    """A depthwise conv is never matched as a dense conv, nor the reverse."""
+    dw = get_op("dwconv2d").sample(np.random.default_rng(0), [])
+    fused, attrs = fuse(get_op("dwconv2d").emit(dw))
+    (group,) = fused_groups(fused, attrs)
+    assert get_op("conv2d").match(group) is None
+    assert get_op("dwconv2d").match(group) == dw
+
+
+def test_errors() -> None:
+    with pytest.raises(UnknownOpError, match="known ops"):
+        get_op("conv3d")
+    with pytest.raises(UsageError, match="missing"):
+        get_op("dense").validate({"m": 1})
+    assert config_id("dense", {"m": 1, "k": 2, "n": 3, "epilogue": ""}) == config_id("dense", {"n": 3, "k": 2, "m": 1, "epilogue": ""})
+
+
+def test_network_kernels_of_a_torch_block() -> None:
+    """A real torch block splits into kernels that the registry recognises."""
+    import torch
+    from torch import nn
+
+    from edgelat.ops.network import network_kernels, relax_from_torch
+
+    block = nn.Sequential(
+        nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6(),
+        nn.Conv2d(16, 16, 3, 1, 1, groups=16, bias=False), nn.BatchNorm2d(16), nn.Hardswish(),
+        nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    )
+    kernels = network_kernels(relax_from_torch(block, torch.randn(1, 3, 32, 32)))
+    ops = [k.op for k in kernels]
+    assert ops[:2] == ["conv2d", "dwconv2d"], [k.group.name for k in kernels]
+    assert kernels[0].config["epilogue"].endswith("tir_clip") and kernels[0].config["stride"] == 2
+    assert kernels[1].config["epilogue"].endswith("divide.s")  # hard-swish fused into the depthwise conv
+    assert "max_pool2d" in ops and "global_avg_pool" in ops and "dense" in ops
