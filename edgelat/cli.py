@@ -226,12 +226,29 @@ def profile_cmd(
 
     cfg = ProfileConfig(
         ops=tuple(o.strip() for o in ops.split(",") if o.strip()) if ops else (),
-        samples=samples, minutes=minutes, threads=threads, recipe=recipe, trials=trials, seed=seed, repeat=repeat, min_repeat_ms=min_repeat_ms,
+        samples=samples,
+        minutes=minutes,
+        threads=threads,
+        recipe=recipe,
+        trials=trials,
+        seed=seed,
+        repeat=repeat,
+        min_repeat_ms=min_repeat_ms,
     )
-    with _ws(workspace) as ws, Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]:.1f} kernels/min"),
-        TextColumn("failed {task.fields[failed]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=False,
-    ) as bar:
+    with (
+        _ws(workspace) as ws,
+        Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:.1f} kernels/min"),
+            TextColumn("failed {task.fields[failed]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=False,
+        ) as bar,
+    ):
         task = bar.add_task(f"profiling {device}", total=None, rate=0.0, failed=0)
         session_start = [0.0, 0]
 
@@ -251,7 +268,9 @@ def profile_cmd(
             raise typer.Exit(130) from None
         bar.stop()
         _print_summary(ws, result.campaign_id)
-        out.print(f"campaign {result.campaign_id}: {result.status}, {result.measured}/{result.planned} kernels stored ({result.failed} failed) in {result.elapsed_s:.0f} s")
+        out.print(
+            f"campaign {result.campaign_id}: {result.status}, {result.measured}/{result.planned} kernels stored ({result.failed} failed) in {result.elapsed_s:.0f} s"
+        )
 
 
 def _print_summary(ws: Workspace, campaign_id: int) -> None:

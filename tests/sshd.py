@@ -88,6 +88,21 @@ class SSHServer:
             self.process.wait(10)
         self.process = None
 
+    def kill(self) -> None:
+        """Drop the server and every session it serves, as a crashed or rebooted device would."""
+        import psutil
+
+        if self.process is None:
+            return
+        parent = psutil.Process(self.process.pid)
+        for proc in [*parent.children(recursive=True), parent]:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.process.wait(10)
+        self.process = None
+
     def regenerate_host_key(self) -> None:
         """Give the server a new identity (what a reinstalled device or an attacker looks like)."""
         self.stop()

@@ -72,9 +72,16 @@ def test_network_kernels_of_a_torch_block() -> None:
     from edgelat.ops.network import network_kernels, relax_from_torch
 
     block = nn.Sequential(
-        nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6(),
-        nn.Conv2d(16, 16, 3, 1, 1, groups=16, bias=False), nn.BatchNorm2d(16), nn.Hardswish(),
-        nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+        nn.Conv2d(3, 16, 3, 2, 1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU6(),
+        nn.Conv2d(16, 16, 3, 1, 1, groups=16, bias=False),
+        nn.BatchNorm2d(16),
+        nn.Hardswish(),
+        nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 10),
     )
     kernels = network_kernels(relax_from_torch(block, torch.randn(1, 3, 32, 32)))
     ops = [k.op for k in kernels]

@@ -1,14 +1,14 @@
 """A registry of classic ImageNet CNNs as plain torch modules (random init, no pretrained weights).
 
 The zoo gives the latency predictors whole networks to be validated on: every model is built
-from ``torch.nn`` modules only, takes ``num_classes`` and ends in ``AdaptiveAvgPool2d(1)``
-(or a 1x1-conv classifier followed by it, for SqueezeNet), so any input resolution >= 32 works
-and ``torch.export`` / ``torch.onnx.export`` produce static-shape graphs.
+from ``torch.nn`` modules only, takes ``num_classes`` and pools globally with
+``AdaptiveAvgPool2d(1)`` before its classifier, so any input resolution >= 32 works and
+``torch.export`` / ``torch.onnx.export`` produce static-shape graphs.
 
 Names follow timm: a width multiplier is a three-digit suffix (``mobilenetv2_140`` is 1.4x).
 
-Architectures follow the papers and torchvision/pycls (layer counts, widths, strides, BatchNorm).
-Deliberate differences, all of which leave inference unchanged or are noted per model:
+Architectures follow the papers and torchvision/pycls (layer counts, widths, strides, BatchNorm);
+parameter counts equal the published ones. Deliberate differences:
 
 * Dropout and stochastic depth are omitted (training-only; they vanish from exported graphs).
 * ``vgg11``/``vgg11_bn`` pool to 1x1 and use 512-4096-4096 fully connected layers instead of
@@ -17,6 +17,8 @@ Deliberate differences, all of which leave inference unchanged or are noted per 
 * ``googlenet`` has BatchNorm (as torchvision) and the paper's 5x5 convolution in the third
   Inception branch (torchvision uses 3x3 there); no auxiliary heads.
 * ``mobilenetv1_*`` use ReLU as in the paper (TensorFlow's reference uses ReLU6).
+* ``mobilenetv3_*_075`` keep the 1280/1024-wide last layer, as the papers and TensorFlow do for
+  multipliers below 1 (torchvision would thin it too).
 * ``proxylessnas_mobile`` leaves out the two blocks of the searched net whose op is "zero"
   (they are identities).
 
@@ -91,8 +93,8 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
         UsageError: unknown name (close matches are listed) or an argument the model does not take.
 
     Example:
-        >>> create_model("resnet18", num_classes=10).fc.out_features
-        10
+        >>> create_model("resnet18", num_classes=10)(example_input(64)).shape
+        torch.Size([1, 10])
     """
     try:
         fn = _MODELS[name]
@@ -180,7 +182,7 @@ class ChannelShuffle(nn.Module):
         return x.reshape(n, c, h, w)
 
 
-class SqueezeExcite(nn.Module):
+class _SqueezeExcite(nn.Module):
     """Squeeze-and-excitation: pool, 1x1 conv down, activation, 1x1 conv up, gate, rescale."""
 
     def __init__(self, channels: int, squeeze_channels: int, act: Act = nn.ReLU, gate: Act = nn.Sigmoid) -> None:
@@ -195,7 +197,7 @@ class SqueezeExcite(nn.Module):
         return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
 
 
-class InvertedResidual(nn.Module):
+class _InvertedResidual(nn.Module):
     """MobileNetV2-style block: [1x1 expand] -> kxk depthwise -> [SE] -> 1x1 project (+ identity).
 
     The expansion conv exists only when ``mid_ch != in_ch``; the identity shortcut only when
@@ -272,7 +274,7 @@ def _mobilenet_v2(width: float, num_classes: int) -> nn.Sequential:
     for t, c, n, s in cfg:
         out_ch = _make_divisible(c * width)
         for i in range(n):
-            layers.append(InvertedResidual(in_ch, round(in_ch * t), out_ch, 3, s if i == 0 else 1, nn.ReLU6))
+            layers.append(_InvertedResidual(in_ch, round(in_ch * t), out_ch, 3, s if i == 0 else 1, nn.ReLU6))
             in_ch = out_ch
     layers.append(_conv_bn(in_ch, last_ch, 1, act=nn.ReLU6))
     return nn.Sequential(nn.Sequential(*layers), _head(last_ch, num_classes))
@@ -339,8 +341,8 @@ def _mobilenet_v3(cfg: Sequence[tuple[int, int, int, bool, bool, int]], last_ch:
     layers: list[nn.Module] = [_conv_bn(3, in_ch, 3, 2, act=nn.Hardswish)]
     for k, exp, out, use_se, use_hs, s in cfg:
         mid_ch, out_ch = _make_divisible(exp * width), _make_divisible(out * width)
-        se = SqueezeExcite(mid_ch, _make_divisible(mid_ch // 4), nn.ReLU, nn.Hardsigmoid) if use_se else None
-        layers.append(InvertedResidual(in_ch, mid_ch, out_ch, k, s, nn.Hardswish if use_hs else nn.ReLU, se))
+        se = _SqueezeExcite(mid_ch, _make_divisible(mid_ch // 4), nn.ReLU, nn.Hardsigmoid) if use_se else None
+        layers.append(_InvertedResidual(in_ch, mid_ch, out_ch, k, s, nn.Hardswish if use_hs else nn.ReLU, se))
         in_ch = out_ch
     conv_ch = 6 * in_ch
     last_ch = _make_divisible(last_ch * max(1.0, width))  # as MobileNetV2, the head is not thinned
@@ -542,7 +544,7 @@ def _mnasnet(alpha: float, num_classes: int) -> nn.Sequential:
     in_ch = d[1]
     for out_ch, (k, s, e, n) in zip(d[2:], stacks, strict=True):
         for i in range(n):
-            layers.append(InvertedResidual(in_ch, in_ch * e, out_ch, k, s if i == 0 else 1, nn.ReLU))
+            layers.append(_InvertedResidual(in_ch, in_ch * e, out_ch, k, s if i == 0 else 1, nn.ReLU))
             in_ch = out_ch
     layers.append(_conv_bn(in_ch, 1280, 1))
     return nn.Sequential(nn.Sequential(*layers), _head(1280, num_classes))
@@ -571,8 +573,8 @@ def efficientnet_b0(num_classes: int = 1000) -> nn.Module:
     for e, k, s, out_ch, n in cfg:
         for i in range(n):
             mid_ch = in_ch * e
-            se = SqueezeExcite(mid_ch, max(1, in_ch // 4), nn.SiLU, nn.Sigmoid)
-            layers.append(InvertedResidual(in_ch, mid_ch, out_ch, k, s if i == 0 else 1, nn.SiLU, se))
+            se = _SqueezeExcite(mid_ch, max(1, in_ch // 4), nn.SiLU, nn.Sigmoid)
+            layers.append(_InvertedResidual(in_ch, mid_ch, out_ch, k, s if i == 0 else 1, nn.SiLU, se))
             in_ch = out_ch
     layers.append(_conv_bn(in_ch, 1280, 1, act=nn.SiLU))
     return nn.Sequential(nn.Sequential(*layers), _head(1280, num_classes))
@@ -605,7 +607,7 @@ class _GhostBottleneck(nn.Module):
         if stride > 1:
             layers.append(_conv_bn(mid_ch, mid_ch, kernel_size, stride, groups=mid_ch, act=None))
         if se_ratio:
-            layers.append(SqueezeExcite(mid_ch, _make_divisible(mid_ch * se_ratio, 4), nn.ReLU, nn.Hardsigmoid))
+            layers.append(_SqueezeExcite(mid_ch, _make_divisible(mid_ch * se_ratio, 4), nn.ReLU, nn.Hardsigmoid))
         layers.append(_GhostModule(mid_ch, out_ch, relu=False))
         self.body = nn.Sequential(*layers)
         if stride == 1 and in_ch == out_ch:
@@ -681,7 +683,7 @@ class _RegNetBlock(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [_conv_bn(in_ch, out_ch, 1), _conv_bn(out_ch, out_ch, 3, stride, groups=out_ch // group_w)]
         if se:
-            layers.append(SqueezeExcite(out_ch, round(in_ch * 0.25), nn.ReLU, nn.Sigmoid))
+            layers.append(_SqueezeExcite(out_ch, round(in_ch * 0.25), nn.ReLU, nn.Sigmoid))
         layers.append(_conv_bn(out_ch, out_ch, 1, act=None))
         self.body = nn.Sequential(*layers)
         self.shortcut = _conv_bn(in_ch, out_ch, 1, stride, act=None) if stride != 1 or in_ch != out_ch else nn.Identity()
@@ -856,7 +858,7 @@ def proxylessnas_mobile(num_classes: int = 1000) -> nn.Module:
     in_ch = 32
     for out_ch, stride, blocks in stages:
         for i, (k, e) in enumerate(blocks):
-            layers.append(InvertedResidual(in_ch, in_ch * e, out_ch, k, stride if i == 0 else 1, nn.ReLU6))
+            layers.append(_InvertedResidual(in_ch, in_ch * e, out_ch, k, stride if i == 0 else 1, nn.ReLU6))
             in_ch = out_ch
     layers.append(_conv_bn(in_ch, 1280, 1, act=nn.ReLU6))
     return nn.Sequential(nn.Sequential(*layers), _head(1280, num_classes))

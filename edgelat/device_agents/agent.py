@@ -251,7 +251,9 @@ def handle_bench(args):
     results = []
     for kernel in args["kernels"]:
         name = kernel["name"]
-        arrays = [tvm.runtime.tensor(rng.uniform(0.1, 1.0, size=[int(d) for d in shape]).astype(dtype), dev) for shape, dtype in kernel["args"]]
+        arrays = [
+            tvm.runtime.tensor(rng.uniform(0.1, 1.0, size=[int(d) for d in shape]).astype(dtype), dev) for shape, dtype in kernel["args"]
+        ]
         func = module[name]
         func(*arrays)  # warm-up: page in code and data
         start = time.perf_counter()

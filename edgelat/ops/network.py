@@ -26,7 +26,6 @@ class Kernel:
 def relax_from_torch(module: Any, example: Any) -> tvm.IRModule:
     """Import a ``torch.nn.Module`` (eval mode) with its weights bound as constants."""
     import torch
-    from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
 
     module = module.eval()

@@ -58,7 +58,15 @@ def cache_key(req: BuildRequest) -> str:
     from edgelat.ops import FUSION_PIPELINE_VERSION
 
     blob = json.dumps(
-        {"op": req.op, "cfg": req.config, "target": req.target, "cc": req.cross_compiler, "recipe": req.recipe, "tvm": tvm.__version__, "fusion": FUSION_PIPELINE_VERSION},
+        {
+            "op": req.op,
+            "cfg": req.config,
+            "target": req.target,
+            "cc": req.cross_compiler,
+            "recipe": req.recipe,
+            "tvm": tvm.__version__,
+            "fusion": FUSION_PIPELINE_VERSION,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -86,7 +94,12 @@ def build_kernel(req: BuildRequest, cache_dir: str) -> BuiltKernel:
     try:
         kernels = _compile(req, lib)
     except Exception as exc:  # noqa: BLE001 - a failed build is data, recorded with its error
-        return BuiltKernel(key=key, lib=None, build_s=time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)[-1500:]}")
+        return BuiltKernel(
+            key=key,
+            lib=None,
+            build_s=time.perf_counter() - start,
+            error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)[-1500:]}",
+        )
     built = BuiltKernel(key=key, lib=str(lib), kernels=kernels, build_s=time.perf_counter() - start)
     tmp = meta.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(asdict(built)))

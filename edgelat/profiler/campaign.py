@@ -24,7 +24,7 @@ import numpy as np
 from edgelat.errors import AgentCrashedError, AgentTimeoutError, EdgelatError, TransportError, UsageError
 from edgelat.ops import config_id, get_op, list_ops
 from edgelat.profiler.agent_client import AgentReplyError, AgentSession
-from edgelat.profiler.builds import BuildRequest, Builder, BuiltKernel
+from edgelat.profiler.builds import Builder, BuildRequest, BuiltKernel
 from edgelat.profiler.inventory import Device, connect, get_device
 from edgelat.workspace import Workspace
 
@@ -98,7 +98,9 @@ class CampaignInterrupted(EdgelatError):
         super().__init__(f"campaign {campaign_id} stopped: {reason}. Everything measured so far is stored; continue with --resume")
 
 
-def plan_configs(ops: Sequence[str], samples: int, seed: int, seeds: dict[str, list[dict[str, Any]]] | None = None) -> list[tuple[str, dict[str, Any]]]:
+def plan_configs(
+    ops: Sequence[str], samples: int, seed: int, seeds: dict[str, list[dict[str, Any]]] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
     """A reproducible plan: ``samples`` distinct configs per op, interleaved across ops."""
     per_op: list[list[tuple[str, dict[str, Any]]]] = []
     for index, op in enumerate(ops):
@@ -121,7 +123,14 @@ def _stats(seconds: list[float]) -> dict[str, float]:
     ms = [s * 1000.0 for s in seconds]
     mean = statistics.fmean(ms)
     std = statistics.pstdev(ms) if len(ms) > 1 else 0.0
-    return {"median_ms": statistics.median(ms), "mean_ms": mean, "std_ms": std, "min_ms": min(ms), "max_ms": max(ms), "cv": std / mean if mean > 0 else 0.0}
+    return {
+        "median_ms": statistics.median(ms),
+        "mean_ms": mean,
+        "std_ms": std,
+        "min_ms": min(ms),
+        "max_ms": max(ms),
+        "cv": std / mean if mean > 0 else 0.0,
+    }
 
 
 def _seed_configs() -> dict[str, list[dict[str, Any]]]:
@@ -194,7 +203,10 @@ def _create_campaign(ws: Workspace, device: Device, cfg: ProfileConfig, target: 
     plan = plan_configs(ops, samples, cfg.seed, _seed_configs())
     ids = [config_id(op, c) for op, c in plan]
     ws.db.execute("BEGIN")
-    ws.db.executemany("INSERT OR IGNORE INTO kernel_configs (config_id, op, params) VALUES (?, ?, ?)", [(i, op, json.dumps(c)) for i, (op, c) in zip(ids, plan, strict=True)])
+    ws.db.executemany(
+        "INSERT OR IGNORE INTO kernel_configs (config_id, op, params) VALUES (?, ?, ?)",
+        [(i, op, json.dumps(c)) for i, (op, c) in zip(ids, plan, strict=True)],
+    )
     cur = ws.db.execute(
         "INSERT INTO campaigns (device, recipe, ops, plan, target, threads, tvm_version, seed) VALUES (?,?,?,?,?,?,?,?)",
         (device.name, cfg.recipe, json.dumps(ops), json.dumps(ids), json.dumps(target), threads, tvm.__version__, cfg.seed),
@@ -241,7 +253,14 @@ def profile(
     ws.db.execute("UPDATE campaigns SET status = 'running', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?", (campaign_id,))
     done_ids = {r[0] for r in ws.db.execute("SELECT config_id FROM measurements WHERE campaign_id = ?", (campaign_id,))}
     todo = [i for i in plan_ids if i not in done_ids]
-    configs = {r["config_id"]: (r["op"], json.loads(r["params"])) for r in ws.db.execute(f"SELECT * FROM kernel_configs WHERE config_id IN ({','.join('?' * len(todo))})", todo)} if todo else {}
+    configs = (
+        {
+            r["config_id"]: (r["op"], json.loads(r["params"]))
+            for r in ws.db.execute(f"SELECT * FROM kernel_configs WHERE config_id IN ({','.join('?' * len(todo))})", todo)
+        }
+        if todo
+        else {}
+    )
     progress = Progress(total=len(plan_ids), done=len(done_ids), failed=_count_failed(ws, campaign_id))
     deadline = time.time() + cfg.minutes * 60 if cfg.minutes is not None else None
     agent_version = None
@@ -279,7 +298,16 @@ def profile(
         session.close()
     _set_status(ws, campaign_id, status)
     measured = ws.db.execute("SELECT COUNT(*) FROM measurements WHERE campaign_id = ?", (campaign_id,)).fetchone()[0]
-    return CampaignResult(campaign_id, device.name, cfg.recipe, status, len(plan_ids), measured, _count_failed(ws, campaign_id), time.time() - progress.started)
+    return CampaignResult(
+        campaign_id,
+        device.name,
+        cfg.recipe,
+        status,
+        len(plan_ids),
+        measured,
+        _count_failed(ws, campaign_id),
+        time.time() - progress.started,
+    )
 
 
 def _count_failed(ws: Workspace, campaign_id: int) -> int:
@@ -291,7 +319,13 @@ def _set_status(ws: Workspace, campaign_id: int, status: str) -> None:
 
 
 def _batches(
-    todo: list[str], builder: Builder, configs: dict[str, tuple[str, dict[str, Any]]], target: dict[str, Any], cc: str | None, arch: str, cfg: ProfileConfig
+    todo: list[str],
+    builder: Builder,
+    configs: dict[str, tuple[str, dict[str, Any]]],
+    target: dict[str, Any],
+    cc: str | None,
+    arch: str,
+    cfg: ProfileConfig,
 ) -> Iterator[list[tuple[str, BuiltKernel]]]:
     """Builds in plan order, a batch at a time, with the next batch already building."""
     pending: list[tuple[str, Future[BuiltKernel]]] = []
@@ -312,6 +346,7 @@ def _measure_one(session: _Session, built: BuiltKernel, cfg: ProfileConfig) -> d
     best: dict[str, Any] | None = None
     for attempt in range(1, cfg.attempts + 1):
         assert session.agent is not None
+        session.ship([built])  # no-op unless a reconnect started a fresh directory
         args = {
             "lib": session.shipped[built.key],
             "kernels": built.kernels,
@@ -326,11 +361,9 @@ def _measure_one(session: _Session, built: BuiltKernel, cfg: ProfileConfig) -> d
             return {"status": "failed", "error": f"{exc.kind}: {exc.remote_message}", "attempts": attempt}
         except AgentTimeoutError:
             session.restart_agent()
-            session.ship([built])
             return {"status": "timeout", "error": f"no result in {cfg.kernel_timeout_s} s; agent restarted", "attempts": attempt}
         except AgentCrashedError as exc:
             session.restart_agent()  # raises TransportError if the device is gone, which stops the campaign
-            session.shipped.clear()
             return {"status": "crashed", "error": str(exc)[-2000:], "attempts": attempt}
         # A multi-kernel op (squeeze-excite) takes the per-repeat sum of its kernels.
         seconds = [sum(vals) for vals in zip(*(k["seconds"] for k in reply["kernels"]), strict=True)]
@@ -353,15 +386,64 @@ def _measure_one(session: _Session, built: BuiltKernel, cfg: ProfileConfig) -> d
     return best
 
 
-_COLUMNS = ("median_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "repeats", "number", "cv", "unstable", "attempts", "state_before", "state_after", "error")
+_COLUMNS = (
+    "median_ms",
+    "mean_ms",
+    "std_ms",
+    "min_ms",
+    "max_ms",
+    "repeats",
+    "number",
+    "cv",
+    "unstable",
+    "attempts",
+    "state_before",
+    "state_after",
+    "error",
+)
 
 
 def _store(
-    ws: Workspace, campaign_id: int, device: str, cid: str, op: str, recipe: str, threads: int, target: dict[str, Any], agent_version: str | None, built: BuiltKernel, values: dict[str, Any]
+    ws: Workspace,
+    campaign_id: int,
+    device: str,
+    cid: str,
+    op: str,
+    recipe: str,
+    threads: int,
+    target: dict[str, Any],
+    agent_version: str | None,
+    built: BuiltKernel,
+    values: dict[str, Any],
 ) -> None:
     import tvm
 
-    cols = ["campaign_id", "device", "config_id", "op", "recipe", "status", "threads", "target", "tvm_version", "agent_version", "build_s", *_COLUMNS]
-    row = [campaign_id, device, cid, op, recipe, values["status"], threads, json.dumps(target), tvm.__version__, agent_version, built.build_s]
+    cols = [
+        "campaign_id",
+        "device",
+        "config_id",
+        "op",
+        "recipe",
+        "status",
+        "threads",
+        "target",
+        "tvm_version",
+        "agent_version",
+        "build_s",
+        *_COLUMNS,
+    ]
+    row = [
+        campaign_id,
+        device,
+        cid,
+        op,
+        recipe,
+        values["status"],
+        threads,
+        json.dumps(target),
+        tvm.__version__,
+        agent_version,
+        built.build_s,
+    ]
     row += [values.get(c) for c in _COLUMNS]
     ws.db.execute(f"INSERT OR REPLACE INTO measurements ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", row)

@@ -1,0 +1,80 @@
+"""Kernel builds: local and aarch64 libraries, the content-addressed cache, recorded failures."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgelat.ops import get_op
+from edgelat.profiler.builds import Builder, BuildRequest, build_kernel, elf_machine
+from edgelat.profiler.presets import get_preset
+
+CONV = {
+    "n": 1,
+    "cin": 16,
+    "h": 14,
+    "w": 14,
+    "cout": 32,
+    "k": 3,
+    "stride": 1,
+    "pad": 1,
+    "groups": 1,
+    "dilation": 1,
+    "epilogue": "add.c+relu",
+}
+
+
+def _request(preset: str, cfg: dict = CONV, op: str = "conv2d") -> BuildRequest:
+    p = get_preset(preset)
+    return BuildRequest(op, cfg, p.target(), p.cross_compiler, p.arch)
+
+
+def test_local_build_is_cached(tmp_path: Path) -> None:
+    first = build_kernel(_request("local"), str(tmp_path))
+    assert first.error is None and not first.cached
+    assert [k["name"] for k in first.kernels] == ["fused_conv2d_add_relu"]
+    assert first.kernels[0]["args"][0] == [[1, 16, 14, 14], "float32"]
+    again = build_kernel(_request("local"), str(tmp_path))
+    assert again.cached and again.lib == first.lib and again.key == first.key
+    other = build_kernel(_request("local", {**CONV, "cout": 48}), str(tmp_path))
+    assert other.key != first.key
+
+
+def test_local_library_computes_the_right_thing(tmp_path: Path) -> None:
+    import torch
+    import tvm
+
+    built = build_kernel(_request("local"), str(tmp_path))
+    assert built.lib is not None
+    fn = tvm.runtime.load_module(built.lib)[built.kernels[0]["name"]]
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(s).astype("float32") for s in ([1, 16, 14, 14], [32, 16, 3, 3], [1, 32, 1, 1]))
+    out = tvm.runtime.empty((1, 32, 14, 14), "float32", tvm.cpu())
+    fn(tvm.runtime.tensor(x), tvm.runtime.tensor(w), tvm.runtime.tensor(b), out)
+    want = torch.relu(torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1) + torch.from_numpy(b)).numpy()
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-g++") is None, reason="needs Debian's g++-aarch64-linux-gnu (make install-arm)")
+@pytest.mark.parametrize("preset", ["rpi4", "rpi5", "jetson-orin"])
+def test_aarch64_build_is_an_aarch64_library(tmp_path: Path, preset: str) -> None:
+    built = build_kernel(_request(preset), str(tmp_path))
+    assert built.error is None, built.error
+    assert elf_machine(built.lib) == 183
+
+
+def test_build_failure_is_returned_not_raised(tmp_path: Path) -> None:
+    bad = {**CONV, "groups": 3}  # 16 input channels do not split into 3 groups
+    built = build_kernel(_request("local", bad), str(tmp_path))
+    assert built.lib is None and built.error
+
+
+def test_worker_pool_builds_in_parallel(tmp_path: Path) -> None:
+    spec = get_op("dense")
+    cfgs = [spec.sample(np.random.default_rng(i), []) for i in range(4)]
+    with Builder(tmp_path, workers=2) as builder:
+        results = [f.result(timeout=300) for f in [builder.submit(_request("local", c, "dense")) for c in cfgs]]
+    assert all(r.error is None and Path(r.lib).exists() for r in results)

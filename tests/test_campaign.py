@@ -1,0 +1,148 @@
+"""Profiling campaigns end to end: real builds, the real agent, the store, faults and resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tvm import relax
+from tvm.script import tirx as T
+
+from edgelat.datasets.store import export_measurements, measurements_frame
+from edgelat.errors import UsageError
+from edgelat.ops import OpSpec, register_op, unregister_op
+from edgelat.profiler import inventory
+from edgelat.profiler.campaign import CampaignInterrupted, ProfileConfig, plan_configs, profile
+from edgelat.workspace import Workspace
+from tests.sshd import SSHServer
+
+# Fast timing: these tests check the path, not the numbers.
+FAST = {"repeat": 3, "min_repeat_ms": 2.0, "build_workers": 0}
+
+
+def _rows(ws: Workspace, campaign_id: int | None = None) -> list[dict]:
+    q = "SELECT * FROM measurements" + (" WHERE campaign_id = ?" if campaign_id else "")
+    return [dict(r) for r in ws.db.execute(q, (campaign_id,) if campaign_id else ())]
+
+
+def test_plan_is_reproducible_and_interleaved() -> None:
+    a = plan_configs(["conv2d", "add"], 3, seed=5)
+    assert a == plan_configs(["conv2d", "add"], 3, seed=5)
+    assert [op for op, _ in a] == ["conv2d", "add"] * 3
+    assert a != plan_configs(["conv2d", "add"], 3, seed=6)
+
+
+def test_small_campaign_on_local(ws: Workspace, tmp_path: Path) -> None:
+    result = profile(ws, "local", ProfileConfig(ops=("conv2d", "add", "dense"), samples=2, **FAST))
+    assert (result.status, result.planned, result.measured, result.failed) == ("done", 6, 6, 0)
+    rows = _rows(ws)
+    assert all(r["status"] == "ok" and r["median_ms"] > 0 and r["repeats"] == 3 and r["threads"] == 1 for r in rows)
+    assert all(r["min_ms"] <= r["median_ms"] <= r["max_ms"] for r in rows)
+    assert json.loads(rows[0]["state_before"])["t"] > 0
+    frame = measurements_frame(ws, "local")
+    for column in ("op", "config_id", "recipe", "median_ms", "std_ms", "status", "p_cin", "p_epilogue"):
+        assert column in frame.columns
+    csv = export_measurements(ws, "local", "csv", tmp_path / "k.csv")
+    parquet = export_measurements(ws, "local", "parquet", tmp_path / "k.parquet")
+    import pandas as pd
+
+    assert len(pd.read_csv(csv)) == 6 and len(pd.read_parquet(parquet)) == 6
+
+
+def test_interrupted_campaign_resumes_without_loss_or_repeats(ws: Workspace) -> None:
+    cfg = ProfileConfig(ops=("add", "activation"), samples=3, **FAST)
+
+    def stop_after_4(done: int) -> None:
+        if done == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        profile(ws, "local", cfg, fault=stop_after_4)
+    (campaign,) = ws.db.execute("SELECT id, status FROM campaigns").fetchall()
+    assert campaign["status"] == "interrupted"
+    assert len(_rows(ws)) == 4
+    first_ids = {r["config_id"] for r in _rows(ws)}
+    result = profile(ws, "local", cfg, resume=True)
+    assert (result.campaign_id, result.measured, result.status) == (campaign["id"], 6, "done")
+    rows = _rows(ws)
+    assert len(rows) == len({r["config_id"] for r in rows}) == 6
+    assert first_ids < {r["config_id"] for r in rows}
+    with pytest.raises(UsageError, match="nothing to resume"):
+        profile(ws, "local", cfg, resume=True)
+
+
+@pytest.mark.ssh
+def test_campaign_over_ssh_survives_the_server_dying(ws: Workspace, ssh_device: inventory.Device, sshd_server: SSHServer) -> None:
+    cfg = ProfileConfig(ops=("add", "max_pool2d"), samples=2, **FAST)
+
+    def kill_sshd_after_2(done: int) -> None:
+        if done == 2:
+            sshd_server.kill()
+
+    with pytest.raises(CampaignInterrupted, match="--resume"):
+        profile(ws, ssh_device.name, cfg, fault=kill_sshd_after_2)
+    assert len(_rows(ws)) == 2
+    sshd_server.start()
+    result = profile(ws, ssh_device.name, cfg, resume=True)
+    assert (result.measured, result.failed, result.status) == (4, 0, "done")
+    assert {r["device"] for r in _rows(ws)} == {"loopback"}
+
+
+@T.prim_func(s_tir=True)
+def _out_of_bounds(a: T.Buffer((4,), "float32"), b: T.Buffer((4,), "float32")) -> None:
+    for i in range(4):
+        with T.sblock("b"):
+            vi = T.axis.spatial(4, i)
+            b[vi * 50000000 + 300000000] = a[vi]  # about 1.2 GB past a 16-byte buffer
+
+
+@pytest.fixture
+def crashing_op() -> str:
+    @register_op("test_crash")
+    class Crash(OpSpec):
+        params = ("n",)
+
+        def sample(self, rng, seeds):  # noqa: ANN001, ANN202
+            return {"n": 4}
+
+        def emit(self, cfg):  # noqa: ANN001, ANN202
+            bb = relax.BlockBuilder()
+            x = relax.Var("x", relax.TensorType((4,), "float32"))
+            with bb.function("main", [x]):
+                with bb.dataflow():
+                    gv = bb.add_func(_out_of_bounds, "crash")
+                    out = bb.emit_output(bb.emit(relax.call_tir(gv, [x], out_ty=relax.TensorType((4,), "float32"))))
+                bb.emit_func_output(out)
+            return bb.get()
+
+        def features(self, cfg):  # noqa: ANN001, ANN202
+            return {"n": 4.0}
+
+    yield "test_crash"
+    unregister_op("test_crash")
+
+
+def test_crashing_kernel_is_recorded_and_the_campaign_goes_on(ws: Workspace, crashing_op: str) -> None:
+    result = profile(ws, "local", ProfileConfig(ops=("add", crashing_op), samples=2, **FAST))
+    rows = {r["op"]: r for r in _rows(ws)}
+    assert result.measured == 3 and result.failed == 1  # the crash op has one config only
+    assert rows[crashing_op]["status"] == "crashed" and "exited" in rows[crashing_op]["error"]
+    assert [r["status"] for r in _rows(ws) if r["op"] == "add"] == ["ok", "ok"]
+
+
+def test_hanging_kernel_times_out_and_the_agent_restarts(ws: Workspace) -> None:
+    cfg = ProfileConfig(ops=("add",), samples=2, repeat=3, min_repeat_ms=4000.0, kernel_timeout_s=1.0, build_workers=0)
+    result = profile(ws, "local", cfg)
+    assert result.measured == 2
+    assert {r["status"] for r in _rows(ws)} == {"timeout"}
+    assert "agent restarted" in _rows(ws)[0]["error"]
+
+
+def test_bad_input(ws: Workspace) -> None:
+    with pytest.raises(UsageError, match="unknown recipe"):
+        profile(ws, "local", ProfileConfig(recipe="fast"))
+    with pytest.raises(UsageError, match="unknown op"):
+        profile(ws, "local", ProfileConfig(ops=("conv9d",)))
+    with pytest.raises(UsageError, match="no device"):
+        profile(ws, "pi", ProfileConfig())
