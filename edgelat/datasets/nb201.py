@@ -9,7 +9,7 @@ The macro architecture is NAS-Bench-201's: a 3x3 conv stem (16 channels) + Batch
 stages of five cells (16, 32, 64 channels) joined by two residual reduction blocks (stride 2,
 the reference ``ResNetBasicblock``), then BatchNorm + ReLU, global average pooling and a linear
 classifier. Node ``j`` is the sum of ``op_ij(node_i)`` over its non-``none`` edges; a node whose
-edges are all ``none`` is zeros.
+edges are all ``none`` is ``input * 0``, NB201's zero op.
 
 Example:
     >>> net = build_nb201("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_1x1~2|")
@@ -116,7 +116,8 @@ class _Cell(nn.Module):
         nodes = [x]
         for edges in self.nodes:
             if len(edges) == 0:
-                nodes.append(torch.zeros_like(x))
+                # NB201's own Zero op, x * 0: unlike a zeros constant it keeps every kernel fed by an input
+                nodes.append(x.mul(0.0))
                 continue
             out = edges[0](nodes)
             for edge in edges[1:]:

@@ -132,7 +132,7 @@ def _tir_calls(func: relax.Function, mod: tvm.IRModule, attrs: OpAttrs) -> list[
                 continue
             gv = value.args[0]
             args = list(value.args[1].fields) if isinstance(value.args[1], relax.Tuple) else [value.args[1]]
-            if not produced:
+            if not produced and args:
                 produced.append(args[0])
             chained = tuple(previous is not None and a.same_as(previous) for a in args)
             back = 0
@@ -143,7 +143,7 @@ def _tir_calls(func: relax.Function, mod: tvm.IRModule, attrs: OpAttrs) -> list[
             name = _DIGITS.sub("", gv.name_hint)
             shapes = tuple(shape_of(a) for a in args)
             out = shape_of(value)
-            calls.append(TirCall(name, shapes, out, chained, mod[gv], attrs.get((name, shapes[0], out)), back))
+            calls.append(TirCall(name, shapes, out, chained, mod[gv], attrs.get((name, shapes[0] if shapes else None, out)), back))
             previous = binding.var
             produced.append(binding.var)
     return calls
@@ -170,7 +170,12 @@ def fused_groups(fused: tvm.IRModule, attrs: OpAttrs | None = None, entry: str =
                 name = _DIGITS.sub("", gv.name_hint)
                 shapes = tuple(shape_of(a) for a in args)
                 call = TirCall(
-                    name, shapes, shape_of(value), (False,) * len(args), fused[gv], attrs.get((name, shapes[0], shape_of(value)))
+                    name,
+                    shapes,
+                    shape_of(value),
+                    (False,) * len(args),
+                    fused[gv],
+                    attrs.get((name, shapes[0] if shapes else None, shape_of(value))),
                 )
                 groups.append(FusedGroup(gv.name_hint, (call,)))
             elif isinstance(value.op, tvm.ir.GlobalVar):

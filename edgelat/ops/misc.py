@@ -114,7 +114,7 @@ class Softmax(OpSpec):
 
     def match(self, group: FusedGroup) -> Config | None:
         first = group.calls[0]
-        if first.op != "softmax" or len(group.calls) != 1 or first.args[0] is None:
+        if first.op != "softmax" or len(group.calls) != 1 or not first.args or first.args[0] is None:
             return None
         shape = first.args[0]
         rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
@@ -146,7 +146,7 @@ class LayerNorm(OpSpec):
 
     def match(self, group: FusedGroup) -> Config | None:
         first = group.calls[0]
-        if first.op != "layer_norm" or len(group.calls) != 1 or first.args[0] is None:
+        if first.op != "layer_norm" or len(group.calls) != 1 or not first.args or first.args[0] is None:
             return None
         shape = first.args[0]
         return {"rows": int(np.prod(shape[:-1])) if len(shape) > 1 else 1, "dim": shape[-1]}

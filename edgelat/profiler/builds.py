@@ -39,6 +39,8 @@ class BuildRequest:
     # The machine the library must run on (``uname -m``), checked against the ELF header.
     arch: str
     recipe: str = "default"
+    # MetaSchedule trials per kernel (tuned recipe only).
+    trials: int = 0
 
 
 @dataclass
@@ -48,6 +50,8 @@ class BuiltKernel:
     # One entry per PrimFunc, in call order: {"name": ..., "args": [[shape, dtype], ...]}.
     kernels: list[dict[str, Any]] = field(default_factory=list)
     build_s: float = 0.0
+    # Seconds spent in MetaSchedule search (tuned recipe), part of build_s.
+    tune_s: float = 0.0
     error: str | None = None
     cached: bool = False
 
@@ -80,8 +84,11 @@ def elf_machine(path: str | os.PathLike[str]) -> int:
     return int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
 
 
-def build_kernel(req: BuildRequest, cache_dir: str) -> BuiltKernel:
-    """Build (or fetch from the cache) the library of one op configuration. Never raises."""
+def build_kernel(req: BuildRequest, cache_dir: str, tuner: Any = None) -> BuiltKernel:
+    """Build (or fetch from the cache) the library of one op configuration. Never raises.
+
+    The tuned recipe needs ``tuner`` (a :class:`edgelat.profiler.tuning.KernelTuner`).
+    """
     key = cache_key(req)
     folder = Path(cache_dir) / key[:2]
     lib, meta = folder / f"{key}.so", folder / f"{key}.json"
@@ -91,8 +98,9 @@ def build_kernel(req: BuildRequest, cache_dir: str) -> BuiltKernel:
         cached.lib = str(lib)
         return cached
     start = time.perf_counter()
+    tuned: list[float] = []
     try:
-        kernels = _compile(req, lib)
+        kernels = _compile(req, lib, tuner, tuned)
     except Exception as exc:  # noqa: BLE001 - a failed build is data, recorded with its error
         return BuiltKernel(
             key=key,
@@ -100,14 +108,14 @@ def build_kernel(req: BuildRequest, cache_dir: str) -> BuiltKernel:
             build_s=time.perf_counter() - start,
             error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)[-1500:]}",
         )
-    built = BuiltKernel(key=key, lib=str(lib), kernels=kernels, build_s=time.perf_counter() - start)
+    built = BuiltKernel(key=key, lib=str(lib), kernels=kernels, build_s=time.perf_counter() - start, tune_s=sum(tuned))
     tmp = meta.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(asdict(built)))
     os.replace(tmp, meta)
     return built
 
 
-def _compile(req: BuildRequest, lib: Path) -> list[dict[str, Any]]:
+def _compile(req: BuildRequest, lib: Path, tuner: Any, tune_seconds: list[float]) -> list[dict[str, Any]]:
     import tvm
     from tvm.support import cc
 
@@ -119,6 +127,13 @@ def _compile(req: BuildRequest, lib: Path) -> list[dict[str, Any]]:
     funcs = kernel_funcs(fused)
     prims = {name: funcs[name].with_attr("global_symbol", name) for name in dict.fromkeys(names)}
     kernels = [{"name": name, "args": [[[int(d) for d in p.shape], str(p.dtype)] for p in prims[name].params]} for name in names]
+    if req.recipe == "tuned":
+        if tuner is None:
+            raise BuildError("the tuned recipe needs a tuner")
+        for name, func in prims.items():
+            outcome = tuner.tune(func, req.trials)
+            prims[name] = outcome.func.with_attr("global_symbol", name)
+            tune_seconds.append(outcome.tune_s)
     executable = tvm.compile(tvm.IRModule(prims), target=tvm.target.Target(req.target))
     lib.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:

@@ -24,8 +24,9 @@ import numpy as np
 from edgelat.errors import AgentCrashedError, AgentTimeoutError, EdgelatError, TransportError, UsageError
 from edgelat.ops import config_id, get_op, list_ops
 from edgelat.profiler.agent_client import AgentReplyError, AgentSession
-from edgelat.profiler.builds import Builder, BuildRequest, BuiltKernel
+from edgelat.profiler.builds import Builder, BuildRequest, BuiltKernel, build_kernel
 from edgelat.profiler.inventory import Device, connect, get_device
+from edgelat.profiler.tuning import KernelTuner
 from edgelat.workspace import Workspace
 
 __all__ = ["CampaignInterrupted", "CampaignResult", "ProfileConfig", "Progress", "plan_configs", "profile"]
@@ -178,6 +179,23 @@ class _Session:
                 self.transport.put(Path(b.lib), remote)
                 self.shipped[b.key] = remote
 
+    def measure_artifact(self, path: str, args: list[list[Any]]) -> list[float]:
+        """Time a MetaSchedule candidate (function ``main``) on the device; seconds per repeat."""
+        assert self.agent is not None and self.transport is not None
+        remote = self.agent.remote_path(f"{Path(path).parent.name}.so")  # candidate directories are unique
+        self.transport.put(Path(path), remote)
+        try:
+            reply = self.agent.request(
+                "bench", {"lib": remote, "kernels": [{"name": "main", "args": args}], "repeat": 3, "min_repeat_ms": 10.0}, timeout=120
+            )
+        except (AgentCrashedError, AgentTimeoutError):
+            self.restart_agent()
+            raise
+        finally:
+            if self.agent is not None and self.agent.process is not None and self.agent.process.poll() is None:
+                self.agent.request("remove", {"paths": [remote]}, timeout=30)
+        return [float(s) for s in reply["kernels"][0]["seconds"]]
+
     def close(self) -> None:
         if self.agent is not None:
             self.agent.close()
@@ -234,8 +252,8 @@ def profile(
     """
     if cfg.recipe not in RECIPES:
         raise UsageError(f"unknown recipe {cfg.recipe!r}; known: {', '.join(RECIPES)}")
-    if cfg.recipe == "tuned":
-        raise UsageError("the 'tuned' recipe is not available yet: profile with --recipe default")
+    if cfg.recipe == "tuned" and cfg.trials < 1:
+        raise UsageError("--trials must be at least 1 for the tuned recipe")
     if cfg.samples < 1:
         raise UsageError("--samples must be at least 1")
     device = get_device(ws, device_name)
@@ -270,7 +288,12 @@ def profile(
         session.open()
         agent_version = session.agent.hello.get("agent_version") if session.agent else None
         with Builder(ws.cache_dir, cfg.build_workers) as builder:
-            for chunk in _batches(todo, builder, configs, target, preset.cross_compiler, preset.arch, cfg):
+            if cfg.recipe == "tuned":
+                tuner = KernelTuner(ws.root / "tuning" / device.name, target, threads, preset.cross_compiler, session.measure_artifact)
+                chunks = _tuned_builds(todo, tuner, ws.cache_dir, configs, target, preset.cross_compiler, preset.arch, cfg)
+            else:
+                chunks = _batches(todo, builder, configs, target, preset.cross_compiler, preset.arch, cfg)
+            for chunk in chunks:
                 session.ship([b for _, b in chunk if b.error is None])
                 for cid, built in chunk:
                     if fault is not None:
@@ -338,6 +361,25 @@ def _batches(
             pending.append((cid, builder.submit(BuildRequest(op, params, target, cc, arch, cfg.recipe))))
         batch, pending = pending[: cfg.batch], pending[cfg.batch :]
         yield [(cid, fut.result()) for cid, fut in batch]
+
+
+def _tuned_builds(
+    todo: list[str],
+    tuner: KernelTuner,
+    cache_dir: Path,
+    configs: dict[str, tuple[str, dict[str, Any]]],
+    target: dict[str, Any],
+    cc: str | None,
+    arch: str,
+    cfg: ProfileConfig,
+) -> Iterator[list[tuple[str, BuiltKernel]]]:
+    """Tuned builds, one at a time: their candidates need the device between builds."""
+    try:
+        for cid in todo:
+            op, params = configs[cid]
+            yield [(cid, build_kernel(BuildRequest(op, params, target, cc, arch, "tuned", cfg.trials), str(cache_dir), tuner))]
+    finally:
+        tuner.close()
 
 
 def _measure_one(session: _Session, built: BuiltKernel, cfg: ProfileConfig) -> dict[str, Any]:
@@ -430,6 +472,7 @@ def _store(
         "tvm_version",
         "agent_version",
         "build_s",
+        "tune_s",
         *_COLUMNS,
     ]
     row = [
@@ -444,6 +487,7 @@ def _store(
         tvm.__version__,
         agent_version,
         built.build_s,
+        built.tune_s or None,
     ]
     row += [values.get(c) for c in _COLUMNS]
     ws.db.execute(f"INSERT OR REPLACE INTO measurements ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", row)
