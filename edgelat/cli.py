@@ -174,6 +174,23 @@ def device_probe(name: str, json_out: JsonOpt = False, trust_new_host: TrustOpt 
         _print_probe(data)
 
 
+@device_app.command("setup")
+@handle_errors
+def device_setup(
+    name: str,
+    offline: Annotated[bool, typer.Option(help="Download the wheels on this host and copy them to the device over SFTP.")] = False,
+    force: Annotated[bool, typer.Option(help="Install into edgelat's venv even if TVM already imports.")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Make sure the device can load TVM kernels; install the pinned runtime in a private venv if not."""
+    from edgelat.profiler.setup import setup_device
+
+    with _ws(workspace) as ws:
+        report = setup_device(ws, name, offline=offline, force=force)
+    verb = {"present": "already has", "installed": "now has", "installed-offline": "now has (wheels shipped from this host)"}[report.action]
+    out.print(f"{report.device} {verb} TVM {report.tvm_version} ({report.python})")
+
+
 def _print_probe(data: dict[str, Any]) -> None:
     freqs = data.get("cpu_freq") or []
     cur = [f["cur_khz"] for f in freqs if f.get("cur_khz")]
