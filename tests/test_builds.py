@@ -78,3 +78,15 @@ def test_worker_pool_builds_in_parallel(tmp_path: Path) -> None:
     with Builder(tmp_path, workers=2) as builder:
         results = [f.result(timeout=300) for f in [builder.submit(_request("local", c, "dense")) for c in cfgs]]
     assert all(r.error is None and Path(r.lib).exists() for r in results)
+
+
+@pytest.mark.parametrize(
+    ("preset", "kind", "marker"),
+    [("jetson-nano", "cuda", "__global__"), ("jetson-orin", "cuda", "__global__"), ("android-arm64", "opencl", "__kernel")],
+)
+def test_gpu_targets_produce_device_code(preset: str, kind: str, marker: str) -> None:
+    from edgelat.profiler.builds import gpu_device_code
+
+    got_kind, source = gpu_device_code("conv2d", CONV, get_preset(preset).gpu_target)
+    assert got_kind == kind
+    assert marker in source and "fused_conv2d_add_relu" in source

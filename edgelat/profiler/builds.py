@@ -22,7 +22,7 @@ from typing import Any
 
 from edgelat.errors import BuildError
 
-__all__ = ["BuildRequest", "BuiltKernel", "Builder", "build_kernel", "cache_key", "elf_machine"]
+__all__ = ["BuildRequest", "BuiltKernel", "Builder", "build_kernel", "cache_key", "elf_machine", "gpu_device_code"]
 
 # ELF e_machine values of the architectures edgelat builds for.
 ELF_MACHINES = {"x86_64": 62, "aarch64": 183, "arm64": 183, "armv7l": 40}
@@ -150,6 +150,32 @@ def _compile(req: BuildRequest, lib: Path, tuner: Any, tune_seconds: list[float]
             raise BuildError(f"built library has ELF machine {got}, expected {want} for {req.arch}")
         os.replace(out, lib)
     return kernels
+
+
+def gpu_device_code(op: str, config: dict[str, Any], gpu_target: dict[str, Any]) -> tuple[str, str]:
+    """Compile one op config for a GPU target and return (module kind, device source).
+
+    GPU kernels need a schedule (thread binding) before they build: dlight's fallback rule
+    gives every kernel one. Linking and timing need the device's own runtime (CUDA 12/13 on
+    a Jetson, OpenCL on a phone), so this checks the compile path and returns the code.
+    """
+    import tvm
+    from tvm import s_tir
+
+    from edgelat.ops import fuse, fused_groups, get_op, kernel_funcs
+
+    fused, attrs = fuse(get_op(op).emit(config))
+    names = [g.name for g in fused_groups(fused, attrs)]
+    funcs = kernel_funcs(fused)
+    mod = tvm.IRModule({n: funcs[n].with_attr("global_symbol", n) for n in dict.fromkeys(names)})
+    target = tvm.target.Target(gpu_target)
+    with target:
+        mod = s_tir.dlight.ApplyDefaultSchedule(s_tir.dlight.gpu.Fallback())(mod)
+    executable = tvm.compile(mod, target=target)
+    imported = list(executable.mod.imports)
+    if not imported:
+        raise BuildError(f"the {target.kind.name} build produced no device module (was the kernel scheduled?)")
+    return str(imported[0].kind), str(imported[0].inspect_source())
 
 
 def _init_worker() -> None:
