@@ -8,8 +8,12 @@ EDGELAT ?= $(PYTHON) -m edgelat.cli
 install:
 	$(PIP) install -q -e '.[test]'
 
+# The demo keeps its state in its own workspace, so it never touches yours.
+DEMO_WS ?= .edgelat-demo
+
 demo: install
-	$(EDGELAT) device probe local
+	$(EDGELAT) device probe local --workspace $(DEMO_WS)
+	$(EDGELAT) profile local --samples 3 --repeat 5 --min-repeat-ms 10 --workspace $(DEMO_WS)
 
 test: install
 	$(PYTHON) -m pytest -q
@@ -21,4 +25,4 @@ lint: install
 	$(PYTHON) -m ruff check edgelat tests bench
 
 clean:
-	rm -rf build *.egg-info .pytest_cache
+	rm -rf build *.egg-info .pytest_cache .edgelat-demo

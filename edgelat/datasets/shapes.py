@@ -15,7 +15,7 @@ from typing import Any
 __all__ = ["SHAPES_FILE", "extract_configs", "real_network_configs"]
 
 SHAPES_FILE = Path(__file__).parent / "data" / "kernel_shapes.json"
-RESOLUTIONS = (128, 160, 224)
+RESOLUTIONS = (128, 192)
 
 
 @functools.cache
