@@ -13,9 +13,13 @@ from edgelat.ops.epilogue import epilogue_counts
 Config = dict[str, Any]
 
 SPATIAL = (7, 8, 14, 16, 20, 28, 32, 40, 56, 64, 80, 112)
-# Epilogues seen on real networks' kernels (torch frontend, BN not folded into weights).
+# Epilogues of real networks' conv kernels (batch norm folded into the weights, so a bias).
+from edgelat.ops.epilogue import ACTIVATIONS  # noqa: E402
+
+HSWISH = ACTIVATIONS["hswish"]
+CONV_EPILOGUES = ("", "add.c", "add.c+relu", "add.c+relu", "add.c+tir_clip", "add.c+add.t", "add.c+add.t+relu", f"add.c+{HSWISH}", f"add.c+{ACTIVATIONS['swish']}")
+# A batch norm that could not be folded (it follows no conv) runs as these ops.
 BN = "subtract.c+divide.c+multiply.c+add.c"
-CONV_EPILOGUES = ("", "add.c", f"{BN}", f"{BN}+relu", f"{BN}+tir_clip", f"{BN}+add.t", f"{BN}+add.t+relu", "add.c+relu", "add.c+tir_clip")
 
 
 def perturb(rng: np.random.Generator, value: int, *, spread: float = 0.5, multiple: int = 1, lo: int = 1, hi: int = 1 << 16) -> int:

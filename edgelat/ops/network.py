@@ -11,7 +11,7 @@ import tvm
 from edgelat.ops.lowering import FusedGroup, fuse, fused_groups
 from edgelat.ops.registry import get_op, list_ops
 
-__all__ = ["Kernel", "network_kernels", "relax_from_onnx", "relax_from_torch"]
+__all__ = ["Kernel", "fold_batch_norms", "network_kernels", "relax_from_onnx", "relax_from_torch"]
 
 
 @dataclass(frozen=True)
@@ -23,12 +23,26 @@ class Kernel:
     config: dict[str, Any] | None
 
 
+def fold_batch_norms(module: Any) -> Any:
+    """Fold each BatchNorm that follows a conv into the conv's weights, as deployments do.
+
+    Networks that torch.fx cannot trace are returned unchanged (their batch norms then run
+    as elementwise epilogues, which is what TVM would run for them too).
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(module.eval())
+    except Exception:  # noqa: BLE001 - tracing is best effort; the unfolded network is still correct
+        return module.eval()
+
+
 def relax_from_torch(module: Any, example: Any) -> tvm.IRModule:
-    """Import a ``torch.nn.Module`` (eval mode) with its weights bound as constants."""
+    """Import a ``torch.nn.Module`` (eval mode, batch norms folded) with weights bound as constants."""
     import torch
     from tvm.relax.frontend.torch import from_exported_program
 
-    module = module.eval()
+    module = fold_batch_norms(module)
     with torch.no_grad():
         exported = torch.export.export(module, (example,))
     mod = from_exported_program(exported, keep_params_as_input=True)
