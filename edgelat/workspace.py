@@ -88,6 +88,21 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX measurements_device_op ON measurements(device, op, recipe);
     """,
+    # 3: whole networks measured end to end
+    """
+    CREATE TABLE network_measurements (
+        id INTEGER PRIMARY KEY,
+        device TEXT NOT NULL REFERENCES devices(name) ON DELETE CASCADE,
+        recipe TEXT NOT NULL,
+        name TEXT NOT NULL,
+        network_hash TEXT NOT NULL,
+        threads INTEGER NOT NULL,
+        median_ms REAL NOT NULL,
+        data TEXT NOT NULL,
+        measured_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE INDEX network_measurements_device ON network_measurements(device, recipe, network_hash);
+    """,
 ]
 
 

@@ -10,7 +10,8 @@ line and one reply per request::
     <- {"v": 1, "id": 7, "ok": false, "error": {"type": "...", "message": "..."}}
 
 Commands: ``hello`` (protocol handshake; must come first), ``probe``, ``health``,
-``bench`` (time a compiled TVM kernel library), ``remove`` (delete shipped
+``bench`` (time a compiled TVM kernel library), ``bench_network`` (time a whole
+compiled network), ``remove`` (delete shipped
 files), ``bye``. A malformed or unknown request
 gets an error reply and the agent keeps serving. Heavy imports (tvm, numpy) happen only
 inside the handler that needs them. Nothing here imports the rest of edgelat.
@@ -266,6 +267,46 @@ def handle_bench(args):
     return {"kernels": results, "state_before": before, "state_after": _state(), "threads": os.environ.get("TVM_NUM_THREADS")}
 
 
+def handle_bench_network(args):
+    """Time a whole compiled network (a Relax VM library) end to end.
+
+    args: ``lib``, ``inputs`` ([[shape, dtype], ...]), ``repeat``, ``min_repeat_ms``,
+    ``per_kernel`` (also list every kernel the VM calls, timed in place, for one run).
+    """
+    import numpy as np
+    import tvm
+    from tvm.runtime.vm import VirtualMachine
+
+    dev = tvm.cpu(0)
+    vm = VirtualMachine(tvm.runtime.load_module(args["lib"]), dev)
+    rng = np.random.default_rng(0)
+    inputs = [tvm.runtime.tensor(rng.uniform(0.1, 1.0, size=[int(d) for d in shape]).astype(dtype), dev) for shape, dtype in args["inputs"]]
+    vm.set_input("main", *inputs)
+    vm.invoke_stateful("main")  # warm-up
+    start = time.perf_counter()
+    vm.invoke_stateful("main")
+    once = max(time.perf_counter() - start, 1e-7)
+    number = max(1, int(float(args.get("min_repeat_ms", 40.0)) / 1000.0 / once + 0.999))
+    before = _state()
+    res = vm.time_evaluator("invoke_stateful", dev, number=number, repeat=int(args.get("repeat", 7)))("main")
+    result = {"seconds": [float(r) for r in res.results], "number": number, "state_before": before, "state_after": _state()}
+    if args.get("per_kernel"):
+        calls = []
+        started = {}
+
+        def instrument(func, name, before_run, ret_val, *call_args):
+            if before_run:
+                started[name] = time.perf_counter()
+            elif not name.startswith("vm.builtin"):
+                calls.append([name, time.perf_counter() - started.get(name, time.perf_counter())])
+            return 0
+
+        vm.set_instrument(instrument)
+        vm.invoke_stateful("main")
+        result["kernels"] = calls
+    return result
+
+
 def handle_remove(args):
     """Delete files the host shipped (only inside the agent's own directory)."""
     here = os.path.dirname(os.path.abspath(__file__))
@@ -281,7 +322,13 @@ def handle_remove(args):
     return {"removed": removed}
 
 
-HANDLERS = {"probe": handle_probe, "health": handle_health, "bench": handle_bench, "remove": handle_remove}
+HANDLERS = {
+    "probe": handle_probe,
+    "health": handle_health,
+    "bench": handle_bench,
+    "bench_network": handle_bench_network,
+    "remove": handle_remove,
+}
 
 
 class Agent(object):

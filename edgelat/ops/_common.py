@@ -17,7 +17,17 @@ SPATIAL = (7, 8, 14, 16, 20, 28, 32, 40, 56, 64, 80, 112)
 from edgelat.ops.epilogue import ACTIVATIONS  # noqa: E402
 
 HSWISH = ACTIVATIONS["hswish"]
-CONV_EPILOGUES = ("", "add.c", "add.c+relu", "add.c+relu", "add.c+tir_clip", "add.c+add.t", "add.c+add.t+relu", f"add.c+{HSWISH}", f"add.c+{ACTIVATIONS['swish']}")
+CONV_EPILOGUES = (
+    "",
+    "add.c",
+    "add.c+relu",
+    "add.c+relu",
+    "add.c+tir_clip",
+    "add.c+add.t",
+    "add.c+add.t+relu",
+    f"add.c+{HSWISH}",
+    f"add.c+{ACTIVATIONS['swish']}",
+)
 # A batch norm that could not be folded (it follows no conv) runs as these ops.
 BN = "subtract.c+divide.c+multiply.c+add.c"
 

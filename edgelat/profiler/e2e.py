@@ -1,0 +1,134 @@
+"""Whole-network ground truth: build a network with the recipe's pipeline, time it on the device.
+
+The network goes through exactly the fusion pipeline the kernels were profiled with
+(:mod:`edgelat.ops.lowering`), then TVM's default build; the agent times the VM end to end
+with the same protocol and thread count as kernels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tvm
+
+from edgelat.errors import BuildError, UsageError
+from edgelat.ops import fuse, kernel_funcs
+from edgelat.ops.lowering import shape_of
+from edgelat.profiler.agent_client import AgentReplyError
+from edgelat.profiler.inventory import agent_session, get_device
+from edgelat.workspace import Workspace
+
+__all__ = ["NetworkMeasurement", "build_network", "measure_network", "network_hash"]
+
+
+@dataclass
+class NetworkMeasurement:
+    device: str
+    recipe: str
+    name: str
+    median_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    repeats: int
+    number: int
+    threads: int
+    # The kernels the VM called in one run, timed in place: [name, ms].
+    kernels: list[list[Any]] = field(default_factory=list)
+
+
+def network_hash(mod: tvm.IRModule) -> str:
+    return hashlib.sha256(tvm.ir.save_json(mod["main"]).encode()).hexdigest()[:16]
+
+
+def build_network(
+    mod: tvm.IRModule, target: dict[str, Any], out: Path, cross_compiler: str | None = None, tuner: Any = None, trials: int = 0
+) -> list[list[Any]]:
+    """Compile ``mod`` with the recipe's pipeline into a shared library; returns its input specs."""
+    from tvm.support import cc
+
+    fused = kernel_funcs(fuse(mod)[0])
+    if tuner is not None:
+        for gv, func in list(fused.functions.items()):
+            if isinstance(func, tvm.tirx.PrimFunc):
+                tuned = tuner.tune(func, trials).func
+                fused[gv] = tuned.with_attr("global_symbol", gv.name_hint).with_attrs(func.attrs) if func.attrs else tuned
+    inputs = [[list(shape_of(p) or ()), str(p.ty.dtype)] for p in mod["main"].params]
+    try:
+        executable = tvm.compile(fused, target=tvm.target.Target(target))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        executable.export_library(str(out), fcompile=cc.cross_compiler(cross_compiler) if cross_compiler else None)
+    except Exception as exc:  # noqa: BLE001 - surfaced as one clear error
+        raise BuildError(f"could not build the network: {type(exc).__name__}: {exc}") from exc
+    return inputs
+
+
+def measure_network(
+    ws: Workspace,
+    device_name: str,
+    mod: tvm.IRModule,
+    *,
+    name: str = "network",
+    recipe: str = "default",
+    threads: int | None = None,
+    repeat: int = 7,
+    min_repeat_ms: float = 100.0,
+    per_kernel: bool = True,
+    trials: int = 16,
+) -> NetworkMeasurement:
+    """Build ``mod`` for ``device_name`` and time it there end to end; stored in the workspace."""
+    if recipe not in ("default", "tuned"):
+        raise UsageError(f"unknown recipe {recipe!r}; known: default, tuned")
+    device = get_device(ws, device_name)
+    preset = device.preset_info
+    n_threads = threads or device.measure_threads
+    key = network_hash(mod)
+    with agent_session(ws, device, threads=n_threads) as agent, tempfile.TemporaryDirectory(prefix="edgelat-net-") as tmp:
+        lib = Path(tmp) / f"{key}.so"
+        tuner = None
+        if recipe == "tuned":
+            from edgelat.profiler.tuning import KernelTuner
+
+            def measure_candidate(path: str, args: list[list[Any]]) -> list[float]:
+                remote = agent.remote_path(f"{Path(path).parent.name}.so")
+                agent.transport.put(Path(path), remote)
+                reply = agent.request(
+                    "bench", {"lib": remote, "kernels": [{"name": "main", "args": args}], "repeat": 3, "min_repeat_ms": 10.0}, timeout=120
+                )
+                agent.request("remove", {"paths": [remote]}, timeout=30)
+                return [float(s) for s in reply["kernels"][0]["seconds"]]
+
+            tuner = KernelTuner(ws.root / "tuning" / device.name, preset.target(), n_threads, preset.cross_compiler, measure_candidate)
+        try:
+            inputs = build_network(mod, preset.target(), lib, preset.cross_compiler, tuner, trials)
+        finally:
+            if tuner is not None:
+                tuner.close()
+        remote = agent.remote_path(lib.name)
+        agent.transport.put(lib, remote)
+        try:
+            reply = agent.request(
+                "bench_network",
+                {"lib": remote, "inputs": inputs, "repeat": repeat, "min_repeat_ms": min_repeat_ms, "per_kernel": per_kernel},
+                timeout=1800,
+            )
+        except AgentReplyError as exc:
+            raise BuildError(f"the device could not run the network: {exc.remote_message}") from exc
+    ms = [s * 1000 for s in reply["seconds"]]
+    result = NetworkMeasurement(
+        device=device.name, recipe=recipe, name=name, median_ms=statistics.median(ms), mean_ms=statistics.fmean(ms),
+        std_ms=statistics.pstdev(ms), min_ms=min(ms), max_ms=max(ms), repeats=len(ms), number=int(reply["number"]), threads=n_threads,
+        kernels=[[n, t * 1000] for n, t in reply.get("kernels", [])],
+    )  # fmt: skip
+    ws.db.execute(
+        "INSERT INTO network_measurements (device, recipe, name, network_hash, threads, median_ms, data) VALUES (?,?,?,?,?,?,?)",
+        (device.name, recipe, name, key, n_threads, result.median_ms, json.dumps(asdict(result))),
+    )
+    return result
