@@ -50,47 +50,67 @@ class Concat(OpSpec):
         return None if epilogue is None else {"n": a[0], "c1": a[1], "c2": c[1], "h": a[2], "w": a[3], "epilogue": epilogue}
 
 
-@register_op("channel_shuffle", description="ShuffleNet channel shuffle: reshape, transpose, reshape")
+@register_op(
+    "channel_shuffle",
+    description="ShuffleNet channel shuffle (reshape, transpose, reshape), optionally with the concat before and the split after",
+)
 class ChannelShuffle(OpSpec):
-    params = ("n", "c", "h", "w", "groups")
+    # concat: the two branches are concatenated in the same kernel; split: it ends by splitting in two.
+    params = ("n", "c", "h", "w", "groups", "concat", "split")
 
     def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
         seed = pick_seed(rng, seeds)
         if seed is not None:
             hw = perturb(rng, seed["h"], spread=0.3)
-            return {**seed, "c": perturb(rng, seed["c"] // seed["groups"], multiple=4) * seed["groups"], "h": hw, "w": hw}
+            return {**seed, "c": perturb(rng, seed["c"] // (2 * seed["groups"]), multiple=4) * 2 * seed["groups"], "h": hw, "w": hw}
         groups = choice(rng, (2, 2, 3, 4))
         hw = choice(rng, SPATIAL[:8])
-        return {"n": 1, "c": log_uniform_int(rng, 8, 512, 4) * groups, "h": hw, "w": hw, "groups": groups}
-
-    def _shape(self, cfg: Config) -> tuple[int, int, int, int]:
-        return (cfg["n"], cfg["c"], cfg["h"], cfg["w"])
+        fused = int(rng.random() < 0.7)
+        return {
+            "n": 1,
+            "c": log_uniform_int(rng, 8, 256, 4) * 2 * groups,
+            "h": hw,
+            "w": hw,
+            "groups": groups,
+            "concat": fused,
+            "split": fused,
+        }
 
     def emit(self, cfg: Config) -> tvm.IRModule:
-        n, c, h, w = self._shape(cfg)
-        g = cfg["groups"]
+        n, c, h, w, g = cfg["n"], cfg["c"], cfg["h"], cfg["w"], cfg["groups"]
 
         def body(b: EpilogueBuilder):  # noqa: ANN202
-            y = b.emit(R.reshape(b.input((n, c, h, w), "x"), (n, g, c // g, h, w)))
+            if cfg["concat"]:
+                x = b.emit(R.concat([b.input((n, c // 2, h, w), "a"), b.input((n, c - c // 2, h, w), "b")], axis=1))
+            else:
+                x = b.input((n, c, h, w), "x")
+            y = b.emit(R.reshape(x, (n, g, c // g, h, w)))
             y = b.emit(R.permute_dims(y, [0, 2, 1, 3, 4]))
-            return b.emit(R.reshape(y, (n, c, h, w)))
+            y = b.emit(R.reshape(y, (n, c, h, w)))
+            return b.emit(R.split(y, 2, axis=1)) if cfg["split"] else y
 
         return EpilogueBuilder().build(body)
 
     def features(self, cfg: Config) -> dict[str, float]:
-        n, c, h, w = self._shape(cfg)
-        feats = size_features(0.0, 4.0 * n * c * h * w, 0.0, 4.0 * n * c * h * w, "", n * c * h * w)
-        feats["groups"] = cfg["groups"]
+        elems = cfg["n"] * cfg["c"] * cfg["h"] * cfg["w"]
+        feats = size_features(0.0, 4.0 * elems, 0.0, 4.0 * elems, "", elems)
+        feats.update({"groups": cfg["groups"], "concat": cfg["concat"], "split": cfg["split"]})
         return feats
 
     def match(self, group: FusedGroup) -> Config | None:
         ops = group.ops
-        if ops != ["reshape", "transpose", "reshape"] or group.calls[1].out is None or len(group.calls[1].out) != 5:
+        concat = int(bool(ops) and ops[0] == "concatenate")
+        split = int(bool(ops) and ops[-1] == "split")
+        core = ops[concat : len(ops) - split]
+        if core != ["reshape", "transpose", "reshape"]:
             return None
-        x = group.calls[0].args[0]
-        if x is None or len(x) != 4:
+        mid = group.calls[concat + 1].out
+        x = group.calls[concat].args[0]
+        if mid is None or len(mid) != 5 or x is None or len(x) != 4:
             return None
-        return {"n": x[0], "c": x[1], "h": x[2], "w": x[3], "groups": group.calls[1].out[2]}
+        if concat and (len(group.calls[0].args) != 2 or group.calls[0].args[0] is None or 2 * group.calls[0].args[0][1] != x[1]):
+            return None
+        return {"n": x[0], "c": x[1], "h": x[2], "w": x[3], "groups": mid[2], "concat": concat, "split": split}
 
 
 @register_op("softmax", description="softmax over the last axis of a (rows, cols) tensor")

@@ -70,12 +70,18 @@ def _bind_params(mod: tvm.IRModule) -> tvm.IRModule:
     return mod
 
 
+# Lone ops the VM runs as views (``vm.builtin.reshape``), not kernels.
+VIEW_OPS = {"reshape", "squeeze", "expand_dims", "flatten"}
+
+
 def network_kernels(mod: tvm.IRModule) -> list[Kernel]:
     """Every kernel ``mod`` runs after fusion, matched to the first registered kind that claims it."""
     fused, attrs = fuse(mod)
     specs = [get_op(name) for name in list_ops() if not get_op(name).composite]
     kernels = []
     for group in fused_groups(fused, attrs):
+        if len(group.calls) == 1 and group.calls[0].op in VIEW_OPS:
+            continue
         for spec in specs:
             cfg = spec.match(group)
             if cfg is not None:

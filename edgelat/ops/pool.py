@@ -16,9 +16,10 @@ from edgelat.ops.registry import OpSpec, register_op
 
 
 @register_op("max_pool2d", relax_op="max_pool2d", description="max pooling window, NCHW")
-@register_op("avg_pool2d", relax_op="avg_pool2d", description="average pooling window, NCHW (count_include_pad=False)")
+@register_op("avg_pool2d", relax_op="avg_pool2d", description="average pooling window, NCHW")
 class Pool2d(OpSpec):
-    params = ("n", "c", "h", "w", "k", "stride", "pad", "epilogue")
+    # ceil: output size rounds up (ceil_mode); include_pad: padded zeros count in averages.
+    params = ("n", "c", "h", "w", "k", "stride", "pad", "ceil", "include_pad", "epilogue")
     relax_op: str = "max_pool2d"
 
     def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
@@ -30,12 +31,15 @@ class Pool2d(OpSpec):
         hw = choice(rng, SPATIAL[2:])
         stride = choice(rng, (1, 2, 2))
         pad = 0 if k == 2 else choice(rng, (0, k // 2))
-        return {"n": 1, "c": log_uniform_int(rng, 8, 512, 8), "h": hw, "w": hw, "k": k, "stride": stride, "pad": pad, "epilogue": ""}
+        include_pad = int(self.relax_op == "avg_pool2d" and pad > 0 and rng.random() < 0.5)
+        return {"n": 1, "c": log_uniform_int(rng, 8, 512, 8), "h": hw, "w": hw, "k": k, "stride": stride, "pad": pad,
+                "ceil": int(rng.random() < 0.2), "include_pad": include_pad, "epilogue": ""}  # fmt: skip
 
     def _call(self, x: object, cfg: Config) -> object:
+        common = {"pool_size": cfg["k"], "strides": cfg["stride"], "padding": cfg["pad"], "ceil_mode": bool(cfg["ceil"])}
         if self.relax_op == "max_pool2d":
-            return R.nn.max_pool2d(x, pool_size=cfg["k"], strides=cfg["stride"], padding=cfg["pad"])
-        return R.nn.avg_pool2d(x, pool_size=cfg["k"], strides=cfg["stride"], padding=cfg["pad"], count_include_pad=False)
+            return R.nn.max_pool2d(x, **common)
+        return R.nn.avg_pool2d(x, **common, count_include_pad=bool(cfg["include_pad"]))
 
     def emit(self, cfg: Config) -> tvm.IRModule:
         def body(b: EpilogueBuilder):  # noqa: ANN202
@@ -45,8 +49,9 @@ class Pool2d(OpSpec):
         return EpilogueBuilder().build(body)
 
     def features(self, cfg: Config) -> dict[str, float]:
-        oh = out_size(cfg["h"], cfg["k"], cfg["stride"], cfg["pad"], 1)
-        ow = out_size(cfg["w"], cfg["k"], cfg["stride"], cfg["pad"], 1)
+        extra = cfg["stride"] - 1 if cfg["ceil"] else 0
+        oh = out_size(cfg["h"] + extra, cfg["k"], cfg["stride"], cfg["pad"], 1)
+        ow = out_size(cfg["w"] + extra, cfg["k"], cfg["stride"], cfg["pad"], 1)
         out_elems = cfg["n"] * cfg["c"] * oh * ow
         feats = size_features(
             float(out_elems * cfg["k"] ** 2),
@@ -64,9 +69,7 @@ class Pool2d(OpSpec):
         if first.op != self.relax_op or first.attrs is None or not first.args or first.args[0] is None:
             return None
         a = first.attrs
-        if len(set(a["pool_size"])) != 1 or len(set(a["strides"])) != 1 or len(set(a["padding"])) != 1 or a.get("ceil_mode"):
-            return None
-        if self.relax_op == "avg_pool2d" and a.get("count_include_pad"):
+        if len(set(a["pool_size"])) != 1 or len(set(a["strides"])) != 1 or len(set(a["padding"])) != 1:
             return None
         epilogue = match_epilogue(group.calls[1:])
         if epilogue is None:
@@ -80,6 +83,8 @@ class Pool2d(OpSpec):
             "k": a["pool_size"][0],
             "stride": a["strides"][0],
             "pad": a["padding"][0],
+            "ceil": int(bool(a.get("ceil_mode"))),
+            "include_pad": int(bool(a.get("count_include_pad"))) if self.relax_op == "avg_pool2d" else 0,
             "epilogue": epilogue,
         }
 
