@@ -316,6 +316,115 @@ def ops_cmd() -> None:
     out.print(table)
 
 
+# -- train / predict / measure ---------------------------------------------------------------
+RecipeOpt = Annotated[Optional[str], typer.Option(help="Compile recipe (default: the one the device was profiled with).")]
+ShapeOpt = Annotated[Optional[str], typer.Option(help="Input shape, e.g. 1,3,224,224 (ONNX models with a fixed shape need none).")]
+
+
+def _shape(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"bad --input-shape {text!r}: use comma-separated integers such as 1,3,224,224") from None
+    if not shape or any(v < 1 for v in shape):
+        raise UsageError(f"bad --input-shape {text!r}: every dimension must be at least 1")
+    return shape
+
+
+@app.command("train")
+@handle_errors
+def train_cmd(device: str, recipe: RecipeOpt = None, json_out: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
+    """Fit one XGBoost latency model per op kind on the device's kernel measurements."""
+    from edgelat.predictors.train import report_dict, train_device
+
+    with _ws(workspace) as ws:
+        report = train_device(ws, device, recipe)
+    if json_out:
+        _print_json(report_dict(report))
+        return
+    table = Table("op", "train", "test", "xgboost RMSPE", "±5%", "±10%", "FLOPs-linear ±10%", "random forest ±10%", "1-NN lookup ±10%",
+                  title=f"{report.device} ({report.recipe}): held-out accuracy")  # fmt: skip
+    for r in report.ops:
+        m = r.metrics
+        table.add_row(r.op, str(r.n_train), str(r.n_test), f"{m['xgboost']['rmspe']:.1f}%", f"{m['xgboost']['within_5']:.0f}%", f"{m['xgboost']['within_10']:.0f}%",
+                      f"{m['flops_linear']['within_10']:.0f}%", f"{m['random_forest']['within_10']:.0f}%", f"{m['lookup_1nn']['within_10']:.0f}%")  # fmt: skip
+    out.print(table)
+    for op, why in report.skipped.items():
+        out.print(f"[yellow]skipped {op}[/yellow]: {why}")
+    out.print(f"models saved in {report.model_dir} ({report.seconds:.1f} s)")
+
+
+@app.command("predict")
+@handle_errors
+def predict_cmd(
+    device: str,
+    model: Annotated[Path, typer.Argument(help="ONNX file.")],
+    input_shape: ShapeOpt = None,
+    recipe: RecipeOpt = None,
+    allow_unpredicted: Annotated[bool, typer.Option(help="List kernels no predictor covers instead of failing.")] = False,
+    json_out: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Predict a network's latency on a device, with a per-kernel breakdown."""
+    from edgelat.predictors.predict import predict_network
+
+    with _ws(workspace) as ws:
+        pred = predict_network(ws, device, model, input_shape=_shape(input_shape), recipe=recipe, allow_unpredicted=allow_unpredicted)
+    if json_out:
+        _print_json(pred.as_dict())
+        return
+    _print_kernels(pred)
+
+
+def _print_kernels(pred: Any) -> None:
+    table = Table("#", "kernel", "kind", "config", "predicted ms", "share", title=f"{pred.device} ({pred.recipe})")
+    for i, k in enumerate(pred.kernels):
+        from edgelat.ops import get_op
+
+        desc = get_op(k.op).describe(k.config) if k.op and k.config else "-"
+        table.add_row(
+            str(i),
+            k.name,
+            k.op or "[red]unpredicted[/red]",
+            desc,
+            f"{k.predicted_ms:.4f}" if k.predicted_ms is not None else "-",
+            f"{k.share * 100:.1f}%",
+        )
+    out.print(table)
+    out.print(
+        f"predicted total: [bold]{pred.total_ms:.3f} ms[/bold]"
+        + (f" ({len(pred.unpredicted)} kernels unpredicted)" if pred.unpredicted else "")
+    )
+
+
+@app.command("measure")
+@handle_errors
+def measure_cmd(
+    device: str,
+    model: Annotated[Path, typer.Argument(help="ONNX file.")],
+    input_shape: ShapeOpt = None,
+    recipe: Annotated[str, typer.Option(help="Compile recipe: default or tuned.")] = "default",
+    threads: Annotated[Optional[int], typer.Option(help="Threads (default: the device's).")] = None,
+    json_out: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Compile a whole network for the device and time it there end to end (ground truth)."""
+    from edgelat.predictors.predict import load_network
+    from edgelat.profiler.e2e import measure_network
+
+    with _ws(workspace) as ws:
+        result = measure_network(ws, device, load_network(model, _shape(input_shape)), name=model.name, recipe=recipe, threads=threads)
+    if json_out:
+        _print_json({"device": result.device, "recipe": result.recipe, "median_ms": result.median_ms, "std_ms": result.std_ms, "min_ms": result.min_ms,
+                     "max_ms": result.max_ms, "repeats": result.repeats, "threads": result.threads, "kernels": result.kernels})  # fmt: skip
+        return
+    out.print(f"{result.name} on {result.device} ({result.recipe}, {result.threads} thread(s)): median [bold]{result.median_ms:.3f} ms[/bold] "
+              f"(std {result.std_ms:.3f}, min {result.min_ms:.3f}, max {result.max_ms:.3f}, {result.repeats} repeats); "
+              f"{len(result.kernels)} kernels called, summing to {sum(k[1] for k in result.kernels):.3f} ms in place")  # fmt: skip
+
+
 # -- data ------------------------------------------------------------------------------
 @data_app.command("export")
 @handle_errors

@@ -1,0 +1,150 @@
+"""Predicting whole networks: split into the kernels the device runs, predict each, sum."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgelat.errors import UsageError
+from edgelat.ops import get_op
+from edgelat.ops.network import Kernel, network_kernels
+from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
+from edgelat.predictors.train import default_recipe, feature_frame, model_dir
+from edgelat.workspace import Workspace
+
+__all__ = ["DeviceLatencyModel", "KernelPrediction", "Prediction", "load_network", "predict_kernels", "predict_network"]
+
+
+class DeviceLatencyModel:
+    """The trained kernel models of one (device, recipe); ``predict`` takes (op, config) pairs."""
+
+    def __init__(self, device: str, recipe: str, models: dict[str, Any], meta: dict[str, Any]) -> None:
+        self.device = device
+        self.recipe = recipe
+        self.models = models
+        self.meta = meta
+
+    @classmethod
+    def load(cls, ws: Workspace, device: str, recipe: str | None = None) -> DeviceLatencyModel:
+        import joblib
+
+        recipe = recipe or default_recipe(ws, device)
+        folder = model_dir(ws, device, recipe)
+        meta_file = folder / "meta.json"
+        if not meta_file.exists():
+            raise UsageError(f"no trained {recipe} models for {device}: run `edgelat train {device}` first")
+        meta = json.loads(meta_file.read_text())
+        if meta.get("feature_schema") != FEATURE_SCHEMA_VERSION:
+            raise UsageError(
+                f"the {recipe} models of {device} were trained with feature schema {meta.get('feature_schema')}, "
+                f"this edgelat computes schema {FEATURE_SCHEMA_VERSION}: retrain with `edgelat train {device}`"
+            )
+        models = {op: joblib.load(folder / f"{op}.joblib") for op in meta["ops"]}
+        return cls(device, recipe, models, meta)
+
+    def predict(self, items: Sequence[tuple[str, dict[str, Any]]]) -> np.ndarray:
+        """Predicted milliseconds of each (op, config); NaN where no model covers the op."""
+        out = np.full(len(items), np.nan)
+        by_op: dict[str, list[int]] = defaultdict(list)
+        for i, (op, _) in enumerate(items):
+            by_op[op].append(i)
+        for op, idx in by_op.items():
+            model = self.models.get(op)
+            if model is None:
+                continue
+            out[idx] = model.predict(feature_frame(op, [items[i][1] for i in idx]))
+        return out
+
+
+@dataclass
+class KernelPrediction:
+    name: str
+    op: str | None
+    config: dict[str, Any] | None
+    predicted_ms: float | None
+    share: float = 0.0
+
+
+@dataclass
+class Prediction:
+    device: str
+    recipe: str
+    total_ms: float
+    kernels: list[KernelPrediction] = field(default_factory=list)
+    # Kernels no predictor covers (listed only with allow_unpredicted).
+    unpredicted: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "recipe": self.recipe,
+            "total_ms": self.total_ms,
+            "kernels": [k.__dict__ for k in self.kernels],
+            "unpredicted": self.unpredicted,
+        }
+
+
+def load_network(model: Any, input_shape: Sequence[int] | None = None, example: Any = None) -> Any:
+    """A Relax module from an ONNX path or a ``torch.nn.Module`` (with ``input_shape`` or ``example``)."""
+    from edgelat.ops.network import relax_from_onnx, relax_from_torch
+
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if not path.exists():
+            raise UsageError(f"no such model file: {path}")
+        if path.suffix != ".onnx":
+            raise UsageError(f"{path}: only .onnx files are read (or pass a torch.nn.Module from Python)")
+        return relax_from_onnx(path, tuple(input_shape) if input_shape else None)
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        if example is None:
+            if input_shape is None:
+                raise UsageError("a torch module needs input_shape or an example input")
+            example = torch.randn(*input_shape)
+        return relax_from_torch(model, example)
+    return model  # already a Relax IRModule
+
+
+def predict_kernels(model: DeviceLatencyModel, kernels: Sequence[Kernel], *, allow_unpredicted: bool = False) -> Prediction:
+    items = [(k.op or "", k.config or {}) for k in kernels]
+    ms = model.predict(items)
+    missing = [k.group.name for k, v in zip(kernels, ms, strict=True) if np.isnan(v)]
+    if missing and not allow_unpredicted:
+        raise UsageError(
+            f"{len(missing)} kernel(s) have no predictor: {', '.join(sorted(set(missing))[:8])}"
+            + (" ..." if len(set(missing)) > 8 else "")
+            + "; profile those op kinds, or pass --allow-unpredicted to list them"
+        )
+    total = float(np.nansum(ms))
+    out = [
+        KernelPrediction(
+            k.group.name, k.op, k.config, None if np.isnan(v) else float(v), 0.0 if np.isnan(v) or total <= 0 else float(v) / total
+        )
+        for k, v in zip(kernels, ms, strict=True)
+    ]
+    return Prediction(model.device, model.recipe, total, out, missing)
+
+
+def predict_network(
+    ws: Workspace,
+    device: str,
+    network: Any,
+    *,
+    input_shape: Sequence[int] | None = None,
+    recipe: str | None = None,
+    allow_unpredicted: bool = False,
+) -> Prediction:
+    """Predicted latency of ``network`` (ONNX path, torch module or Relax module) on ``device``."""
+    model = DeviceLatencyModel.load(ws, device, recipe)
+    return predict_kernels(model, network_kernels(load_network(network, input_shape)), allow_unpredicted=allow_unpredicted)
+
+
+def covered_ops(model: DeviceLatencyModel) -> list[str]:
+    return sorted(op for op in model.models if not get_op(op).composite)

@@ -1,0 +1,143 @@
+"""Training per-device kernel latency models, with held-out metrics next to baselines."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from edgelat.errors import UsageError
+from edgelat.ops import get_op
+from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
+from edgelat.predictors.estimators import KernelLatencyRegressor, make_baselines
+from edgelat.workspace import Workspace
+
+__all__ = ["OpReport", "TrainReport", "accuracy_metrics", "feature_frame", "model_dir", "train_device"]
+
+
+def feature_frame(op: str, configs: list[dict[str, Any]]) -> pd.DataFrame:
+    """The one feature function, for training and prediction alike: the registry's, per config."""
+    spec = get_op(op)
+    return pd.DataFrame([spec.features(c) for c in configs])
+
+
+def accuracy_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """RMSPE (%) and the share of predictions within 5% and 10% of the truth."""
+    rel = (np.asarray(pred, float) - np.asarray(y, float)) / np.asarray(y, float)
+    return {
+        "rmspe": float(np.sqrt(np.mean(rel**2)) * 100),
+        "within_5": float(np.mean(np.abs(rel) <= 0.05) * 100),
+        "within_10": float(np.mean(np.abs(rel) <= 0.10) * 100),
+    }
+
+
+@dataclass
+class OpReport:
+    op: str
+    n_train: int
+    n_test: int
+    # model name -> metrics on the held-out split
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class TrainReport:
+    device: str
+    recipe: str
+    ops: list[OpReport]
+    skipped: dict[str, str]
+    model_dir: str
+    seconds: float
+
+
+def model_dir(ws: Workspace, device: str, recipe: str) -> Path:
+    return ws.models_dir / device / recipe
+
+
+def _training_data(ws: Workspace, device: str, recipe: str) -> pd.DataFrame:
+    rows = ws.db.execute(
+        """SELECT m.op, m.config_id, k.params, m.median_ms FROM measurements m JOIN kernel_configs k USING (config_id)
+           WHERE m.device = ? AND m.recipe = ? AND m.status = 'ok' AND m.median_ms > 0""",
+        (device, recipe),
+    ).fetchall()
+    frame = pd.DataFrame([dict(r) for r in rows], columns=["op", "config_id", "params", "median_ms"])
+    # A config measured in several campaigns counts once, at the median of its medians.
+    return frame.groupby(["op", "config_id", "params"], as_index=False)["median_ms"].median()
+
+
+def default_recipe(ws: Workspace, device: str) -> str:
+    row = ws.db.execute(
+        "SELECT recipe, COUNT(*) n FROM measurements WHERE device = ? AND status = 'ok' GROUP BY recipe ORDER BY n DESC LIMIT 1", (device,)
+    ).fetchone()
+    if row is None:
+        raise UsageError(f"{device} has no kernel measurements: run `edgelat profile {device}` first")
+    return str(row["recipe"])
+
+
+def train_device(
+    ws: Workspace, device: str, recipe: str | None = None, *, test_size: float = 0.2, seed: int = 0, min_samples: int = 8
+) -> TrainReport:
+    """Fit one regressor per op kind on ``device``'s measurements and save it in the workspace."""
+    import joblib
+    import sklearn
+    import tvm
+    import xgboost
+
+    import edgelat
+
+    start = time.time()
+    recipe = recipe or default_recipe(ws, device)
+    data = _training_data(ws, device, recipe)
+    if data.empty:
+        raise UsageError(f"{device} has no successful {recipe} measurements to train on")
+    out = model_dir(ws, device, recipe)
+    out.mkdir(parents=True, exist_ok=True)
+    reports, skipped, saved = [], {}, {}
+    rng = np.random.default_rng(seed)
+    for op, group in data.groupby("op"):
+        if len(group) < min_samples:
+            skipped[str(op)] = f"{len(group)} measurements, fewer than {min_samples}"
+            continue
+        X = feature_frame(str(op), [json.loads(p) for p in group["params"]])
+        y = group["median_ms"].to_numpy()
+        order = rng.permutation(len(group))
+        n_test = max(1, int(round(len(group) * test_size)))
+        test, train = order[:n_test], order[n_test:]
+        report = OpReport(str(op), len(train), len(test))
+        for name, model in {"xgboost": KernelLatencyRegressor(), **make_baselines()}.items():
+            model.fit(X.iloc[train], y[train])
+            report.metrics[name] = accuracy_metrics(y[test], model.predict(X.iloc[test]))
+        final = KernelLatencyRegressor().fit(X, y)
+        joblib.dump(final, out / f"{op}.joblib")
+        saved[str(op)] = {"n": len(group), "features": list(X.columns), "held_out": report.metrics}
+        reports.append(report)
+    dataset_hash = hashlib.sha256(data.sort_values("config_id").to_csv(index=False).encode()).hexdigest()[:16]
+    meta = {
+        "device": device,
+        "recipe": recipe,
+        "feature_schema": FEATURE_SCHEMA_VERSION,
+        "dataset_hash": dataset_hash,
+        "versions": {
+            "edgelat": edgelat.__version__,
+            "xgboost": xgboost.__version__,
+            "tvm": tvm.__version__,
+            "sklearn": sklearn.__version__,
+        },
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "ops": saved,
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    for stale in out.glob("*.joblib"):
+        if stale.stem not in saved:
+            stale.unlink()
+    return TrainReport(device, recipe, reports, skipped, str(out), time.time() - start)
+
+
+def report_dict(report: TrainReport) -> dict[str, Any]:
+    return asdict(report)

@@ -1,0 +1,121 @@
+"""Training per-op models on real measurements, and predicting networks from them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+import edgelat
+from edgelat.cli import app
+from edgelat.errors import UsageError
+from edgelat.predictors.estimators import FlopsLinear, KernelLatencyRegressor, NearestNeighbour
+from edgelat.predictors.predict import DeviceLatencyModel, predict_network
+from edgelat.predictors.train import accuracy_metrics, train_device
+from edgelat.profiler.campaign import ProfileConfig, profile
+from edgelat.workspace import Workspace, open_workspace
+
+
+def test_accuracy_metrics() -> None:
+    m = accuracy_metrics(np.array([1.0, 1.0, 1.0, 1.0]), np.array([1.04, 0.92, 1.2, 1.0]))
+    assert m["within_5"] == 50.0 and m["within_10"] == 75.0
+    assert m["rmspe"] == pytest.approx(np.sqrt((0.04**2 + 0.08**2 + 0.2**2) / 4) * 100)
+
+
+def test_estimators_follow_the_sklearn_contract() -> None:
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"flops": rng.uniform(1e6, 1e8, 200), "bytes": rng.uniform(1e4, 1e6, 200)})
+    X["log_flops"], X["log_bytes"] = np.log1p(X["flops"]), np.log1p(X["bytes"])
+    y = 1e-8 * X["flops"] + 1e-6 * X["bytes"] + 0.01
+    for est in (KernelLatencyRegressor(n_estimators=50), FlopsLinear(), NearestNeighbour()):
+        with pytest.raises(NotFittedError):
+            est.predict(X)
+        assert est.fit(X, y) is est
+        assert clone(est).get_params() == est.get_params()
+        assert accuracy_metrics(y.to_numpy(), est.predict(X))["within_10"] > 50
+    # Monotone in work: more FLOPs never predicts less.
+    model = KernelLatencyRegressor(n_estimators=100).fit(X, y)
+    grid = X.iloc[[0] * 20].copy()
+    grid["flops"] = np.linspace(1e6, 1e8, 20)
+    grid["log_flops"] = np.log1p(grid["flops"])
+    assert np.all(np.diff(model.predict(grid)) >= 0)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace whose local device has dense and activation kernels measured and models trained."""
+    root = tmp_path_factory.mktemp("trained")
+    with open_workspace(root) as ws:
+        profile(ws, "local", ProfileConfig(ops=("dense", "activation"), samples=14, repeat=3, min_repeat_ms=5.0))
+        report = train_device(ws, "local")
+    assert {r.op for r in report.ops} == {"dense", "activation"}
+    return root
+
+
+def _mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def test_train_report_and_saved_models(trained: Path) -> None:
+    meta = json.loads((trained / "models" / "local" / "default" / "meta.json").read_text())
+    assert meta["feature_schema"] == 1 and meta["versions"]["xgboost"] and len(meta["dataset_hash"]) == 16
+    assert set(meta["ops"]["dense"]["held_out"]) == {"xgboost", "flops_linear", "random_forest", "lookup_1nn"}
+
+
+def test_predict_a_torch_network(trained: Path) -> None:
+    with open_workspace(trained) as ws:
+        pred = predict_network(ws, "local", _mlp(), input_shape=(1, 64))
+    assert [k.op for k in pred.kernels] == ["dense", "dense"]
+    assert pred.kernels[0].config == {"m": 1, "k": 64, "n": 128, "epilogue": "add.c+relu"}
+    assert pred.total_ms == pytest.approx(sum(k.predicted_ms for k in pred.kernels))
+    assert sum(k.share for k in pred.kernels) == pytest.approx(1.0)
+    again = edgelat.predict(_mlp(), device="local", input_shape=(1, 64), workspace=trained)
+    assert again.total_ms == pytest.approx(pred.total_ms)
+    many = edgelat.predict_many([_mlp(), nn.Sequential(nn.Linear(64, 32))], device="local", input_shape=(1, 64), workspace=trained)
+    assert len(many) == 2 and many[1].total_ms < many[0].total_ms * 2
+
+
+def test_unpredicted_kernels_are_named(trained: Path) -> None:
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
+    with open_workspace(trained) as ws:
+        with pytest.raises(UsageError, match=r"have no predictor: fused_conv2d.*--allow-unpredicted"):
+            predict_network(ws, "local", net, input_shape=(1, 3, 8, 8))
+        pred = predict_network(ws, "local", net, input_shape=(1, 3, 8, 8), allow_unpredicted=True)
+    assert pred.unpredicted and pred.kernels[0].predicted_ms is None and pred.kernels[-1].op == "dense"
+
+
+def test_predict_cli_on_onnx(trained: Path, tmp_path: Path) -> None:
+    onnx_path = tmp_path / "mlp.onnx"
+    torch.onnx.export(_mlp().eval(), (torch.randn(1, 64),), str(onnx_path), dynamo=False)
+    result = CliRunner().invoke(app, ["predict", "local", str(onnx_path), "--json", "-w", str(trained)])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["device"] == "local" and data["total_ms"] > 0 and [k["op"] for k in data["kernels"]] == ["dense", "dense"]
+    assert CliRunner().invoke(app, ["predict", "local", str(tmp_path / "none.onnx"), "-w", str(trained)]).exit_code == 2
+
+
+def test_schema_mismatch_is_a_clear_error(trained: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "ws"
+    shutil.copytree(trained, copy)
+    meta_file = copy / "models" / "local" / "default" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["feature_schema"] = 0
+    meta_file.write_text(json.dumps(meta))
+    with open_workspace(copy) as ws, pytest.raises(UsageError, match="feature schema 0"):
+        DeviceLatencyModel.load(ws, "local")
+
+
+def test_train_without_data(ws: Workspace) -> None:
+    with pytest.raises(UsageError, match="no kernel measurements"):
+        train_device(ws, "local")
