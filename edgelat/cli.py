@@ -425,6 +425,52 @@ def measure_cmd(
               f"{len(result.kernels)} kernels called, summing to {sum(k[1] for k in result.kernels):.3f} ms in place")  # fmt: skip
 
 
+@app.command("validate")
+@handle_errors
+def validate_cmd(
+    device: str,
+    zoo: Annotated[
+        str, typer.Option(help="all (46 zoo networks + NB201 and FBNet samples), quick (10 small ones), or model names.")
+    ] = "all",
+    recipe: RecipeOpt = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Where the table, plot and report go.")] = None,
+    json_out: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Measure and predict a zoo of real networks; report accuracy against the FLOPs baseline."""
+    from dataclasses import asdict
+
+    from edgelat.predictors.validate import validate_device
+
+    def show(label: str, row: Any) -> None:
+        if not json_out:
+            err.print(
+                f"{label}: "
+                + (f"predicted {row.predicted_ms:.2f} ms, measured {row.measured_ms:.2f} ms ({row.error_pct:+.1f}%)" if row else "failed")
+            )
+
+    with _ws(workspace) as ws:
+        report = validate_device(ws, device, zoo=zoo, recipe=recipe, out_dir=out_dir, on_network=show)
+    if json_out:
+        _print_json(asdict(report))
+        return
+    table = Table(
+        "network", "kernels", "predicted ms", "measured ms", "error", "FLOPs baseline error", title=f"{report.device} ({report.recipe})"
+    )
+    for r in report.rows:
+        table.add_row(
+            r.network, str(r.kernels), f"{r.predicted_ms:.2f}", f"{r.measured_ms:.2f}", f"{r.error_pct:+.1f}%", f"{r.flops_error_pct:+.1f}%"
+        )
+    out.print(table)
+    m, f = report.metrics, report.flops_metrics
+    out.print(
+        f"edgelat: {m['within_10']:.1f}% within ±10%, RMSPE {m['rmspe']:.1f}%   |   FLOPs baseline: {f['within_10']:.1f}% within ±10%, RMSPE {f['rmspe']:.1f}%"
+    )
+    for label, why in report.failures.items():
+        out.print(f"[yellow]not predicted[/yellow] {label}: {why}")
+    out.print(f"table: {report.table}\nplot: {report.plot}")
+
+
 # -- data ------------------------------------------------------------------------------
 @data_app.command("export")
 @handle_errors

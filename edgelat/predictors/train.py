@@ -15,7 +15,7 @@ import pandas as pd
 from edgelat.errors import UsageError
 from edgelat.ops import get_op
 from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
-from edgelat.predictors.estimators import KernelLatencyRegressor, make_baselines
+from edgelat.predictors.estimators import FlopsLinear, KernelLatencyRegressor, make_baselines
 from edgelat.workspace import Workspace
 
 __all__ = ["OpReport", "TrainReport", "accuracy_metrics", "feature_frame", "model_dir", "train_device"]
@@ -113,8 +113,8 @@ def train_device(
         for name, model in {"xgboost": KernelLatencyRegressor(), **make_baselines()}.items():
             model.fit(X.iloc[train], y[train])
             report.metrics[name] = accuracy_metrics(y[test], model.predict(X.iloc[test]))
-        final = KernelLatencyRegressor().fit(X, y)
-        joblib.dump(final, out / f"{op}.joblib")
+        joblib.dump(KernelLatencyRegressor().fit(X, y), out / f"{op}.joblib")
+        joblib.dump(FlopsLinear().fit(X, y), out / f"{op}.flops.joblib")  # the baseline networks are compared with
         saved[str(op)] = {"n": len(group), "features": list(X.columns), "held_out": report.metrics}
         reports.append(report)
     dataset_hash = hashlib.sha256(data.sort_values("config_id").to_csv(index=False).encode()).hexdigest()[:16]
@@ -134,7 +134,7 @@ def train_device(
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     for stale in out.glob("*.joblib"):
-        if stale.stem not in saved:
+        if stale.name.split(".")[0] not in saved:
             stale.unlink()
     return TrainReport(device, recipe, reports, skipped, str(out), time.time() - start)
 

@@ -82,14 +82,26 @@ def measure_network(
     min_repeat_ms: float = 100.0,
     per_kernel: bool = True,
     trials: int = 16,
+    reuse: bool = False,
 ) -> NetworkMeasurement:
-    """Build ``mod`` for ``device_name`` and time it there end to end; stored in the workspace."""
+    """Build ``mod`` for ``device_name`` and time it there end to end; stored in the workspace.
+
+    With ``reuse``, a stored measurement of the same network, recipe and threads is returned
+    instead of measuring again.
+    """
     if recipe not in ("default", "tuned"):
         raise UsageError(f"unknown recipe {recipe!r}; known: default, tuned")
     device = get_device(ws, device_name)
     preset = device.preset_info
     n_threads = threads or device.measure_threads
     key = network_hash(mod)
+    if reuse:
+        row = ws.db.execute(
+            "SELECT data FROM network_measurements WHERE device = ? AND recipe = ? AND network_hash = ? AND threads = ? ORDER BY id DESC LIMIT 1",
+            (device.name, recipe, key, n_threads),
+        ).fetchone()
+        if row is not None:
+            return NetworkMeasurement(**json.loads(row["data"]))
     with agent_session(ws, device, threads=n_threads) as agent, tempfile.TemporaryDirectory(prefix="edgelat-net-") as tmp:
         lib = Path(tmp) / f"{key}.so"
         tuner = None

@@ -1,0 +1,169 @@
+"""Validation: predict and measure a zoo of real networks on a device, side by side."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgelat.errors import UsageError
+from edgelat.ops.network import network_kernels, relax_from_torch
+from edgelat.predictors.predict import DeviceLatencyModel, predict_kernels
+from edgelat.predictors.train import accuracy_metrics
+from edgelat.workspace import Workspace
+
+__all__ = ["ValidationReport", "ValidationRow", "validation_networks", "validate_device"]
+
+# Small, diverse and quick: for tests, demos and the tuned recipe (where every network is tuned).
+QUICK_ZOO = [("mobilenetv2_050", 128), ("mobilenetv3_small_100", 160), ("resnet18", 96), ("squeezenet1_1", 128), ("shufflenetv2_050", 128),
+             ("mnasnet_050", 128), ("regnetx_002", 96), ("ghostnet_100", 96), ("proxylessnas_mobile", 96), ("efficientnet_b0", 96)]  # fmt: skip
+
+
+def validation_networks(zoo: str = "all", seed: int = 0) -> list[tuple[str, Callable[[], Any], int]]:
+    """(label, factory, resolution) of the validation zoo.
+
+    ``all``: every (model, resolution) of :data:`edgelat.datasets.zoo.VALIDATION_ZOO` plus
+    NAS-Bench-201 and FBNet samples at 32x32; ``quick``: ten small networks; otherwise a
+    comma-separated list of zoo model names (at 160 and 224).
+    """
+    from edgelat.datasets import fbnet, nb201
+    from edgelat.datasets import zoo as model_zoo
+
+    if zoo == "all":
+        pairs = list(model_zoo.VALIDATION_ZOO)
+    elif zoo == "quick":
+        pairs = list(QUICK_ZOO)
+    else:
+        names = [n.strip() for n in zoo.split(",") if n.strip()]
+        for n in names:
+            model_zoo.create_model(n)  # unknown names fail here, with close matches
+        pairs = [(n, r) for n in names for r in (160, 224)]
+    nets: list[tuple[str, Callable[[], Any], int]] = [(f"{n}@{r}", lambda n=n: model_zoo.create_model(n), r) for n, r in pairs]
+    if zoo == "all":
+        rng = np.random.default_rng(seed)
+        for _ in range(3):
+            cells = [f"{nb201.OPS[int(rng.integers(1, len(nb201.OPS)))]}~{i}" for j in range(3) for i in range(j + 1)]
+            arch = "|" + "|+|".join("|".join(cells[j * (j + 1) // 2 : (j + 1) * (j + 2) // 2]) for j in range(3)) + "|"
+            nets.append((f"nb201{arch}@32", lambda a=arch: nb201.build_nb201(a), 32))
+        for _ in range(3):
+            layers = [fbnet.LAYER_CHOICES[int(rng.integers(len(fbnet.LAYER_CHOICES)))] for _ in range(fbnet.NUM_LAYERS)]
+            nets.append((f"fbnet:{'-'.join(layers[:3])}...@32", lambda ls=layers: fbnet.build_fbnet(ls), 32))
+    return nets
+
+
+@dataclass
+class ValidationRow:
+    network: str
+    resolution: int
+    kernels: int
+    predicted_ms: float
+    flops_baseline_ms: float
+    measured_ms: float
+    error_pct: float
+    flops_error_pct: float
+
+
+@dataclass
+class ValidationReport:
+    device: str
+    recipe: str
+    rows: list[ValidationRow] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    flops_metrics: dict[str, float] = field(default_factory=dict)
+    plot: str | None = None
+    table: str | None = None
+
+
+def _flops_baseline(ws: Workspace, model: DeviceLatencyModel) -> DeviceLatencyModel:
+    import joblib
+
+    from edgelat.predictors.train import model_dir
+
+    folder = model_dir(ws, model.device, model.recipe)
+    return DeviceLatencyModel(
+        model.device, model.recipe, {op: joblib.load(folder / f"{op}.flops.joblib") for op in model.models}, model.meta
+    )
+
+
+def validate_device(
+    ws: Workspace, device: str, *, zoo: str = "all", recipe: str | None = None, out_dir: Path | None = None,
+    on_network: Callable[[str, ValidationRow | None], None] | None = None,
+) -> ValidationReport:  # fmt: skip
+    """Predict and measure every network of ``zoo`` on ``device``; write a CSV table and a scatter plot."""
+    import torch
+
+    from edgelat.profiler.e2e import measure_network
+
+    model = DeviceLatencyModel.load(ws, device, recipe)
+    flops = _flops_baseline(ws, model)
+    report = ValidationReport(device, model.recipe)
+    for label, factory, res in validation_networks(zoo):
+        try:
+            torch.manual_seed(0)
+            mod = relax_from_torch(factory(), torch.randn(1, 3, res, res))
+            kernels = network_kernels(mod)
+            pred = predict_kernels(model, kernels)
+            base = predict_kernels(flops, kernels)
+            measured = measure_network(ws, device, mod, name=label, recipe=model.recipe, per_kernel=False, reuse=True)
+        except UsageError as exc:
+            report.failures[label] = str(exc)
+            if on_network:
+                on_network(label, None)
+            continue
+        row = ValidationRow(label, res, len(kernels), pred.total_ms, base.total_ms, measured.median_ms,
+                            100 * (pred.total_ms / measured.median_ms - 1), 100 * (base.total_ms / measured.median_ms - 1))  # fmt: skip
+        report.rows.append(row)
+        if on_network:
+            on_network(label, row)
+    if not report.rows:
+        raise UsageError(f"no network of zoo {zoo!r} could be predicted on {device}: {next(iter(report.failures.values()), '')}")
+    y = np.array([r.measured_ms for r in report.rows])
+    report.metrics = accuracy_metrics(y, np.array([r.predicted_ms for r in report.rows]))
+    report.flops_metrics = accuracy_metrics(y, np.array([r.flops_baseline_ms for r in report.rows]))
+    out_dir = out_dir or ws.root / "validation" / f"{device}-{model.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    import pandas as pd
+
+    table = pd.DataFrame([asdict(r) for r in report.rows])
+    table.to_csv(out_dir / "validation.csv", index=False)
+    report.table = str(out_dir / "validation.csv")
+    report.plot = str(_scatter(report, out_dir / "predicted_vs_measured.png"))
+    (out_dir / "report.json").write_text(json.dumps(asdict(report), indent=2))
+    return report
+
+
+def _scatter(report: ValidationReport, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    y = np.array([r.measured_ms for r in report.rows])
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.scatter(
+        y,
+        [r.flops_baseline_ms for r in report.rows],
+        s=18,
+        marker="x",
+        color="tab:gray",
+        label=f"FLOPs baseline ({report.flops_metrics['within_10']:.0f}% within ±10%)",
+    )
+    ax.scatter(
+        y, [r.predicted_ms for r in report.rows], s=22, color="tab:blue", label=f"edgelat ({report.metrics['within_10']:.0f}% within ±10%)"
+    )
+    lo, hi = float(y.min()) * 0.5, float(y.max()) * 2
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+    ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="tab:green", alpha=0.15, label="±10%")
+    ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="measured latency (ms)", ylabel="predicted latency (ms)",
+           title=f"{report.device} ({report.recipe}): {len(report.rows)} networks")  # fmt: skip
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
