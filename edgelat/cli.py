@@ -21,6 +21,8 @@ device_app = typer.Typer(help="Manage the device inventory.", no_args_is_help=Tr
 app.add_typer(device_app, name="device")
 data_app = typer.Typer(help="Export what the store holds.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+zoo_app = typer.Typer(help="The built-in model zoo (plain torch modules, random weights).", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
 
 out = Console()
 err = Console(stderr=True)
@@ -469,6 +471,30 @@ def validate_cmd(
     for label, why in report.failures.items():
         out.print(f"[yellow]not predicted[/yellow] {label}: {why}")
     out.print(f"table: {report.table}\nplot: {report.plot}")
+
+
+# -- zoo -------------------------------------------------------------------------------
+@zoo_app.command("list")
+@handle_errors
+def zoo_list(pattern: Annotated[str, typer.Argument(help="Shell-style name pattern.")] = "*") -> None:
+    """List the zoo's models."""
+    from edgelat.datasets.zoo import list_models
+
+    for name in list_models(pattern):
+        out.print(name)
+
+
+@zoo_app.command("export")
+@handle_errors
+def zoo_export(
+    name: str,
+    output: Annotated[Path, typer.Option(help="ONNX file to write.")],
+    resolution: Annotated[int, typer.Option(help="Input height and width.")] = 224,
+) -> None:
+    """Export a zoo model to ONNX (static shapes)."""
+    from edgelat.datasets.zoo import export_onnx
+
+    out.print(f"wrote {export_onnx(name, resolution, output)}")
 
 
 # -- data ------------------------------------------------------------------------------

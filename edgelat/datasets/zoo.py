@@ -36,6 +36,7 @@ import fnmatch
 import inspect
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -44,6 +45,7 @@ from edgelat.errors import UsageError
 
 __all__ = [
     "VALIDATION_ZOO",
+    "export_onnx",
     "ChannelShuffle",
     "create_model",
     "example_input",
@@ -916,3 +918,16 @@ VALIDATION_ZOO: list[tuple[str, int]] = [
     ("proxylessnas_mobile", 160),
     ("proxylessnas_mobile", 224),
 ]
+
+
+def export_onnx(name: str, resolution: int, path: str | Path, num_classes: int = 1000) -> Path:
+    """Export zoo model ``name`` (random weights) at ``resolution`` to an ONNX file, static shapes."""
+    import warnings
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = create_model(name, num_classes=num_classes).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (example_input(resolution),), str(path), dynamo=False, input_names=["input"], output_names=["logits"])
+    return path
