@@ -119,3 +119,24 @@ def test_schema_mismatch_is_a_clear_error(trained: Path, tmp_path: Path) -> None
 def test_train_without_data(ws: Workspace) -> None:
     with pytest.raises(UsageError, match="no kernel measurements"):
         train_device(ws, "local")
+
+
+def test_validate_writes_table_plot_and_metrics(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgelat.predictors import validate
+
+    def tiny_zoo(zoo: str = "all", seed: int = 0) -> list:
+        def mlp(width: int):  # noqa: ANN202
+            return lambda: nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, width), nn.ReLU(), nn.Linear(width, 10))
+
+        return [("mlp64@8", mlp(64), 8), ("mlp256@8", mlp(256), 8), ("conv@8", lambda: nn.Conv2d(3, 4, 3), 8)]
+
+    monkeypatch.setattr(validate, "validation_networks", tiny_zoo)
+    with open_workspace(trained) as ws:
+        report = validate.validate_device(ws, "local", out_dir=tmp_path / "v")
+        stored = ws.db.execute("SELECT COUNT(*) FROM network_measurements").fetchone()[0]
+    assert [r.network for r in report.rows] == ["mlp64@8", "mlp256@8"]
+    assert "conv@8" in report.failures and "no predictor" in report.failures["conv@8"]
+    assert all(r.measured_ms > 0 and r.predicted_ms > 0 and r.kernels == 2 for r in report.rows)
+    assert set(report.metrics) == {"rmspe", "within_5", "within_10"} and set(report.flops_metrics) == set(report.metrics)
+    assert Path(report.plot).stat().st_size > 10_000 and len(pd.read_csv(report.table)) == 2
+    assert stored == 2

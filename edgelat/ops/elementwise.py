@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import tvm
 
-from edgelat.ops._common import SPATIAL, Config, choice, log_uniform_int, perturb, pick_seed, size_features
+from edgelat.ops._common import BN, SPATIAL, Config, choice, log_uniform_int, perturb, pick_seed, size_features
 from edgelat.ops.epilogue import ACTIVATIONS, BINARY, UNARY, EpilogueBuilder, match_epilogue
 from edgelat.ops.lowering import FusedGroup
 from edgelat.ops.registry import OpSpec, register_op
@@ -64,7 +64,7 @@ class Binary(OpSpec):
         return {"n": n, "c": c, "h": h, "w": w, "epilogue": epilogue}
 
 
-@register_op("activation", description="a standalone activation: relu, relu6, sigmoid, hswish, hsigmoid, swish, gelu")
+@register_op("activation", description="a standalone elementwise chain: relu, relu6, sigmoid, hswish, swish, gelu, an unfolded batch norm")
 class Activation(OpSpec):
     # The whole elementwise chain is the epilogue of an identity anchor.
     params = ("n", "c", "h", "w", "epilogue")
@@ -73,7 +73,8 @@ class Activation(OpSpec):
         seed = pick_seed(rng, seeds)
         cfg = _sample_shape(rng, seed)
         if seed is None:
-            cfg["epilogue"] = ACTIVATIONS[choice(rng, sorted(ACTIVATIONS))]
+            chain = ACTIVATIONS[choice(rng, sorted(ACTIVATIONS))]
+            cfg["epilogue"] = choice(rng, (chain, chain, f"{BN}+{chain}"))  # batch norms that follow no conv stay unfolded
         return cfg
 
     def emit(self, cfg: Config) -> tvm.IRModule:
@@ -90,8 +91,10 @@ class Activation(OpSpec):
         first = group.calls[0]
         if not first.args or first.args[0] is None or len(first.args[0]) != 4:
             return None
-        if not (len(first.args) == 1 and (first.op in UNARY or first.op in BINARY)):
+        if first.op not in UNARY and first.op not in BINARY:
             return None
+        if any(c.out != first.args[0] for c in group.calls):
+            return None  # an activation keeps its input's shape throughout
         epilogue = match_epilogue(group.calls)
         if not epilogue:
             return None

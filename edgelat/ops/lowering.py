@@ -134,7 +134,8 @@ def _tir_calls(func: relax.Function, mod: tvm.IRModule, attrs: OpAttrs) -> list[
             args = list(value.args[1].fields) if isinstance(value.args[1], relax.Tuple) else [value.args[1]]
             if not produced and args:
                 produced.append(args[0])
-            chained = tuple(previous is not None and a.same_as(previous) for a in args)
+            # The first call's first input is the running value the kernel starts from.
+            chained = tuple(a.same_as(previous) for a in args) if previous is not None else tuple(i == 0 for i in range(len(args)))
             back = 0
             for a in args:
                 for j, earlier in enumerate(produced[:-1]):
@@ -173,7 +174,7 @@ def fused_groups(fused: tvm.IRModule, attrs: OpAttrs | None = None, entry: str =
                     name,
                     shapes,
                     shape_of(value),
-                    (False,) * len(args),
+                    tuple(i == 0 for i in range(len(args))),
                     fused[gv],
                     attrs.get((name, shapes[0] if shapes else None, shape_of(value))),
                 )

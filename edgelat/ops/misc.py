@@ -14,40 +14,45 @@ from edgelat.ops.lowering import FusedGroup
 from edgelat.ops.registry import OpSpec, register_op
 
 
-@register_op("concat", description="channel concatenation of two NCHW tensors (+ fused epilogue)")
+@register_op("concat", description="channel concatenation of 2-8 NCHW tensors (+ fused epilogue)")
 class Concat(OpSpec):
-    params = ("n", "c1", "c2", "h", "w", "epilogue")
+    # channels: the inputs' channel counts joined with "+", e.g. "64+128+32+32".
+    params = ("n", "channels", "h", "w", "epilogue")
 
     def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
         seed = pick_seed(rng, seeds)
         if seed is not None:
             hw = perturb(rng, seed["h"], spread=0.3)
-            return {**seed, "c1": perturb(rng, seed["c1"], multiple=8), "c2": perturb(rng, seed["c2"], multiple=8), "h": hw, "w": hw}
-        c = log_uniform_int(rng, 8, 512, 8)
+            chans = "+".join(str(perturb(rng, int(c), multiple=8 if int(c) >= 16 else 1)) for c in seed["channels"].split("+"))
+            return {**seed, "channels": chans, "h": hw, "w": hw}
         hw = choice(rng, SPATIAL)
-        return {"n": 1, "c1": c, "c2": choice(rng, (c, log_uniform_int(rng, 8, 512, 8))), "h": hw, "w": hw, "epilogue": ""}
+        parts = int(choice(rng, (2, 2, 2, 3, 4)))
+        return {"n": 1, "channels": "+".join(str(log_uniform_int(rng, 8, 384, 8)) for _ in range(parts)), "h": hw, "w": hw, "epilogue": ""}
 
     def emit(self, cfg: Config) -> tvm.IRModule:
         def body(b: EpilogueBuilder):  # noqa: ANN202
-            a = b.input((cfg["n"], cfg["c1"], cfg["h"], cfg["w"]), "a")
-            c = b.input((cfg["n"], cfg["c2"], cfg["h"], cfg["w"]), "b")
-            return b.epilogue(b.emit(R.concat([a, c], axis=1)), cfg["epilogue"], anchor_input=a)
+            xs = [b.input((cfg["n"], int(c), cfg["h"], cfg["w"]), f"x{i}") for i, c in enumerate(cfg["channels"].split("+"))]
+            return b.epilogue(b.emit(R.concat(xs, axis=1)), cfg["epilogue"], anchor_input=xs[0])
 
         return EpilogueBuilder().build(body)
 
     def features(self, cfg: Config) -> dict[str, float]:
-        elems = cfg["n"] * (cfg["c1"] + cfg["c2"]) * cfg["h"] * cfg["w"]
-        return size_features(0.0, 4.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
+        chans = [int(c) for c in cfg["channels"].split("+")]
+        elems = cfg["n"] * sum(chans) * cfg["h"] * cfg["w"]
+        feats = size_features(0.0, 4.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
+        feats["inputs"] = float(len(chans))
+        return feats
 
     def match(self, group: FusedGroup) -> Config | None:
         first = group.calls[0]
-        if first.op != "concatenate" or len(first.args) != 2 or any(a is None or len(a) != 4 for a in first.args):
+        shapes = [a for a in first.args if a is not None and len(a) == 4]
+        if first.op != "concatenate" or not 2 <= len(first.args) <= 8 or len(shapes) != len(first.args):
             return None
-        a, c = first.args
-        if first.out is None or first.out[1] != a[1] + c[1]:
+        if first.out is None or first.out[1] != sum(a[1] for a in shapes):
             return None  # not along channels
         epilogue = match_epilogue(group.calls[1:])
-        return None if epilogue is None else {"n": a[0], "c1": a[1], "c2": c[1], "h": a[2], "w": a[3], "epilogue": epilogue}
+        n, _, h, w = shapes[0]
+        return None if epilogue is None else {"n": n, "channels": "+".join(str(a[1]) for a in shapes), "h": h, "w": w, "epilogue": epilogue}
 
 
 @register_op(
