@@ -58,22 +58,32 @@ class KernelLatencyRegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         check_is_fitted(self, "booster_")
-        return np.exp(self.booster_.predict(self._align(X)))
+        return self.predict_array(X[list(self.feature_names_in_)].to_numpy(dtype=float))
 
-    def _align(self, X: pd.DataFrame) -> np.ndarray:
-        return X[list(self.feature_names_in_)].to_numpy(dtype=float)
+    def predict_array(self, X: np.ndarray) -> np.ndarray:
+        """Predict from a float array whose columns are ``feature_names_in_``: the fast path."""
+        check_is_fitted(self, "booster_")
+        return np.exp(self.booster_.get_booster().inplace_predict(X))
 
 
 class FlopsLinear(RegressorMixin, BaseEstimator):
     """The FLOPs baseline: latency = a * FLOPs + b * bytes + c, least squares."""
 
+    COLUMNS = ("flops", "bytes")
+
     def fit(self, X: pd.DataFrame, y: Any) -> FlopsLinear:
-        self.model_ = LinearRegression(positive=True).fit(X[["flops", "bytes"]].to_numpy(dtype=float), np.asarray(y, dtype=float))
+        self.feature_names_in_ = np.asarray(self.COLUMNS, dtype=object)
+        self.model_ = LinearRegression(positive=True).fit(X[list(self.COLUMNS)].to_numpy(dtype=float), np.asarray(y, dtype=float))
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         check_is_fitted(self, "model_")
-        return np.maximum(self.model_.predict(X[["flops", "bytes"]].to_numpy(dtype=float)), 1e-6)
+        return self.predict_array(X[list(self.COLUMNS)].to_numpy(dtype=float))
+
+    def predict_array(self, X: np.ndarray) -> np.ndarray:
+        """Predict from a float array whose columns are ``feature_names_in_``."""
+        check_is_fitted(self, "model_")
+        return np.maximum(self.model_.predict(X), 1e-6)
 
 
 class RandomForestLatency(RegressorMixin, BaseEstimator):

@@ -15,7 +15,7 @@ from edgelat.errors import UsageError
 from edgelat.ops import get_op
 from edgelat.ops.network import Kernel, network_kernels
 from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
-from edgelat.predictors.train import default_recipe, feature_frame, model_dir
+from edgelat.predictors.train import default_recipe, model_dir
 from edgelat.workspace import Workspace
 
 __all__ = ["DeviceLatencyModel", "KernelPrediction", "Prediction", "load_network", "predict_kernels", "predict_network"]
@@ -58,7 +58,10 @@ class DeviceLatencyModel:
             model = self.models.get(op)
             if model is None:
                 continue
-            out[idx] = model.predict(feature_frame(op, [items[i][1] for i in idx]))
+            spec = get_op(op)
+            names = list(model.feature_names_in_)
+            rows = [spec.features(items[i][1]) for i in idx]  # the registry's one feature function
+            out[idx] = model.predict_array(np.array([[r[n] for n in names] for r in rows], dtype=float))
         return out
 
 

@@ -1,0 +1,90 @@
+"""Predictor accuracy and speed on the `local` device (1 thread, default recipe).
+
+Profiles the device (unless the workspace already holds measurements), trains, then:
+- held-out kernel accuracy per op kind, next to the FLOPs-linear, random-forest and
+  1-NN lookup baselines;
+- the validation zoo, predicted and measured end to end: ±10% accuracy and RMSPE for
+  edgelat and for the FLOPs baseline;
+- prediction speed: one ~100-kernel network, and networks per second in batch.
+
+Usage: python bench/predictor_accuracy.py [--workspace DIR] [--samples 100] [--zoo all]
+Writes bench/out/predictor_accuracy.json and bench/out/predicted_vs_measured.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("TVM_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+from edgelat.datasets import zoo  # noqa: E402
+from edgelat.ops.network import network_kernels, relax_from_torch  # noqa: E402
+from edgelat.predictors.predict import DeviceLatencyModel, predict_kernels  # noqa: E402
+from edgelat.predictors.train import train_device  # noqa: E402
+from edgelat.predictors.validate import validate_device  # noqa: E402
+from edgelat.profiler.campaign import ProfileConfig, profile  # noqa: E402
+from edgelat.workspace import open_workspace  # noqa: E402
+
+OUT = Path(__file__).parent / "out"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workspace", default=str(Path.home() / ".cache" / "edgelat-bench"))
+    parser.add_argument("--samples", type=int, default=100, help="configs per op kind when profiling")
+    parser.add_argument("--zoo", default="all")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    OUT.mkdir(exist_ok=True)
+    report: dict = {}
+    with open_workspace(args.workspace) as ws:
+        have = ws.db.execute("SELECT COUNT(*) FROM measurements WHERE device = 'local' AND status = 'ok'").fetchone()[0]
+        if have == 0:
+            start = time.time()
+            result = profile(ws, "local", ProfileConfig(samples=args.samples))
+            report["profile"] = {"kernels": result.measured, "failed": result.failed, "minutes": (time.time() - start) / 60}
+        train = train_device(ws, "local")
+        report["kernels"] = {r.op: {"n": r.n_train + r.n_test, **{k: v for k, v in r.metrics.items()}} for r in train.ops}
+        start = time.time()
+        val = validate_device(ws, "local", zoo=args.zoo, out_dir=OUT / "validation")
+        report["validation_minutes"] = (time.time() - start) / 60
+        report["zoo"] = {"networks": len(val.rows), "failures": val.failures, "edgelat": val.metrics, "flops_baseline": val.flops_metrics}
+        report["zoo_rows"] = [r.__dict__ for r in val.rows]
+        shutil.copy(val.plot, OUT / "predicted_vs_measured.png")
+
+        model = DeviceLatencyModel.load(ws, "local")
+    kernels = network_kernels(relax_from_torch(zoo.create_model("mobilenetv3_large_100"), torch.randn(1, 3, 224, 224)))
+    times = []
+    for _ in range(50):
+        start = time.perf_counter()
+        predict_kernels(model, kernels)
+        times.append((time.perf_counter() - start) * 1000)
+    report["predict_one_ms"] = {"kernels": len(kernels), "median_ms": statistics.median(times)}
+    batch = [kernels] * 1000
+    start = time.perf_counter()
+    model.predict([(k.op or "", k.config or {}) for ks in batch for k in ks])
+    report["batch_networks_per_s"] = len(batch) / (time.perf_counter() - start)
+    (OUT / "predictor_accuracy.json").write_text(json.dumps(report, indent=2, default=str))
+
+    print("| op | n | xgboost RMSPE | xgboost ±10% | FLOPs-linear ±10% | random forest ±10% | 1-NN lookup ±10% |\n|---|---|---|---|---|---|---|")
+    for op, m in report["kernels"].items():
+        print(f"| {op} | {m['n']} | {m['xgboost']['rmspe']:.1f}% | {m['xgboost']['within_10']:.0f}% | {m['flops_linear']['within_10']:.0f}% | "
+              f"{m['random_forest']['within_10']:.0f}% | {m['lookup_1nn']['within_10']:.0f}% |")  # fmt: skip
+    z = report["zoo"]
+    print(f"\n| validation zoo ({z['networks']} networks, measured end to end) | ±10% | RMSPE |\n|---|---|---|")
+    print(f"| edgelat | {z['edgelat']['within_10']:.1f}% | {z['edgelat']['rmspe']:.1f}% |")
+    print(f"| FLOPs baseline | {z['flops_baseline']['within_10']:.1f}% | {z['flops_baseline']['rmspe']:.1f}% |")
+    print(f"\nprediction: {report['predict_one_ms']['median_ms']:.2f} ms for one {report['predict_one_ms']['kernels']}-kernel network; "
+          f"{report['batch_networks_per_s']:.0f} networks/s in batch")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
