@@ -362,8 +362,11 @@ def train_cmd(device: str, recipe: RecipeOpt = None, json_out: JsonOpt = False, 
 @handle_errors
 def predict_cmd(
     device: str,
-    model: Annotated[Path, typer.Argument(help="ONNX file.")],
+    model: Annotated[Optional[Path], typer.Argument(help="ONNX file (or use --space with --arch / --archs-file).")] = None,
     input_shape: ShapeOpt = None,
+    space: Annotated[Optional[str], typer.Option(help="Search space of --arch / --archs-file: nb201, fbnet.")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="One architecture string of --space.")] = None,
+    archs_file: Annotated[Optional[Path], typer.Option(help="A file of architecture strings, one per line.")] = None,
     recipe: RecipeOpt = None,
     allow_unpredicted: Annotated[bool, typer.Option(help="List kernels no predictor covers instead of failing.")] = False,
     json_out: JsonOpt = False,
@@ -372,12 +375,41 @@ def predict_cmd(
     """Predict a network's latency on a device, with a per-kernel breakdown."""
     from edgelat.predictors.predict import predict_network
 
+    if (model is None) == (space is None):
+        raise UsageError("give either an ONNX file or --space with --arch / --archs-file")
     with _ws(workspace) as ws:
-        pred = predict_network(ws, device, model, input_shape=_shape(input_shape), recipe=recipe, allow_unpredicted=allow_unpredicted)
+        if model is not None:
+            preds = [
+                predict_network(ws, device, model, input_shape=_shape(input_shape), recipe=recipe, allow_unpredicted=allow_unpredicted)
+            ]
+        else:
+            from edgelat.nas.spaces import get_space
+
+            found = get_space(space or "")
+            if (arch is None) == (archs_file is None):
+                raise UsageError("with --space, give exactly one of --arch and --archs-file")
+            archs = [arch] if arch is not None else [line.strip() for line in _read_lines(archs_file) if line.strip()]
+            preds = [
+                predict_network(
+                    ws, device, found.build(a), input_shape=found.input_shape, recipe=recipe, allow_unpredicted=allow_unpredicted
+                )
+                for a in archs
+            ]
+            for a, p in zip(archs, preds, strict=True):
+                p.arch = a  # type: ignore[attr-defined]
     if json_out:
-        _print_json(pred.as_dict())
+        items = [{**p.as_dict(), **({"arch": p.arch} if hasattr(p, "arch") else {})} for p in preds]
+        _print_json(items[0] if archs_file is None else items)
         return
-    _print_kernels(pred)
+    for p in preds:
+        _print_kernels(p)
+
+
+def _read_lines(path: Path | None) -> list[str]:
+    assert path is not None
+    if not path.exists():
+        raise UsageError(f"no such file: {path}")
+    return path.read_text().splitlines()
 
 
 def _print_kernels(pred: Any) -> None:

@@ -140,3 +140,21 @@ def test_validate_writes_table_plot_and_metrics(trained: Path, tmp_path: Path, m
     assert set(report.metrics) == {"rmspe", "within_5", "within_10"} and set(report.flops_metrics) == set(report.metrics)
     assert Path(report.plot).stat().st_size > 10_000 and len(pd.read_csv(report.table)) == 2
     assert stored == 2
+
+
+NB201 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+
+
+def test_predict_search_space_archs(trained: Path, tmp_path: Path) -> None:
+    w = str(trained)
+    result = CliRunner().invoke(app, ["predict", "local", "--space", "nb201", "--arch", NB201, "--allow-unpredicted", "--json", "-w", w])
+    assert result.exit_code == 0, result.stderr
+    one = json.loads(result.stdout)
+    assert one["arch"] == NB201 and one["kernels"][-1]["op"] == "dense" and one["unpredicted"]
+    archs = tmp_path / "archs.txt"
+    archs.write_text(f"{NB201}\n\n{NB201.replace('avg_pool_3x3', 'nor_conv_1x1')}\n")
+    result = CliRunner().invoke(app, ["predict", "local", "--space", "nb201", "--archs-file", str(archs), "--allow-unpredicted", "--json", "-w", w])
+    assert result.exit_code == 0, result.stderr
+    assert [p["arch"] for p in json.loads(result.stdout)] == archs.read_text().split()
+    for bad in (["--space", "nb201", "--arch", "|conv~0|"], ["--space", "nas101", "--arch", "x"], [], ["--space", "nb201"]):
+        assert CliRunner().invoke(app, ["predict", "local", *bad, "-w", w]).exit_code == 2, bad

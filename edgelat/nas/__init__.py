@@ -1,1 +1,5 @@
-"""Latency-constrained search and pruning (arrives with the search issue)."""
+"""Latency-constrained search and pruning: search spaces, proxies, search loops."""
+
+from edgelat.nas.spaces import SearchSpace, get_space, list_spaces, register_space
+
+__all__ = ["SearchSpace", "get_space", "list_spaces", "register_space"]
