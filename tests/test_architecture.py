@@ -1,0 +1,52 @@
+"""The lines the architecture never crosses, checked on the source (see README, How it works)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import edgelat
+
+ROOT = Path(edgelat.__file__).parent
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def _edgelat_imports(folder: str) -> dict[str, set[str]]:
+    return {str(p.relative_to(ROOT)): {n for n in _imports(p) if n.startswith("edgelat")} for p in (ROOT / folder).rglob("*.py")}
+
+
+@pytest.mark.parametrize(
+    ("folder", "forbidden"),
+    [
+        ("ops", ("edgelat.profiler", "edgelat.predictors", "edgelat.nas", "edgelat.cli", "edgelat.datasets")),
+        ("predictors", ("edgelat.profiler.transports", "edgelat.profiler.agent_client", "edgelat.cli", "paramiko")),
+        ("nas", ("edgelat.profiler.transports", "edgelat.profiler.agent_client", "edgelat.cli")),
+        ("datasets", ("edgelat.profiler", "edgelat.predictors", "edgelat.nas", "edgelat.cli")),
+        ("profiler", ("edgelat.predictors", "edgelat.nas", "edgelat.cli")),
+    ],
+)
+def test_layers_do_not_import_upwards(folder: str, forbidden: tuple[str, ...]) -> None:
+    found = _edgelat_imports(folder)
+    assert found, f"no modules found under {folder}"
+    bad = {f: sorted(n for n in names if n.startswith(forbidden)) for f, names in found.items()}
+    assert not {f: b for f, b in bad.items() if b}
+
+
+def test_nothing_imports_the_cli() -> None:
+    users = [str(p) for p in ROOT.rglob("*.py") if p.name != "cli.py" and "edgelat.cli" in _imports(p)]
+    assert not users
+
+
+def test_public_api_is_what_the_readme_says() -> None:
+    assert sorted(edgelat.__all__) == ["__version__", "open_workspace", "predict", "predict_many"]
