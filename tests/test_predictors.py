@@ -67,7 +67,7 @@ def _mlp() -> nn.Module:
 
 def test_train_report_and_saved_models(trained: Path) -> None:
     meta = json.loads((trained / "models" / "local" / "default" / "meta.json").read_text())
-    assert meta["feature_schema"] == 1 and meta["versions"]["xgboost"] and len(meta["dataset_hash"]) == 16
+    assert meta["feature_schema"] == FEATURE_SCHEMA_VERSION and meta["versions"]["xgboost"] and len(meta["dataset_hash"]) == 16
     assert set(meta["ops"]["dense"]["held_out"]) == {"xgboost", "flops_linear", "random_forest", "lookup_1nn"}
 
 

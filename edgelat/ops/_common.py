@@ -55,6 +55,16 @@ def pick_seed(rng: np.random.Generator, seeds: Sequence[Config], p_seed: float =
     return None
 
 
+def loop_features(prefix: str, extent: int) -> dict[str, float]:
+    """How well an innermost loop of ``extent`` vectorises: untuned TVM code lives or dies by it."""
+    return {
+        prefix: float(extent),
+        f"{prefix}_mod4": float(extent % 4),
+        f"{prefix}_mod8": float(extent % 8),
+        f"{prefix}_mod16": float(extent % 16),
+    }
+
+
 def size_features(flops: float, in_bytes: float, param_bytes: float, out_bytes: float, epilogue: str, out_elems: float) -> dict[str, float]:
     """The features every kind shares: work, traffic, intensity, and the epilogue's cost."""
     total = in_bytes + param_bytes + out_bytes

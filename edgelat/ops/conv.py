@@ -8,7 +8,18 @@ import numpy as np
 import tvm
 from tvm.relax import op as R
 
-from edgelat.ops._common import BN, CONV_EPILOGUES, SPATIAL, Config, choice, log_uniform_int, perturb, pick_seed, size_features
+from edgelat.ops._common import (
+    BN,
+    CONV_EPILOGUES,
+    SPATIAL,
+    Config,
+    choice,
+    log_uniform_int,
+    loop_features,
+    perturb,
+    pick_seed,
+    size_features,
+)
 from edgelat.ops.epilogue import EpilogueBuilder, match_epilogue
 from edgelat.ops.lowering import FusedGroup
 from edgelat.ops.registry import OpSpec, register_op
@@ -122,6 +133,10 @@ class Conv2d(OpSpec):
                 "cin_per_group": cin // g,
                 "cout_per_group": cout // g,
                 "dilation": cfg["dilation"],
+                "reduction": (cin // g) * k * k,
+                "ohw": oh * ow,
+                **loop_features("ow", ow),
+                **loop_features("w_in", cfg["w"]),
             }
         )
         return feats

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import tvm
 
-from edgelat.ops._common import BN, SPATIAL, Config, choice, log_uniform_int, perturb, pick_seed, size_features
+from edgelat.ops._common import BN, SPATIAL, Config, choice, log_uniform_int, loop_features, perturb, pick_seed, size_features
 from edgelat.ops.epilogue import ACTIVATIONS, BINARY, UNARY, EpilogueBuilder, match_epilogue
 from edgelat.ops.lowering import FusedGroup
 from edgelat.ops.registry import OpSpec, register_op
@@ -45,7 +45,8 @@ class Binary(OpSpec):
 
     def features(self, cfg: Config) -> dict[str, float]:
         elems = cfg["n"] * cfg["c"] * cfg["h"] * cfg["w"]
-        return size_features(float(elems), 8.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
+        feats = size_features(float(elems), 8.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
+        return {**feats, "c": cfg["c"], "h": cfg["h"], "hw": cfg["h"] * cfg["w"], **loop_features("w", cfg["w"])}
 
     def match(self, group: FusedGroup) -> Config | None:
         first = group.calls[0]
@@ -85,7 +86,8 @@ class Activation(OpSpec):
 
     def features(self, cfg: Config) -> dict[str, float]:
         elems = cfg["n"] * cfg["c"] * cfg["h"] * cfg["w"]
-        return size_features(float(elems), 4.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
+        feats = size_features(float(elems), 4.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
+        return {**feats, "c": cfg["c"], "h": cfg["h"], "hw": cfg["h"] * cfg["w"], **loop_features("w", cfg["w"])}
 
     def match(self, group: FusedGroup) -> Config | None:
         first = group.calls[0]

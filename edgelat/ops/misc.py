@@ -8,7 +8,7 @@ import numpy as np
 import tvm
 from tvm.relax import op as R
 
-from edgelat.ops._common import SPATIAL, Config, choice, log_uniform_int, perturb, pick_seed, size_features
+from edgelat.ops._common import SPATIAL, Config, choice, log_uniform_int, loop_features, perturb, pick_seed, size_features
 from edgelat.ops.epilogue import ACTIVATIONS, EpilogueBuilder, match_epilogue
 from edgelat.ops.lowering import FusedGroup
 from edgelat.ops.registry import OpSpec, register_op
@@ -40,7 +40,7 @@ class Concat(OpSpec):
         chans = [int(c) for c in cfg["channels"].split("+")]
         elems = cfg["n"] * sum(chans) * cfg["h"] * cfg["w"]
         feats = size_features(0.0, 4.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
-        feats["inputs"] = float(len(chans))
+        feats.update({"inputs": float(len(chans)), "c_min": float(min(chans)), "h": cfg["h"], **loop_features("w", cfg["w"])})
         return feats
 
     def match(self, group: FusedGroup) -> Config | None:
@@ -99,7 +99,16 @@ class ChannelShuffle(OpSpec):
     def features(self, cfg: Config) -> dict[str, float]:
         elems = cfg["n"] * cfg["c"] * cfg["h"] * cfg["w"]
         feats = size_features(0.0, 4.0 * elems, 0.0, 4.0 * elems, "", elems)
-        feats.update({"groups": cfg["groups"], "concat": cfg["concat"], "split": cfg["split"]})
+        feats.update(
+            {
+                "groups": cfg["groups"],
+                "concat": cfg["concat"],
+                "split": cfg["split"],
+                "c": cfg["c"],
+                "h": cfg["h"],
+                **loop_features("w", cfg["w"]),
+            }
+        )
         return feats
 
     def match(self, group: FusedGroup) -> Config | None:
@@ -134,7 +143,7 @@ class Softmax(OpSpec):
     def features(self, cfg: Config) -> dict[str, float]:
         elems = cfg["rows"] * cfg["cols"]
         feats = size_features(5.0 * elems, 4.0 * elems, 0.0, 4.0 * elems, "", elems)
-        feats.update({"rows": cfg["rows"], "cols": cfg["cols"]})
+        feats.update({"rows": cfg["rows"], "cols": cfg["cols"], **loop_features("cols", cfg["cols"])})
         return feats
 
     def match(self, group: FusedGroup) -> Config | None:
@@ -166,7 +175,7 @@ class LayerNorm(OpSpec):
     def features(self, cfg: Config) -> dict[str, float]:
         elems = cfg["rows"] * cfg["dim"]
         feats = size_features(8.0 * elems, 4.0 * elems, 8.0 * cfg["dim"], 4.0 * elems, "", elems)
-        feats.update({"rows": cfg["rows"], "dim": cfg["dim"]})
+        feats.update({"rows": cfg["rows"], "dim": cfg["dim"], **loop_features("dim", cfg["dim"])})
         return feats
 
     def match(self, group: FusedGroup) -> Config | None:

@@ -8,7 +8,7 @@ import numpy as np
 import tvm
 from tvm.relax import op as R
 
-from edgelat.ops._common import SPATIAL, Config, choice, log_uniform_int, perturb, pick_seed, size_features
+from edgelat.ops._common import SPATIAL, Config, choice, log_uniform_int, loop_features, perturb, pick_seed, size_features
 from edgelat.ops.conv import out_size
 from edgelat.ops.epilogue import ACTIVATIONS, EpilogueBuilder, match_epilogue
 from edgelat.ops.lowering import FusedGroup
@@ -61,7 +61,8 @@ class Pool2d(OpSpec):
             cfg["epilogue"],
             out_elems,
         )
-        feats.update({"c": cfg["c"], "h": cfg["h"], "k": cfg["k"], "stride": cfg["stride"], "oh": oh})
+        feats.update({"c": cfg["c"], "h": cfg["h"], "k": cfg["k"], "stride": cfg["stride"], "oh": oh, "ceil": cfg["ceil"], "include_pad": cfg["include_pad"],
+                      **loop_features("ow", ow)})  # fmt: skip
         return feats
 
     def match(self, group: FusedGroup) -> Config | None:
@@ -122,7 +123,7 @@ class GlobalAvgPool(OpSpec):
         feats = size_features(
             float(n * c * h * w), 4.0 * n * c * h * w * (2 if has_scale else 1), 0.0, 4.0 * out_elems, cfg["epilogue"], out_elems
         )
-        feats.update({"c": c, "h": h})
+        feats.update({"c": c, "h": h, "hw": h * w, **loop_features("w", w)})
         return feats
 
     def match(self, group: FusedGroup) -> Config | None:
