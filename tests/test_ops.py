@@ -89,3 +89,16 @@ def test_network_kernels_of_a_torch_block() -> None:
     assert kernels[0].config["epilogue"].endswith("tir_clip") and kernels[0].config["stride"] == 2
     assert kernels[1].config["epilogue"].endswith("divide.s")  # hard-swish fused into the depthwise conv
     assert "max_pool2d" in ops and "global_avg_pool" in ops and "dense" in ops
+
+
+def test_convs_with_equal_input_and_output_shapes_keep_their_own_attributes() -> None:
+    """A MobileNetV1 block: the 3x3 depthwise and the 1x1 conv see the same shapes in and out."""
+    import torch
+    from torch import nn
+
+    from edgelat.ops.network import network_kernels, relax_from_torch
+
+    block = nn.Sequential(nn.Conv2d(32, 32, 3, 1, 1, groups=32), nn.ReLU(), nn.Conv2d(32, 32, 1), nn.ReLU())
+    dw, pw = network_kernels(relax_from_torch(block, torch.randn(1, 32, 8, 8)))
+    assert (dw.op, dw.config["k"], dw.config["pad"], dw.config["groups"]) == ("dwconv2d", 3, 1, 32)
+    assert (pw.op, pw.config["k"], pw.config["pad"], pw.config["groups"]) == ("conv2d", 1, 0, 1)

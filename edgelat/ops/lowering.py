@@ -103,7 +103,7 @@ OpAttrs = dict[tuple[str, Any, Any], dict[str, Any]]
 
 
 def op_attrs(mod: tvm.IRModule, entry: str = "main") -> OpAttrs:
-    """Attributes of the ops in ``mod`` before legalization, keyed by (name, input shape, output shape)."""
+    """Attributes of the ops in ``mod`` before legalization, keyed by (name, input shapes, output shape)."""
     table: OpAttrs = {}
     for block in mod[entry].body.blocks:
         for binding in block.bindings:
@@ -114,7 +114,8 @@ def op_attrs(mod: tvm.IRModule, entry: str = "main") -> OpAttrs:
                     if hasattr(value.attrs, field):
                         v = getattr(value.attrs, field)
                         attrs[field] = [int(i) for i in v] if hasattr(v, "__len__") else (bool(v) if isinstance(v, bool) else int(v))
-                table.setdefault((_ATTR_OPS[value.op.name], shape_of(value.args[0]), shape_of(value)), attrs)
+                # Keyed by every input's shape (a 1x1 conv and a depthwise conv can share input and output shapes).
+                table.setdefault((_ATTR_OPS[value.op.name], tuple(shape_of(a) for a in value.args), shape_of(value)), attrs)
     return table
 
 
@@ -144,7 +145,7 @@ def _tir_calls(func: relax.Function, mod: tvm.IRModule, attrs: OpAttrs) -> list[
             name = _DIGITS.sub("", gv.name_hint)
             shapes = tuple(shape_of(a) for a in args)
             out = shape_of(value)
-            calls.append(TirCall(name, shapes, out, chained, mod[gv], attrs.get((name, shapes[0] if shapes else None, out)), back))
+            calls.append(TirCall(name, shapes, out, chained, mod[gv], attrs.get((name, shapes, out)), back))
             previous = binding.var
             produced.append(binding.var)
     return calls
@@ -176,7 +177,7 @@ def fused_groups(fused: tvm.IRModule, attrs: OpAttrs | None = None, entry: str =
                     shape_of(value),
                     tuple(i == 0 for i in range(len(args))),
                     fused[gv],
-                    attrs.get((name, shapes[0] if shapes else None, shape_of(value))),
+                    attrs.get((name, shapes, shape_of(value))),
                 )
                 groups.append(FusedGroup(gv.name_hint, (call,)))
             elif isinstance(value.op, tvm.ir.GlobalVar):
