@@ -63,12 +63,17 @@ def torch_module(op: str, cfg: dict):  # noqa: ANN201 - bench-only: the same op 
     if op == "global_avg_pool" and not cfg["epilogue"]:
         return nn.AdaptiveAvgPool2d(1), (1, cfg["c"], cfg["h"], cfg["w"])
     if op == "add":
+        shape = (1, cfg["c"], cfg["h"], cfg["w"])
 
-        class Add(nn.Module):
+        class Add(nn.Module):  # one Add of two tensors (the second an initializer), like the kernel
+            def __init__(self) -> None:
+                super().__init__()
+                self.register_buffer("other", torch.rand(*shape))
+
             def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return act(x + x * 0.5)
+                return act(x + self.other)
 
-        return Add(), (1, cfg["c"], cfg["h"], cfg["w"])
+        return Add(), shape
     if op == "softmax":
         return nn.Softmax(-1), (cfg["rows"], cfg["cols"])
     return None, None
