@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 import edgelat
 from edgelat.cli import app
 from edgelat.errors import UsageError
+from edgelat.ops import FEATURE_SCHEMA_VERSION
 from edgelat.predictors.estimators import FlopsLinear, KernelLatencyRegressor, NearestNeighbour
 from edgelat.predictors.predict import DeviceLatencyModel, predict_network
 from edgelat.predictors.train import accuracy_metrics, train_device
