@@ -413,15 +413,14 @@ def _read_lines(path: Path | None) -> list[str]:
 
 
 def _print_kernels(pred: Any) -> None:
-    table = Table("#", "kernel", "kind", "config", "predicted ms", "share", title=f"{pred.device} ({pred.recipe})")
-    for i, k in enumerate(pred.kernels):
-        from edgelat.ops import get_op
+    from edgelat.ops import get_op
 
+    table = Table("#", "kind", "config", "predicted ms", "share", title=f"{pred.device} ({pred.recipe}): one row per fused kernel")
+    for i, k in enumerate(pred.kernels):
         desc = get_op(k.op).describe(k.config) if k.op and k.config else "-"
         table.add_row(
             str(i),
-            k.name,
-            k.op or "[red]unpredicted[/red]",
+            k.op or f"[red]unpredicted[/red] {k.name}",
             desc,
             f"{k.predicted_ms:.4f}" if k.predicted_ms is not None else "-",
             f"{k.share * 100:.1f}%",

@@ -67,7 +67,10 @@ class OpSpec:
         return {p: cfg[p] for p in self.params}
 
     def describe(self, cfg: Config) -> str:
-        return ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "epilogue") + (f" +[{cfg['epilogue']}]" if cfg.get("epilogue") else "")
+        """A compact one-line description (fields at their usual value are left out)."""
+        usual = {"n": 1, "dilation": 1, "groups": 1, "ceil": 0, "include_pad": 0, "concat": 0, "split": 0}
+        shown = " ".join(f"{k}={v}" for k, v in cfg.items() if k != "epilogue" and usual.get(k) != v)
+        return shown + (f" +{cfg['epilogue']}" if cfg.get("epilogue") else "")
 
 
 _OPS: dict[str, OpSpec] = {}
