@@ -74,7 +74,9 @@ def main() -> None:
     report["batch_networks_per_s"] = len(batch) / (time.perf_counter() - start)
     (OUT / "predictor_accuracy.json").write_text(json.dumps(report, indent=2, default=str))
 
-    print("| op | n | xgboost RMSPE | xgboost ±10% | FLOPs-linear ±10% | random forest ±10% | 1-NN lookup ±10% |\n|---|---|---|---|---|---|---|")
+    print(
+        "| op | n | xgboost RMSPE | xgboost ±10% | FLOPs-linear ±10% | random forest ±10% | 1-NN lookup ±10% |\n|---|---|---|---|---|---|---|"
+    )
     for op, m in report["kernels"].items():
         print(f"| {op} | {m['n']} | {m['xgboost']['rmspe']:.1f}% | {m['xgboost']['within_10']:.0f}% | {m['flops_linear']['within_10']:.0f}% | "
               f"{m['random_forest']['within_10']:.0f}% | {m['lookup_1nn']['within_10']:.0f}% |")  # fmt: skip

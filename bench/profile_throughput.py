@@ -27,7 +27,7 @@ os.environ.setdefault("TVM_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 from edgelat.ops import get_op, list_ops  # noqa: E402
-from edgelat.profiler.builds import BuildRequest, Builder  # noqa: E402
+from edgelat.profiler.builds import Builder, BuildRequest  # noqa: E402
 from edgelat.profiler.campaign import ProfileConfig, plan_configs, profile  # noqa: E402
 from edgelat.profiler.presets import get_preset  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
@@ -53,12 +53,18 @@ def torch_module(op: str, cfg: dict):  # noqa: ANN201 - bench-only: the same op 
 
     act = {"relu": nn.ReLU(), "tir_clip": nn.ReLU6()}.get(cfg.get("epilogue", "").split("+")[-1], nn.Identity())
     if op in ("conv2d", "dwconv2d"):
-        conv = nn.Conv2d(cfg["cin"], cfg["cout"], cfg["k"], cfg["stride"], cfg["pad"], cfg["dilation"], cfg["groups"], bias="add.c" in cfg["epilogue"])
+        conv = nn.Conv2d(
+            cfg["cin"], cfg["cout"], cfg["k"], cfg["stride"], cfg["pad"], cfg["dilation"], cfg["groups"], bias="add.c" in cfg["epilogue"]
+        )
         return nn.Sequential(conv, act), (1, cfg["cin"], cfg["h"], cfg["w"])
     if op == "dense":
         return nn.Sequential(nn.Linear(cfg["k"], cfg["n"], bias="add.c" in cfg["epilogue"]), act), (cfg["m"], cfg["k"])
     if op in ("max_pool2d", "avg_pool2d"):
-        pool = nn.MaxPool2d(cfg["k"], cfg["stride"], cfg["pad"]) if op == "max_pool2d" else nn.AvgPool2d(cfg["k"], cfg["stride"], cfg["pad"], count_include_pad=False)
+        pool = (
+            nn.MaxPool2d(cfg["k"], cfg["stride"], cfg["pad"])
+            if op == "max_pool2d"
+            else nn.AvgPool2d(cfg["k"], cfg["stride"], cfg["pad"], count_include_pad=False)
+        )
         return nn.Sequential(pool, act), (1, cfg["c"], cfg["h"], cfg["w"])
     if op == "global_avg_pool" and not cfg["epilogue"]:
         return nn.AdaptiveAvgPool2d(1), (1, cfg["c"], cfg["h"], cfg["w"])
@@ -157,19 +163,25 @@ def main() -> None:
         report["tune_s_per_kernel_mean"] = statistics.fmean([p["tune_s"] for p in per_op if p["tune_s"]]) if per_op else None
     OUT.mkdir(exist_ok=True)
     (OUT / "profile_throughput.json").write_text(json.dumps(report, indent=2))
-    print(f"| figure | value |\n|---|---|")
+    print("| figure | value |\n|---|---|")
     print(f"| kernels built per minute, host, local target (2 workers) | {report['build_per_min_local']:.0f} |")
     print(f"| kernels built per minute, host, aarch64 cross (2 workers) | {report['build_per_min_aarch64']:.0f} |")
     print(f"| kernels measured per minute on `local` (builds cached, 7 repeats x >= 40 ms) | {report['measured_per_min_local']:.0f} |")
-    print(f"| repeat-to-repeat CV, median / p90 ({report['kernels']} kernels) | {report['cv_median_pct']:.1f}% / {report['cv_p90_pct']:.1f}% |")
+    print(
+        f"| repeat-to-repeat CV, median / p90 ({report['kernels']} kernels) | {report['cv_median_pct']:.1f}% / {report['cv_p90_pct']:.1f}% |"
+    )
     print(f"| unstable after 3 attempts / failed | {report['unstable']} / {report['failed']} |")
     if report["tune_s_per_kernel_mean"]:
         print(f"| MetaSchedule tuning per kernel ({args.trials} trials) | {report['tune_s_per_kernel_mean']:.0f} s |")
-    print("\n| op | default ms | tuned ms | ONNX Runtime ms (1 thread) | default / ORT | tuned / ORT | tuning s |\n|---|---|---|---|---|---|---|")
+    print(
+        "\n| op | default ms | tuned ms | ONNX Runtime ms (1 thread) | default / ORT | tuned / ORT | tuning s |\n|---|---|---|---|---|---|---|"
+    )
     for p in per_op:
         ort_s = f"{p['ort_ms']:.4f}" if p["ort_ms"] else "n/a"
         ratio = lambda v: f"{v:.2f}" if v else "n/a"  # noqa: E731
-        print(f"| {p['op']} | {p['default_ms']:.4f} | {p['tuned_ms']:.4f} | {ort_s} | {ratio(p['default_over_ort'])} | {ratio(p['tuned_over_ort'])} | {p['tune_s'] or 0:.0f} |")
+        print(
+            f"| {p['op']} | {p['default_ms']:.4f} | {p['tuned_ms']:.4f} | {ort_s} | {ratio(p['default_over_ort'])} | {ratio(p['tuned_over_ort'])} | {p['tune_s'] or 0:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -154,7 +154,9 @@ def test_predict_search_space_archs(trained: Path, tmp_path: Path) -> None:
     assert one["arch"] == NB201 and one["kernels"][-1]["op"] == "dense" and one["unpredicted"]
     archs = tmp_path / "archs.txt"
     archs.write_text(f"{NB201}\n\n{NB201.replace('avg_pool_3x3', 'nor_conv_1x1')}\n")
-    result = CliRunner().invoke(app, ["predict", "local", "--space", "nb201", "--archs-file", str(archs), "--allow-unpredicted", "--json", "-w", w])
+    result = CliRunner().invoke(
+        app, ["predict", "local", "--space", "nb201", "--archs-file", str(archs), "--allow-unpredicted", "--json", "-w", w]
+    )
     assert result.exit_code == 0, result.stderr
     assert [p["arch"] for p in json.loads(result.stdout)] == archs.read_text().split()
     for bad in (["--space", "nb201", "--arch", "|conv~0|"], ["--space", "nas101", "--arch", "x"], [], ["--space", "nb201"]):
