@@ -161,3 +161,15 @@ def test_predict_search_space_archs(trained: Path, tmp_path: Path) -> None:
     assert [p["arch"] for p in json.loads(result.stdout)] == archs.read_text().split()
     for bad in (["--space", "nb201", "--arch", "|conv~0|"], ["--space", "nas101", "--arch", "x"], [], ["--space", "nb201"]):
         assert CliRunner().invoke(app, ["predict", "local", *bad, "-w", w]).exit_code == 2, bad
+
+
+def test_measure_cli_times_the_whole_network(trained: Path, tmp_path: Path) -> None:
+    onnx_path = tmp_path / "mlp.onnx"
+    torch.onnx.export(_mlp().eval(), (torch.randn(1, 64),), str(onnx_path), dynamo=False)
+    result = CliRunner().invoke(app, ["measure", "local", str(onnx_path), "--json", "-w", str(trained)])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["median_ms"] > 0 and data["min_ms"] <= data["median_ms"] <= data["max_ms"] and data["threads"] == 1
+    assert [name for name, _ in data["kernels"]] == ["fused_matmul_add_relu", "fused_matmul1_add1"]
+    table = CliRunner().invoke(app, ["measure", "local", str(onnx_path), "--kernels", "-w", str(trained)])
+    assert table.exit_code == 0 and "fused_matmul_add_relu" in table.stdout

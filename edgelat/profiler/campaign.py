@@ -41,7 +41,7 @@ class ProfileConfig:
     # Op kinds to profile; empty means every registered kind.
     ops: tuple[str, ...] = ()
     # Configurations per op kind (ignored when ``minutes`` is set and the plan runs long).
-    samples: int = 20
+    samples: int = 100
     # Wall-clock budget; None means until the plan is done.
     minutes: float | None = None
     # Threads the kernels run with; None means the device's default.
