@@ -146,3 +146,19 @@ def test_bad_input(ws: Workspace) -> None:
         profile(ws, "local", ProfileConfig(ops=("conv9d",)))
     with pytest.raises(UsageError, match="no device"):
         profile(ws, "pi", ProfileConfig())
+
+
+@pytest.mark.slow
+def test_tuned_recipe_tunes_once_and_reuses_records(ws: Workspace) -> None:
+    """MetaSchedule candidates are timed by the agent; a second campaign finds the records."""
+    cfg = ProfileConfig(ops=("dense",), samples=1, recipe="tuned", trials=4, repeat=3, min_repeat_ms=2.0)
+    first = profile(ws, "local", cfg)
+    (row,) = _rows(ws, first.campaign_id)
+    assert row["status"] == "ok" and row["recipe"] == "tuned" and row["tune_s"] > 0
+    assert list((ws.root / "tuning" / "local").glob("*.json")), "no MetaSchedule database in the workspace"
+    import shutil
+
+    shutil.rmtree(ws.cache_dir)  # force a rebuild: the database, not the build cache, must answer
+    second = profile(ws, "local", cfg)
+    (again,) = _rows(ws, second.campaign_id)
+    assert again["status"] == "ok" and again["tune_s"] < row["tune_s"] / 2

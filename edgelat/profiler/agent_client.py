@@ -125,6 +125,27 @@ class AgentSession:
         self.close()
 
     # -- requests ---------------------------------------------------------------------
+    def time_library(
+        self, path: Path, args: list[list[Any]], *, name: str = "main", repeat: int = 3, min_repeat_ms: float = 10.0
+    ) -> list[float]:
+        """Ship a one-off library, time its function ``name`` and delete it; seconds per repeat.
+
+        What MetaSchedule's candidates go through. The remote file is named after the local
+        file's directory, which MetaSchedule makes unique per candidate.
+        """
+        remote = self.remote_path(f"{path.parent.name}-{path.name}")
+        self.transport.put(path, remote)
+        try:
+            reply = self.request(
+                "bench",
+                {"lib": remote, "kernels": [{"name": name, "args": args}], "repeat": repeat, "min_repeat_ms": min_repeat_ms},
+                timeout=120,
+            )
+        finally:
+            if self.process is not None and self.process.poll() is None:
+                self.request("remove", {"paths": [remote]}, timeout=30)
+        return [float(s) for s in reply["kernels"][0]["seconds"]]
+
     def send_raw(self, line: str) -> None:
         """Write one raw line (tests use this to send garbage)."""
         assert self.process is not None, "start() first"

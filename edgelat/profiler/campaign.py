@@ -180,21 +180,13 @@ class _Session:
                 self.shipped[b.key] = remote
 
     def measure_artifact(self, path: str, args: list[list[Any]]) -> list[float]:
-        """Time a MetaSchedule candidate (function ``main``) on the device; seconds per repeat."""
-        assert self.agent is not None and self.transport is not None
-        remote = self.agent.remote_path(f"{Path(path).parent.name}.so")  # candidate directories are unique
-        self.transport.put(Path(path), remote)
+        """Time a MetaSchedule candidate on the device; a crash or hang restarts the agent."""
+        assert self.agent is not None
         try:
-            reply = self.agent.request(
-                "bench", {"lib": remote, "kernels": [{"name": "main", "args": args}], "repeat": 3, "min_repeat_ms": 10.0}, timeout=120
-            )
+            return self.agent.time_library(Path(path), args)
         except (AgentCrashedError, AgentTimeoutError):
             self.restart_agent()
             raise
-        finally:
-            if self.agent is not None and self.agent.process is not None and self.agent.process.poll() is None:
-                self.agent.request("remove", {"paths": [remote]}, timeout=30)
-        return [float(s) for s in reply["kernels"][0]["seconds"]]
 
     def close(self) -> None:
         if self.agent is not None:

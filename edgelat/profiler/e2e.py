@@ -108,16 +108,13 @@ def measure_network(
         if recipe == "tuned":
             from edgelat.profiler.tuning import KernelTuner
 
-            def measure_candidate(path: str, args: list[list[Any]]) -> list[float]:
-                remote = agent.remote_path(f"{Path(path).parent.name}.so")
-                agent.transport.put(Path(path), remote)
-                reply = agent.request(
-                    "bench", {"lib": remote, "kernels": [{"name": "main", "args": args}], "repeat": 3, "min_repeat_ms": 10.0}, timeout=120
-                )
-                agent.request("remove", {"paths": [remote]}, timeout=30)
-                return [float(s) for s in reply["kernels"][0]["seconds"]]
-
-            tuner = KernelTuner(ws.root / "tuning" / device.name, preset.target(), n_threads, preset.cross_compiler, measure_candidate)
+            tuner = KernelTuner(
+                ws.root / "tuning" / device.name,
+                preset.target(),
+                n_threads,
+                preset.cross_compiler,
+                lambda p, a: agent.time_library(Path(p), a),
+            )
         try:
             inputs = build_network(mod, preset.target(), lib, preset.cross_compiler, tuner, trials)
         finally:
