@@ -25,7 +25,7 @@ from edgelat.errors import AgentCrashedError, AgentTimeoutError, EdgelatError, T
 from edgelat.ops import config_id, get_op, list_ops
 from edgelat.profiler.agent_client import AgentReplyError, AgentSession
 from edgelat.profiler.builds import Builder, BuildRequest, BuiltKernel, build_kernel
-from edgelat.profiler.inventory import Device, connect, get_device
+from edgelat.profiler.inventory import Device, agent_env, connect, get_device
 from edgelat.profiler.tuning import KernelTuner
 from edgelat.workspace import Workspace
 
@@ -155,8 +155,7 @@ class _Session:
             try:
                 self.close()
                 self.transport = connect(self.ws, self.device)
-                env = {"TVM_NUM_THREADS": str(self.threads), "OMP_NUM_THREADS": str(self.threads)}
-                self.agent = AgentSession(self.transport, python=self.device.python, env=env).start()
+                self.agent = AgentSession(self.transport, python=self.device.python, env=agent_env(self.threads)).start()
                 self.shipped = {}
                 return self.agent
             except (TransportError, AgentCrashedError, AgentTimeoutError) as exc:

@@ -160,11 +160,15 @@ def trust_device(ws: Workspace, name: str) -> None:
     connect(ws, device, trust_new_host=True).close()
 
 
+def agent_env(threads: int) -> dict[str, str]:
+    """The environment an agent measures in: a fixed thread count for TVM (and OpenMP)."""
+    return {"TVM_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+
+
 @contextmanager
 def agent_session(ws: Workspace, device: Device, *, trust_new_host: bool = False, threads: int | None = None) -> Iterator[AgentSession]:
     """A started agent on ``device``; stopped and cleaned up on exit."""
-    n = threads or device.measure_threads
-    env = {"TVM_NUM_THREADS": str(n), "OMP_NUM_THREADS": str(n)}
+    env = agent_env(threads or device.measure_threads)
     with connect(ws, device, trust_new_host=trust_new_host) as transport, AgentSession(transport, python=device.python, env=env) as agent:
         yield agent
 
