@@ -512,6 +512,75 @@ def validate_cmd(
     out.print(f"table: {report.table}\nplot: {report.plot}")
 
 
+# -- search ----------------------------------------------------------------------------
+@app.command("search")
+@handle_errors
+def search_cmd(
+    device: str,
+    space: Annotated[str, typer.Option(help="Search space: ofa, nb201 or fbnet.")],
+    latency_ms: Annotated[float, typer.Option("--latency-ms", help="Latency budget the measured network must meet.")],
+    proxy: Annotated[str, typer.Option(help="Accuracy proxy: params, flops, synflow, zico or ensemble (their mean rank).")] = "ensemble",
+    generations: Annotated[int, typer.Option(help="NSGA-II generations per round.")] = 20,
+    population: Annotated[int, typer.Option(help="NSGA-II population.")] = 32,
+    minutes: Annotated[Optional[float], typer.Option(help="Wall-clock limit of each round's search.")] = None,
+    rounds: Annotated[int, typer.Option(help="Search-measure-refit rounds at most.")] = 3,
+    top_k: Annotated[int, typer.Option("--top-k", help="Picks measured on the device per round.")] = 3,
+    seed: int = 0,
+    recipe: RecipeOpt = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Where the best arch, ONNX, Pareto front and report go.")] = None,
+    json_out: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Find the best network of a space under a latency budget; verify it on the device."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgelat.workflows import search_device
+
+    with _ws(workspace) as ws, Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                        TimeElapsedColumn(), console=err, transient=True) as bar:  # fmt: skip
+        blocks = bar.add_task("pricing blocks", total=None, visible=False)
+        gens = bar.add_task("searching", total=generations)
+
+        def on_block(done: int, total: int) -> None:
+            bar.update(blocks, completed=done, total=total, visible=done < total)
+
+        def on_generation(gen: int, evaluated: int) -> None:
+            bar.update(gens, completed=min(gen, generations), description=f"searching ({evaluated} archs)")
+
+        def on_verified(v: Any) -> None:
+            bar.reset(gens)
+            err.print(
+                f"round {v.round}: {v.arch}: predicted {v.predicted_ms:.2f} ms, measured {v.measured_ms:.2f} ms ({100 * v.error:+.1f}%)"
+            )
+
+        found = search_device(
+            ws, device, space, latency_ms, proxy=proxy, recipe=recipe, population=population, generations=generations,
+            time_limit_s=minutes * 60 if minutes else None, rounds=rounds, top_k=top_k, seed=seed, out_dir=out_dir,
+            on_block=on_block, on_generation=on_generation, on_verified=on_verified,
+        )  # fmt: skip
+    result = found.as_dict()
+    if json_out:
+        _print_json(result)
+    else:
+        table = Table("round", "arch", "score", "predicted ms", "measured ms", "error", title=f"{device}: {space} under {latency_ms:g} ms")
+        for v in result["verified"]:
+            table.add_row(
+                str(v["round"]),
+                v["arch"],
+                f"{v['score']:.4g}",
+                f"{v['predicted_ms']:.2f}",
+                f"{v['measured_ms']:.2f}",
+                f"{100 * v['error']:+.1f}%",
+            )
+        out.print(table)
+        if result["arch"]:
+            out.print(f"best: {result['arch']}\n  measured {result['measured_ms']:.2f} ms (predicted {result['predicted_ms']:.2f} ms)")
+        out.print(f"outputs in {result['out_dir']} ({found.seconds:.0f} s)")
+    if not result["met_budget"]:
+        err.print(f"[red]error:[/red] no verified pick met {latency_ms:g} ms when measured after {result['rounds']} round(s)")
+        raise typer.Exit(1)
+
+
 # -- zoo -------------------------------------------------------------------------------
 @zoo_app.command("list")
 @handle_errors

@@ -35,7 +35,7 @@ from torch import nn
 from edgelat.datasets.zoo import ChannelShuffle, init_weights
 from edgelat.errors import UsageError
 
-__all__ = ["LAYER_CHOICES", "NUM_LAYERS", "build_fbnet", "parse_arch"]
+__all__ = ["LAYER_CHOICES", "NUM_LAYERS", "FBNetBlock", "build_fbnet", "head", "layer_shapes", "parse_arch", "stem"]
 
 # (kernel, expansion, pointwise groups) of each block choice; None is skip. In HW-NAS-Bench's
 # order, so a choice's index is its op index there.
@@ -86,7 +86,7 @@ def _conv_bn(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, groups:
     return layers
 
 
-class _Block(nn.Module):
+class FBNetBlock(nn.Module):
     """One searched layer: FBNet's inverted-residual block, or ``skip``."""
 
     def __init__(self, choice: str, in_ch: int, out_ch: int, stride: int) -> None:
@@ -112,18 +112,35 @@ class _Block(nn.Module):
         return x + out if self.use_residual else out
 
 
+def layer_shapes() -> list[tuple[int, int, int, int]]:
+    """(input channels, output channels, stride, input size) of each of the 22 searched layers."""
+    shapes, in_ch, size = [], _STEM_CHANNELS, 32
+    for out_ch, n, stride in _STAGES:
+        for i in range(n):
+            s = stride if i == 0 else 1
+            shapes.append((in_ch, out_ch, s, size))
+            in_ch, size = out_ch, size // s
+    return shapes
+
+
+def stem() -> nn.Sequential:
+    return nn.Sequential(*_conv_bn(3, _STEM_CHANNELS, 3))
+
+
+def head(in_ch: int, num_classes: int = 100) -> nn.Sequential:
+    """1x1 conv to 1504 channels + BN + ReLU, global average pooling, linear classifier."""
+    return nn.Sequential(
+        *_conv_bn(in_ch, _HEAD_CHANNELS, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(_HEAD_CHANNELS, num_classes)
+    )
+
+
 def build_fbnet(arch: str | Sequence[str], num_classes: int = 100) -> nn.Module:
     """Build the FBNet-space network of ``arch`` (see :func:`parse_arch`) for 32x32 input.
 
     Weights are freshly initialised with :func:`edgelat.datasets.zoo.init_weights`.
     """
-    choices = iter(parse_arch(arch))
-    layers = _conv_bn(3, _STEM_CHANNELS, 3)
-    in_ch = _STEM_CHANNELS
-    for out_ch, n, stride in _STAGES:
-        for i in range(n):
-            layers.append(_Block(next(choices), in_ch, out_ch, stride if i == 0 else 1))
-            in_ch = out_ch
-    layers += _conv_bn(in_ch, _HEAD_CHANNELS, 1)
-    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(_HEAD_CHANNELS, num_classes))
-    return init_weights(nn.Sequential(nn.Sequential(*layers), head))
+    layers = [
+        FBNetBlock(choice, in_ch, out_ch, stride)
+        for choice, (in_ch, out_ch, stride, _) in zip(parse_arch(arch), layer_shapes(), strict=True)
+    ]
+    return init_weights(nn.Sequential(stem(), *layers, head(layer_shapes()[-1][1], num_classes)))

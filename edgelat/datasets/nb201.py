@@ -19,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -27,7 +27,19 @@ from torch import nn
 from edgelat.datasets.zoo import init_weights
 from edgelat.errors import UsageError
 
-__all__ = ["OPS", "NB201Arch", "arch_to_str", "build_nb201", "parse_arch"]
+__all__ = [
+    "CELLS_PER_STAGE",
+    "OPS",
+    "STAGE_CHANNELS",
+    "NB201Arch",
+    "NodeBlock",
+    "ResNetBasicBlock",
+    "arch_to_str",
+    "build_nb201",
+    "head",
+    "parse_arch",
+    "stem",
+]
 
 
 class _ReLUConvBN(nn.Sequential):
@@ -54,8 +66,8 @@ OPS: tuple[str, ...] = ("none", *_OP_MODULES)
 NB201Arch = tuple[tuple[tuple[str, int], ...], ...]
 
 _NUM_NODES = 3  # computed nodes per cell
-_STAGE_CHANNELS = (16, 32, 64)
-_CELLS_PER_STAGE = 5
+STAGE_CHANNELS = (16, 32, 64)
+CELLS_PER_STAGE = 5
 
 
 def parse_arch(arch: str) -> NB201Arch:
@@ -126,7 +138,7 @@ class _Cell(nn.Module):
         return nodes[-1]
 
 
-class _ResNetBasicBlock(nn.Module):
+class ResNetBasicBlock(nn.Module):
     """NAS-Bench-201's reduction block: two ReLU-Conv-BN 3x3 (first with stride 2) + avgpool/1x1 shortcut."""
 
     def __init__(self, in_ch: int, out_ch: int) -> None:
@@ -139,6 +151,33 @@ class _ResNetBasicBlock(nn.Module):
         return self.conv_b(self.conv_a(x)) + self.downsample(x)
 
 
+class NodeBlock(nn.Module):
+    """One cell node on its own, taking every earlier node as an input: the unit latency oracles cache."""
+
+    def __init__(self, edges: Sequence[tuple[str, int]], channels: int) -> None:
+        super().__init__()
+        self.edges = nn.ModuleList(_Edge(op, source, channels) for op, source in edges if op != "none")
+
+    def forward(self, *nodes: torch.Tensor) -> torch.Tensor:
+        if len(self.edges) == 0:
+            return nodes[0].mul(0.0)
+        out = self.edges[0](list(nodes))
+        for edge in self.edges[1:]:
+            out = out + edge(list(nodes))
+        return out
+
+
+def stem() -> nn.Sequential:
+    """3x3 conv to the first stage's channels + BatchNorm."""
+    return nn.Sequential(nn.Conv2d(3, STAGE_CHANNELS[0], 3, padding=1, bias=False), nn.BatchNorm2d(STAGE_CHANNELS[0]))
+
+
+def head(num_classes: int = 10) -> nn.Sequential:
+    """BatchNorm + ReLU, global average pooling and the linear classifier."""
+    c = STAGE_CHANNELS[-1]
+    return nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(c, num_classes))
+
+
 def build_nb201(arch: str, num_classes: int = 10) -> nn.Module:
     """Build the NAS-Bench-201 network of an architecture string.
 
@@ -148,11 +187,9 @@ def build_nb201(arch: str, num_classes: int = 10) -> nn.Module:
         UsageError: ``arch`` is malformed (see :func:`parse_arch`).
     """
     cell_arch = parse_arch(arch)
-    layers: list[nn.Module] = [nn.Conv2d(3, _STAGE_CHANNELS[0], 3, padding=1, bias=False), nn.BatchNorm2d(_STAGE_CHANNELS[0])]
-    for stage, channels in enumerate(_STAGE_CHANNELS):
+    layers: list[nn.Module] = [stem()]
+    for stage, channels in enumerate(STAGE_CHANNELS):
         if stage > 0:
-            layers.append(_ResNetBasicBlock(_STAGE_CHANNELS[stage - 1], channels))
-        layers += [_Cell(cell_arch, channels) for _ in range(_CELLS_PER_STAGE)]
-    layers += [nn.BatchNorm2d(_STAGE_CHANNELS[-1]), nn.ReLU()]
-    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(_STAGE_CHANNELS[-1], num_classes))
-    return init_weights(nn.Sequential(nn.Sequential(*layers), head))
+            layers.append(ResNetBasicBlock(STAGE_CHANNELS[stage - 1], channels))
+        layers += [_Cell(cell_arch, channels) for _ in range(CELLS_PER_STAGE)]
+    return init_weights(nn.Sequential(nn.Sequential(*layers), head(num_classes)))

@@ -45,8 +45,13 @@ from edgelat.errors import UsageError
 
 __all__ = [
     "VALIDATION_ZOO",
-    "export_onnx",
     "ChannelShuffle",
+    "InvertedResidual",
+    "SqueezeExcite",
+    "conv_bn",
+    "export_module_onnx",
+    "export_onnx",
+    "make_divisible",
     "create_model",
     "example_input",
     "init_weights",
@@ -147,7 +152,7 @@ def example_input(resolution: int, batch: int = 1) -> torch.Tensor:
 # Shared building blocks
 
 
-def _make_divisible(value: float, divisor: int = 8) -> int:
+def make_divisible(value: float, divisor: int = 8) -> int:
     """Round ``value`` to a multiple of ``divisor``, never going down by more than 10%."""
     new_value = max(divisor, int(value + divisor / 2) // divisor * divisor)
     if new_value < 0.9 * value:
@@ -155,7 +160,7 @@ def _make_divisible(value: float, divisor: int = 8) -> int:
     return new_value
 
 
-def _conv_bn(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, groups: int = 1, act: Act | None = nn.ReLU) -> nn.Sequential:
+def conv_bn(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, groups: int = 1, act: Act | None = nn.ReLU) -> nn.Sequential:
     """Conv (no bias, 'same' padding) + BatchNorm (+ activation)."""
     layers: list[nn.Module] = [
         nn.Conv2d(in_ch, out_ch, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False),
@@ -184,7 +189,7 @@ class ChannelShuffle(nn.Module):
         return x.reshape(n, c, h, w)
 
 
-class _SqueezeExcite(nn.Module):
+class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation: pool, 1x1 conv down, activation, 1x1 conv up, gate, rescale."""
 
     def __init__(self, channels: int, squeeze_channels: int, act: Act = nn.ReLU, gate: Act = nn.Sigmoid) -> None:
@@ -199,7 +204,7 @@ class _SqueezeExcite(nn.Module):
         return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
 
 
-class _InvertedResidual(nn.Module):
+class InvertedResidual(nn.Module):
     """MobileNetV2-style block: [1x1 expand] -> kxk depthwise -> [SE] -> 1x1 project (+ identity).
 
     The expansion conv exists only when ``mid_ch != in_ch``; the identity shortcut only when
@@ -220,11 +225,11 @@ class _InvertedResidual(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         if mid_ch != in_ch:
-            layers.append(_conv_bn(in_ch, mid_ch, 1, act=act))
-        layers.append(_conv_bn(mid_ch, mid_ch, kernel_size, stride, groups=mid_ch, act=act))
+            layers.append(conv_bn(in_ch, mid_ch, 1, act=act))
+        layers.append(conv_bn(mid_ch, mid_ch, kernel_size, stride, groups=mid_ch, act=act))
         if se is not None:
             layers.append(se)
-        layers.append(_conv_bn(mid_ch, out_ch, 1, act=None))
+        layers.append(conv_bn(mid_ch, out_ch, 1, act=None))
         self.block = nn.Sequential(*layers)
         self.use_residual = stride == 1 and in_ch == out_ch
 
@@ -241,10 +246,10 @@ def _mobilenet_v1(width: float, num_classes: int) -> nn.Sequential:
     # (output channels, stride) of the 13 depthwise-separable blocks
     cfg = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
     in_ch = int(32 * width)
-    layers: list[nn.Module] = [_conv_bn(3, in_ch, 3, 2)]
+    layers: list[nn.Module] = [conv_bn(3, in_ch, 3, 2)]
     for c, s in cfg:
         out_ch = int(c * width)
-        layers.append(nn.Sequential(_conv_bn(in_ch, in_ch, 3, s, groups=in_ch), _conv_bn(in_ch, out_ch, 1)))
+        layers.append(nn.Sequential(conv_bn(in_ch, in_ch, 3, s, groups=in_ch), conv_bn(in_ch, out_ch, 1)))
         in_ch = out_ch
     return nn.Sequential(nn.Sequential(*layers), _head(in_ch, num_classes))
 
@@ -270,15 +275,15 @@ def mobilenetv1_100(num_classes: int = 1000) -> nn.Module:
 
 def _mobilenet_v2(width: float, num_classes: int) -> nn.Sequential:
     cfg = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]  # t, c, n, s
-    in_ch = _make_divisible(32 * width)
-    last_ch = _make_divisible(1280 * max(1.0, width))  # the paper does not thin the last conv
-    layers: list[nn.Module] = [_conv_bn(3, in_ch, 3, 2, act=nn.ReLU6)]
+    in_ch = make_divisible(32 * width)
+    last_ch = make_divisible(1280 * max(1.0, width))  # the paper does not thin the last conv
+    layers: list[nn.Module] = [conv_bn(3, in_ch, 3, 2, act=nn.ReLU6)]
     for t, c, n, s in cfg:
-        out_ch = _make_divisible(c * width)
+        out_ch = make_divisible(c * width)
         for i in range(n):
-            layers.append(_InvertedResidual(in_ch, round(in_ch * t), out_ch, 3, s if i == 0 else 1, nn.ReLU6))
+            layers.append(InvertedResidual(in_ch, round(in_ch * t), out_ch, 3, s if i == 0 else 1, nn.ReLU6))
             in_ch = out_ch
-    layers.append(_conv_bn(in_ch, last_ch, 1, act=nn.ReLU6))
+    layers.append(conv_bn(in_ch, last_ch, 1, act=nn.ReLU6))
     return nn.Sequential(nn.Sequential(*layers), _head(last_ch, num_classes))
 
 
@@ -339,16 +344,16 @@ _MBV3_SMALL = [
 
 
 def _mobilenet_v3(cfg: Sequence[tuple[int, int, int, bool, bool, int]], last_ch: int, width: float, num_classes: int) -> nn.Sequential:
-    in_ch = _make_divisible(16 * width)
-    layers: list[nn.Module] = [_conv_bn(3, in_ch, 3, 2, act=nn.Hardswish)]
+    in_ch = make_divisible(16 * width)
+    layers: list[nn.Module] = [conv_bn(3, in_ch, 3, 2, act=nn.Hardswish)]
     for k, exp, out, use_se, use_hs, s in cfg:
-        mid_ch, out_ch = _make_divisible(exp * width), _make_divisible(out * width)
-        se = _SqueezeExcite(mid_ch, _make_divisible(mid_ch // 4), nn.ReLU, nn.Hardsigmoid) if use_se else None
-        layers.append(_InvertedResidual(in_ch, mid_ch, out_ch, k, s, nn.Hardswish if use_hs else nn.ReLU, se))
+        mid_ch, out_ch = make_divisible(exp * width), make_divisible(out * width)
+        se = SqueezeExcite(mid_ch, make_divisible(mid_ch // 4), nn.ReLU, nn.Hardsigmoid) if use_se else None
+        layers.append(InvertedResidual(in_ch, mid_ch, out_ch, k, s, nn.Hardswish if use_hs else nn.ReLU, se))
         in_ch = out_ch
     conv_ch = 6 * in_ch
-    last_ch = _make_divisible(last_ch * max(1.0, width))  # as MobileNetV2, the head is not thinned
-    layers.append(_conv_bn(in_ch, conv_ch, 1, act=nn.Hardswish))
+    last_ch = make_divisible(last_ch * max(1.0, width))  # as MobileNetV2, the head is not thinned
+    layers.append(conv_bn(in_ch, conv_ch, 1, act=nn.Hardswish))
     classifier = nn.Sequential(
         nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(conv_ch, last_ch), nn.Hardswish(), nn.Linear(last_ch, num_classes)
     )
@@ -384,8 +389,8 @@ class _BasicBlock(nn.Module):
 
     def __init__(self, in_ch: int, ch: int, stride: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(_conv_bn(in_ch, ch, 3, stride), _conv_bn(ch, ch, 3, act=None))
-        self.shortcut = _conv_bn(in_ch, ch, 1, stride, act=None) if stride != 1 or in_ch != ch else nn.Identity()
+        self.body = nn.Sequential(conv_bn(in_ch, ch, 3, stride), conv_bn(ch, ch, 3, act=None))
+        self.shortcut = conv_bn(in_ch, ch, 1, stride, act=None) if stride != 1 or in_ch != ch else nn.Identity()
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -398,8 +403,8 @@ class _Bottleneck(nn.Module):
     def __init__(self, in_ch: int, ch: int, stride: int) -> None:
         super().__init__()
         out_ch = ch * self.expansion
-        self.body = nn.Sequential(_conv_bn(in_ch, ch, 1), _conv_bn(ch, ch, 3, stride), _conv_bn(ch, out_ch, 1, act=None))
-        self.shortcut = _conv_bn(in_ch, out_ch, 1, stride, act=None) if stride != 1 or in_ch != out_ch else nn.Identity()
+        self.body = nn.Sequential(conv_bn(in_ch, ch, 1), conv_bn(ch, ch, 3, stride), conv_bn(ch, out_ch, 1, act=None))
+        self.shortcut = conv_bn(in_ch, out_ch, 1, stride, act=None) if stride != 1 or in_ch != out_ch else nn.Identity()
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -407,7 +412,7 @@ class _Bottleneck(nn.Module):
 
 
 def _resnet(block: type[_BasicBlock | _Bottleneck], depths: Sequence[int], num_classes: int) -> nn.Sequential:
-    layers: list[nn.Module] = [_conv_bn(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1)]
+    layers: list[nn.Module] = [conv_bn(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1)]
     in_ch = 64
     for stage, (ch, depth) in enumerate(zip((64, 128, 256, 512), depths, strict=True)):
         for i in range(depth):
@@ -492,10 +497,10 @@ class _ShuffleV2Block(nn.Module):
         half = out_ch // 2
         self.split = [half, half]  # Python ints: exports as a static Split (chunk() would need Shape ops)
         if stride > 1:
-            self.branch1 = nn.Sequential(_conv_bn(in_ch, in_ch, 3, stride, groups=in_ch, act=None), _conv_bn(in_ch, half, 1))
+            self.branch1 = nn.Sequential(conv_bn(in_ch, in_ch, 3, stride, groups=in_ch, act=None), conv_bn(in_ch, half, 1))
         branch2_in = in_ch if stride > 1 else half
         self.branch2 = nn.Sequential(
-            _conv_bn(branch2_in, half, 1), _conv_bn(half, half, 3, stride, groups=half, act=None), _conv_bn(half, half, 1)
+            conv_bn(branch2_in, half, 1), conv_bn(half, half, 3, stride, groups=half, act=None), conv_bn(half, half, 1)
         )
         self.shuffle = ChannelShuffle(2)
 
@@ -509,13 +514,13 @@ class _ShuffleV2Block(nn.Module):
 
 
 def _shufflenet_v2(stage_channels: Sequence[int], num_classes: int) -> nn.Sequential:
-    layers: list[nn.Module] = [_conv_bn(3, 24, 3, 2), nn.MaxPool2d(3, 2, 1)]
+    layers: list[nn.Module] = [conv_bn(3, 24, 3, 2), nn.MaxPool2d(3, 2, 1)]
     in_ch = 24
     for out_ch, repeats in zip(stage_channels, (4, 8, 4), strict=True):
         for i in range(repeats):
             layers.append(_ShuffleV2Block(in_ch, out_ch, 2 if i == 0 else 1))
             in_ch = out_ch
-    layers.append(_conv_bn(in_ch, 1024, 1))
+    layers.append(conv_bn(in_ch, 1024, 1))
     return nn.Sequential(nn.Sequential(*layers), _head(1024, num_classes))
 
 
@@ -539,16 +544,16 @@ def shufflenetv2_150(num_classes: int = 1000) -> nn.Module:
 
 
 def _mnasnet(alpha: float, num_classes: int) -> nn.Sequential:
-    d = [_make_divisible(c * alpha) for c in (32, 16, 24, 40, 80, 96, 192, 320)]
-    layers: list[nn.Module] = [_conv_bn(3, d[0], 3, 2), _conv_bn(d[0], d[0], 3, groups=d[0]), _conv_bn(d[0], d[1], 1, act=None)]
+    d = [make_divisible(c * alpha) for c in (32, 16, 24, 40, 80, 96, 192, 320)]
+    layers: list[nn.Module] = [conv_bn(3, d[0], 3, 2), conv_bn(d[0], d[0], 3, groups=d[0]), conv_bn(d[0], d[1], 1, act=None)]
     # kernel, stride, expansion, repeats of the six stacks
     stacks = [(3, 2, 3, 3), (5, 2, 3, 3), (5, 2, 6, 3), (3, 1, 6, 2), (5, 2, 6, 4), (3, 1, 6, 1)]
     in_ch = d[1]
     for out_ch, (k, s, e, n) in zip(d[2:], stacks, strict=True):
         for i in range(n):
-            layers.append(_InvertedResidual(in_ch, in_ch * e, out_ch, k, s if i == 0 else 1, nn.ReLU))
+            layers.append(InvertedResidual(in_ch, in_ch * e, out_ch, k, s if i == 0 else 1, nn.ReLU))
             in_ch = out_ch
-    layers.append(_conv_bn(in_ch, 1280, 1))
+    layers.append(conv_bn(in_ch, 1280, 1))
     return nn.Sequential(nn.Sequential(*layers), _head(1280, num_classes))
 
 
@@ -570,15 +575,15 @@ def mnasnet_100(num_classes: int = 1000) -> nn.Module:
 def efficientnet_b0(num_classes: int = 1000) -> nn.Module:
     # expansion, kernel, stride, out channels, repeats
     cfg = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
-    layers: list[nn.Module] = [_conv_bn(3, 32, 3, 2, act=nn.SiLU)]
+    layers: list[nn.Module] = [conv_bn(3, 32, 3, 2, act=nn.SiLU)]
     in_ch = 32
     for e, k, s, out_ch, n in cfg:
         for i in range(n):
             mid_ch = in_ch * e
-            se = _SqueezeExcite(mid_ch, max(1, in_ch // 4), nn.SiLU, nn.Sigmoid)
-            layers.append(_InvertedResidual(in_ch, mid_ch, out_ch, k, s if i == 0 else 1, nn.SiLU, se))
+            se = SqueezeExcite(mid_ch, max(1, in_ch // 4), nn.SiLU, nn.Sigmoid)
+            layers.append(InvertedResidual(in_ch, mid_ch, out_ch, k, s if i == 0 else 1, nn.SiLU, se))
             in_ch = out_ch
-    layers.append(_conv_bn(in_ch, 1280, 1, act=nn.SiLU))
+    layers.append(conv_bn(in_ch, 1280, 1, act=nn.SiLU))
     return nn.Sequential(nn.Sequential(*layers), _head(1280, num_classes))
 
 
@@ -594,8 +599,8 @@ class _GhostModule(nn.Module):
         self.out_ch = out_ch
         init_ch = math.ceil(out_ch / 2)
         act = nn.ReLU if relu else None
-        self.primary = _conv_bn(in_ch, init_ch, 1, act=act)
-        self.cheap = _conv_bn(init_ch, init_ch, 3, groups=init_ch, act=act)
+        self.primary = conv_bn(in_ch, init_ch, 1, act=act)
+        self.cheap = conv_bn(init_ch, init_ch, 3, groups=init_ch, act=act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.primary(x)
@@ -607,16 +612,16 @@ class _GhostBottleneck(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [_GhostModule(in_ch, mid_ch, relu=True)]
         if stride > 1:
-            layers.append(_conv_bn(mid_ch, mid_ch, kernel_size, stride, groups=mid_ch, act=None))
+            layers.append(conv_bn(mid_ch, mid_ch, kernel_size, stride, groups=mid_ch, act=None))
         if se_ratio:
-            layers.append(_SqueezeExcite(mid_ch, _make_divisible(mid_ch * se_ratio, 4), nn.ReLU, nn.Hardsigmoid))
+            layers.append(SqueezeExcite(mid_ch, make_divisible(mid_ch * se_ratio, 4), nn.ReLU, nn.Hardsigmoid))
         layers.append(_GhostModule(mid_ch, out_ch, relu=False))
         self.body = nn.Sequential(*layers)
         if stride == 1 and in_ch == out_ch:
             self.shortcut: nn.Module = nn.Identity()
         else:
             self.shortcut = nn.Sequential(
-                _conv_bn(in_ch, in_ch, kernel_size, stride, groups=in_ch, act=None), _conv_bn(in_ch, out_ch, 1, act=None)
+                conv_bn(in_ch, in_ch, kernel_size, stride, groups=in_ch, act=None), conv_bn(in_ch, out_ch, 1, act=None)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -643,14 +648,14 @@ def _ghostnet(width: float, num_classes: int) -> nn.Sequential:
         (5, 960, 160, 0, 1),
         (5, 960, 160, 0.25, 1),
     ]
-    in_ch = _make_divisible(16 * width, 4)
-    layers: list[nn.Module] = [_conv_bn(3, in_ch, 3, 2)]
+    in_ch = make_divisible(16 * width, 4)
+    layers: list[nn.Module] = [conv_bn(3, in_ch, 3, 2)]
     for k, exp, out, se_ratio, s in cfg:
-        out_ch = _make_divisible(out * width, 4)
-        layers.append(_GhostBottleneck(in_ch, _make_divisible(exp * width, 4), out_ch, k, s, se_ratio))
+        out_ch = make_divisible(out * width, 4)
+        layers.append(_GhostBottleneck(in_ch, make_divisible(exp * width, 4), out_ch, k, s, se_ratio))
         in_ch = out_ch
-    conv_ch = _make_divisible(960 * width, 4)
-    layers.append(_conv_bn(in_ch, conv_ch, 1))
+    conv_ch = make_divisible(960 * width, 4)
+    layers.append(conv_bn(in_ch, conv_ch, 1))
     # the head's 1x1 conv (with bias) runs after global pooling
     classifier = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(conv_ch, 1280, 1), nn.ReLU(), nn.Flatten(1), nn.Linear(1280, num_classes))
     return nn.Sequential(nn.Sequential(*layers), classifier)
@@ -683,12 +688,12 @@ class _RegNetBlock(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, group_w: int, se: bool) -> None:
         super().__init__()
-        layers: list[nn.Module] = [_conv_bn(in_ch, out_ch, 1), _conv_bn(out_ch, out_ch, 3, stride, groups=out_ch // group_w)]
+        layers: list[nn.Module] = [conv_bn(in_ch, out_ch, 1), conv_bn(out_ch, out_ch, 3, stride, groups=out_ch // group_w)]
         if se:
-            layers.append(_SqueezeExcite(out_ch, round(in_ch * 0.25), nn.ReLU, nn.Sigmoid))
-        layers.append(_conv_bn(out_ch, out_ch, 1, act=None))
+            layers.append(SqueezeExcite(out_ch, round(in_ch * 0.25), nn.ReLU, nn.Sigmoid))
+        layers.append(conv_bn(out_ch, out_ch, 1, act=None))
         self.body = nn.Sequential(*layers)
-        self.shortcut = _conv_bn(in_ch, out_ch, 1, stride, act=None) if stride != 1 or in_ch != out_ch else nn.Identity()
+        self.shortcut = conv_bn(in_ch, out_ch, 1, stride, act=None) if stride != 1 or in_ch != out_ch else nn.Identity()
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -696,7 +701,7 @@ class _RegNetBlock(nn.Module):
 
 
 def _regnet(w_a: float, w_0: int, w_m: float, depth: int, group_w: int, se: bool, num_classes: int) -> nn.Sequential:
-    layers: list[nn.Module] = [_conv_bn(3, 32, 3, 2)]
+    layers: list[nn.Module] = [conv_bn(3, 32, 3, 2)]
     in_ch = 32
     for width, stage_depth, g in _regnet_stages(w_a, w_0, w_m, depth, group_w):
         for i in range(stage_depth):
@@ -748,7 +753,7 @@ class _DenseLayer(nn.Module):
 @register_model
 def densenet121(num_classes: int = 1000) -> nn.Module:
     growth = 32
-    layers: list[nn.Module] = [_conv_bn(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1)]
+    layers: list[nn.Module] = [conv_bn(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1)]
     ch = 64
     for i, n in enumerate((6, 12, 24, 16)):
         for _ in range(n):
@@ -768,10 +773,10 @@ def densenet121(num_classes: int = 1000) -> nn.Module:
 class _Inception(nn.Module):
     def __init__(self, in_ch: int, c1: int, c3r: int, c3: int, c5r: int, c5: int, pool_proj: int) -> None:
         super().__init__()
-        self.branch1 = _conv_bn(in_ch, c1, 1)
-        self.branch2 = nn.Sequential(_conv_bn(in_ch, c3r, 1), _conv_bn(c3r, c3, 3))
-        self.branch3 = nn.Sequential(_conv_bn(in_ch, c5r, 1), _conv_bn(c5r, c5, 5))
-        self.branch4 = nn.Sequential(nn.MaxPool2d(3, 1, 1, ceil_mode=True), _conv_bn(in_ch, pool_proj, 1))
+        self.branch1 = conv_bn(in_ch, c1, 1)
+        self.branch2 = nn.Sequential(conv_bn(in_ch, c3r, 1), conv_bn(c3r, c3, 3))
+        self.branch3 = nn.Sequential(conv_bn(in_ch, c5r, 1), conv_bn(c5r, c5, 5))
+        self.branch4 = nn.Sequential(nn.MaxPool2d(3, 1, 1, ceil_mode=True), conv_bn(in_ch, pool_proj, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
@@ -783,10 +788,10 @@ def googlenet(num_classes: int = 1000) -> nn.Module:
         return nn.MaxPool2d(3, 2, ceil_mode=True)
 
     layers = [
-        _conv_bn(3, 64, 7, 2),
+        conv_bn(3, 64, 7, 2),
         pool(),
-        _conv_bn(64, 64, 1),
-        _conv_bn(64, 192, 3),
+        conv_bn(64, 64, 1),
+        conv_bn(64, 192, 3),
         pool(),
         _Inception(192, 64, 96, 128, 16, 32, 32),
         _Inception(256, 128, 128, 192, 32, 96, 64),
@@ -856,13 +861,13 @@ def proxylessnas_mobile(num_classes: int = 1000) -> nn.Module:
         (192, 2, [(7, 6), (7, 6), (7, 3), (7, 3)]),
         (320, 1, [(7, 6)]),
     ]
-    layers: list[nn.Module] = [_conv_bn(3, 32, 3, 2, act=nn.ReLU6)]
+    layers: list[nn.Module] = [conv_bn(3, 32, 3, 2, act=nn.ReLU6)]
     in_ch = 32
     for out_ch, stride, blocks in stages:
         for i, (k, e) in enumerate(blocks):
-            layers.append(_InvertedResidual(in_ch, in_ch * e, out_ch, k, stride if i == 0 else 1, nn.ReLU6))
+            layers.append(InvertedResidual(in_ch, in_ch * e, out_ch, k, stride if i == 0 else 1, nn.ReLU6))
             in_ch = out_ch
-    layers.append(_conv_bn(in_ch, 1280, 1, act=nn.ReLU6))
+    layers.append(conv_bn(in_ch, 1280, 1, act=nn.ReLU6))
     return nn.Sequential(nn.Sequential(*layers), _head(1280, num_classes))
 
 
@@ -922,12 +927,17 @@ VALIDATION_ZOO: list[tuple[str, int]] = [
 
 def export_onnx(name: str, resolution: int, path: str | Path, num_classes: int = 1000) -> Path:
     """Export zoo model ``name`` (random weights) at ``resolution`` to an ONNX file, static shapes."""
+    return export_module_onnx(create_model(name, num_classes=num_classes), (1, 3, resolution, resolution), path)
+
+
+def export_module_onnx(model: nn.Module, input_shape: Sequence[int], path: str | Path) -> Path:
+    """Export ``model`` (eval mode) at ``input_shape`` to an ONNX file with static shapes."""
     import warnings
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = create_model(name, num_classes=num_classes).eval()
+    example = torch.randn(*input_shape, generator=torch.Generator().manual_seed(0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (example_input(resolution),), str(path), dynamo=False, input_names=["input"], output_names=["logits"])
+        torch.onnx.export(model.eval(), (example,), str(path), dynamo=False, input_names=["input"], output_names=["logits"])
     return path

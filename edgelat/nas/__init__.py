@@ -1,4 +1,4 @@
-"""Latency-constrained search and pruning: search spaces, proxies, search loops."""
+"""Latency-constrained search and pruning: search spaces, proxies, latency oracles, search loops."""
 
 from edgelat.nas.spaces import SearchSpace, get_space, list_spaces, register_space
 

@@ -10,7 +10,7 @@ that batch norm leaves behind, which otherwise keeps activations out of the conv
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import tvm
@@ -183,5 +183,28 @@ def fused_groups(fused: tvm.IRModule, attrs: OpAttrs | None = None, entry: str =
             elif isinstance(value.op, tvm.ir.GlobalVar):
                 callee = fused[value.op]
                 if isinstance(callee, relax.Function) and callee.attrs is not None and "Primitive" in callee.attrs:
-                    groups.append(FusedGroup(value.op.name_hint, tuple(_tir_calls(callee, fused, attrs))))
+                    groups.append(FusedGroup(value.op.name_hint, _hoist_side_input(tuple(_tir_calls(callee, fused, attrs)))))
     return groups
+
+
+_SIDE_OPS = {"add", "multiply", "subtract", "maximum", "minimum"}
+
+
+def _hoist_side_input(calls: tuple[TirCall, ...]) -> tuple[TirCall, ...]:
+    """Move an elementwise op of two kernel inputs that FuseOps put before the anchor to the epilogue.
+
+    ``a + b + conv(x)`` (NB201 cells sum several edges) becomes ``conv(x) + a + b``: the kernel
+    reads the same tensors and does the same adds, and the anchor comes first as matchers expect.
+    """
+    if len(calls) < 3:
+        return calls
+    side, anchor = calls[0], calls[1]
+    if side.op not in _SIDE_OPS or len(side.args) != 2 or any(a != side.out for a in side.args) or any(anchor.chained):
+        return calls
+    users = [j for j, c in enumerate(calls) if j > 1 and c.internal_back and j - 1 - c.internal_back == 0]
+    if len(users) != 1 or any(c.internal_back for j, c in enumerate(calls) if j > users[0]):
+        return calls
+    j = users[0]
+    consumer = replace(calls[j], chained=(True, False), internal_back=0)
+    extra = replace(side, chained=(True, False))
+    return (*calls[1:j], consumer, extra, *calls[j + 1 :])

@@ -26,26 +26,54 @@ class Kernel:
 def fold_batch_norms(module: Any) -> Any:
     """Fold each BatchNorm that follows a conv into the conv's weights, as deployments do.
 
-    Networks that torch.fx cannot trace are returned unchanged (their batch norms then run
-    as elementwise epilogues, which is what TVM would run for them too).
+    torch.fx finds every conv -> batch norm pair; a network torch.fx cannot trace gets the
+    pairs that sit next to each other in an ``nn.Sequential`` folded (any other batch norm
+    then runs as an elementwise epilogue, which is what TVM would run for it too).
     """
+    import copy
+
     from torch.fx.experimental.optimization import fuse
 
     try:
         return fuse(module.eval())
-    except Exception:  # noqa: BLE001 - tracing is best effort; the unfolded network is still correct
-        return module.eval()
+    except Exception:  # noqa: BLE001 - tracing is best effort; the fallback below is still correct
+        return _fold_sequential_conv_bn(copy.deepcopy(module).eval())
+
+
+def _fold_sequential_conv_bn(module: Any) -> Any:
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for name, child in module.named_children():
+        if isinstance(child, nn.Sequential):
+            layers, folded = list(child), []
+            while layers:
+                layer = layers.pop(0)
+                if isinstance(layer, nn.Conv2d) and layers and isinstance(layers[0], nn.BatchNorm2d):
+                    layer = fuse_conv_bn_eval(layer, layers.pop(0))
+                folded.append(layer)
+            child = nn.Sequential(*folded)
+            setattr(module, name, child)
+        _fold_sequential_conv_bn(child)
+    return module
 
 
 def relax_from_torch(module: Any, example: Any) -> tvm.IRModule:
-    """Import a ``torch.nn.Module`` (eval mode, batch norms folded) with weights bound as constants."""
+    """Import a ``torch.nn.Module`` (eval mode, batch norms folded) with weights bound as constants.
+
+    ``example`` is the input tensor, or a tuple of them for a module with several inputs.
+    """
+    import warnings
+
     import torch
     from tvm.relax.frontend.torch import from_exported_program
 
-    module = fold_batch_norms(module)
-    with torch.no_grad():
-        exported = torch.export.export(module, (example,))
-    mod = from_exported_program(exported, keep_params_as_input=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch 2.13 deprecates a pytree class its own export still uses
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        module = fold_batch_norms(module)
+        exported = torch.export.export(module, example if isinstance(example, tuple) else (example,))
+        mod = from_exported_program(exported, keep_params_as_input=True)
     return _bind_params(mod)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
 from edgelat.predictors.train import default_recipe, model_dir
 from edgelat.workspace import Workspace
 
-__all__ = ["DeviceLatencyModel", "KernelPrediction", "Prediction", "load_network", "predict_kernels", "predict_network"]
+__all__ = ["DeviceLatencyModel", "KernelPrediction", "Prediction", "load_network", "module_latency", "predict_kernels", "predict_network"]
 
 
 class DeviceLatencyModel:
@@ -147,6 +147,22 @@ def predict_network(
     """Predicted latency of ``network`` (ONNX path, torch module or Relax module) on ``device``."""
     model = DeviceLatencyModel.load(ws, device, recipe)
     return predict_kernels(model, network_kernels(load_network(network, input_shape)), allow_unpredicted=allow_unpredicted)
+
+
+def module_latency(model: DeviceLatencyModel) -> Callable[[Any, Any], float]:
+    """A function pricing a torch module at an input shape (or a list of shapes, one per input) with ``model``.
+
+    This is what block oracles call to price a search space's blocks.
+    """
+    import torch
+
+    def block_ms(module: Any, input_shape: tuple[int, ...] | list[tuple[int, ...]]) -> float:
+        gen = torch.Generator().manual_seed(0)
+        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+        example = tuple(torch.randn(*s, generator=gen) for s in shapes)
+        return predict_kernels(model, network_kernels(load_network(module, example=example))).total_ms
+
+    return block_ms
 
 
 def covered_ops(model: DeviceLatencyModel) -> list[str]:

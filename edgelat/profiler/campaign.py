@@ -42,6 +42,8 @@ class ProfileConfig:
     ops: tuple[str, ...] = ()
     # Configurations per op kind (ignored when ``minutes`` is set and the plan runs long).
     samples: int = 100
+    # Exact (op, config) pairs to profile instead of sampled ones, e.g. the kernels of a network.
+    configs: tuple[tuple[str, dict[str, Any]], ...] = ()
     # Wall-clock budget; None means until the plan is done.
     minutes: float | None = None
     # Threads the kernels run with; None means the device's default.
@@ -205,11 +207,15 @@ def _find_resumable(ws: Workspace, device: str, recipe: str) -> Any:
 def _create_campaign(ws: Workspace, device: Device, cfg: ProfileConfig, target: dict[str, Any], threads: int) -> tuple[int, list[str]]:
     import tvm
 
-    ops = list(cfg.ops) or [op for op in list_ops() if not getattr(get_op(op), "composite", False)]
+    if cfg.configs:
+        plan = list({config_id(op, c): (op, c) for op, c in cfg.configs}.values())
+        ops = sorted({op for op, _ in plan})
+    else:
+        ops = list(cfg.ops) or [op for op in list_ops() if not getattr(get_op(op), "composite", False)]
+        samples = cfg.samples if cfg.minutes is None else max(cfg.samples, 500)
+        plan = plan_configs(ops, samples, cfg.seed, _seed_configs())
     for op in ops:
         get_op(op)
-    samples = cfg.samples if cfg.minutes is None else max(cfg.samples, 500)
-    plan = plan_configs(ops, samples, cfg.seed, _seed_configs())
     ids = [config_id(op, c) for op, c in plan]
     ws.db.execute("BEGIN")
     ws.db.executemany(

@@ -1,0 +1,119 @@
+"""Latency oracles: anything with a batched ``predict(archs) -> ms`` the search can ask.
+
+Two kinds live here. :class:`TableOracle` looks latencies up (a benchmark's table, to study
+the search itself). :class:`BlockOracle` sums per-block latencies from any ``block_ms(module,
+input_shape)`` function (in edgelat, a device's kernel predictor): each block of a space is
+priced once, kept in a JSON cache, and every architecture after that is a few dictionary
+lookups, which is what lets a search score tens of thousands of architectures per second.
+
+Example:
+    >>> oracle = BlockOracle(get_space("nb201"), block_ms=my_predictor)  # doctest: +SKIP
+    >>> oracle.predict(["|nor_conv_3x3~0|+|none~0|skip_connect~1|+|skip_connect~0|avg_pool_3x3~1|nor_conv_1x1~2|"])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgelat.errors import UsageError
+from edgelat.nas.spaces import SearchSpace
+
+__all__ = ["BlockOracle", "LatencyOracle", "TableOracle"]
+
+# (module, input shape) -> predicted milliseconds
+BlockMs = Callable[[Any, tuple[int, ...]], float]
+
+
+class LatencyOracle(Protocol):
+    def predict(self, archs: Sequence[str]) -> np.ndarray:
+        """Milliseconds of each architecture."""
+        ...
+
+
+class TableOracle:
+    """Latencies looked up in a table keyed by (canonical) architecture string."""
+
+    def __init__(self, table: Mapping[str, float], space: SearchSpace | None = None) -> None:
+        self.space = space
+        self.table = {self._key(a): float(ms) for a, ms in table.items()}
+
+    def _key(self, arch: str) -> str:
+        return self.space.canonical(arch) if self.space is not None else arch
+
+    def predict(self, archs: Sequence[str]) -> np.ndarray:
+        out = np.empty(len(archs))
+        for i, arch in enumerate(archs):
+            try:
+                out[i] = self.table[arch] if arch in self.table else self.table[self._key(arch)]
+            except KeyError:
+                raise UsageError(f"architecture {arch!r} is not in the latency table ({len(self.table)} rows)") from None
+        return out
+
+
+class BlockOracle:
+    """The sum of per-block latencies, each block priced once by ``block_ms`` and cached.
+
+    Args:
+        space: the search space whose ``blocks`` and ``build_block`` split architectures.
+        block_ms: prices one block (its module and input shape) in milliseconds.
+        cache_file: JSON file the block prices are kept in across runs (written atomically);
+            it must be specific to whatever ``block_ms`` predicts with.
+        on_block: called with (blocks priced, blocks to price) while pricing new blocks.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        block_ms: BlockMs,
+        cache_file: str | Path | None = None,
+        on_block: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.space = space
+        self.block_ms = block_ms
+        self.cache_file = Path(cache_file) if cache_file is not None else None
+        self.on_block = on_block
+        self.blocks: dict[str, float] = {}
+        if self.cache_file is not None and self.cache_file.exists():
+            self.blocks = {k: float(v) for k, v in json.loads(self.cache_file.read_text()).items()}
+        self._archs: dict[str, float] = {}
+
+    def price_blocks(self, keys: Sequence[str]) -> None:
+        """Price every key not yet cached (sorted, so runs are reproducible), then save the cache."""
+        todo = sorted(set(keys) - self.blocks.keys())
+        for i, key in enumerate(todo):
+            module, shape = self.space.build_block(key)
+            self.blocks[key] = float(self.block_ms(module, shape))
+            if self.on_block is not None:
+                self.on_block(i + 1, len(todo))
+            if self.cache_file is not None and (i + 1) % 50 == 0:
+                self._save()
+        if todo and self.cache_file is not None:
+            self._save()
+
+    def _save(self) -> None:
+        assert self.cache_file is not None
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.blocks, indent=0, sort_keys=True))
+        os.replace(tmp, self.cache_file)
+
+    def predict(self, archs: Sequence[str]) -> np.ndarray:
+        new = [a for a in dict.fromkeys(archs) if a not in self._archs]
+        if new:
+            keys = {a: self.space.blocks(a) for a in new}
+            self.price_blocks([k for ks in keys.values() for k in ks])
+            for arch, ks in keys.items():
+                self._archs[arch] = sum(self.blocks[k] for k in ks)
+        return np.fromiter((self._archs[a] for a in archs), dtype=float, count=len(archs))
+
+    def breakdown(self, arch: str) -> list[tuple[str, float]]:
+        """(block key, ms) of each block of ``arch``, in network order."""
+        keys = self.space.blocks(arch)
+        self.price_blocks(keys)
+        return [(k, self.blocks[k]) for k in keys]

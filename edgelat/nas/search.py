@@ -1,0 +1,321 @@
+"""Latency-constrained search: NSGA-II (pymoo) over a space's genes, then verification on the device.
+
+The search maximises an accuracy score and minimises predicted latency, under the hard
+constraint ``latency <= budget``; it returns the Pareto front of the feasible architectures
+it evaluated. :func:`search_and_verify` then measures the top picks on the device: a pick whose
+measured latency disagrees with the prediction is handed to ``refit`` (in edgelat, its kernels
+are profiled and the predictor retrained) and the search runs again, for a few rounds, until a
+pick's *measured* latency meets the budget.
+
+Everything here takes its latency oracle, accuracy score, measure and refit functions as
+arguments; nothing imports the profiler or the predictors.
+
+Example:
+    >>> space = get_space("nb201")
+    >>> result = search(space, TableOracle(latency, space), TableOracle(accuracy, space).predict, budget_ms=5.0)  # doctest: +SKIP
+    >>> result.best.arch, result.best.predicted_ms
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgelat.errors import UsageError
+from edgelat.nas.oracle import LatencyOracle
+from edgelat.nas.spaces import SearchSpace
+
+__all__ = ["Candidate", "SearchResult", "Verified", "VerifiedSearch", "min_latency", "random_search", "search", "search_and_verify"]
+
+# architectures -> accuracy score (higher is better)
+Scorer = Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    arch: str
+    predicted_ms: float
+    score: float
+
+
+@dataclass
+class SearchResult:
+    space: str
+    budget_ms: float
+    # Feasible non-dominated candidates (higher score, lower latency), by latency.
+    front: list[Candidate]
+    evaluations: int
+    generations: int
+    seconds: float
+    # Every architecture evaluated, in order.
+    history: list[Candidate] = field(default_factory=list)
+
+    @property
+    def best(self) -> Candidate:
+        return max(self.front, key=lambda c: (c.score, -c.predicted_ms))
+
+
+def _pareto(cands: Sequence[Candidate]) -> list[Candidate]:
+    front: list[Candidate] = []
+    best_score = -np.inf
+    for c in sorted(cands, key=lambda c: (c.predicted_ms, -c.score)):
+        if c.score > best_score:
+            front.append(c)
+            best_score = c.score
+    return front
+
+
+class _Evaluator:
+    """Scores architectures once each and keeps the history."""
+
+    def __init__(self, oracle: LatencyOracle, scorer: Scorer) -> None:
+        self.oracle, self.scorer = oracle, scorer
+        self.seen: dict[str, Candidate] = {}
+        self.history: list[Candidate] = []
+
+    def __call__(self, archs: Sequence[str]) -> list[Candidate]:
+        new = [a for a in dict.fromkeys(archs) if a not in self.seen]
+        if new:
+            ms, scores = self.oracle.predict(new), np.asarray(self.scorer(new), dtype=float)
+            for arch, m, s in zip(new, ms, scores, strict=True):
+                self.seen[arch] = Candidate(arch, float(m), float(s))
+                self.history.append(self.seen[arch])
+        return [self.seen[a] for a in archs]
+
+
+def min_latency(space: SearchSpace, oracle: LatencyOracle, seed: int = 0, starts: int = 3) -> Candidate:
+    """The fastest architecture coordinate descent finds: each gene set to its fastest value in turn.
+
+    Exact when latency is a sum over genes' blocks (as for every space here), close otherwise.
+    """
+    rng = np.random.default_rng(seed)
+    best: tuple[float, str] | None = None
+    for _ in range(starts):
+        genes = space.encode(space.sample(rng))
+        current = float(oracle.predict([space.decode(genes)])[0])
+        improved = True
+        while improved:
+            improved = False
+            for i, n in enumerate(space.choices):
+                trials = [genes.copy() for _ in range(n)]
+                for v, t in enumerate(trials):
+                    t[i] = v
+                ms = oracle.predict([space.decode(t) for t in trials])
+                j = int(np.argmin(ms))
+                if ms[j] < current - 1e-12:
+                    genes, current, improved = trials[j], float(ms[j]), True
+        if best is None or current < best[0]:
+            best = (current, space.decode(genes))
+    assert best is not None
+    return Candidate(best[1], best[0], float("nan"))
+
+
+def _check_budget(space: SearchSpace, oracle: LatencyOracle, budget_ms: float, seed: int) -> Candidate:
+    if not budget_ms > 0:
+        raise UsageError(f"the latency budget must be positive, got {budget_ms} ms")
+    fastest = min_latency(space, oracle, seed)
+    if fastest.predicted_ms > budget_ms:
+        raise UsageError(
+            f"no architecture of {space.name} meets {budget_ms:g} ms: the smallest reachable predicted latency is "
+            f"{fastest.predicted_ms:.3f} ms ({fastest.arch})"
+        )
+    return fastest
+
+
+def search(
+    space: SearchSpace,
+    oracle: LatencyOracle,
+    scorer: Scorer,
+    budget_ms: float,
+    *,
+    population: int = 32,
+    generations: int = 20,
+    max_evaluations: int | None = None,
+    time_limit_s: float | None = None,
+    seed: int = 0,
+    on_generation: Callable[[int, int], None] | None = None,
+) -> SearchResult:
+    """NSGA-II over ``space``: maximise ``scorer``, minimise ``oracle`` latency, latency <= ``budget_ms``.
+
+    Stops after ``generations`` generations, ``max_evaluations`` distinct architectures or
+    ``time_limit_s`` seconds, whichever comes first. The fastest architecture (see
+    :func:`min_latency`) seeds the population, so a feasible one is always known.
+
+    Raises:
+        UsageError: the budget is not positive, or no architecture of the space meets it
+            (the message gives the smallest reachable latency).
+    """
+    from pymoo.algorithms.moo.nsga2 import NSGA2
+    from pymoo.core.crossover import Crossover
+    from pymoo.core.duplicate import ElementwiseDuplicateElimination
+    from pymoo.core.mutation import Mutation
+    from pymoo.core.problem import Problem
+    from pymoo.core.sampling import Sampling
+    from pymoo.optimize import minimize
+    from pymoo.termination.collection import TerminationCollection
+    from pymoo.termination.max_eval import MaximumFunctionCallTermination
+    from pymoo.termination.max_gen import MaximumGenerationTermination
+    from pymoo.termination.max_time import TimeBasedTermination
+
+    start = time.time()
+    fastest = _check_budget(space, oracle, budget_ms, seed)
+    evaluate = _Evaluator(oracle, scorer)
+    rng = np.random.default_rng(seed)
+    decode = space.decode
+    generation = [0]
+
+    class _Problem(Problem):
+        def __init__(self) -> None:
+            upper = np.asarray(space.choices) - 1
+            super().__init__(n_var=len(space.choices), n_obj=2, n_ieq_constr=1, xl=np.zeros_like(upper), xu=upper, vtype=int)
+
+        def _evaluate(self, x: np.ndarray, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+            cands = evaluate([decode(row) for row in x.astype(int)])
+            ms = np.array([c.predicted_ms for c in cands])
+            out["F"] = np.column_stack([-np.array([c.score for c in cands]), ms])
+            out["G"] = (ms - budget_ms)[:, None]
+            generation[0] += 1
+            if on_generation is not None:
+                on_generation(generation[0], len(evaluate.seen))
+
+    class _Sampling(Sampling):
+        def _do(self, problem: Any, n_samples: int, **kwargs: Any) -> np.ndarray:
+            archs = [fastest.arch] + [space.sample(rng) for _ in range(n_samples - 1)]
+            return np.array([space.encode(a) for a in archs])
+
+    class _Crossover(Crossover):
+        def __init__(self) -> None:
+            super().__init__(n_parents=2, n_offsprings=1)
+
+        def _do(self, problem: Any, x: np.ndarray, **kwargs: Any) -> np.ndarray:
+            kids = [
+                space.encode(space.crossover(decode(a), decode(b), rng)) for a, b in zip(x[0].astype(int), x[1].astype(int), strict=True)
+            ]
+            return np.array(kids)[None, :, :]
+
+    class _Mutation(Mutation):
+        def _do(self, problem: Any, x: np.ndarray, **kwargs: Any) -> np.ndarray:
+            return np.array([space.encode(space.mutate(decode(row), rng)) for row in x.astype(int)])
+
+    algorithm = NSGA2(
+        pop_size=population,
+        sampling=_Sampling(),
+        crossover=_Crossover(),
+        mutation=_Mutation(),
+        eliminate_duplicates=ElementwiseDuplicateElimination(cmp_func=lambda a, b: decode(a.X.astype(int)) == decode(b.X.astype(int))),
+    )
+    stops: list[Any] = [MaximumGenerationTermination(generations)]
+    if max_evaluations is not None:
+        stops.append(MaximumFunctionCallTermination(max_evaluations))
+    if time_limit_s is not None:
+        stops.append(TimeBasedTermination(time_limit_s))
+    minimize(_Problem(), algorithm, TerminationCollection(*stops), seed=seed, verbose=False)
+    feasible = [c for c in evaluate.history if c.predicted_ms <= budget_ms]
+    return SearchResult(
+        space.name, budget_ms, _pareto(feasible), len(evaluate.history), generation[0], time.time() - start, evaluate.history
+    )
+
+
+def random_search(
+    space: SearchSpace, oracle: LatencyOracle, scorer: Scorer, budget_ms: float, evaluations: int, seed: int = 0
+) -> SearchResult:
+    """The baseline: ``evaluations`` distinct architectures drawn uniformly; the same result type as :func:`search`."""
+    start = time.time()
+    rng = np.random.default_rng(seed)
+    archs: dict[str, None] = {}
+    for _ in range(evaluations * 20):
+        archs.setdefault(space.sample(rng))
+        if len(archs) >= evaluations:
+            break
+    evaluate = _Evaluator(oracle, scorer)
+    evaluate(list(archs))
+    feasible = [c for c in evaluate.history if c.predicted_ms <= budget_ms]
+    return SearchResult(space.name, budget_ms, _pareto(feasible), len(evaluate.history), 1, time.time() - start, evaluate.history)
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A pick measured on the device."""
+
+    arch: str
+    score: float
+    predicted_ms: float
+    measured_ms: float
+    round: int
+
+    @property
+    def error(self) -> float:
+        """(predicted - measured) / measured."""
+        return (self.predicted_ms - self.measured_ms) / self.measured_ms
+
+
+@dataclass
+class VerifiedSearch:
+    budget_ms: float
+    # The best-scoring verified pick whose measured latency meets the budget (None if none did).
+    chosen: Verified | None
+    verified: list[Verified]
+    rounds: int
+    refits: int
+    last: SearchResult
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "budget_ms": self.budget_ms,
+            "chosen": asdict(self.chosen) if self.chosen else None,
+            "verified": [asdict(v) | {"error": v.error} for v in self.verified],
+            "rounds": self.rounds,
+            "refits": self.refits,
+            "evaluations": self.last.evaluations,
+            "search_seconds": self.last.seconds,
+        }
+
+
+def search_and_verify(
+    space: SearchSpace,
+    make_oracle: Callable[[], LatencyOracle],
+    scorer: Scorer,
+    budget_ms: float,
+    measure: Callable[[str], float],
+    refit: Callable[[list[str]], None] | None = None,
+    *,
+    rounds: int = 3,
+    top_k: int = 3,
+    tolerance: float = 0.1,
+    on_verified: Callable[[Verified], None] | None = None,
+    **search_kwargs: Any,
+) -> VerifiedSearch:
+    """Search, measure the ``top_k`` best-scoring feasible picks, refit on disagreements, repeat.
+
+    A round ends the loop when one of its picks measures within the budget. Otherwise the
+    picks whose prediction is off by more than ``tolerance`` go to ``refit`` and
+    ``make_oracle`` is asked for a fresh oracle for the next round.
+    """
+    verified: list[Verified] = []
+    refits = 0
+    result: SearchResult | None = None
+    for round_ in range(1, rounds + 1):
+        result = search(space, make_oracle(), scorer, budget_ms, **search_kwargs)
+        done = {v.arch for v in verified}
+        picks = [c for c in sorted(result.front, key=lambda c: (-c.score, c.predicted_ms)) if c.arch not in done][:top_k]
+        this_round = []
+        for cand in picks:
+            v = Verified(cand.arch, cand.score, cand.predicted_ms, float(measure(cand.arch)), round_)
+            this_round.append(v)
+            if on_verified is not None:
+                on_verified(v)
+        verified += this_round
+        if any(v.measured_ms <= budget_ms for v in this_round) or round_ == rounds:
+            break
+        off = [v.arch for v in this_round if abs(v.error) > tolerance]
+        if refit is not None and off:
+            refit(off)
+            refits += 1
+    meeting = [v for v in verified if v.measured_ms <= budget_ms]
+    chosen = max(meeting, key=lambda v: (v.score, -v.measured_ms)) if meeting else None
+    assert result is not None
+    return VerifiedSearch(budget_ms, chosen, verified, round_, refits, result)

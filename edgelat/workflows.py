@@ -1,0 +1,160 @@
+"""Device-side wiring of the search and pruning loops: the one place where nas meets predictors and profiler.
+
+``edgelat.nas`` takes a latency oracle, a measure function and a refit function as arguments;
+this module builds them for a device of the inventory:
+
+- the oracle prices a space's blocks with the device's kernel predictor and caches them per
+  trained model (``<workspace>/oracle/<device>/<recipe>/<space>-<model hash>.json``);
+- measure builds an architecture with TVM and times it on the device through the agent;
+- refit profiles the kernels of the architectures whose prediction was off, exactly as the
+  network runs them, adds them to the device's data and retrains its predictors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgelat.errors import UsageError
+from edgelat.nas.oracle import BlockOracle
+from edgelat.nas.search import Verified, VerifiedSearch, search_and_verify
+from edgelat.nas.spaces import SearchSpace, get_space
+from edgelat.predictors.predict import DeviceLatencyModel, module_latency
+from edgelat.predictors.train import model_dir, train_device
+from edgelat.workspace import Workspace
+
+__all__ = ["DeviceSearch", "arch_kernels", "device_oracle", "measure_arch", "refit_on_archs", "search_device"]
+
+
+def device_oracle(
+    ws: Workspace, device: str, space: SearchSpace, recipe: str | None = None, on_block: Callable[[int, int], None] | None = None
+) -> BlockOracle:
+    """A block oracle pricing ``space`` with ``device``'s trained kernel predictors."""
+    model = DeviceLatencyModel.load(ws, device, recipe)
+    tag = hashlib.sha256((model_dir(ws, device, model.recipe) / "meta.json").read_bytes()).hexdigest()[:12]
+    cache = ws.root / "oracle" / device / model.recipe / f"{space.name}-{tag}.json"
+    return BlockOracle(space, module_latency(model), cache, on_block)
+
+
+def _example(space: SearchSpace, arch: str) -> Any:
+    import torch
+
+    return torch.randn(*space.input_shape(arch), generator=torch.Generator().manual_seed(0))
+
+
+def measure_arch(ws: Workspace, device: str, space: SearchSpace, arch: str, recipe: str | None = None) -> float:
+    """Median end-to-end milliseconds of ``arch`` built with TVM and timed on ``device`` (stored in the workspace)."""
+    from edgelat.ops.network import relax_from_torch
+    from edgelat.predictors.train import default_recipe
+    from edgelat.profiler.e2e import measure_network
+
+    recipe = recipe or default_recipe(ws, device)
+    mod = relax_from_torch(space.build(arch), _example(space, arch))
+    return measure_network(ws, device, mod, name=f"{space.name}:{arch}", recipe=recipe, per_kernel=False, reuse=True).median_ms
+
+
+def arch_kernels(space: SearchSpace, arch: str) -> list[tuple[str, dict[str, Any]]]:
+    """The (op, config) of every kernel ``arch`` runs that a registered kind covers."""
+    from edgelat.ops.network import network_kernels, relax_from_torch
+
+    kernels = network_kernels(relax_from_torch(space.build(arch), _example(space, arch)))
+    return [(k.op, k.config) for k in kernels if k.op is not None and k.config is not None]
+
+
+def refit_on_archs(ws: Workspace, device: str, space: SearchSpace, archs: Sequence[str], recipe: str | None = None) -> int:
+    """Profile every kernel of ``archs`` on ``device`` and retrain its predictors; returns the kernels profiled."""
+    from edgelat.predictors.train import default_recipe
+    from edgelat.profiler.campaign import ProfileConfig, profile
+
+    recipe = recipe or default_recipe(ws, device)
+    configs = tuple(kc for arch in archs for kc in arch_kernels(space, arch))
+    if configs:
+        profile(ws, device, ProfileConfig(configs=configs, recipe=recipe))
+        train_device(ws, device, recipe)
+    return len(configs)
+
+
+@dataclass
+class DeviceSearch:
+    result: VerifiedSearch
+    paths: dict[str, str]
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        chosen = self.result.chosen
+        return {
+            "arch": chosen.arch if chosen else None,
+            "predicted_ms": chosen.predicted_ms if chosen else None,
+            "measured_ms": chosen.measured_ms if chosen else None,
+            "onnx": self.paths.get("onnx"),
+            "budget_ms": self.result.budget_ms,
+            "met_budget": chosen is not None,
+            "rounds": self.result.rounds,
+            "refits": self.result.refits,
+            "seconds": self.seconds,
+            "out_dir": str(Path(self.paths["best_json"]).parent),
+            "verified": self.result.as_dict()["verified"],
+        }
+
+
+def search_device(
+    ws: Workspace,
+    device: str,
+    space_name: str,
+    budget_ms: float,
+    *,
+    proxy: str = "ensemble",
+    recipe: str | None = None,
+    population: int = 32,
+    generations: int = 20,
+    time_limit_s: float | None = None,
+    rounds: int = 3,
+    top_k: int = 3,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    on_block: Callable[[int, int], None] | None = None,
+    on_generation: Callable[[int, int], None] | None = None,
+    on_verified: Callable[[Verified], None] | None = None,
+) -> DeviceSearch:
+    """The best architecture of ``space_name`` under ``budget_ms`` on ``device``, verified there.
+
+    Searches with the device's predictor as the oracle and ``proxy`` as the accuracy score,
+    measures the top picks, refits the predictor on picks it mispredicted, and repeats (see
+    :func:`edgelat.nas.search.search_and_verify`). Writes the outputs of
+    :func:`edgelat.nas.report.write_search_outputs` into ``out_dir``.
+    """
+    from edgelat.nas.proxies import ProxyScorer
+    from edgelat.nas.report import write_search_outputs
+    from edgelat.predictors.train import default_recipe
+
+    start = time.time()
+    space = get_space(space_name)
+    recipe = recipe or default_recipe(ws, device)
+    DeviceLatencyModel.load(ws, device, recipe)  # a clear error before anything else when there is no model
+    scorer = ProxyScorer(proxy, space.build, space.proxy_input_shape)
+    if rounds < 1 or top_k < 1:
+        raise UsageError("--rounds and --top-k must be at least 1")
+    result = search_and_verify(
+        space,
+        lambda: device_oracle(ws, device, space, recipe, on_block),
+        scorer.score,
+        budget_ms,
+        lambda arch: measure_arch(ws, device, space, arch, recipe),
+        lambda archs: refit_on_archs(ws, device, space, archs, recipe),
+        rounds=rounds,
+        top_k=top_k,
+        on_verified=on_verified,
+        population=population,
+        generations=generations,
+        time_limit_s=time_limit_s,
+        seed=seed,
+        on_generation=on_generation,
+    )
+    out = Path(out_dir) if out_dir else ws.root / "searches" / f"{device}-{space.name}-{budget_ms:g}ms-{time.strftime('%Y%m%d-%H%M%S')}"
+    info = {"device": device, "recipe": recipe, "proxy": proxy, "population": population, "generations": generations, "seed": seed}
+    paths = write_search_outputs(space, result, out, info)
+    return DeviceSearch(result, paths, time.time() - start)
