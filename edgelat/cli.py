@@ -393,7 +393,7 @@ def predict_cmd(
             archs = [arch] if arch is not None else [line.strip() for line in _read_lines(archs_file) if line.strip()]
             preds = [
                 predict_network(
-                    ws, device, found.build(a), input_shape=found.input_shape, recipe=recipe, allow_unpredicted=allow_unpredicted
+                    ws, device, found.build(a), input_shape=found.input_shape(a), recipe=recipe, allow_unpredicted=allow_unpredicted
                 )
                 for a in archs
             ]

@@ -237,6 +237,18 @@ def random_search(
     return SearchResult(space.name, budget_ms, _pareto(feasible), len(evaluate.history), 1, time.time() - start, evaluate.history)
 
 
+def _picks(front: Sequence[Candidate], budget_ms: float, k: int, done: set[str], margin: float) -> list[Candidate]:
+    picks: list[Candidate] = []
+    for step in range(len(front)):
+        if len(picks) == k:
+            break
+        limit = budget_ms * (1 - margin * step)
+        under = [c for c in front if c.predicted_ms <= limit and c.arch not in done and c not in picks]
+        if under:
+            picks.append(max(under, key=lambda c: (c.score, -c.predicted_ms)))
+    return picks
+
+
 @dataclass(frozen=True)
 class Verified:
     """A pick measured on the device."""
@@ -286,12 +298,15 @@ def search_and_verify(
     rounds: int = 3,
     top_k: int = 3,
     tolerance: float = 0.1,
+    margin: float = 0.1,
     on_verified: Callable[[Verified], None] | None = None,
     **search_kwargs: Any,
 ) -> VerifiedSearch:
-    """Search, measure the ``top_k`` best-scoring feasible picks, refit on disagreements, repeat.
+    """Search, measure ``top_k`` picks, refit on disagreements, repeat.
 
-    A round ends the loop when one of its picks measures within the budget. Otherwise the
+    The picks are the best-scoring architectures of the front predicted under the budget, under
+    ``1 - margin`` times it, under ``1 - 2 * margin`` times it, ...: a ladder of safety margins,
+    so one predictor error does not sink every pick. A round ends the loop when one of its picks measures within the budget. Otherwise the
     picks whose prediction is off by more than ``tolerance`` go to ``refit`` and
     ``make_oracle`` is asked for a fresh oracle for the next round.
     """
@@ -300,8 +315,7 @@ def search_and_verify(
     result: SearchResult | None = None
     for round_ in range(1, rounds + 1):
         result = search(space, make_oracle(), scorer, budget_ms, **search_kwargs)
-        done = {v.arch for v in verified}
-        picks = [c for c in sorted(result.front, key=lambda c: (-c.score, c.predicted_ms)) if c.arch not in done][:top_k]
+        picks = _picks(result.front, budget_ms, top_k, {v.arch for v in verified}, margin)
         this_round = []
         for cand in picks:
             v = Verified(cand.arch, cand.score, cand.predicted_ms, float(measure(cand.arch)), round_)

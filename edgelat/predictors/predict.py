@@ -29,6 +29,7 @@ class DeviceLatencyModel:
         self.recipe = recipe
         self.models = models
         self.meta = meta
+        self._memo: dict[tuple[str, tuple[Any, ...]], float] = {}
 
     @classmethod
     def load(cls, ws: Workspace, device: str, recipe: str | None = None) -> DeviceLatencyModel:
@@ -49,20 +50,27 @@ class DeviceLatencyModel:
         return cls(device, recipe, models, meta)
 
     def predict(self, items: Sequence[tuple[str, dict[str, Any]]]) -> np.ndarray:
-        """Predicted milliseconds of each (op, config); NaN where no model covers the op."""
-        out = np.full(len(items), np.nan)
-        by_op: dict[str, list[int]] = defaultdict(list)
-        for i, (op, _) in enumerate(items):
-            by_op[op].append(i)
-        for op, idx in by_op.items():
+        """Predicted milliseconds of each (op, config); NaN where no model covers the op.
+
+        Each distinct (op, config) is featurized and predicted once per model and remembered:
+        networks and batches of networks repeat most of their kernels.
+        """
+        keys = [(op, tuple(sorted(cfg.items()))) for op, cfg in items]
+        todo: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = defaultdict(dict)
+        for (op, key), (_, cfg) in zip(keys, items, strict=True):
+            if (op, key) not in self._memo:
+                todo[op][key] = cfg
+        for op, configs in todo.items():
             model = self.models.get(op)
             if model is None:
+                self._memo.update({(op, key): np.nan for key in configs})
                 continue
             spec = get_op(op)
             names = list(model.feature_names_in_)
-            rows = [spec.features(items[i][1]) for i in idx]  # the registry's one feature function
-            out[idx] = model.predict_array(np.array([[r[n] for n in names] for r in rows], dtype=float))
-        return out
+            rows = [spec.features(cfg) for cfg in configs.values()]  # the registry's one feature function
+            ms = model.predict_array(np.array([[r[n] for n in names] for r in rows], dtype=float))
+            self._memo.update({(op, key): float(v) for key, v in zip(configs, ms, strict=True)})
+        return np.fromiter((self._memo[k] for k in keys), dtype=float, count=len(keys))
 
 
 @dataclass

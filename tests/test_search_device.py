@@ -1,0 +1,58 @@
+"""`edgelat search` on the local device: a real predictor, real TVM builds, real measurements."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgelat.cli import app
+from edgelat.nas import get_space
+from edgelat.predictors.train import train_device
+from edgelat.profiler.campaign import ProfileConfig, profile
+from edgelat.workflows import device_oracle, measure_arch
+from edgelat.workspace import open_workspace
+
+# The kernel kinds NB201 networks run.
+NB201_OPS = ("conv2d", "avg_pool2d", "activation", "add", "mul", "dense", "global_avg_pool")
+
+
+@pytest.mark.slow
+def test_search_cli_returns_a_network_that_meets_its_budget_when_measured(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    space = get_space("nb201")
+    with open_workspace(root) as ws:
+        profile(ws, "local", ProfileConfig(ops=NB201_OPS, samples=12, repeat=3, min_repeat_ms=5.0))
+        train_device(ws, "local")
+        # A budget some but not all architectures meet: the median of a few measured ones.
+        archs = [space.sample(np.random.default_rng(i)) for i in range(3)]
+        budget = float(np.median([measure_arch(ws, "local", space, a) for a in archs]))
+        predicted = device_oracle(ws, "local", space).predict(archs)
+        assert np.all(predicted > 0)
+    out = tmp_path / "out"
+    args = ["search", "local", "--space", "nb201", "--latency-ms", f"{budget:.4f}", "--proxy", "params", "--generations", "4",
+            "--population", "10", "--top-k", "2", "--rounds", "3", "--out", str(out), "--json", "--workspace", str(root)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert found["met_budget"] and found["measured_ms"] <= budget
+    assert found["arch"] == space.canonical(found["arch"])
+    assert Path(found["onnx"]).exists()
+    best = json.loads((out / "best.json").read_text())
+    assert best["arch"] == found["arch"] and best["device"] == "local"
+    assert (out / "pareto.csv").read_text().startswith("arch,predicted_ms,score")
+    assert (out / "pareto.png").stat().st_size > 10_000
+    assert "measured" in (out / "report.md").read_text()
+    # Every verified pick was measured on the device and stored.
+    with open_workspace(root) as ws:
+        names = {r[0] for r in ws.db.execute("SELECT name FROM network_measurements")}
+    assert {f"nb201:{v['arch']}" for v in found["verified"]} <= names
+
+
+def test_search_cli_needs_a_trained_device(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["search", "local", "--space", "nb201", "--latency-ms", "1", "--workspace", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no trained" in result.output and "edgelat train local" in result.output
