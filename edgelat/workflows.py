@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgelat.errors import UsageError
 from edgelat.nas.oracle import BlockOracle
 from edgelat.nas.search import Verified, VerifiedSearch, search_and_verify
@@ -26,6 +28,9 @@ from edgelat.nas.spaces import SearchSpace, get_space
 from edgelat.predictors.predict import DeviceLatencyModel, module_latency
 from edgelat.predictors.train import model_dir, train_device
 from edgelat.workspace import Workspace
+
+# Architectures the ensemble proxy places others among.
+ENSEMBLE_REFERENCE = 32
 
 __all__ = ["DeviceSearch", "arch_kernels", "device_oracle", "measure_arch", "refit_on_archs", "search_device"]
 
@@ -135,7 +140,9 @@ def search_device(
     space = get_space(space_name)
     recipe = recipe or default_recipe(ws, device)
     DeviceLatencyModel.load(ws, device, recipe)  # a clear error before anything else when there is no model
-    scorer = ProxyScorer(proxy, space.build, space.proxy_input_shape)
+    reference_rng = np.random.default_rng([seed, 1])
+    reference = [space.sample(reference_rng) for _ in range(ENSEMBLE_REFERENCE)] if proxy == "ensemble" else []
+    scorer = ProxyScorer(proxy, space.build, space.proxy_input_shape, reference=reference)
     if rounds < 1 or top_k < 1:
         raise UsageError("--rounds and --top-k must be at least 1")
     result = search_and_verify(

@@ -55,4 +55,4 @@ def test_search_cli_returns_a_network_that_meets_its_budget_when_measured(tmp_pa
 def test_search_cli_needs_a_trained_device(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["search", "local", "--space", "nb201", "--latency-ms", "1", "--workspace", str(tmp_path)])
     assert result.exit_code == 2
-    assert "no trained" in result.output and "edgelat train local" in result.output
+    assert "no kernel measurements" in result.output and "edgelat profile local" in result.output
