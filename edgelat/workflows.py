@@ -41,7 +41,7 @@ def device_oracle(
     """A block oracle pricing ``space`` with ``device``'s trained kernel predictors."""
     model = DeviceLatencyModel.load(ws, device, recipe)
     tag = hashlib.sha256((model_dir(ws, device, model.recipe) / "meta.json").read_bytes()).hexdigest()[:12]
-    cache = ws.root / "oracle" / device / model.recipe / f"{space.name}-{tag}.json"
+    cache = ws.root / "oracle" / device / model.recipe / f"{space.name}-{tag}-groups.json"
     return BlockOracle(space, module_latency(model), cache, on_block)
 
 

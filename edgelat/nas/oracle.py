@@ -26,8 +26,9 @@ from edgelat.nas.spaces import SearchSpace
 
 __all__ = ["BlockOracle", "LatencyOracle", "TableOracle"]
 
-# (module, input shape) -> predicted milliseconds
-BlockMs = Callable[[Any, tuple[int, ...]], float]
+# (module, input shape) -> predicted milliseconds, or a breakdown of them by named group
+# (keys starting with "n_" are counts, not milliseconds)
+BlockMs = Callable[[Any, Any], "float | Mapping[str, float]"]
 
 
 class LatencyOracle(Protocol):
@@ -61,7 +62,9 @@ class BlockOracle:
 
     Args:
         space: the search space whose ``blocks`` and ``build_block`` split architectures.
-        block_ms: prices one block (its module and input shape) in milliseconds.
+        block_ms: prices one block (its module and input shape) in milliseconds, or as a
+            breakdown ``{group: ms}`` whose groups :meth:`features` sums separately (keys
+            starting with ``n_`` are counts and not part of the latency).
         cache_file: JSON file the block prices are kept in across runs (written atomically);
             it must be specific to whatever ``block_ms`` predicts with.
         on_block: called with (blocks priced, blocks to price) while pricing new blocks.
@@ -78,9 +81,9 @@ class BlockOracle:
         self.block_ms = block_ms
         self.cache_file = Path(cache_file) if cache_file is not None else None
         self.on_block = on_block
-        self.blocks: dict[str, float] = {}
+        self.blocks: dict[str, dict[str, float]] = {}
         if self.cache_file is not None and self.cache_file.exists():
-            self.blocks = {k: float(v) for k, v in json.loads(self.cache_file.read_text()).items()}
+            self.blocks = json.loads(self.cache_file.read_text())
         self._archs: dict[str, float] = {}
 
     def price_blocks(self, keys: Sequence[str]) -> None:
@@ -88,7 +91,8 @@ class BlockOracle:
         todo = sorted(set(keys) - self.blocks.keys())
         for i, key in enumerate(todo):
             module, shape = self.space.build_block(key)
-            self.blocks[key] = float(self.block_ms(module, shape))
+            price = self.block_ms(module, shape)
+            self.blocks[key] = {"ms": float(price)} if isinstance(price, (int, float)) else {g: float(v) for g, v in price.items()}
             if self.on_block is not None:
                 self.on_block(i + 1, len(todo))
             if self.cache_file is not None and (i + 1) % 50 == 0:
@@ -108,12 +112,32 @@ class BlockOracle:
         if new:
             keys = {a: self.space.blocks(a) for a in new}
             self.price_blocks([k for ks in keys.values() for k in ks])
+            block_ms = {k: _total(self.blocks[k]) for ks in keys.values() for k in ks}
             for arch, ks in keys.items():
-                self._archs[arch] = sum(self.blocks[k] for k in ks)
+                self._archs[arch] = sum(block_ms[k] for k in ks)
         return np.fromiter((self._archs[a] for a in archs), dtype=float, count=len(archs))
 
     def breakdown(self, arch: str) -> list[tuple[str, float]]:
         """(block key, ms) of each block of ``arch``, in network order."""
         keys = self.space.blocks(arch)
         self.price_blocks(keys)
-        return [(k, self.blocks[k]) for k in keys]
+        return [(k, _total(self.blocks[k])) for k in keys]
+
+    def features(self, archs: Sequence[str], groups: Sequence[str]) -> np.ndarray:
+        """``len(archs) x len(groups)``: each group's sum over the blocks of each architecture."""
+        keys = {a: self.space.blocks(a) for a in dict.fromkeys(archs)}
+        self.price_blocks([k for ks in keys.values() for k in ks])
+        index = {g: i for i, g in enumerate(groups)}
+        vectors: dict[str, np.ndarray] = {}
+        for block in {k for ks in keys.values() for k in ks}:
+            v = np.zeros(len(groups))
+            for g, value in self.blocks[block].items():
+                if g in index:
+                    v[index[g]] = value
+            vectors[block] = v
+        per_arch = {a: np.sum([vectors[k] for k in ks], axis=0) for a, ks in keys.items()}
+        return np.array([per_arch[a] for a in archs]).reshape(len(archs), len(groups))
+
+
+def _total(price: Mapping[str, float]) -> float:
+    return sum(v for g, v in price.items() if not g.startswith("n_"))

@@ -18,7 +18,17 @@ from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
 from edgelat.predictors.train import default_recipe, model_dir
 from edgelat.workspace import Workspace
 
-__all__ = ["DeviceLatencyModel", "KernelPrediction", "Prediction", "load_network", "module_latency", "predict_kernels", "predict_network"]
+__all__ = [
+    "DeviceLatencyModel",
+    "KernelPrediction",
+    "Prediction",
+    "grouped_ms",
+    "kernel_group",
+    "load_network",
+    "module_latency",
+    "predict_kernels",
+    "predict_network",
+]
 
 
 class DeviceLatencyModel:
@@ -35,6 +45,10 @@ class DeviceLatencyModel:
     def load(cls, ws: Workspace, device: str, recipe: str | None = None) -> DeviceLatencyModel:
         import joblib
 
+        from edgelat.predictors.adapt import AdaptedLatencyModel, adapter_file
+
+        if adapter_file(ws, device).exists():
+            return AdaptedLatencyModel.load_adapted(ws, device)
         recipe = recipe or default_recipe(ws, device)
         folder = model_dir(ws, device, recipe)
         meta_file = folder / "meta.json"
@@ -157,18 +171,40 @@ def predict_network(
     return predict_kernels(model, network_kernels(load_network(network, input_shape)), allow_unpredicted=allow_unpredicted)
 
 
-def module_latency(model: DeviceLatencyModel) -> Callable[[Any, Any], float]:
+def kernel_group(op: str, config: dict[str, Any]) -> str:
+    """The feature group a kernel's latency counts towards when a device is adapted from another.
+
+    The op kind, with convolutions split into pointwise (1x1) and spatial ones: hardware
+    differs most between those.
+    """
+    if op == "conv2d":
+        return "conv2d_pw" if config.get("k") == 1 else "conv2d"
+    return op
+
+
+def grouped_ms(prediction: Prediction) -> dict[str, float]:
+    """Predicted milliseconds per kernel group (see :func:`kernel_group`), and ``n_kernels``."""
+    groups: dict[str, float] = defaultdict(float)
+    for k in prediction.kernels:
+        if k.op is not None and k.predicted_ms is not None and k.config is not None:
+            groups[kernel_group(k.op, k.config)] += k.predicted_ms
+            groups["n_kernels"] += 1.0
+    return dict(groups)
+
+
+def module_latency(model: DeviceLatencyModel) -> Callable[[Any, Any], dict[str, float]]:
     """A function pricing a torch module at an input shape (or a list of shapes, one per input) with ``model``.
 
-    This is what block oracles call to price a search space's blocks.
+    It returns the milliseconds per kernel group and the kernel count (:func:`grouped_ms`):
+    what block oracles cache for a search space's blocks.
     """
     import torch
 
-    def block_ms(module: Any, input_shape: tuple[int, ...] | list[tuple[int, ...]]) -> float:
+    def block_ms(module: Any, input_shape: tuple[int, ...] | list[tuple[int, ...]]) -> dict[str, float]:
         gen = torch.Generator().manual_seed(0)
         shapes = input_shape if isinstance(input_shape, list) else [input_shape]
         example = tuple(torch.randn(*s, generator=gen) for s in shapes)
-        return predict_kernels(model, network_kernels(load_network(module, example=example))).total_ms
+        return grouped_ms(predict_kernels(model, network_kernels(load_network(module, example=example))))
 
     return block_ms
 
