@@ -512,6 +512,39 @@ def validate_cmd(
     out.print(f"table: {report.table}\nplot: {report.plot}")
 
 
+# -- adapt -----------------------------------------------------------------------------
+@app.command("adapt")
+@handle_errors
+def adapt_cmd(
+    device: str,
+    source: Annotated[str, typer.Option("--from", help="A profiled, trained device whose kernel models are reused.")],
+    measurements: Annotated[Path, typer.Option(help="CSV with latency_ms and either onnx (paths) or arch (strings of --space).")],
+    space: Annotated[Optional[str], typer.Option(help="Search space of the arch column: nb201, fbnet or ofa.")] = None,
+    json_out: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Create a device from a few end-to-end latencies and another device's kernel models."""
+    from edgelat.workflows import adapt_device
+
+    with _ws(workspace) as ws:
+        report = adapt_device(ws, device, source, measurements, space)
+    if json_out:
+        _print_json(report.as_dict())
+        return
+    a = report.adapter
+    table = Table("kernel group", "ms per source ms", title=f"{device} adapted from {source} ({report.networks} networks)")
+    for group, w in sorted(a.weights.items()):
+        table.add_row(group, f"{w:.3f}")
+    table.add_row("per kernel launched", f"{a.launch_ms * 1000:.1f} us")
+    out.print(table)
+    cv = a.cv
+    out.print(
+        f"leave-one-out on the {a.n} measurements: RMSPE {cv['rmspe']:.1f}%, {cv['within_10']:.0f}% within ±10%"
+        + (f", Spearman {cv['spearman']:.3f}" if "spearman" in cv else "")
+    )
+    out.print(f"`edgelat predict {device} ...` now works like for any device (model: {report.path})")
+
+
 # -- search ----------------------------------------------------------------------------
 @app.command("search")
 @handle_errors

@@ -25,6 +25,7 @@ from edgelat.errors import UsageError
 from edgelat.nas.oracle import BlockOracle
 from edgelat.nas.search import Verified, VerifiedSearch, search_and_verify
 from edgelat.nas.spaces import SearchSpace, get_space
+from edgelat.predictors.adapt import Adapter
 from edgelat.predictors.predict import DeviceLatencyModel, module_latency
 from edgelat.predictors.train import model_dir, train_device
 from edgelat.workspace import Workspace
@@ -32,7 +33,17 @@ from edgelat.workspace import Workspace
 # Architectures the ensemble proxy places others among.
 ENSEMBLE_REFERENCE = 32
 
-__all__ = ["DeviceSearch", "arch_kernels", "device_oracle", "measure_arch", "refit_on_archs", "search_device"]
+__all__ = [
+    "AdaptReport",
+    "DeviceSearch",
+    "adapt_device",
+    "arch_kernels",
+    "device_oracle",
+    "measure_arch",
+    "refit_on_archs",
+    "search_device",
+    "source_features",
+]
 
 
 def device_oracle(
@@ -165,3 +176,63 @@ def search_device(
     info = {"device": device, "recipe": recipe, "proxy": proxy, "population": population, "generations": generations, "seed": seed}
     paths = write_search_outputs(space, result, out, info)
     return DeviceSearch(result, paths, time.time() - start)
+
+
+@dataclass
+class AdaptReport:
+    device: str
+    source: str
+    adapter: Adapter
+    path: str
+    networks: int
+
+    def as_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {"device": self.device, "source": self.source, "networks": self.networks, "model": self.path, **asdict(self.adapter)}
+
+
+def source_features(ws: Workspace, source: str, frame: Any, space: SearchSpace | None) -> list[dict[str, float]]:
+    """The source device's predicted milliseconds per kernel group (and kernel count) of each network of ``frame``.
+
+    ``frame`` is :func:`edgelat.datasets.tables.load_latency_csv`'s output: ``arch`` rows go
+    through the space's block oracle, ``onnx`` rows through the full network-to-kernels pipeline.
+    """
+    from edgelat.ops.network import network_kernels, relax_from_onnx
+    from edgelat.predictors.predict import grouped_ms, predict_kernels
+
+    if "arch" in frame.columns:
+        assert space is not None
+        oracle = device_oracle(ws, source, space)
+        archs = list(frame["arch"])
+        oracle.price_blocks([k for a in archs for k in space.blocks(a)])
+        groups = sorted({g for price in oracle.blocks.values() for g in price})
+        return [dict(zip(groups, row, strict=True)) for row in oracle.features(archs, groups)]
+    model = DeviceLatencyModel.load(ws, source)
+    features = []
+    for i, path in enumerate(frame["onnx"]):
+        try:
+            features.append(grouped_ms(predict_kernels(model, network_kernels(relax_from_onnx(path)))))
+        except UsageError as exc:
+            raise UsageError(f"network {i + 1} ({path}): {exc}") from None
+    return features
+
+
+def adapt_device(ws: Workspace, device: str, source: str, measurements: str | Path, space_name: str | None = None) -> AdaptReport:
+    """Create (or refit) ``device`` from end-to-end measurements and ``source``'s kernel predictors."""
+    from edgelat.datasets.tables import load_latency_csv
+    from edgelat.predictors.adapt import adapter_file, fit_adapter, save_adapter
+    from edgelat.profiler.inventory import add_adapted_device, get_device
+
+    if device == source:
+        raise UsageError("the new device and the source device must differ")
+    if get_device(ws, source).is_adapted or adapter_file(ws, source).exists():
+        raise UsageError(f"the source device {source} is itself adapted; adapt from a profiled device")
+    source_model = DeviceLatencyModel.load(ws, source)  # a clear error when the source has no models
+    space = get_space(space_name) if space_name else None
+    frame = load_latency_csv(measurements, space)
+    features = source_features(ws, source, frame, space)
+    adapter = fit_adapter(features, frame["latency_ms"].to_numpy(), source, source_model.recipe)
+    add_adapted_device(ws, device)
+    path = save_adapter(ws, device, adapter)
+    return AdaptReport(device, source, adapter, str(path), len(frame))

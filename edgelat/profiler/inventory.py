@@ -12,11 +12,12 @@ from typing import Any
 
 from edgelat.errors import DuplicateDeviceError, UnknownDeviceError, UsageError
 from edgelat.profiler.agent_client import AgentSession
-from edgelat.profiler.presets import DevicePreset, get_preset
+from edgelat.profiler.presets import ADAPTED, DevicePreset, get_preset
 from edgelat.profiler.transports import LocalTransport, SSHConfig, SSHTransport, Transport
 from edgelat.workspace import Workspace
 
 __all__ = [
+    "add_adapted_device",
     "Device",
     "add_device",
     "agent_session",
@@ -53,7 +54,12 @@ class Device:
 
     @property
     def is_local(self) -> bool:
-        return self.host is None
+        return self.host is None and not self.is_adapted
+
+    @property
+    def is_adapted(self) -> bool:
+        """Known from end-to-end measurements only (``edgelat adapt``): nothing to connect to."""
+        return self.preset == ADAPTED
 
     @property
     def preset_info(self) -> DevicePreset:
@@ -137,6 +143,19 @@ def get_device(ws: Workspace, name: str) -> Device:
     return _row_to_device(row)
 
 
+def add_adapted_device(ws: Workspace, name: str) -> Device:
+    """Add a device with no connection, predicted through an adapter (see :mod:`edgelat.predictors.adapt`)."""
+    validate_name(name)
+    _ensure_local(ws)
+    row = ws.db.execute("SELECT preset FROM devices WHERE name = ?", (name,)).fetchone()
+    if row is not None:
+        if row["preset"] != ADAPTED:
+            raise DuplicateDeviceError(f"device {name!r} already exists and is a {row['preset']} device; pick another name to adapt")
+        return get_device(ws, name)
+    ws.db.execute("INSERT INTO devices (name, preset, host, port, python) VALUES (?, ?, NULL, 22, 'python3')", (name, ADAPTED))
+    return Device(name=name, preset=ADAPTED)
+
+
 def remove_device(ws: Workspace, name: str) -> None:
     if name == LOCAL:
         raise UsageError("the local device is built in and cannot be removed")
@@ -146,6 +165,11 @@ def remove_device(ws: Workspace, name: str) -> None:
 
 def connect(ws: Workspace, device: Device, *, trust_new_host: bool = False) -> Transport:
     """Open a transport to ``device``: local, or SSH with host keys checked."""
+    if device.is_adapted:
+        raise UsageError(
+            f"{device.name} was adapted from end-to-end measurements (edgelat adapt) and has no connection: it can be "
+            f"predicted, not profiled or measured; add the real device with `edgelat device add` to do that"
+        )
     if device.is_local:
         return LocalTransport()
     assert device.host is not None

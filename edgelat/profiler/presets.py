@@ -141,3 +141,14 @@ register_preset(
         notes=("Linking needs the Android NDK (TVM_NDK_CC); the device needs a TVM runtime built with OpenCL.",),
     )
 )
+# A device known only from end-to-end measurements (`edgelat adapt`): nothing to connect to or
+# build for; it is predicted through another device's kernel models.
+ADAPTED = "adapted"
+register_preset(
+    DevicePreset(
+        name=ADAPTED,
+        description="known from end-to-end latencies only (edgelat adapt); predicted, never profiled or measured",
+        cpu_target={"kind": "llvm"},
+        arch="unknown",
+    )
+)
