@@ -30,6 +30,8 @@ from edgelat.predictors.predict import DeviceLatencyModel, module_latency
 from edgelat.predictors.train import model_dir, train_device
 from edgelat.workspace import Workspace
 
+# Bump when kernel_group changes: cached block prices are broken down by group.
+GROUPS_VERSION = 2
 # Architectures the ensemble proxy places others among.
 ENSEMBLE_REFERENCE = 32
 
@@ -52,7 +54,7 @@ def device_oracle(
     """A block oracle pricing ``space`` with ``device``'s trained kernel predictors."""
     model = DeviceLatencyModel.load(ws, device, recipe)
     tag = hashlib.sha256((model_dir(ws, device, model.recipe) / "meta.json").read_bytes()).hexdigest()[:12]
-    cache = ws.root / "oracle" / device / model.recipe / f"{space.name}-{tag}-groups.json"
+    cache = ws.root / "oracle" / device / model.recipe / f"{space.name}-{tag}-groups{GROUPS_VERSION}.json"
     return BlockOracle(space, module_latency(model), cache, on_block)
 
 

@@ -174,11 +174,11 @@ def predict_network(
 def kernel_group(op: str, config: dict[str, Any]) -> str:
     """The feature group a kernel's latency counts towards when a device is adapted from another.
 
-    The op kind, with convolutions split into pointwise (1x1) and spatial ones: hardware
-    differs most between those.
+    The op kind; convolutions also by kernel size and grouping (``conv2d_k1``, ``conv2d_k3_g``,
+    ``dwconv2d_k5``, ...): devices differ most in how they run those.
     """
-    if op == "conv2d":
-        return "conv2d_pw" if config.get("k") == 1 else "conv2d"
+    if op in ("conv2d", "dwconv2d"):
+        return f"{op}_k{config.get('k')}" + ("_g" if op == "conv2d" and config.get("groups", 1) > 1 else "")
     return op
 
 

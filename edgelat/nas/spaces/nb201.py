@@ -36,6 +36,19 @@ class NB201Space(SearchSpace):
     def input_shape(self, arch: str) -> tuple[int, ...]:
         return (1, 3, 32, 32)
 
+    def output_depends_on_input(self, arch: str) -> bool:
+        """False when no path of non-``none`` edges joins the cell input to its output.
+
+        Such a network computes a constant; compilers that fold constants (TFLite, whose
+        Pixel 3 latencies ship with edgelat) run almost nothing for it.
+        """
+        parsed = nb201.parse_arch(arch)
+        reach = {0}
+        for j, node in enumerate(parsed, start=1):
+            if any(op != "none" and i in reach for op, i in node):
+                reach.add(j)
+        return len(parsed) in reach
+
     def blocks(self, arch: str) -> list[str]:
         parsed = nb201.parse_arch(arch)
         # Only nodes the cell output depends on run: the compiler drops the others as dead code.
