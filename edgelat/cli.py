@@ -545,6 +545,54 @@ def adapt_cmd(
     out.print(f"`edgelat predict {device} ...` now works like for any device (model: {report.path})")
 
 
+# -- prune -----------------------------------------------------------------------------
+@app.command("prune")
+@handle_errors
+def prune_cmd(
+    device: str,
+    model: Annotated[str, typer.Argument(help="path/to/module.py:function returning an nn.Module, or a zoo model name.")],
+    target_ms: Annotated[Optional[float], typer.Option("--target-ms", help="Latency the pruned model must meet on the device.")] = None,
+    speedup: Annotated[Optional[float], typer.Option(help="Or: this many times faster than the measured original.")] = None,
+    input_shape: Annotated[str, typer.Option(help="Input shape, N,C,H,W.")] = "1,3,224,224",
+    importance: Annotated[str, typer.Option(help="Channel importance: magnitude or taylor.")] = "magnitude",
+    steps: Annotated[int, typer.Option(help="Pruning steps the latency reduction is spread over.")] = 8,
+    pretrain_steps: Annotated[int, typer.Option(help="Training steps on the digits task before pruning (0 for a trained model).")] = 200,
+    finetune_steps: Annotated[int, typer.Option(help="Fine-tuning steps after each pruning step.")] = 30,
+    recipe: RecipeOpt = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Where the pruned model (ONNX, torch) and report go.")] = None,
+    json_out: JsonOpt = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Prune a network's channels until it meets a latency target on the device (NetAdapt-style, predictor-priced)."""
+    from edgelat.workflows import prune_device
+
+    def show(step: Any) -> None:
+        acc = f", accuracy {step.accuracy:.1f}%" if step.accuracy is not None else ""
+        meas = f", measured {step.measured_ms:.2f} ms" if step.measured_ms is not None else ""
+        err.print(f"step {step.step}: {step.layer} -{step.removed} channels -> predicted {step.predicted_ms:.2f} ms{meas}{acc}")
+
+    with _ws(workspace) as ws:
+        pruned = prune_device(
+            ws, device, model, input_shape=_shape(input_shape) or (1, 3, 224, 224), target_ms=target_ms, speedup=speedup,
+            recipe=recipe, importance=importance, steps=steps, pretrain_steps=pretrain_steps, finetune_steps=finetune_steps,
+            out_dir=out_dir, on_step=show,
+        )  # fmt: skip
+    result = pruned.as_dict()
+    if json_out:
+        _print_json(result)
+    else:
+        out.print(
+            f"baseline {result['baseline_ms']:.2f} ms measured -> pruned {result['measured_ms']:.2f} ms measured "
+            f"({result['predicted_ms']:.2f} predicted), target {result['target_ms']:.3g} ms; accuracy "
+            f"{result['baseline_accuracy']:.1f}% -> {result['accuracy']:.1f}%\noutputs in {result['out_dir']}"
+        )
+    if result["measured_ms"] is not None and result["measured_ms"] > result["target_ms"]:
+        err.print(
+            f"[red]error:[/red] the pruned model measures {result['measured_ms']:.2f} ms, above the {result['target_ms']:.3g} ms target"
+        )
+        raise typer.Exit(1)
+
+
 # -- search ----------------------------------------------------------------------------
 @app.command("search")
 @handle_errors

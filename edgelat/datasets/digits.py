@@ -50,7 +50,9 @@ class DigitsTask:
     def evaluate(self, model: nn.Module) -> float:
         """Top-1 accuracy (%) on the validation split."""
         model.eval()
-        correct = sum(int((model(self.x_val[i : i + 256]).argmax(1) == self.y_val[i : i + 256]).sum()) for i in range(0, len(self.y_val), 256))
+        correct = sum(
+            int((model(self.x_val[i : i + 256]).argmax(1) == self.y_val[i : i + 256]).sum()) for i in range(0, len(self.y_val), 256)
+        )
         return 100.0 * correct / len(self.y_val)
 
 

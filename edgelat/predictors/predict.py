@@ -211,3 +211,18 @@ def module_latency(model: DeviceLatencyModel) -> Callable[[Any, Any], dict[str, 
 
 def covered_ops(model: DeviceLatencyModel) -> list[str]:
     return sorted(op for op in model.models if not get_op(op).composite)
+
+
+class NetworkPricer:
+    """Prices torch modules and single kernels with a device's model: what pruning loops ask."""
+
+    def __init__(self, model: DeviceLatencyModel) -> None:
+        self.model = model
+
+    def network(self, module: Any, example: Any) -> tuple[float, list[tuple[str, dict[str, Any]]]]:
+        kernels = network_kernels(load_network(module, example=example))
+        prediction = predict_kernels(self.model, kernels)
+        return prediction.total_ms, [(k.op, k.config) for k in kernels if k.op is not None and k.config is not None]
+
+    def kernels(self, items: Sequence[tuple[str, dict[str, Any]]]) -> np.ndarray:
+        return self.model.predict(items)

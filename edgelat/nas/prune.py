@@ -1,0 +1,336 @@
+"""Latency-constrained channel pruning: NetAdapt's loop, Torch-Pruning's dependency graph, a latency predictor's prices.
+
+Each step asks the predictor how much latency every prunable channel group (a conv's output
+channels and everything coupled to them: the next layers' inputs, batch norms, residual
+partners, depthwise convs) would save for each number of channels removed, and removes, from
+the group that reaches the step's latency goal at the least loss of importance (magnitude or
+Taylor), that group's least important channels. A short fine-tune follows. When the predicted
+latency meets the target the network is measured on the device; if the measurement misses,
+the target is corrected by the measured/predicted ratio and pruning goes on.
+
+Everything device-side comes in as arguments: a :class:`Pricer` (in edgelat, the device's
+kernel predictor) and a ``measure`` function.
+
+Example:
+    >>> result = prune_to_latency(model, example, target_ms=6.0, pricer=pricer, task=DigitsTask(32))  # doctest: +SKIP
+    >>> result.predicted_ms, [s.accuracy for s in result.steps]
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgelat.errors import EdgelatError, UsageError
+
+__all__ = ["IMPORTANCES", "Pricer", "PruneResult", "PruneStep", "layer_configs", "prune_to_latency", "uniform_prune"]
+
+Kernel = tuple[str, dict[str, Any]]
+
+
+class Pricer(Protocol):
+    def network(self, model: nn.Module, example: torch.Tensor) -> tuple[float, list[Kernel]]:
+        """Predicted milliseconds of ``model`` and its kernels ((op, config), in execution order)."""
+        ...
+
+    def kernels(self, items: Sequence[Kernel]) -> np.ndarray:
+        """Predicted milliseconds of each kernel."""
+        ...
+
+
+class _Task(Protocol):
+    def train_batches(self, steps: int, batch_size: int = ..., seed: int = ...) -> Any: ...
+
+    def evaluate(self, model: nn.Module) -> float: ...
+
+
+def _importance(name: str) -> Any:
+    import torch_pruning as tp
+
+    if name == "magnitude":
+        return tp.importance.GroupMagnitudeImportance(p=2)
+    if name == "taylor":
+        return tp.importance.GroupTaylorImportance()
+    raise UsageError(f"unknown importance {name!r}; known: {', '.join(IMPORTANCES)}")
+
+
+IMPORTANCES = ("magnitude", "taylor")
+
+
+@dataclass
+class PruneStep:
+    step: int
+    layer: str
+    removed: int
+    predicted_ms: float
+    accuracy: float | None
+    measured_ms: float | None = None
+
+
+@dataclass
+class PruneResult:
+    model: nn.Module
+    target_ms: float
+    baseline_predicted_ms: float
+    baseline_measured_ms: float | None
+    baseline_accuracy: float | None
+    predicted_ms: float
+    measured_ms: float | None
+    accuracy: float | None
+    steps: list[PruneStep] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def layer_configs(model: nn.Module, example: torch.Tensor, kernels: Sequence[Kernel]) -> dict[nn.Module, Kernel]:
+    """Each Conv2d and Linear of ``model`` -> the kernel (op, config) the device runs for it.
+
+    Convolutions and dense layers run in forward order, and so do their kernels: the i-th
+    conv/dense kernel belongs to the i-th conv/linear call, which is checked shape by shape.
+
+    Raises:
+        EdgelatError: the kernels do not line up with the layers (a layer ran twice, or the
+            compiler merged or split one).
+    """
+    calls: list[tuple[nn.Module, tuple[int, ...]]] = []
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args: calls.append((mod, tuple(args[0].shape))))
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    layer_kernels = [k for k in kernels if k[0] in ("conv2d", "dwconv2d", "dense")]
+    if len(layer_kernels) != len(calls) or len({id(m) for m, _ in calls}) != len(calls):
+        raise EdgelatError(f"the network's {len(calls)} conv/linear calls do not line up with its {len(layer_kernels)} conv/dense kernels")
+    mapping: dict[nn.Module, Kernel] = {}
+    for (module, shape), (op, cfg) in zip(calls, layer_kernels, strict=True):
+        if isinstance(module, nn.Conv2d):
+            ok = op in ("conv2d", "dwconv2d") and (cfg["cin"], cfg["cout"], cfg["groups"], cfg["h"]) == (
+                module.in_channels,
+                module.out_channels,
+                module.groups,
+                shape[2],
+            )
+        else:
+            ok = op == "dense" and (cfg["k"], cfg["n"]) == (module.in_features, module.out_features)
+        if not ok:
+            raise EdgelatError(f"kernel {op} {cfg} does not match layer {module}")
+        mapping[module] = (op, cfg)
+    return mapping
+
+
+def _pruned_config(op: str, cfg: dict[str, Any], out_removed: int, in_removed: int) -> dict[str, Any]:
+    new = dict(cfg)
+    if op == "dense":
+        new["n"] -= out_removed
+        new["k"] -= in_removed
+    elif op == "dwconv2d":
+        n = max(out_removed, in_removed)
+        new.update(cin=cfg["cin"] - n, cout=cfg["cout"] - n, groups=cfg["groups"] - n)
+    else:
+        new["cout"] -= out_removed
+        new["cin"] -= in_removed
+    return new
+
+
+def _counts(channels: int) -> list[int]:
+    """Channel counts a step may remove from a group of ``channels``: multiples of 8 (4, 1 for small groups), at most half."""
+    unit = 8 if channels >= 64 else 4 if channels >= 16 else 1
+    return list(range(unit, channels // 2 + 1, unit))
+
+
+def _last_layer(model: nn.Module) -> nn.Module:
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return layers[-1]
+
+
+def _finetune(model: nn.Module, task: _Task | None, steps: int, lr: float, seed: int) -> None:
+    if task is None or steps <= 0:
+        return
+    from edgelat.datasets.digits import train
+
+    train(model, task, steps, lr=lr, seed=seed)  # type: ignore[arg-type]
+
+
+def prune_to_latency(
+    model: nn.Module,
+    example: torch.Tensor,
+    target_ms: float,
+    pricer: Pricer,
+    *,
+    task: _Task | None = None,
+    measure: Callable[[nn.Module], float] | None = None,
+    importance: str = "magnitude",
+    steps: int = 8,
+    finetune_steps: int = 30,
+    lr: float = 0.01,
+    max_rounds: int = 3,
+    margin: float = 0.02,
+    ignored_layers: Sequence[nn.Module] = (),
+    on_step: Callable[[PruneStep], None] | None = None,
+    seed: int = 0,
+) -> PruneResult:
+    """Prune ``model`` (a copy) until its latency meets ``target_ms``; measured when ``measure`` is given.
+
+    ``steps`` is how many steps the first round spreads the latency reduction over. The
+    target is aimed at ``margin`` below ``target_ms``; with ``measure`` the baseline is measured
+    first and predictions are scaled by the measured/predicted ratio, so the result lands
+    just under the target as the device sees it.
+    """
+    import torch_pruning as tp
+
+    start = time.time()
+    if not target_ms > 0:
+        raise UsageError(f"the target latency must be positive, got {target_ms} ms")
+    model = copy.deepcopy(model).eval()
+    imp = _importance(importance)
+    base_pred, kernels = pricer.network(model, example)
+    base_meas = measure(model) if measure is not None else None
+    base_acc = task.evaluate(model) if task is not None else None
+    ratio = base_meas / base_pred if base_meas else 1.0
+    aim = target_ms / ratio * (1 - margin)
+    if aim >= base_pred:
+        raise UsageError(f"the network already runs in {base_meas or base_pred:.2f} ms, within the {target_ms:g} ms target")
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
+    ignored = [_last_layer(model), *ignored_layers]
+    result = PruneResult(model, target_ms, base_pred, base_meas, base_acc, base_pred, base_meas, base_acc)
+    predicted, step_no = base_pred, 0
+    names = {m: n for n, m in model.named_modules()}
+    for _round in range(max_rounds):
+        goal = (predicted - aim) / steps
+        while predicted > aim:
+            step_no += 1
+            if step_no > 50 * steps:
+                raise EdgelatError(f"pruning stopped after {step_no - 1} steps at {predicted:.2f} ms predicted")
+            if importance == "taylor" and task is not None:
+                model.zero_grad()
+                x, y = next(iter(task.train_batches(1, seed=step_no)))
+                torch.nn.functional.cross_entropy(model.train()(x), y).backward()
+                model.eval()
+            mapping = layer_configs(model, example, kernels)
+            choice = _best_candidate(graph, imp, mapping, pricer, ignored, min(goal, predicted - aim))
+            if choice is None:
+                raise EdgelatError(f"nothing left to prune: {predicted:.2f} ms predicted, {aim:.2f} ms aimed at")
+            module, handler, idxs = choice
+            graph.get_pruning_group(module, handler, idxs=idxs).prune()
+            model.zero_grad()
+            _finetune(model, task, finetune_steps, lr, seed + step_no)
+            predicted, kernels = pricer.network(model, example)
+            step = PruneStep(
+                step_no, names.get(module, type(module).__name__), len(idxs), predicted, task.evaluate(model) if task else None
+            )
+            result.steps.append(step)
+            if on_step is not None:
+                on_step(step)
+        result.predicted_ms = predicted
+        if measure is None:
+            break
+        measured = measure(model)
+        result.steps[-1].measured_ms = measured
+        result.measured_ms = measured
+        if measured <= target_ms:
+            break
+        aim = aim * target_ms / measured * (1 - margin)
+        steps = max(2, steps // 2)
+    result.accuracy = result.steps[-1].accuracy if result.steps else base_acc
+    result.seconds = time.time() - start
+    return result
+
+
+def _best_candidate(
+    graph: Any, imp: Any, mapping: dict[nn.Module, Kernel], pricer: Pricer, ignored: Sequence[nn.Module], goal: float
+) -> tuple[nn.Module, Any, list[int]] | None:
+    """The group and channels that save ``goal`` ms at the least importance; else the most ms per importance."""
+    candidates = []  # (meets goal, loss, -saving, module, handler, idxs)
+    for group in graph.get_all_groups(ignored_layers=list(ignored), root_module_types=[nn.Conv2d, nn.Linear]):
+        root = group[0].dep
+        scores = imp(group)
+        if scores is None:
+            continue
+        channels = len(scores)
+        order = torch.argsort(scores).tolist()
+        counts = _counts(channels)
+        if not counts:
+            continue
+        touched: dict[nn.Module, list[int]] = {}
+        for item in group:
+            m = item.dep.target.module
+            if m in mapping:
+                slot = touched.setdefault(m, [0, 0])
+                if graph.is_out_channel_pruning_fn(item.dep.handler):
+                    slot[0] = 1
+                elif graph.is_in_channel_pruning_fn(item.dep.handler):
+                    slot[1] = 1
+        if not touched:
+            continue
+        base = [mapping[m] for m in touched]
+        trials = [
+            (op, _pruned_config(op, cfg, n * o, n * i)) for n in counts for (op, cfg), (o, i) in zip(base, touched.values(), strict=True)
+        ]
+        if any(min(c.get(k, 1) for k in ("cin", "cout", "n", "k")) < 1 for _, c in trials):
+            continue
+        before = float(np.sum(pricer.kernels(base)))
+        after = pricer.kernels(trials).reshape(len(counts), len(base)).sum(axis=1)
+        cumulative = np.cumsum(np.sort(scores.detach().cpu().numpy()))
+        for n, ms in zip(counts, after, strict=True):
+            saving = before - float(ms)
+            loss = float(cumulative[n - 1])
+            if saving >= goal:
+                candidates.append((True, loss, -saving, root.target.module, root.handler, order[:n]))
+                break
+        else:
+            saving = before - float(after[-1])
+            if saving > 0:
+                candidates.append(
+                    (
+                        False,
+                        -saving / max(float(cumulative[counts[-1] - 1]), 1e-12),
+                        -saving,
+                        root.target.module,
+                        root.handler,
+                        order[: counts[-1]],
+                    )
+                )
+    if not candidates:
+        return None
+    best = min(candidates, key=lambda c: (not c[0], c[1], c[2]))
+    return best[3], best[4], best[5]
+
+
+def uniform_prune(
+    model: nn.Module, example: torch.Tensor, target_ms: float, pricer: Pricer, *, global_magnitude: bool = False, iterations: int = 12
+) -> tuple[nn.Module, float, float]:
+    """The baselines: one pruning ratio everywhere (or one global magnitude threshold), bisected to the target.
+
+    Returns the pruned copy, its ratio and its predicted milliseconds.
+    """
+    import torch_pruning as tp
+
+    lo, hi, best = 0.0, 0.9, None
+    for _ in range(iterations):
+        ratio = (lo + hi) / 2
+        pruned = copy.deepcopy(model).eval()
+        pruner = tp.pruner.MagnitudePruner(
+            pruned, example, importance=tp.importance.GroupMagnitudeImportance(p=2), pruning_ratio=ratio,
+            global_pruning=global_magnitude, ignored_layers=[_last_layer(pruned)], round_to=4,
+        )  # fmt: skip
+        pruner.step()
+        ms = pricer.network(pruned, example)[0]
+        if ms <= target_ms:
+            best, hi = (pruned, ratio, ms), ratio
+        else:
+            lo = ratio
+    if best is None:
+        raise EdgelatError(f"no uniform ratio up to 90% reaches {target_ms:g} ms")
+    return best
