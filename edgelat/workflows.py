@@ -340,14 +340,16 @@ def prune_device(
         mod = relax_from_torch(module, example)
         return measure_network(ws, device, mod, name="prune", recipe=recipe, per_kernel=False).median_ms
 
+    baseline_ms = None
     if speedup is not None:
         if not speedup > 1:
             raise UsageError(f"--speedup must be above 1, got {speedup}")
-        target_ms = measure(model) / speedup
+        baseline_ms = measure(model)
+        target_ms = baseline_ms / speedup
     assert target_ms is not None
     result = prune_to_latency(
         model, example, target_ms, pricer, task=task, measure=measure, importance=importance, steps=steps,
-        finetune_steps=finetune_steps, on_step=on_step,
+        finetune_steps=finetune_steps, on_step=on_step, baseline_ms=baseline_ms,
     )  # fmt: skip
     out = Path(out_dir) if out_dir else ws.root / "pruned" / f"{device}-{target_ms:.3g}ms-{time.strftime('%Y%m%d-%H%M%S')}"
     return DevicePrune(result, _write_prune_outputs(result, example, out))

@@ -91,8 +91,8 @@ class PruneResult:
 def layer_configs(model: nn.Module, example: torch.Tensor, kernels: Sequence[Kernel]) -> dict[nn.Module, Kernel]:
     """Each Conv2d and Linear of ``model`` -> the kernel (op, config) the device runs for it.
 
-    Convolutions and dense layers run in forward order, and so do their kernels: the i-th
-    conv/dense kernel belongs to the i-th conv/linear call, which is checked shape by shape.
+    Each layer call is matched to a kernel of the same shapes (channels, groups, kernel size,
+    stride, input size); layers of identical shapes take their kernels in execution order.
 
     Raises:
         EdgelatError: the kernels do not line up with the layers (a layer ran twice, or the
@@ -113,20 +113,32 @@ def layer_configs(model: nn.Module, example: torch.Tensor, kernels: Sequence[Ker
     layer_kernels = [k for k in kernels if k[0] in ("conv2d", "dwconv2d", "dense")]
     if len(layer_kernels) != len(calls) or len({id(m) for m, _ in calls}) != len(calls):
         raise EdgelatError(f"the network's {len(calls)} conv/linear calls do not line up with its {len(layer_kernels)} conv/dense kernels")
+    queues: dict[tuple[Any, ...], list[Kernel]] = {}
+    for op, cfg in layer_kernels:
+        key = (
+            ("dense", cfg["k"], cfg["n"])
+            if op == "dense"
+            else ("conv", cfg["cin"], cfg["cout"], cfg["groups"], cfg["k"], cfg["stride"], cfg["h"], cfg["w"])
+        )
+        queues.setdefault(key, []).append((op, cfg))
     mapping: dict[nn.Module, Kernel] = {}
-    for (module, shape), (op, cfg) in zip(calls, layer_kernels, strict=True):
+    for module, shape in calls:
         if isinstance(module, nn.Conv2d):
-            ok = op in ("conv2d", "dwconv2d") and (cfg["cin"], cfg["cout"], cfg["groups"], cfg["h"]) == (
+            key = (
+                "conv",
                 module.in_channels,
                 module.out_channels,
                 module.groups,
+                module.kernel_size[0],
+                module.stride[0],
                 shape[2],
+                shape[3],
             )
         else:
-            ok = op == "dense" and (cfg["k"], cfg["n"]) == (module.in_features, module.out_features)
-        if not ok:
-            raise EdgelatError(f"kernel {op} {cfg} does not match layer {module}")
-        mapping[module] = (op, cfg)
+            key = ("dense", module.in_features, module.out_features)
+        if not queues.get(key):
+            raise EdgelatError(f"no kernel of the network matches layer {module} at input {shape}")
+        mapping[module] = queues[key].pop(0)
     return mapping
 
 
@@ -179,14 +191,18 @@ def prune_to_latency(
     margin: float = 0.02,
     ignored_layers: Sequence[nn.Module] = (),
     on_step: Callable[[PruneStep], None] | None = None,
+    baseline_ms: float | None = None,
     seed: int = 0,
 ) -> PruneResult:
     """Prune ``model`` (a copy) until its latency meets ``target_ms``; measured when ``measure`` is given.
 
-    ``steps`` is how many steps the first round spreads the latency reduction over. The
-    target is aimed at ``margin`` below ``target_ms``; with ``measure`` the baseline is measured
-    first and predictions are scaled by the measured/predicted ratio, so the result lands
-    just under the target as the device sees it.
+    ``steps`` is how many steps the latency reduction is spread over. The target is aimed at
+    ``margin`` below ``target_ms``. With ``measure``, the baseline is measured first and
+    predictions are scaled by the measured/predicted ratio; the network is measured again every
+    ``steps`` steps and when its prediction meets the aim, and the aim is corrected by the latest
+    ratio, so the result lands just under the target as the device sees it (``max_rounds``
+    misses at most) (``baseline_ms``, when known, saves measuring
+    the baseline again).
     """
     import torch_pruning as tp
 
@@ -196,7 +212,7 @@ def prune_to_latency(
     model = copy.deepcopy(model).eval()
     imp = _importance(importance)
     base_pred, kernels = pricer.network(model, example)
-    base_meas = measure(model) if measure is not None else None
+    base_meas = baseline_ms if baseline_ms is not None else measure(model) if measure is not None else None
     base_acc = task.evaluate(model) if task is not None else None
     ratio = base_meas / base_pred if base_meas else 1.0
     aim = target_ms / ratio * (1 - margin)
@@ -205,54 +221,65 @@ def prune_to_latency(
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
     ignored = [_last_layer(model), *ignored_layers]
     result = PruneResult(model, target_ms, base_pred, base_meas, base_acc, base_pred, base_meas, base_acc)
-    predicted, step_no = base_pred, 0
+    predicted, step_no, since_measured, misses = base_pred, 0, 0, 0
     names = {m: n for n, m in model.named_modules()}
-    for _round in range(max_rounds):
-        goal = (predicted - aim) / steps
-        while predicted > aim:
-            step_no += 1
-            if step_no > 50 * steps:
-                raise EdgelatError(f"pruning stopped after {step_no - 1} steps at {predicted:.2f} ms predicted")
-            if importance == "taylor" and task is not None:
-                model.zero_grad()
-                x, y = next(iter(task.train_batches(1, seed=step_no)))
-                torch.nn.functional.cross_entropy(model.train()(x), y).backward()
-                model.eval()
-            mapping = layer_configs(model, example, kernels)
-            choice = _best_candidate(graph, imp, mapping, pricer, ignored, min(goal, predicted - aim))
-            if choice is None:
-                raise EdgelatError(f"nothing left to prune: {predicted:.2f} ms predicted, {aim:.2f} ms aimed at")
-            module, handler, idxs = choice
-            graph.get_pruning_group(module, handler, idxs=idxs).prune()
+    goal = (predicted - aim) / steps
+    while True:
+        if predicted <= aim or (measure is not None and since_measured >= steps):
+            if measure is None:
+                break
+            # On the device: done if it meets the target, else aim again with the latest measured/predicted ratio.
+            measured = measure(model)
+            result.measured_ms, since_measured = measured, 0
+            if result.steps:
+                result.steps[-1].measured_ms = measured
+            if measured <= target_ms:
+                break
+            if predicted <= aim:
+                misses += 1
+                if misses >= max_rounds:
+                    break
+            aim = target_ms * predicted / measured * (1 - margin)
+            goal = (predicted - aim) / max(2, steps // 2)
+            continue
+        step_no += 1
+        if step_no > 50 * steps:
+            raise EdgelatError(f"pruning stopped after {step_no - 1} steps at {predicted:.2f} ms predicted")
+        if importance == "taylor" and task is not None:
             model.zero_grad()
-            _finetune(model, task, finetune_steps, lr, seed + step_no)
-            predicted, kernels = pricer.network(model, example)
-            step = PruneStep(
-                step_no, names.get(module, type(module).__name__), len(idxs), predicted, task.evaluate(model) if task else None
-            )
-            result.steps.append(step)
-            if on_step is not None:
-                on_step(step)
-        result.predicted_ms = predicted
-        if measure is None:
-            break
-        measured = measure(model)
-        result.steps[-1].measured_ms = measured
-        result.measured_ms = measured
-        if measured <= target_ms:
-            break
-        aim = aim * target_ms / measured * (1 - margin)
-        steps = max(2, steps // 2)
+            x, y = next(iter(task.train_batches(1, seed=step_no)))
+            torch.nn.functional.cross_entropy(model.train()(x), y).backward()
+            model.eval()
+        mapping = layer_configs(model, example, kernels)
+        # Never plan to land more than 5% under the aim when a smaller cut reaches it.
+        choice = _best_candidate(graph, imp, mapping, pricer, ignored, min(goal, predicted - aim), predicted - 0.95 * aim)
+        if choice is None:
+            raise EdgelatError(f"nothing left to prune: {predicted:.2f} ms predicted, {aim:.2f} ms aimed at")
+        module, handler, idxs = choice
+        graph.get_pruning_group(module, handler, idxs=idxs).prune()
+        model.zero_grad()
+        _finetune(model, task, finetune_steps, lr, seed + step_no)
+        predicted, kernels = pricer.network(model, example)
+        since_measured += 1
+        step = PruneStep(step_no, names.get(module, type(module).__name__), len(idxs), predicted, task.evaluate(model) if task else None)
+        result.steps.append(step)
+        if on_step is not None:
+            on_step(step)
+    result.predicted_ms = predicted
     result.accuracy = result.steps[-1].accuracy if result.steps else base_acc
     result.seconds = time.time() - start
     return result
 
 
 def _best_candidate(
-    graph: Any, imp: Any, mapping: dict[nn.Module, Kernel], pricer: Pricer, ignored: Sequence[nn.Module], goal: float
+    graph: Any, imp: Any, mapping: dict[nn.Module, Kernel], pricer: Pricer, ignored: Sequence[nn.Module], goal: float, most: float
 ) -> tuple[nn.Module, Any, list[int]] | None:
-    """The group and channels that save ``goal`` ms at the least importance; else the most ms per importance."""
-    candidates = []  # (meets goal, loss, -saving, module, handler, idxs)
+    """The group and channels that save ``goal`` (but not over ``most``) ms at the least importance.
+
+    Failing that: the least importance among cuts that save ``goal`` however much more, else the
+    most ms saved per unit of importance.
+    """
+    candidates = []  # (rank, loss, -saving, module, handler, idxs); rank 0 = saves goal..most, 1 = saves goal, 2 = falls short
     for group in graph.get_all_groups(ignored_layers=list(ignored), root_module_types=[nn.Conv2d, nn.Linear]):
         root = group[0].dep
         scores = imp(group)
@@ -287,7 +314,7 @@ def _best_candidate(
             saving = before - float(ms)
             loss = float(cumulative[n - 1])
             if saving >= goal:
-                candidates.append((True, loss, -saving, root.target.module, root.handler, order[:n]))
+                candidates.append((0 if saving <= most else 1, loss, -saving, root.target.module, root.handler, order[:n]))
                 break
         else:
             saving = before - float(after[-1])
@@ -304,7 +331,7 @@ def _best_candidate(
                 )
     if not candidates:
         return None
-    best = min(candidates, key=lambda c: (not c[0], c[1], c[2]))
+    best = min(candidates, key=lambda c: (c[0], c[1], c[2]))
     return best[3], best[4], best[5]
 
 

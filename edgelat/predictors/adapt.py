@@ -36,7 +36,7 @@ __all__ = ["LAUNCH", "MIN_MEASUREMENTS", "AdaptedLatencyModel", "Adapter", "adap
 # The fewest measurements a fit needs: a scale and a held-out check of it.
 MIN_MEASUREMENTS = 3
 LAUNCH = "n_kernels"
-_ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
+_ALPHAS = (1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
 
 
 @dataclass

@@ -1,0 +1,111 @@
+"""Latency-constrained pruning: layers mapped to kernels, the NetAdapt loop, `edgelat prune` on the local device."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch_pruning as tp
+from typer.testing import CliRunner
+
+from edgelat.cli import app
+from edgelat.datasets.zoo import create_model
+from edgelat.errors import UsageError
+from edgelat.nas import get_space
+from edgelat.nas.prune import layer_configs, prune_to_latency, uniform_prune
+from edgelat.ops import get_op
+from edgelat.ops.network import network_kernels, relax_from_torch
+from edgelat.predictors.train import train_device
+from edgelat.profiler.campaign import ProfileConfig, profile
+from edgelat.workflows import load_factory
+from edgelat.workspace import open_workspace
+
+
+class PseudoPricer:
+    """Prices kernels by FLOPs and bytes moved (a stand-in for a trained predictor, same interface)."""
+
+    def kernels(self, items: Sequence[tuple[str, dict[str, Any]]]) -> np.ndarray:
+        out = []
+        for op, cfg in items:
+            f = get_op(op).features(cfg)
+            out.append(1e-6 * (f["flops"] + f["bytes"]) + 0.01)
+        return np.array(out)
+
+    def network(self, model: Any, example: Any) -> tuple[float, list[tuple[str, dict[str, Any]]]]:
+        kernels = [(k.op, k.config) for k in network_kernels(relax_from_torch(model, example)) if k.op is not None]
+        return float(self.kernels(kernels).sum()), kernels  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["mobilenetv2_100", "resnet18", "ofa"])
+def test_every_conv_and_linear_maps_to_its_kernel(name: str) -> None:
+    if name == "ofa":
+        space = get_space("ofa")
+        arch = space.sample(np.random.default_rng(0))
+        model, example = space.build(arch), torch.randn(*space.input_shape(arch))
+    else:
+        model, example = create_model(name, num_classes=10), torch.randn(1, 3, 32, 32)
+    kernels = [(k.op, k.config) for k in network_kernels(relax_from_torch(model, example)) if k.op is not None]
+    mapping = layer_configs(model, example, kernels)
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert set(mapping) == set(layers)
+
+
+def test_pruning_meets_the_predicted_target_and_stays_a_working_model(tmp_path: Path) -> None:
+    pricer = PseudoPricer()
+    torch.manual_seed(0)
+    model = create_model("mobilenetv2_050", num_classes=10)
+    example = torch.randn(1, 3, 32, 32)
+    base = pricer.network(model, example)[0]
+    result = prune_to_latency(model, example, 0.75 * base, pricer, steps=2, margin=0.0)
+    assert result.predicted_ms <= 0.75 * base and result.steps
+    assert result.predicted_ms == pytest.approx(pricer.network(result.model, example)[0])
+    assert [s.predicted_ms for s in result.steps] == sorted((s.predicted_ms for s in result.steps), reverse=True)
+    pruned = result.model
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
+    assert pruned(example).shape == (1, 10)
+    # Torch-Pruning's state dict rebuilds the pruned shapes on a fresh model.
+    fresh = create_model("mobilenetv2_050", num_classes=10)
+    tp.load_state_dict(fresh, state_dict=tp.state_dict(pruned))
+    assert torch.allclose(fresh.eval()(example), pruned.eval()(example), atol=1e-5)
+    # The baseline prunes every layer by one ratio to the same target.
+    uniform, ratio, ms = uniform_prune(model, example, 0.75 * base, pricer, iterations=4)
+    assert ms <= 0.75 * base and 0 < ratio < 0.9
+    with pytest.raises(UsageError, match="already runs"):
+        prune_to_latency(model, example, 2 * base, pricer)
+
+
+def test_factories_are_loaded_from_files(tmp_path: Path) -> None:
+    (tmp_path / "net.py").write_text("from torch import nn\n\ndef tiny():\n    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())\n")
+    assert isinstance(load_factory(f"{tmp_path / 'net.py'}:tiny"), torch.nn.Module)
+    with pytest.raises(UsageError, match="no function 'nope'"):
+        load_factory(f"{tmp_path / 'net.py'}:nope")
+    with pytest.raises(UsageError, match="not its ONNX graph"):
+        load_factory("model.onnx")
+
+
+@pytest.mark.slow
+def test_prune_cli_meets_the_target_on_the_device(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    with open_workspace(root) as ws:
+        ops = ("conv2d", "dwconv2d", "add", "activation", "dense", "global_avg_pool")
+        profile(ws, "local", ProfileConfig(ops=ops, samples=30, repeat=3, min_repeat_ms=5.0))
+        train_device(ws, "local")
+    (tmp_path / "net.py").write_text(
+        "from edgelat.datasets.zoo import create_model\n\ndef net():\n    return create_model('mobilenetv2_050', num_classes=10)\n"
+    )
+    args = ["prune", "local", f"{tmp_path / 'net.py'}:net", "--speedup", "1.6", "--input-shape", "1,3,32,32", "--pretrain-steps", "20",
+            "--finetune-steps", "3", "--steps", "3", "--out", str(tmp_path / "out"), "--json", "-w", str(root)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert found["measured_ms"] <= found["target_ms"] == pytest.approx(found["baseline_ms"] / 1.6)
+    assert found["measured_ms"] >= 0.8 * found["target_ms"]
+    for name in ("pruned.onnx", "pruned.pt", "pruned_state.pth", "steps.csv", "steps.png", "report.md"):
+        assert (tmp_path / "out" / name).exists(), name
+    model = torch.load(tmp_path / "out" / "pruned.pt", weights_only=False)
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
