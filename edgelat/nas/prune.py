@@ -54,10 +54,11 @@ class _Task(Protocol):
 def _importance(name: str) -> Any:
     import torch_pruning as tp
 
+    # "sum": a channel's share of its group's importance, so cutting deep into a thinned group costs more
     if name == "magnitude":
-        return tp.importance.GroupMagnitudeImportance(p=2)
+        return tp.importance.GroupMagnitudeImportance(p=2, normalizer="sum")
     if name == "taylor":
-        return tp.importance.GroupTaylorImportance()
+        return tp.importance.GroupTaylorImportance(normalizer="sum")
     raise UsageError(f"unknown importance {name!r}; known: {', '.join(IMPORTANCES)}")
 
 
@@ -156,10 +157,11 @@ def _pruned_config(op: str, cfg: dict[str, Any], out_removed: int, in_removed: i
     return new
 
 
-def _counts(channels: int) -> list[int]:
-    """Channel counts a step may remove from a group of ``channels``: multiples of 8 (4, 1 for small groups), at most half."""
+def _counts(channels: int, floor: int) -> list[int]:
+    """Channel counts a step may remove from a group of ``channels``: multiples of 8 (4, 1 for small groups),
+    at most half, never leaving fewer than ``floor``."""
     unit = 8 if channels >= 64 else 4 if channels >= 16 else 1
-    return list(range(unit, channels // 2 + 1, unit))
+    return list(range(unit, min(channels // 2, channels - floor) + 1, unit))
 
 
 def _last_layer(model: nn.Module) -> nn.Module:
@@ -219,6 +221,8 @@ def prune_to_latency(
     if aim >= base_pred:
         raise UsageError(f"the network already runs in {base_meas or base_pred:.2f} ms, within the {target_ms:g} ms target")
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
+    # Every group keeps at least a fifth of the channels it started with.
+    original: dict[nn.Module, int] = {}
     ignored = [_last_layer(model), *ignored_layers]
     result = PruneResult(model, target_ms, base_pred, base_meas, base_acc, base_pred, base_meas, base_acc)
     predicted, step_no, since_measured, misses = base_pred, 0, 0, 0
@@ -252,7 +256,7 @@ def prune_to_latency(
             model.eval()
         mapping = layer_configs(model, example, kernels)
         # Never plan to land more than 5% under the aim when a smaller cut reaches it.
-        choice = _best_candidate(graph, imp, mapping, pricer, ignored, min(goal, predicted - aim), predicted - 0.95 * aim)
+        choice = _best_candidate(graph, imp, mapping, pricer, ignored, min(goal, predicted - aim), predicted - 0.95 * aim, original)
         if choice is None:
             raise EdgelatError(f"nothing left to prune: {predicted:.2f} ms predicted, {aim:.2f} ms aimed at")
         module, handler, idxs = choice
@@ -272,7 +276,14 @@ def prune_to_latency(
 
 
 def _best_candidate(
-    graph: Any, imp: Any, mapping: dict[nn.Module, Kernel], pricer: Pricer, ignored: Sequence[nn.Module], goal: float, most: float
+    graph: Any,
+    imp: Any,
+    mapping: dict[nn.Module, Kernel],
+    pricer: Pricer,
+    ignored: Sequence[nn.Module],
+    goal: float,
+    most: float,
+    original: dict[nn.Module, int],
 ) -> tuple[nn.Module, Any, list[int]] | None:
     """The group and channels that save ``goal`` (but not over ``most``) ms at the least importance.
 
@@ -287,7 +298,7 @@ def _best_candidate(
             continue
         channels = len(scores)
         order = torch.argsort(scores).tolist()
-        counts = _counts(channels)
+        counts = _counts(channels, max(4, -(-original.setdefault(root.target.module, channels) // 5)))
         if not counts:
             continue
         touched: dict[nn.Module, list[int]] = {}
