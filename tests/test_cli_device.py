@@ -22,7 +22,12 @@ def run(*args: str) -> tuple[int, str, str]:
 
 
 def test_presets_are_the_documented_ones() -> None:
-    assert list_presets() == sorted(["local", "rpi4", "rpi5", "jetson-nano", "jetson-orin", "android-arm64"])
+    assert list_presets() == sorted(["local", "rpi4", "rpi5", "jetson-nano", "jetson-orin", "android-arm64", "adapted"])
+
+
+def test_adapted_devices_come_only_from_adapt(tmp_path: Path) -> None:
+    code, _, err = run("device", "add", "phone", "--host", "10.0.0.8", "--preset", "adapted", "-w", str(tmp_path / "w"))
+    assert code == 2 and "edgelat adapt" in err
 
 
 def test_add_list_show_remove(tmp_path: Path) -> None:

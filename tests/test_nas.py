@@ -165,3 +165,13 @@ def test_verification_refits_until_a_measured_pick_meets_the_budget() -> None:
     assert result.chosen is not None and result.chosen.measured_ms <= budget and result.chosen.round == 2
     assert all(v.measured_ms > budget for v in result.verified if v.round == 1)
     assert all(abs(v.error) < 1e-9 for v in result.verified if v.round == 2)
+
+
+def test_nb201_parameters_that_cannot_reach_the_output_do_not_exist() -> None:
+    """A cell whose last node ignores its convs holds no conv weights, so proxies cannot be fooled by them."""
+    space = get_space("nb201")
+    constant = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|none~0|none~1|none~2|"
+    full = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    assert not space.output_depends_on_input(constant) and space.output_depends_on_input(full)
+    count = {a: sum(p.numel() for p in space.build(a).parameters()) for a in (constant, full)}
+    assert count[constant] < count[full] / 10

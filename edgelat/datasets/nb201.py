@@ -37,6 +37,7 @@ __all__ = [
     "arch_to_str",
     "build_nb201",
     "head",
+    "live_nodes",
     "parse_arch",
     "stem",
 ]
@@ -117,12 +118,29 @@ class _Edge(nn.Module):
         return self.op(nodes[self.source])
 
 
+def live_nodes(arch: NB201Arch) -> set[int]:
+    """The computed nodes (1..3) the cell output depends on through non-``none`` edges."""
+    live = {len(arch)}
+    for j in range(len(arch), 0, -1):
+        if j in live:
+            live |= {i for op, i in arch[j - 1] if op != "none" and i > 0}
+    return live
+
+
 class _Cell(nn.Module):
-    """A NAS-Bench-201 cell; ``none`` edges get no module and add nothing."""
+    """A NAS-Bench-201 cell; ``none`` edges get no module and add nothing.
+
+    Nodes the output does not depend on get no modules either: compilers drop them, and
+    parameters that cannot reach the output should not count for anything (proxies count them).
+    """
 
     def __init__(self, arch: NB201Arch, channels: int) -> None:
         super().__init__()
-        self.nodes = nn.ModuleList(nn.ModuleList(_Edge(op, source, channels) for op, source in node if op != "none") for node in arch)
+        live = live_nodes(arch)
+        self.nodes = nn.ModuleList(
+            nn.ModuleList(_Edge(op, source, channels) for op, source in node if op != "none" and j in live)
+            for j, node in enumerate(arch, start=1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]

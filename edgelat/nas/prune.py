@@ -229,7 +229,9 @@ def prune_to_latency(
     names = {m: n for n, m in model.named_modules()}
     goal = (predicted - aim) / steps
     while True:
-        if predicted <= aim or (measure is not None and since_measured >= steps):
+        # Measured every `steps` steps, and after every step once the device is within 25% of the target.
+        close = result.measured_ms is not None and result.measured_ms <= 1.25 * target_ms
+        if predicted <= aim or (measure is not None and since_measured >= (1 if close else steps)):
             if measure is None:
                 break
             # On the device: done if it meets the target, else aim again with the latest measured/predicted ratio.
@@ -328,18 +330,11 @@ def _best_candidate(
                 candidates.append((0 if saving <= most else 1, loss, -saving, root.target.module, root.handler, order[:n]))
                 break
         else:
-            saving = before - float(after[-1])
-            if saving > 0:
-                candidates.append(
-                    (
-                        False,
-                        -saving / max(float(cumulative[counts[-1] - 1]), 1e-12),
-                        -saving,
-                        root.target.module,
-                        root.handler,
-                        order[: counts[-1]],
-                    )
-                )
+            # Falls short of the goal at every size: the size that saves most per unit of importance.
+            per_loss = [(before - float(ms)) / max(float(cumulative[n - 1]), 1e-12) for n, ms in zip(counts, after, strict=True)]
+            j = int(np.argmax(per_loss))
+            if per_loss[j] > 0:
+                candidates.append((2, -per_loss[j], -(before - float(after[j])), root.target.module, root.handler, order[: counts[j]]))
     if not candidates:
         return None
     best = min(candidates, key=lambda c: (c[0], c[1], c[2]))

@@ -108,6 +108,8 @@ def add_device(
     """Add a device reached over SSH. Nothing connects yet (see :func:`trust_device`)."""
     validate_name(name)
     get_preset(preset)
+    if preset == ADAPTED:
+        raise UsageError("adapted devices have no connection and are created by `edgelat adapt NAME --from DEVICE --measurements CSV`")
     if not 1 <= port <= 65535:
         raise UsageError(f"bad port {port}: must be 1-65535")
     if not host or host.startswith("-") or any(c.isspace() for c in host):

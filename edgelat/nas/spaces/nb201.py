@@ -52,10 +52,7 @@ class NB201Space(SearchSpace):
     def blocks(self, arch: str) -> list[str]:
         parsed = nb201.parse_arch(arch)
         # Only nodes the cell output depends on run: the compiler drops the others as dead code.
-        live = {len(parsed)}
-        for j in range(len(parsed), 0, -1):
-            if j in live:
-                live |= {i for op, i in parsed[j - 1] if op != "none" and i > 0}
+        live = nb201.live_nodes(parsed)
         nodes = [",".join(f"{op}~{i}" for op, i in node) for j, node in enumerate(parsed, start=1) if j in live]
         keys = ["stem"]
         for stage in range(len(_RESOLUTIONS)):
