@@ -23,7 +23,7 @@ test: install
 	$(PYTHON) -m pytest -q
 
 bench: install
-	@for b in bench/*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done
 
 lint: install
 	$(PYTHON) -m ruff check edgelat tests bench

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _workspace import DEFAULT, ensure_trained
 from scipy.stats import spearmanr
 
 from edgelat.datasets.tables import load_fbnet_table, load_nb201_table
@@ -37,13 +38,14 @@ KS = (0, 5, 10, 20, 50)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workspace", type=Path, default=Path.home() / ".cache" / "edgelat-bench")
+    parser.add_argument("--workspace", type=Path, default=DEFAULT)
     parser.add_argument("--source", default="local")
     parser.add_argument("--draws", type=int, default=10)
     args = parser.parse_args()
 
     report: dict[str, object] = {"source": args.source, "draws": args.draws, "spaces": {}}
     with open_workspace(args.workspace) as ws:
+        ensure_trained(ws)
         nb201 = load_nb201_table()
         constant = ~nb201["arch"].map(get_space("nb201").output_depends_on_input)
         report["nb201_constant_output_excluded"] = int(constant.sum())

@@ -1,6 +1,6 @@
 """How well training-free proxies rank NAS-Bench-201 networks by CIFAR-10 accuracy, and what they cost.
 
-Draws ``--n`` architectures at random from /work/shared/datasets/nb201_latency_pixel3_gold6226.csv,
+Draws ``--n`` architectures at random from the NAS-Bench-201 table edgelat ships (or ``--csv``),
 builds each network once (seeded like ``ProxyScorer``: ``torch.manual_seed(arch_seed(arch))``),
 scores it with every registered proxy and with the ensemble (mean rank of params, flops, synflow, zico over the
 sample, the same as ProxyScorer("ensemble")), and reports for each:
@@ -27,10 +27,10 @@ import torch
 from scipy.stats import spearmanr
 
 from edgelat.datasets.nb201 import build_nb201
+from edgelat.datasets.tables import load_nb201_table
 from edgelat.nas.proxies import ENSEMBLE, ENSEMBLE_MEMBERS, PROXIES, arch_seed, mean_rank
 
 OUT = Path(__file__).parent / "out"
-CSV = Path("/work/shared/datasets/nb201_latency_pixel3_gold6226.csv")
 INPUT_SHAPE = (1, 3, 32, 32)
 
 
@@ -43,13 +43,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="architectures to sample")
     parser.add_argument("--seed", type=int, default=0, help="seed of the architecture sample")
     parser.add_argument("--threads", type=int, default=1, help="torch threads; 0 keeps torch's default")
-    parser.add_argument("--csv", default=str(CSV))
+    parser.add_argument("--csv", default=None, help="A CSV with arch and cifar10_test_acc columns (default: the shipped table).")
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     OUT.mkdir(exist_ok=True)
 
-    table = pd.read_csv(args.csv)
+    table = pd.read_csv(args.csv) if args.csv else load_nb201_table()
     rows = table.iloc[np.random.default_rng(args.seed).choice(len(table), size=min(args.n, len(table)), replace=False)]
     archs = rows["arch"].tolist()
     acc = rows["cifar10_test_acc"].to_numpy(dtype=np.float64)
@@ -80,7 +80,7 @@ def main() -> None:
     report = {
         "n": n,
         "seed": args.seed,
-        "csv": args.csv,
+        "csv": args.csv or "edgelat/datasets/data/nb201_latency_pixel3_gold6226.csv.gz",
         "torch_threads": torch.get_num_threads(),
         "build_s_per_arch": build_seconds / n,
         "proxies": results,

@@ -29,6 +29,7 @@ from pathlib import Path
 os.environ.setdefault("TVM_NUM_THREADS", "1")
 
 import torch  # noqa: E402
+from _workspace import DEFAULT, ensure_trained  # noqa: E402
 
 from edgelat.datasets.digits import DigitsTask, train  # noqa: E402
 from edgelat.datasets.zoo import create_model  # noqa: E402
@@ -43,7 +44,7 @@ OUT = Path(__file__).parent / "out"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workspace", type=Path, default=Path.home() / ".cache" / "edgelat-bench")
+    parser.add_argument("--workspace", type=Path, default=DEFAULT)
     parser.add_argument("--model", default="mobilenetv2_100")
     parser.add_argument("--speedup", type=float, default=2.0)
     parser.add_argument("--pretrain-steps", type=int, default=300)
@@ -55,6 +56,7 @@ def main() -> None:
     task = DigitsTask(32)
     example = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with open_workspace(args.workspace) as ws:
+        ensure_trained(ws)
         pricer = NetworkPricer(DeviceLatencyModel.load(ws, "local"))
 
         def measure(model: torch.nn.Module) -> float:

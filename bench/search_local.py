@@ -26,6 +26,7 @@ os.environ.setdefault("TVM_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _workspace import DEFAULT, ensure_trained  # noqa: E402
 
 from edgelat.nas import get_space  # noqa: E402
 from edgelat.workflows import device_oracle, search_device  # noqa: E402
@@ -37,14 +38,16 @@ CASES = (("nb201", 10.0), ("nb201", 30.0), ("fbnet", 30.0), ("fbnet", 40.0), ("o
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workspace", type=Path, default=Path.home() / ".cache" / "edgelat-bench")
+    parser.add_argument("--workspace", type=Path, default=DEFAULT)
     parser.add_argument("--population", type=int, default=16)
     parser.add_argument("--generations", type=int, default=8)
+    parser.add_argument("--only", help="Run only this space's cases and update them in the existing report.")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows, speed = [], {}
     with open_workspace(args.workspace) as ws:
-        for space_name, budget in CASES:
+        ensure_trained(ws)
+        for space_name, budget in [c for c in CASES if args.only in (None, c[0])]:
             found = search_device(ws, "local", space_name, budget, population=args.population, generations=args.generations,
                                   out_dir=OUT / "searches" / f"{space_name}-{budget:g}ms")  # fmt: skip
             r = found.as_dict()
@@ -61,6 +64,10 @@ def main() -> None:
             start = time.perf_counter()
             fresh.predict(archs)
             speed[space_name] = len(archs) / (time.perf_counter() - start)
+    if args.only and (OUT / "search_local.json").exists():
+        old = json.loads((OUT / "search_local.json").read_text())
+        rows = [r for r in old["rows"] if r["space"] != args.only] + rows
+        rows.sort(key=lambda r: [c[0] for c in CASES].index(r["space"]))
     report = {"population": args.population, "generations": args.generations, "rows": rows, "oracle_archs_per_s": speed}
     OUT.mkdir(exist_ok=True)
     (OUT / "search_local.json").write_text(json.dumps(report, indent=2))
