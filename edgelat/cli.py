@@ -609,13 +609,37 @@ def search_cmd(
     seed: int = 0,
     recipe: RecipeOpt = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Where the best arch, ONNX, Pareto front and report go.")] = None,
+    then_prune: Annotated[
+        bool, typer.Option("--then-prune", help="Also search at a looser budget and prune that winner to this one; compare.")
+    ] = False,
+    looser: Annotated[float, typer.Option(help="With --then-prune: the looser budget, as a multiple of --latency-ms.")] = 1.3,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Find the best network of a space under a latency budget; verify it on the device."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from edgelat.workflows import search_device
+    from edgelat.workflows import search_device, search_then_prune
+
+    if then_prune:
+        with _ws(workspace) as ws:
+            routes = search_then_prune(
+                ws, device, space, latency_ms, looser=looser, proxy=proxy, recipe=recipe, population=population,
+                generations=generations, rounds=rounds, top_k=top_k, seed=seed, out_dir=out_dir,
+            )  # fmt: skip
+        if json_out:
+            _print_json(routes)
+            return
+        table = Table("route", "arch", "measured ms", "params", "digits accuracy %", title=f"{device}: {space} under {latency_ms:g} ms")
+        for name in ("search_alone", "search_then_prune"):
+            if name in routes and "error" in routes[name]:
+                table.add_row(name.replace("_", " "), routes[name]["error"], "", "", "")
+            elif name in routes:
+                r = routes[name]
+                table.add_row(name.replace("_", " "), r["arch"], f"{r['measured_ms']:.2f}", f"{r['params']:,}", f"{r['accuracy']:.1f}")
+        out.print(table)
+        out.print(f"outputs in {routes['out_dir']}")
+        return
 
     with _ws(workspace) as ws, Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                                         TimeElapsedColumn(), console=err, transient=True) as bar:  # fmt: skip

@@ -47,6 +47,7 @@ __all__ = [
     "prune_device",
     "refit_on_archs",
     "search_device",
+    "search_then_prune",
     "source_features",
 ]
 
@@ -418,3 +419,83 @@ def _plot_prune(rows: list[dict[str, Any]], target_ms: float, path: Path) -> Pat
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def search_then_prune(
+    ws: Workspace,
+    device: str,
+    space_name: str,
+    budget_ms: float,
+    *,
+    looser: float = 1.3,
+    proxy: str = "ensemble",
+    recipe: str | None = None,
+    population: int = 32,
+    generations: int = 20,
+    rounds: int = 3,
+    top_k: int = 3,
+    seed: int = 0,
+    train_steps: int = 200,
+    finetune_steps: int = 30,
+    prune_steps: int = 8,
+    out_dir: str | Path | None = None,
+    on_step: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    """Two routes to ``budget_ms``, side by side: search alone, and search at ``looser`` x the budget then prune.
+
+    Both winners are trained on the digits task for the same number of steps (the pruned one's
+    training is split into its pre-training and its fine-tuning), then compared by measured
+    latency, parameters and validation accuracy. Writes ``routes.json`` and each route's outputs.
+    """
+    import torch
+
+    from edgelat.datasets.digits import DigitsTask, train
+
+    if not looser > 1:
+        raise UsageError(f"--looser must be above 1, got {looser}")
+    out = (
+        Path(out_dir)
+        if out_dir
+        else ws.root / "searches" / f"{device}-{space_name}-{budget_ms:g}ms-then-prune-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    space = get_space(space_name)
+    common = dict(proxy=proxy, recipe=recipe, population=population, generations=generations, rounds=rounds, top_k=top_k, seed=seed)
+    routes: dict[str, Any] = {"budget_ms": budget_ms, "looser": looser}
+    try:
+        alone: DeviceSearch | None = search_device(ws, device, space_name, budget_ms, out_dir=out / "search-alone", **common)  # type: ignore[arg-type]
+    except UsageError as exc:  # e.g. nothing in the space is predicted to fit: pruning may still get there
+        alone = None
+        routes["search_alone"] = {"error": str(exc)}
+    loose = search_device(ws, device, space_name, budget_ms * looser, out_dir=out / "search-looser", **common)  # type: ignore[arg-type]
+    if alone is not None and alone.result.chosen is not None:
+        arch = alone.result.chosen.arch
+        task = DigitsTask(space.input_shape(arch)[2])
+        torch.manual_seed(0)
+        model = train(space.build(arch), task, train_steps + prune_steps * finetune_steps)
+        routes["search_alone"] = {"arch": arch, "measured_ms": alone.result.chosen.measured_ms,
+                                  "params": sum(p.numel() for p in model.parameters()), "accuracy": task.evaluate(model)}  # fmt: skip
+    if loose.result.chosen is None:
+        raise UsageError(f"no verified network met the looser budget {budget_ms * looser:g} ms; nothing to prune")
+    arch = loose.result.chosen.arch
+    if loose.result.chosen.measured_ms <= budget_ms:  # the looser search's winner already fits: nothing to prune
+        task = DigitsTask(space.input_shape(arch)[2])
+        torch.manual_seed(0)
+        model = train(space.build(arch), task, train_steps + prune_steps * finetune_steps)
+        routes["search_then_prune"] = {"arch": arch, "searched_ms": loose.result.chosen.measured_ms, "measured_ms": loose.result.chosen.measured_ms,
+                                       "params": sum(p.numel() for p in model.parameters()), "accuracy": task.evaluate(model),
+                                       "onnx": loose.paths.get("onnx"), "pruned": False}  # fmt: skip
+    else:
+        pruned = prune_device(
+            ws, device, space.build(arch), input_shape=space.input_shape(arch), target_ms=budget_ms, recipe=recipe,
+            steps=prune_steps, pretrain_steps=train_steps, finetune_steps=finetune_steps, out_dir=out / "pruned", on_step=on_step,
+        )  # fmt: skip
+        r = pruned.result
+        routes["search_then_prune"] = {"arch": arch, "searched_ms": loose.result.chosen.measured_ms, "measured_ms": r.measured_ms,
+                                       "params": sum(p.numel() for p in r.model.parameters()), "accuracy": r.accuracy,
+                                       "onnx": pruned.paths["onnx"], "pruned": True}  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    import json
+
+    (out / "routes.json").write_text(json.dumps(routes, indent=2))
+    routes["out_dir"] = str(out)
+    return routes

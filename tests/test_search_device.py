@@ -20,9 +20,10 @@ from edgelat.workspace import open_workspace
 NB201_OPS = ("conv2d", "avg_pool2d", "activation", "add", "mul", "dense", "global_avg_pool")
 
 
-@pytest.mark.slow
-def test_search_cli_returns_a_network_that_meets_its_budget_when_measured(tmp_path: Path) -> None:
-    root = tmp_path / "ws"
+@pytest.fixture(scope="module")
+def nb201_device(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    """A workspace whose local device is trained on the kinds NB201 runs, and a budget some archs meet."""
+    root = tmp_path_factory.mktemp("search") / "ws"
     space = get_space("nb201")
     with open_workspace(root) as ws:
         profile(ws, "local", ProfileConfig(ops=NB201_OPS, samples=12, repeat=3, min_repeat_ms=5.0))
@@ -32,6 +33,13 @@ def test_search_cli_returns_a_network_that_meets_its_budget_when_measured(tmp_pa
         budget = float(np.median([measure_arch(ws, "local", space, a) for a in archs]))
         predicted = device_oracle(ws, "local", space).predict(archs)
         assert np.all(predicted > 0)
+    return root, budget
+
+
+@pytest.mark.slow
+def test_search_cli_returns_a_network_that_meets_its_budget_when_measured(nb201_device: tuple[Path, float], tmp_path: Path) -> None:
+    root, budget = nb201_device
+    space = get_space("nb201")
     out = tmp_path / "out"
     args = ["search", "local", "--space", "nb201", "--latency-ms", f"{budget:.4f}", "--proxy", "params", "--generations", "4",
             "--population", "10", "--top-k", "2", "--rounds", "3", "--out", str(out), "--json", "--workspace", str(root)]  # fmt: skip
@@ -56,3 +64,20 @@ def test_search_cli_needs_a_trained_device(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["search", "local", "--space", "nb201", "--latency-ms", "1", "--workspace", str(tmp_path)])
     assert result.exit_code == 2
     assert "no kernel measurements" in result.output and "edgelat profile local" in result.output
+
+
+@pytest.mark.slow
+def test_search_then_prune_compares_both_routes(nb201_device: tuple[Path, float], tmp_path: Path) -> None:
+    root, budget = nb201_device
+    args = ["search", "local", "--space", "nb201", "--latency-ms", f"{budget:.4f}", "--then-prune", "--looser", "2", "--proxy", "params",
+            "--generations", "3", "--population", "8", "--top-k", "2", "--rounds", "2", "--out", str(tmp_path / "out"), "--json", "-w", str(root)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    routes = json.loads(result.stdout)
+    pruned = routes["search_then_prune"]
+    assert pruned["measured_ms"] <= budget
+    assert pruned["pruned"] == (pruned["searched_ms"] > budget)
+    assert 0 <= pruned["accuracy"] <= 100 and Path(pruned["onnx"]).exists()
+    alone = routes.get("search_alone", {})
+    assert "error" in alone or alone.get("measured_ms", 0) <= budget
+    assert json.loads((tmp_path / "out" / "routes.json").read_text())["budget_ms"] == pytest.approx(budget)
