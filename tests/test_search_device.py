@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from edgelat.cli import app
 from edgelat.nas import get_space
+from edgelat.nas.search import min_latency
 from edgelat.predictors.train import train_device
 from edgelat.profiler.campaign import ProfileConfig, profile
 from edgelat.workflows import device_oracle, measure_arch
@@ -28,12 +29,13 @@ def nb201_device(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]
     with open_workspace(root) as ws:
         profile(ws, "local", ProfileConfig(ops=NB201_OPS, samples=12, repeat=3, min_repeat_ms=5.0))
         train_device(ws, "local")
-        # A budget some but not all architectures meet: the median of a few measured ones.
+        # A budget some but not all architectures meet: the median of a few measured ones, raised if this weakly
+        # trained predictor thinks nothing fits it (then the search would rightly refuse it).
         archs = [space.sample(np.random.default_rng(i)) for i in range(3)]
-        budget = float(np.median([measure_arch(ws, "local", space, a) for a in archs]))
-        predicted = device_oracle(ws, "local", space).predict(archs)
-        assert np.all(predicted > 0)
-    return root, budget
+        oracle = device_oracle(ws, "local", space)
+        assert np.all(oracle.predict(archs) > 0)
+        budget = max(float(np.median([measure_arch(ws, "local", space, a) for a in archs])), 1.3 * min_latency(space, oracle).predicted_ms)
+    return root, round(budget, 4)
 
 
 @pytest.mark.slow
@@ -80,4 +82,4 @@ def test_search_then_prune_compares_both_routes(nb201_device: tuple[Path, float]
     assert 0 <= pruned["accuracy"] <= 100 and Path(pruned["onnx"]).exists()
     alone = routes.get("search_alone", {})
     assert "error" in alone or alone.get("measured_ms", 0) <= budget
-    assert json.loads((tmp_path / "out" / "routes.json").read_text())["budget_ms"] == pytest.approx(budget)
+    assert json.loads((tmp_path / "out" / "routes.json").read_text())["budget_ms"] == pytest.approx(budget, rel=1e-4)
