@@ -461,6 +461,14 @@ def search_then_prune(
     space = get_space(space_name)
     common = dict(proxy=proxy, recipe=recipe, population=population, generations=generations, rounds=rounds, top_k=top_k, seed=seed)
     routes: dict[str, Any] = {"budget_ms": budget_ms, "looser": looser}
+
+    def trained(arch: str) -> dict[str, Any]:
+        """Params and digits accuracy of ``arch`` after as many training steps as a pruned route gets."""
+        task = DigitsTask(space.input_shape(arch)[2])
+        torch.manual_seed(0)
+        model = train(space.build(arch), task, train_steps + prune_steps * finetune_steps)
+        return {"params": sum(p.numel() for p in model.parameters()), "accuracy": task.evaluate(model)}
+
     try:
         alone: DeviceSearch | None = search_device(ws, device, space_name, budget_ms, out_dir=out / "search-alone", **common)  # type: ignore[arg-type]
     except UsageError as exc:  # e.g. nothing in the space is predicted to fit: pruning may still get there
@@ -469,21 +477,13 @@ def search_then_prune(
     loose = search_device(ws, device, space_name, budget_ms * looser, out_dir=out / "search-looser", **common)  # type: ignore[arg-type]
     if alone is not None and alone.result.chosen is not None:
         arch = alone.result.chosen.arch
-        task = DigitsTask(space.input_shape(arch)[2])
-        torch.manual_seed(0)
-        model = train(space.build(arch), task, train_steps + prune_steps * finetune_steps)
-        routes["search_alone"] = {"arch": arch, "measured_ms": alone.result.chosen.measured_ms,
-                                  "params": sum(p.numel() for p in model.parameters()), "accuracy": task.evaluate(model)}  # fmt: skip
+        routes["search_alone"] = {"arch": arch, "measured_ms": alone.result.chosen.measured_ms, **trained(arch)}
     if loose.result.chosen is None:
         raise UsageError(f"no verified network met the looser budget {budget_ms * looser:g} ms; nothing to prune")
     arch = loose.result.chosen.arch
     if loose.result.chosen.measured_ms <= budget_ms:  # the looser search's winner already fits: nothing to prune
-        task = DigitsTask(space.input_shape(arch)[2])
-        torch.manual_seed(0)
-        model = train(space.build(arch), task, train_steps + prune_steps * finetune_steps)
         routes["search_then_prune"] = {"arch": arch, "searched_ms": loose.result.chosen.measured_ms, "measured_ms": loose.result.chosen.measured_ms,
-                                       "params": sum(p.numel() for p in model.parameters()), "accuracy": task.evaluate(model),
-                                       "onnx": loose.paths.get("onnx"), "pruned": False}  # fmt: skip
+                                       **trained(arch), "onnx": loose.paths.get("onnx"), "pruned": False}  # fmt: skip
     else:
         pruned = prune_device(
             ws, device, space.build(arch), input_shape=space.input_shape(arch), target_ms=budget_ms, recipe=recipe,
