@@ -43,12 +43,19 @@ def test_estimators_follow_the_sklearn_contract() -> None:
         assert est.fit(X, y) is est
         assert clone(est).get_params() == est.get_params()
         assert accuracy_metrics(y.to_numpy(), est.predict(X))["within_10"] > 50
-    # Monotone in work: more FLOPs never predicts less.
-    model = KernelLatencyRegressor(n_estimators=100).fit(X, y)
+    # Without the prior: monotone in work, more FLOPs never predicts less.
+    model = KernelLatencyRegressor(n_estimators=100, prior=False).fit(X, y)
     grid = X.iloc[[0] * 20].copy()
     grid["flops"] = np.linspace(1e6, 1e8, 20)
     grid["log_flops"] = np.log1p(grid["flops"])
     assert np.all(np.diff(model.predict(grid)) >= 0)
+    # With it (the default), latency keeps scaling with work beyond the training range, where trees alone flatten.
+    far = X.iloc[[0]].copy()
+    far["flops"] = 1e9
+    far["log_flops"] = np.log1p(far["flops"])
+    truth = 1e-8 * 1e9 + 1e-6 * far["bytes"].iloc[0] + 0.01
+    assert abs(KernelLatencyRegressor(n_estimators=100).fit(X, y).predict(far)[0] / truth - 1) < 0.2
+    assert abs(model.predict(far)[0] / truth - 1) > 0.5
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +121,11 @@ def test_schema_mismatch_is_a_clear_error(trained: Path, tmp_path: Path) -> None
     meta["feature_schema"] = 0
     meta_file.write_text(json.dumps(meta))
     with open_workspace(copy) as ws, pytest.raises(UsageError, match="feature schema 0"):
+        DeviceLatencyModel.load(ws, "local")
+    meta["feature_schema"] = FEATURE_SCHEMA_VERSION
+    del meta["model_format"]  # saved by an edgelat before the prior
+    meta_file.write_text(json.dumps(meta))
+    with open_workspace(copy) as ws, pytest.raises(UsageError, match="model format 1.*retrain"):
         DeviceLatencyModel.load(ws, "local")
 
 

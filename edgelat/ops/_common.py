@@ -65,6 +65,12 @@ def loop_features(prefix: str, extent: int) -> dict[str, float]:
     }
 
 
+def twos(x: int) -> float:
+    """How many times 2 divides ``x``: power-of-two strides alias in the cache, which untuned loops feel."""
+    x = int(x)
+    return float((x & -x).bit_length() - 1) if x > 0 else 0.0
+
+
 def size_features(flops: float, in_bytes: float, param_bytes: float, out_bytes: float, epilogue: str, out_elems: float) -> dict[str, float]:
     """The features every kind shares: work, traffic, intensity, and the epilogue's cost."""
     total = in_bytes + param_bytes + out_bytes

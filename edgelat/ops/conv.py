@@ -19,6 +19,7 @@ from edgelat.ops._common import (
     perturb,
     pick_seed,
     size_features,
+    twos,
 )
 from edgelat.ops.epilogue import EpilogueBuilder, match_epilogue
 from edgelat.ops.lowering import FusedGroup
@@ -138,6 +139,10 @@ class Conv2d(OpSpec):
                 "ohw": oh * ow,
                 **loop_features("ow", ow),
                 **loop_features("w_in", cfg["w"]),
+                "twos_w": twos(cfg["w"]),
+                "twos_hw": twos(cfg["h"] * cfg["w"]),
+                "twos_plane": twos(cin * cfg["h"] * cfg["w"]),
+                "twos_cout": twos(cout),
             }
         )
         return feats

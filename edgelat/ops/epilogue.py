@@ -17,7 +17,9 @@ is profiled is what networks run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+import types
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tvm import relax
@@ -118,15 +120,18 @@ def match_epilogue(calls: Sequence[TirCall], values: Sequence[Any] | None = None
     return "+".join(tokens)
 
 
-def epilogue_counts(epilogue: str) -> dict[str, float]:
-    """Feature counts of an epilogue: ops, transcendental ops, extra full-size inputs."""
+@functools.lru_cache(maxsize=4096)
+def epilogue_counts(epilogue: str) -> Mapping[str, float]:
+    """Feature counts of an epilogue: ops, transcendental ops, extra full-size inputs (read-only: cached per epilogue)."""
     tokens = split_epilogue(epilogue)
-    return {
-        "ep_ops": float(len(tokens)),
-        "ep_transcendental": float(sum(t.split(".")[0] in TRANSCENDENTAL for t in tokens)),
-        "ep_full_inputs": float(sum(t.endswith((".t", ".x")) for t in tokens)),
-        "ep_channel_inputs": float(sum(t.endswith(".c") for t in tokens)),
-    }
+    return types.MappingProxyType(
+        {
+            "ep_ops": float(len(tokens)),
+            "ep_transcendental": float(sum(t.split(".")[0] in TRANSCENDENTAL for t in tokens)),
+            "ep_full_inputs": float(sum(t.endswith((".t", ".x")) for t in tokens)),
+            "ep_channel_inputs": float(sum(t.endswith(".c") for t in tokens)),
+        }
+    )
 
 
 class EpilogueBuilder:

@@ -15,7 +15,7 @@ import pandas as pd
 from edgelat.errors import UsageError
 from edgelat.ops import get_op
 from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
-from edgelat.predictors.estimators import FlopsLinear, KernelLatencyRegressor, make_baselines
+from edgelat.predictors.estimators import MODEL_FORMAT, FlopsLinear, KernelLatencyRegressor, make_baselines
 from edgelat.workspace import Workspace
 
 __all__ = ["OpReport", "TrainReport", "accuracy_metrics", "feature_frame", "model_dir", "train_device"]
@@ -40,9 +40,10 @@ def accuracy_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 @dataclass
 class OpReport:
     op: str
-    n_train: int
-    n_test: int
-    # model name -> metrics on the held-out split
+    # configs measured; each is held out once, in one of ``folds`` folds
+    n: int
+    folds: int
+    # model name -> metrics over the out-of-fold predictions
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
@@ -81,13 +82,18 @@ def default_recipe(ws: Workspace, device: str) -> str:
 
 
 def train_device(
-    ws: Workspace, device: str, recipe: str | None = None, *, test_size: float = 0.2, seed: int = 0, min_samples: int = 8
+    ws: Workspace, device: str, recipe: str | None = None, *, folds: int = 5, seed: int = 0, min_samples: int = 8
 ) -> TrainReport:
-    """Fit one regressor per op kind on ``device``'s measurements and save it in the workspace."""
+    """Fit one regressor per op kind on ``device``'s measurements and save it in the workspace.
+
+    Accuracy is cross-validated: every config is predicted once by models fitted on the other
+    folds (a single 20% split left 20 test configs for most kinds, 5 points a config).
+    """
     import joblib
     import sklearn
     import tvm
     import xgboost
+    from sklearn.model_selection import KFold
 
     import edgelat
 
@@ -99,20 +105,19 @@ def train_device(
     out = model_dir(ws, device, recipe)
     out.mkdir(parents=True, exist_ok=True)
     reports, skipped, saved = [], {}, {}
-    rng = np.random.default_rng(seed)
     for op, group in data.groupby("op"):
         if len(group) < min_samples:
             skipped[str(op)] = f"{len(group)} measurements, fewer than {min_samples}"
             continue
         X = feature_frame(str(op), [json.loads(p) for p in group["params"]])
         y = group["median_ms"].to_numpy()
-        order = rng.permutation(len(group))
-        n_test = max(1, int(round(len(group) * test_size)))
-        test, train = order[:n_test], order[n_test:]
-        report = OpReport(str(op), len(train), len(test))
+        splits = list(KFold(n_splits=min(folds, len(group)), shuffle=True, random_state=seed).split(X))
+        report = OpReport(str(op), len(group), len(splits))
         for name, model in {"xgboost": KernelLatencyRegressor(), **make_baselines()}.items():
-            model.fit(X.iloc[train], y[train])
-            report.metrics[name] = accuracy_metrics(y[test], model.predict(X.iloc[test]))
+            out_of_fold = np.empty(len(y))
+            for train, test in splits:
+                out_of_fold[test] = model.fit(X.iloc[train], y[train]).predict(X.iloc[test])
+            report.metrics[name] = accuracy_metrics(y, out_of_fold)
         joblib.dump(KernelLatencyRegressor().fit(X, y), out / f"{op}.joblib")
         joblib.dump(FlopsLinear().fit(X, y), out / f"{op}.flops.joblib")  # the baseline networks are compared with
         saved[str(op)] = {"n": len(group), "features": list(X.columns), "held_out": report.metrics}
@@ -122,6 +127,7 @@ def train_device(
         "device": device,
         "recipe": recipe,
         "feature_schema": FEATURE_SCHEMA_VERSION,
+        "model_format": MODEL_FORMAT,
         "dataset_hash": dataset_hash,
         "versions": {
             "edgelat": edgelat.__version__,
