@@ -25,7 +25,7 @@ from edgelat.workflows import search_then_prune  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
 
 OUT = Path(__file__).parent / "out"
-CASES = [("nb201", 9.0, 1.3), ("fbnet", 30.0, 1.3), ("fbnet", 30.0, 1.6)]
+CASES = [("nb201", 9.0, 1.3), ("fbnet", 30.0, 1.3)]
 
 
 def main() -> None:
