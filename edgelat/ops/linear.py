@@ -8,7 +8,7 @@ import numpy as np
 import tvm
 from tvm.relax import op as R
 
-from edgelat.ops._common import Config, choice, log_uniform_int, loop_features, perturb, pick_seed, size_features
+from edgelat.ops._common import Config, choice, log_uniform_int, loop_features, perturb, pick_seed, size_features, twos
 from edgelat.ops.epilogue import ACTIVATIONS, EpilogueBuilder, match_epilogue
 from edgelat.ops.lowering import FusedGroup
 from edgelat.ops.registry import OpSpec, register_op
@@ -42,7 +42,7 @@ class Dense(OpSpec):
     def features(self, cfg: Config) -> dict[str, float]:
         m, k, n = cfg["m"], cfg["k"], cfg["n"]
         feats = size_features(2.0 * m * k * n, 4.0 * m * k, 4.0 * k * n, 4.0 * m * n, cfg["epilogue"], m * n)
-        feats.update({"m": m, "k": k, "n": n, **loop_features("n", n), **loop_features("k", k)})
+        feats.update({"m": m, "k": k, "n": n, **loop_features("n", n), **loop_features("k", k), "twos_n": twos(n), "twos_k": twos(k)})
         return feats
 
     def match(self, group: FusedGroup) -> Config | None:
