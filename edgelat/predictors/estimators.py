@@ -5,9 +5,11 @@ traffic (latency = a*FLOPs + b*bytes + c*elements + d*epilogue work, fitted for 
 and XGBoost learning log(latency / prior) on top of it. Trees are piecewise constant, so on log
 latency alone a leaf cannot follow latency as work grows inside it; on the ratio to a prior that
 already scales with work, they only learn how efficiency varies (5-fold CV on 855 local conv2d
-kernels: 59% -> 79% within 10%; 628 depthwise: 43% -> 71%). The baselines are fitted on the same features and split for comparison:
-:class:`FlopsLinear` (latency proportional to FLOPs and bytes), a random forest (nn-Meter's
-choice) and :class:`NearestNeighbour` (a lookup table of measured configs).
+kernels: 59% -> 79% within 10%; 628 depthwise: 43% -> 71%).
+
+The baselines are fitted on the same features and folds for comparison: :class:`FlopsLinear`
+(latency proportional to FLOPs and bytes), a random forest (nn-Meter's choice) and
+:class:`NearestNeighbour` (a lookup table of measured configs).
 """
 
 from __future__ import annotations
