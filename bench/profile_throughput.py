@@ -122,11 +122,11 @@ def main() -> None:
     ops = [o for o in list_ops() if not get_op(o).composite]
     report: dict = {"machine": os.uname().machine, "threads": os.environ["TVM_NUM_THREADS"]}
     with tempfile.TemporaryDirectory(prefix="edgelat-bench-") as tmp, open_workspace(Path(tmp) / "ws") as ws:
-        configs = plan_configs(ops, args.samples, seed=1)
+        configs = plan_configs(ops, args.samples, seed=1, weighted=False)
         report["build_per_min_local"] = build_rate(configs, "local", ws.cache_dir)
         report["build_per_min_aarch64"] = build_rate(configs, "rpi4", Path(tmp) / "arm-cache")
         start = time.perf_counter()
-        result = profile(ws, "local", ProfileConfig(ops=tuple(ops), samples=args.samples, seed=1))
+        result = profile(ws, "local", ProfileConfig(ops=tuple(ops), samples=args.samples, seed=1, weighted=False))
         report["measured_per_min_local"] = result.measured / (time.perf_counter() - start) * 60
         rows = ws.db.execute("SELECT cv, unstable, status FROM measurements WHERE campaign_id = ?", (result.campaign_id,)).fetchall()
         cvs = [r["cv"] for r in rows if r["status"] == "ok"]

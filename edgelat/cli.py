@@ -228,8 +228,15 @@ def profile_cmd(
     device: str,
     ops: Annotated[Optional[str], typer.Option(help="Comma-separated op kinds (default: all). See `edgelat ops`.")] = None,
     samples: Annotated[
-        int, typer.Option(help="Configurations per op kind (100 took 9 minutes on a 2-core EPYC VM; 20 proved too few for useful models).")
+        int,
+        typer.Option(
+            help="Configurations per op kind, times the kind's weight (conv2d 4x, dwconv2d 3x, dense 2x: they carry most of a "
+            "network's latency). 20 proved too few for useful models."
+        ),
     ] = 100,
+    weighted: Annotated[
+        bool, typer.Option("--weighted/--unweighted", help="Weight the heavy kinds (--unweighted: exactly --samples of each kind).")
+    ] = True,
     minutes: Annotated[Optional[float], typer.Option(help="Stop after this many minutes (resumable).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Threads per kernel (default: the device's).")] = None,
     recipe: Annotated[str, typer.Option(help="Compile recipe: default (untuned) or tuned.")] = "default",
@@ -248,6 +255,7 @@ def profile_cmd(
     cfg = ProfileConfig(
         ops=tuple(o.strip() for o in ops.split(",") if o.strip()) if ops else (),
         samples=samples,
+        weighted=weighted,
         minutes=minutes,
         threads=threads,
         recipe=recipe,

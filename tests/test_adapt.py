@@ -102,7 +102,7 @@ def test_adapt_cli_creates_a_device_that_predicts_like_any_other(tmp_path: Path)
     root = tmp_path / "ws"
     csv = tmp_path / "phone.csv"
     with open_workspace(root) as ws:
-        profile(ws, "local", ProfileConfig(ops=("dense", "activation"), samples=14, repeat=3, min_repeat_ms=5.0))
+        profile(ws, "local", ProfileConfig(ops=("dense", "activation"), samples=14, repeat=3, min_repeat_ms=5.0, weighted=False))
         train_device(ws, "local")
         rows = []
         for width in (32, 64, 128, 256, 512, 768):

@@ -11,14 +11,14 @@ from tvm.script import tirx as T
 
 from edgelat.datasets.store import export_measurements, measurements_frame
 from edgelat.errors import UsageError
-from edgelat.ops import OpSpec, register_op, unregister_op
+from edgelat.ops import OpSpec, config_id, register_op, unregister_op
 from edgelat.profiler import inventory
 from edgelat.profiler.campaign import CampaignInterrupted, ProfileConfig, plan_configs, profile
 from edgelat.workspace import Workspace
 from tests.sshd import SSHServer
 
 # Fast timing: these tests check the path, not the numbers.
-FAST = {"repeat": 3, "min_repeat_ms": 2.0, "build_workers": 0}
+FAST = {"repeat": 3, "min_repeat_ms": 2.0, "build_workers": 0, "weighted": False}
 
 
 def _rows(ws: Workspace, campaign_id: int | None = None) -> list[dict]:
@@ -27,10 +27,19 @@ def _rows(ws: Workspace, campaign_id: int | None = None) -> list[dict]:
 
 
 def test_plan_is_reproducible_and_interleaved() -> None:
-    a = plan_configs(["conv2d", "add"], 3, seed=5)
-    assert a == plan_configs(["conv2d", "add"], 3, seed=5)
+    a = plan_configs(["conv2d", "add"], 3, seed=5, weighted=False)
+    assert a == plan_configs(["conv2d", "add"], 3, seed=5, weighted=False)
     assert [op for op, _ in a] == ["conv2d", "add"] * 3
-    assert a != plan_configs(["conv2d", "add"], 3, seed=6)
+    assert a != plan_configs(["conv2d", "add"], 3, seed=6, weighted=False)
+
+
+def test_weighted_plan_draws_more_of_the_heavy_kinds_in_proportion() -> None:
+    plan = plan_configs(["add", "conv2d", "dense"], 3, seed=5)
+    ops = [op for op, _ in plan]
+    assert (ops.count("conv2d"), ops.count("dense"), ops.count("add")) == (12, 6, 3)
+    assert len({config_id(op, c) for op, c in plan}) == 21
+    # Every third of the plan holds a third of each kind: a campaign stopped early keeps the mix.
+    assert sorted(ops[:7]) == ["add", "conv2d", "conv2d", "conv2d", "conv2d", "dense", "dense"]
 
 
 def test_small_campaign_on_local(ws: Workspace, tmp_path: Path) -> None:

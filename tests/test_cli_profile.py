@@ -16,7 +16,7 @@ runner = CliRunner()
 def test_profile_20_conv2d_then_export(tmp_path: Path) -> None:
     w = str(tmp_path / "W")
     result = runner.invoke(
-        app, ["profile", "local", "--ops", "conv2d", "--samples", "20", "--repeat", "3", "--min-repeat-ms", "5", "--workspace", w]
+        app, ["profile", "local", "--ops", "conv2d", "--samples", "20", "--unweighted", "--repeat", "3", "--min-repeat-ms", "5", "--workspace", w]
     )
     assert result.exit_code == 0, result.stderr
     assert "conv2d" in result.stdout and "20/20 kernels stored" in result.stdout

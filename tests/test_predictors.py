@@ -63,7 +63,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace whose local device has dense and activation kernels measured and models trained."""
     root = tmp_path_factory.mktemp("trained")
     with open_workspace(root) as ws:
-        profile(ws, "local", ProfileConfig(ops=("dense", "activation"), samples=14, repeat=3, min_repeat_ms=5.0))
+        profile(ws, "local", ProfileConfig(ops=("dense", "activation"), samples=14, repeat=3, min_repeat_ms=5.0, weighted=False))
         report = train_device(ws, "local")
     assert {r.op for r in report.ops} == {"dense", "activation"}
     return root

@@ -27,7 +27,7 @@ def nb201_device(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]
     root = tmp_path_factory.mktemp("search") / "ws"
     space = get_space("nb201")
     with open_workspace(root) as ws:
-        profile(ws, "local", ProfileConfig(ops=NB201_OPS, samples=12, repeat=3, min_repeat_ms=5.0))
+        profile(ws, "local", ProfileConfig(ops=NB201_OPS, samples=12, repeat=3, min_repeat_ms=5.0, weighted=False))
         train_device(ws, "local")
         # A budget some but not all architectures meet: the median of a few measured ones, raised if this weakly
         # trained predictor thinks nothing fits it (then the search would rightly refuse it).

@@ -36,8 +36,8 @@ def out_size(size: int, k: int, stride: int, pad: int, dilation: int) -> int:
     return (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
 
 
-@register_op("conv2d", depthwise=False, description="2-D convolution (dense or grouped), NCHW, + fused epilogue")
-@register_op("dwconv2d", depthwise=True, description="depthwise 2-D convolution, NCHW, + fused epilogue")
+@register_op("conv2d", depthwise=False, sample_weight=4.0, description="2-D convolution (dense or grouped), NCHW, + fused epilogue")
+@register_op("dwconv2d", depthwise=True, sample_weight=3.0, description="depthwise 2-D convolution, NCHW, + fused epilogue")
 class Conv2d(OpSpec):
     params = ("n", "cin", "h", "w", "cout", "k", "stride", "pad", "groups", "dilation", "epilogue")
     depthwise: bool = False

@@ -16,7 +16,7 @@ from edgelat.ops.registry import OpSpec, register_op
 DENSE_EPILOGUES = ("", "add.c", "add.c+relu", "add.c+tir_clip", "add.c+" + ACTIVATIONS["hswish"], "add.c+gelu")
 
 
-@register_op("dense", description="fully connected layer: (m, k) x (k, n) + fused epilogue")
+@register_op("dense", sample_weight=2.0, description="fully connected layer: (m, k) x (k, n) + fused epilogue")
 class Dense(OpSpec):
     params = ("m", "k", "n", "epilogue")
 

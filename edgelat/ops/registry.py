@@ -42,6 +42,9 @@ class OpSpec:
     # A composite kind lowers to several kernels and is profiled as their sum; networks'
     # kernels never match it (they match the kinds it is made of).
     composite: ClassVar[bool] = False
+    # How many configs a weighted campaign draws of this kind, per ``samples``: the kinds that
+    # carry most of a network's latency (convolutions, dense) and vary most get more.
+    sample_weight: ClassVar[float] = 1.0
 
     def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
         """A random configuration: a real-network seed (when given) perturbed, or drawn from scratch."""

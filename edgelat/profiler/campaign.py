@@ -40,8 +40,10 @@ class ProfileConfig:
 
     # Op kinds to profile; empty means every registered kind.
     ops: tuple[str, ...] = ()
-    # Configurations per op kind (ignored when ``minutes`` is set and the plan runs long).
+    # Configurations per op kind (ignored when ``minutes`` is set and the plan runs long), times
+    # the kind's ``sample_weight`` when ``weighted`` (conv2d 4x, dwconv2d 3x, dense 2x).
     samples: int = 100
+    weighted: bool = True
     # Exact (op, config) pairs to profile instead of sampled ones, e.g. the kernels of a network.
     configs: tuple[tuple[str, dict[str, Any]], ...] = ()
     # Wall-clock budget; None means until the plan is done.
@@ -102,24 +104,25 @@ class CampaignInterrupted(EdgelatError):
 
 
 def plan_configs(
-    ops: Sequence[str], samples: int, seed: int, seeds: dict[str, list[dict[str, Any]]] | None = None
+    ops: Sequence[str], samples: int, seed: int, seeds: dict[str, list[dict[str, Any]]] | None = None, *, weighted: bool = True
 ) -> list[tuple[str, dict[str, Any]]]:
-    """A reproducible plan: ``samples`` distinct configs per op, interleaved across ops."""
+    """A reproducible plan: ``samples`` distinct configs per op (times its ``sample_weight`` when
+    ``weighted``), interleaved across ops."""
     per_op: list[list[tuple[str, dict[str, Any]]]] = []
     for index, op in enumerate(ops):
         spec = get_op(op)
+        wanted = max(1, round(samples * spec.sample_weight)) if weighted else samples
         rng = np.random.default_rng([seed, index, 7919])
         chosen: dict[str, dict[str, Any]] = {}
-        for _ in range(samples * 20):  # bounded: a tiny config space may not hold `samples` distinct configs
+        for _ in range(wanted * 20):  # bounded: a tiny config space may not hold `wanted` distinct configs
             cfg = spec.sample(rng, (seeds or {}).get(op, []))
             chosen.setdefault(config_id(op, cfg), cfg)
-            if len(chosen) >= samples:
+            if len(chosen) >= wanted:
                 break
         per_op.append([(op, cfg) for cfg in chosen.values()])
-    plan = []
-    for i in range(max((len(p) for p in per_op), default=0)):
-        plan.extend(p[i] for p in per_op if i < len(p))
-    return plan
+    # Interleaved in proportion, so a campaign stopped early holds every kind in its share.
+    order = sorted((i / len(p), k, i) for k, p in enumerate(per_op) for i in range(len(p)))
+    return [per_op[k][i] for _, k, i in order]
 
 
 def _stats(seconds: list[float]) -> dict[str, float]:
@@ -213,7 +216,7 @@ def _create_campaign(ws: Workspace, device: Device, cfg: ProfileConfig, target: 
     else:
         ops = list(cfg.ops) or [op for op in list_ops() if not getattr(get_op(op), "composite", False)]
         samples = cfg.samples if cfg.minutes is None else max(cfg.samples, 500)
-        plan = plan_configs(ops, samples, cfg.seed, _seed_configs())
+        plan = plan_configs(ops, samples, cfg.seed, _seed_configs(), weighted=cfg.weighted)
     for op in ops:
         get_op(op)
     ids = [config_id(op, c) for op, c in plan]
