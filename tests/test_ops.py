@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from edgelat.datasets.shapes import real_network_configs
 from edgelat.errors import UnknownOpError, UsageError
 from edgelat.ops import config_id, fuse, fused_groups, get_op, list_ops
 
@@ -34,6 +35,21 @@ def test_features_are_finite_and_grow_with_size(op: str) -> None:
     feats = spec.features(cfg)
     assert feats and all(math.isfinite(v) for v in feats.values())
     assert feats["bytes"] > 0 and feats["out_elems"] > 0
+
+
+@pytest.mark.parametrize("op", list_ops())
+def test_features_of_a_batch_equal_each_configs_own(op: str) -> None:
+    """Training and prediction featurize many configs at once: the same numbers, row by row, as one at a time."""
+    spec = get_op(op)
+    seeds = real_network_configs().get(op, [])
+    rng = np.random.default_rng(3)
+    configs = [spec.sample(rng, seeds) for _ in range(60)]
+    names = list(spec.features(configs[0]))
+    one_by_one = np.array([[spec.features(c)[n] for n in names] for c in configs], dtype=float)
+    assert np.array_equal(spec.feature_matrix(configs, names), one_by_one)
+    table = spec.feature_table(configs)
+    assert list(table.columns) == names and np.array_equal(table.to_numpy(), one_by_one)
+    assert len({tuple(r) for r in one_by_one}) > 1  # the draws differ, so rows are not all alike
 
 
 def test_sampling_is_reproducible_and_uses_seeds() -> None:

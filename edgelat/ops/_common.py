@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from edgelat.ops.epilogue import epilogue_counts
 
@@ -67,39 +68,67 @@ def pick_seed(rng: np.random.Generator, seeds: Sequence[Config], p_seed: float =
     return None
 
 
-def loop_features(prefix: str, extent: int) -> dict[str, float]:
+def loop_features(prefix: str, extent: Any) -> dict[str, Any]:
     """How well an innermost loop of ``extent`` vectorises: untuned TVM code lives or dies by it."""
     return {
-        prefix: float(extent),
-        f"{prefix}_mod4": float(extent % 4),
-        f"{prefix}_mod8": float(extent % 8),
-        f"{prefix}_mod16": float(extent % 16),
+        prefix: 1.0 * extent,
+        f"{prefix}_mod4": extent % 4,
+        f"{prefix}_mod8": extent % 8,
+        f"{prefix}_mod16": extent % 16,
     }
 
 
-def twos(x: int) -> float:
+# Feature functions take one config (scalars) or a column of configs (numpy arrays, one entry per
+# config) and compute the same values either way: the helpers below are written for both.
+
+
+def twos(x: Any) -> Any:
     """How many times 2 divides ``x``: power-of-two strides alias in the cache, which untuned loops feel."""
-    x = int(x)
-    return float((x & -x).bit_length() - 1) if x > 0 else 0.0
+    if np.ndim(x) == 0:
+        x = int(x)
+        return float((x & -x).bit_length() - 1) if x > 0 else 0.0
+    a = np.asarray(x, dtype=np.int64)
+    return np.where(a > 0, np.log2(np.maximum(a & -a, 1)), 0.0)
 
 
-def size_features(flops: float, in_bytes: float, param_bytes: float, out_bytes: float, epilogue: str, out_elems: float) -> dict[str, float]:
+def per_config(fn: Callable[[Any], float], values: Any) -> Any:
+    """``fn`` of one config's value, or of each value of a column (for fields that are strings)."""
+    if isinstance(values, np.ndarray):
+        return np.fromiter((fn(v) for v in values), dtype=float, count=len(values))
+    return fn(values)
+
+
+def where(condition: Any, yes: Any, no: Any) -> Any:
+    """``yes if condition else no``, for one config or a column."""
+    return np.where(condition, yes, no) if isinstance(condition, np.ndarray) else (yes if condition else no)
+
+
+def size_features(flops: Any, in_bytes: Any, param_bytes: Any, out_bytes: Any, epilogue: Any, out_elems: Any) -> dict[str, Any]:
     """The features every kind shares: work, traffic, intensity, and the epilogue's cost."""
     total = in_bytes + param_bytes + out_bytes
     feats = {
         "flops": flops,
-        "log_flops": math.log1p(flops),
+        "log_flops": np.log1p(flops),
         "bytes": total,
-        "log_bytes": math.log1p(total),
+        "log_bytes": np.log1p(total),
         "in_bytes": in_bytes,
         "param_bytes": param_bytes,
         "out_bytes": out_bytes,
-        "intensity": flops / max(total, 1.0),
+        "intensity": flops / np.maximum(total, 1.0),
         "out_elems": out_elems,
-        "log_out_elems": math.log1p(out_elems),
+        "log_out_elems": np.log1p(out_elems),
     }
-    counts = epilogue_counts(epilogue)
+    counts = epilogue_columns(epilogue)
     feats.update(counts)
     feats["ep_work"] = out_elems * (counts["ep_ops"] + 8.0 * counts["ep_transcendental"])
     feats["ep_bytes"] = 4.0 * out_elems * (counts["ep_full_inputs"])
     return feats
+
+
+def epilogue_columns(epilogue: Any) -> Mapping[str, Any]:
+    """:func:`epilogue_counts` of one epilogue string, or of each string of a column (counted once per distinct string)."""
+    if isinstance(epilogue, str):
+        return epilogue_counts(epilogue)
+    codes, distinct = pd.factorize(np.asarray(epilogue, dtype=object))
+    table = [epilogue_counts(e) for e in distinct]
+    return {key: np.array([t[key] for t in table], dtype=float)[codes] for key in epilogue_counts("")}

@@ -45,7 +45,7 @@ class Binary(OpSpec):
 
     def features(self, cfg: Config) -> dict[str, float]:
         elems = cfg["n"] * cfg["c"] * cfg["h"] * cfg["w"]
-        feats = size_features(float(elems), 8.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
+        feats = size_features(1.0 * elems, 8.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
         return {**feats, "c": cfg["c"], "h": cfg["h"], "hw": cfg["h"] * cfg["w"], **loop_features("w", cfg["w"])}
 
     def match(self, group: FusedGroup) -> Config | None:
@@ -86,7 +86,7 @@ class Activation(OpSpec):
 
     def features(self, cfg: Config) -> dict[str, float]:
         elems = cfg["n"] * cfg["c"] * cfg["h"] * cfg["w"]
-        feats = size_features(float(elems), 4.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
+        feats = size_features(1.0 * elems, 4.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
         return {**feats, "c": cfg["c"], "h": cfg["h"], "hw": cfg["h"] * cfg["w"], **loop_features("w", cfg["w"])}
 
     def match(self, group: FusedGroup) -> Config | None:

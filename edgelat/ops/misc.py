@@ -8,10 +8,14 @@ import numpy as np
 import tvm
 from tvm.relax import op as R
 
-from edgelat.ops._common import SPATIAL, Config, choice, log_uniform_int, loop_features, perturb, pick_seed, size_features
+from edgelat.ops._common import SPATIAL, Config, choice, log_uniform_int, loop_features, per_config, perturb, pick_seed, size_features
 from edgelat.ops.epilogue import ACTIVATIONS, EpilogueBuilder, match_epilogue
 from edgelat.ops.lowering import FusedGroup
 from edgelat.ops.registry import OpSpec, register_op
+
+
+def _total_channels(channels: str) -> int:
+    return sum(int(c) for c in channels.split("+"))
 
 
 @register_op("concat", description="channel concatenation of 2-8 NCHW tensors (+ fused epilogue)")
@@ -37,10 +41,17 @@ class Concat(OpSpec):
         return EpilogueBuilder().build(body)
 
     def features(self, cfg: Config) -> dict[str, float]:
-        chans = [int(c) for c in cfg["channels"].split("+")]
-        elems = cfg["n"] * sum(chans) * cfg["h"] * cfg["w"]
-        feats = size_features(0.0, 4.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
-        feats.update({"inputs": float(len(chans)), "c_min": float(min(chans)), "h": cfg["h"], **loop_features("w", cfg["w"])})
+        channels = cfg["channels"]
+        elems = cfg["n"] * per_config(_total_channels, channels) * cfg["h"] * cfg["w"]
+        feats = size_features(0.0 * elems, 4.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
+        feats.update(
+            {
+                "inputs": per_config(lambda s: len(s.split("+")), channels),
+                "c_min": per_config(lambda s: min(int(c) for c in s.split("+")), channels),
+                "h": cfg["h"],
+                **loop_features("w", cfg["w"]),
+            }
+        )
         return feats
 
     def match(self, group: FusedGroup) -> Config | None:
@@ -98,7 +109,7 @@ class ChannelShuffle(OpSpec):
 
     def features(self, cfg: Config) -> dict[str, float]:
         elems = cfg["n"] * cfg["c"] * cfg["h"] * cfg["w"]
-        feats = size_features(0.0, 4.0 * elems, 0.0, 4.0 * elems, "", elems)
+        feats = size_features(0.0 * elems, 4.0 * elems, 0.0, 4.0 * elems, "", elems)
         feats.update(
             {
                 "groups": cfg["groups"],

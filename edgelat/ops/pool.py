@@ -8,7 +8,18 @@ import numpy as np
 import tvm
 from tvm.relax import op as R
 
-from edgelat.ops._common import SPATIAL, Config, choice, log_uniform_int, loop_features, perturb, pick_seed, size_features
+from edgelat.ops._common import (
+    SPATIAL,
+    Config,
+    choice,
+    log_uniform_int,
+    loop_features,
+    per_config,
+    perturb,
+    pick_seed,
+    size_features,
+    where,
+)
 from edgelat.ops.conv import out_size
 from edgelat.ops.epilogue import ACTIVATIONS, EpilogueBuilder, match_epilogue
 from edgelat.ops.lowering import FusedGroup
@@ -49,12 +60,12 @@ class Pool2d(OpSpec):
         return EpilogueBuilder().build(body)
 
     def features(self, cfg: Config) -> dict[str, float]:
-        extra = cfg["stride"] - 1 if cfg["ceil"] else 0
+        extra = where(cfg["ceil"], cfg["stride"] - 1, 0)
         oh = out_size(cfg["h"] + extra, cfg["k"], cfg["stride"], cfg["pad"], 1)
         ow = out_size(cfg["w"] + extra, cfg["k"], cfg["stride"], cfg["pad"], 1)
         out_elems = cfg["n"] * cfg["c"] * oh * ow
         feats = size_features(
-            float(out_elems * cfg["k"] ** 2),
+            1.0 * out_elems * cfg["k"] ** 2,
             4.0 * cfg["n"] * cfg["c"] * cfg["h"] * cfg["w"],
             0.0,
             4.0 * out_elems,
@@ -118,11 +129,9 @@ class GlobalAvgPool(OpSpec):
 
     def features(self, cfg: Config) -> dict[str, float]:
         n, c, h, w = cfg["n"], cfg["c"], cfg["h"], cfg["w"]
-        has_scale = "multiply.x" in cfg["epilogue"]
-        out_elems = n * c * h * w if has_scale else n * c
-        feats = size_features(
-            float(n * c * h * w), 4.0 * n * c * h * w * (2 if has_scale else 1), 0.0, 4.0 * out_elems, cfg["epilogue"], out_elems
-        )
+        scales = per_config(lambda e: "multiply.x" in e, cfg["epilogue"])  # the SE's scale fused in: a full-size output
+        out_elems = where(scales, n * c * h * w, n * c)
+        feats = size_features(1.0 * n * c * h * w, 4.0 * n * c * h * w * (1 + scales), 0.0, 4.0 * out_elems, cfg["epilogue"], out_elems)
         feats.update({"c": c, "h": h, "hw": h * w, **loop_features("w", w)})
         return feats
 

@@ -5,7 +5,8 @@ An op kind holds everything edgelat knows about it, in one place:
 - ``params``: the names of its configuration fields (a config is a flat dict);
 - ``sample(rng, seeds)``: a configuration drawn around shapes of real networks;
 - ``emit(cfg)``: the Relax function that computes it, anchor op plus fused epilogue;
-- ``features(cfg)``: the feature vector training and prediction both use;
+- ``features(cfg)``: the feature vector training and prediction both use (of one config, or
+  of a batch of configs as columns);
 - ``match(group)``: how it is recognised among the fused kernels of a network.
 
 Epilogues are tuples of tokens naming the elementwise ops TVM fused after the anchor, in
@@ -21,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+import pandas as pd
 import tvm
 
 from edgelat.errors import UnknownOpError, UsageError
@@ -54,8 +56,24 @@ class OpSpec:
         """The Relax module (function ``main``) computing this op with its epilogue."""
         raise NotImplementedError
 
-    def features(self, cfg: Config) -> dict[str, float]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
+        """The feature vector of one config, or of many at once: ``cfg`` may map each field to a
+        numpy column (one entry per config), and then every feature is a column too (or a scalar
+        that holds for all). Write it with arithmetic and numpy, so one function serves both."""
         raise NotImplementedError
+
+    def feature_matrix(self, configs: Sequence[Config], names: Sequence[str]) -> np.ndarray:
+        """Features ``names`` of many configs, one row each: :meth:`features` on columns."""
+        n = len(configs)
+        feats = self.features(_columns(configs, self.params))
+        return (
+            np.column_stack([np.broadcast_to(np.asarray(feats[name], dtype=float), (n,)) for name in names]) if names else np.empty((n, 0))
+        )
+
+    def feature_table(self, configs: Sequence[Config]) -> pd.DataFrame:
+        """All features of many configs, one row each, as a frame: what training fits on."""
+        feats = self.features(_columns(configs, self.params)) if configs else {}
+        return pd.DataFrame({name: np.broadcast_to(np.asarray(v, dtype=float), (len(configs),)) for name, v in feats.items()})
 
     def match(self, group: FusedGroup) -> Config | None:
         """The configuration of ``group`` if it is a kernel of this kind, else None."""
@@ -74,6 +92,15 @@ class OpSpec:
         usual = {"n": 1, "dilation": 1, "groups": 1, "ceil": 0, "include_pad": 0, "concat": 0, "split": 0}
         shown = " ".join(f"{k}={v}" for k, v in cfg.items() if k != "epilogue" and usual.get(k) != v)
         return shown + (f" +{cfg['epilogue']}" if cfg.get("epilogue") else "")
+
+
+def _columns(configs: Sequence[Config], params: Sequence[str]) -> dict[str, np.ndarray]:
+    """Configs as columns: one numpy array per field (strings as objects)."""
+    columns = {}
+    for p in params:
+        values = [c[p] for c in configs]
+        columns[p] = np.array(values, dtype=object if values and isinstance(values[0], str) else None)
+    return columns
 
 
 _OPS: dict[str, OpSpec] = {}

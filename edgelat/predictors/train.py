@@ -22,9 +22,8 @@ __all__ = ["OpReport", "TrainReport", "accuracy_metrics", "feature_frame", "mode
 
 
 def feature_frame(op: str, configs: list[dict[str, Any]]) -> pd.DataFrame:
-    """The one feature function, for training and prediction alike: the registry's, per config."""
-    spec = get_op(op)
-    return pd.DataFrame([spec.features(c) for c in configs])
+    """The one feature function, for training and prediction alike: the registry's, on all configs at once."""
+    return get_op(op).feature_table(configs)
 
 
 def accuracy_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
