@@ -64,16 +64,16 @@ class OpSpec:
 
     def feature_matrix(self, configs: Sequence[Config], names: Sequence[str]) -> np.ndarray:
         """Features ``names`` of many configs, one row each: :meth:`features` on columns."""
-        n = len(configs)
         feats = self.features(_columns(configs, self.params))
-        return (
-            np.column_stack([np.broadcast_to(np.asarray(feats[name], dtype=float), (n,)) for name in names]) if names else np.empty((n, 0))
-        )
+        out = np.empty((len(configs), len(names)))
+        for j, name in enumerate(names):
+            out[:, j] = feats[name]  # a column, or a scalar that holds for every config
+        return out
 
     def feature_table(self, configs: Sequence[Config]) -> pd.DataFrame:
         """All features of many configs, one row each, as a frame: what training fits on."""
-        feats = self.features(_columns(configs, self.params)) if configs else {}
-        return pd.DataFrame({name: np.broadcast_to(np.asarray(v, dtype=float), (len(configs),)) for name, v in feats.items()})
+        names = list(self.features(configs[0])) if configs else []
+        return pd.DataFrame(self.feature_matrix(configs, names), columns=names)
 
     def match(self, group: FusedGroup) -> Config | None:
         """The configuration of ``group`` if it is a kernel of this kind, else None."""
