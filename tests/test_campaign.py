@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ from edgelat.datasets.store import export_measurements, measurements_frame
 from edgelat.errors import UsageError
 from edgelat.ops import OpSpec, config_id, register_op, unregister_op
 from edgelat.profiler import inventory
-from edgelat.profiler.campaign import CampaignInterrupted, ProfileConfig, plan_configs, profile
+from edgelat.profiler.builds import BuildRequest, BuiltKernel
+from edgelat.profiler.campaign import CampaignInterrupted, ProfileConfig, _batches, plan_configs, profile
 from edgelat.workspace import Workspace
 from tests.sshd import SSHServer
 
@@ -40,6 +42,44 @@ def test_weighted_plan_draws_more_of_the_heavy_kinds_in_proportion() -> None:
     assert len({config_id(op, c) for op, c in plan}) == 21
     # Every third of the plan holds a third of each kind: a campaign stopped early keeps the mix.
     assert sorted(ops[:7]) == ["add", "conv2d", "conv2d", "conv2d", "conv2d", "dense", "dense"]
+
+
+class _RecordingBuilder:
+    """Builds nothing; remembers how many builds were asked for."""
+
+    def __init__(self) -> None:
+        self.submitted = 0
+
+    def submit(self, req: BuildRequest) -> Future[BuiltKernel]:
+        self.submitted += 1
+        done: Future[BuiltKernel] = Future()
+        done.set_result(BuiltKernel(key=str(self.submitted), lib=None))
+        return done
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_builds_pause_while_a_batch_is_timed_on_this_machine(overlap: bool) -> None:
+    plan = plan_configs(["add"], 40, seed=0, weighted=False)
+    configs = {config_id(op, c): (op, c) for op, c in plan}
+    builder = _RecordingBuilder()
+    cfg = ProfileConfig(batch=8)
+    chunks = _batches(list(configs), builder, configs, {"kind": "llvm"}, None, "x86_64", cfg, overlap=overlap)  # type: ignore[arg-type]
+    timed, ahead = 0, []
+    for chunk in chunks:  # the body of this loop is where the device times the chunk
+        timed += len(chunk)
+        ahead.append(builder.submitted - timed)  # builds asked for beyond what was handed out to time
+    assert timed == 40
+    assert max(ahead) == (cfg.batch if overlap else 0)
+
+
+def test_the_machine_itself_is_recognised_whatever_the_transport() -> None:
+    assert inventory.Device("local", "local").shares_host_cpu
+    assert inventory.Device("lo", "local", host="127.0.0.1").shares_host_cpu
+    assert inventory.Device("lo6", "local", host="::1").shares_host_cpu
+    assert inventory.Device("lh", "local", host="localhost").shares_host_cpu
+    assert not inventory.Device("pi", "rpi4", host="192.168.1.20").shares_host_cpu
+    assert not inventory.Device("pi", "rpi4", host="pi.lan").shares_host_cpu
+    assert not inventory.Device("hop", "rpi4", host="127.0.0.1", jump="gateway").shares_host_cpu  # a tunnel ends elsewhere
 
 
 def test_small_campaign_on_local(ws: Workspace, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import sys
@@ -55,6 +56,20 @@ class Device:
     @property
     def is_local(self) -> bool:
         return self.host is None and not self.is_adapted
+
+    @property
+    def shares_host_cpu(self) -> bool:
+        """This machine, directly or over SSH to a loopback address: host-side work (builds) competes with timing."""
+        if self.is_local:
+            return True
+        if self.host is None or self.jump:
+            return False
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
 
     @property
     def is_adapted(self) -> bool:
