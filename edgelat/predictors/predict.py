@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gc
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,10 +79,6 @@ class DeviceLatencyModel:
         Each distinct (op, config) is featurized and predicted once per model and remembered:
         networks and batches of networks repeat most of their kernels.
         """
-        with _gc_paused(len(items) > 10_000):
-            return self._predict(items)
-
-    def _predict(self, items: Sequence[tuple[str, dict[str, Any]]]) -> np.ndarray:
         # Keyed by op, field names and values in the config's own order, one flat tuple (not sorted: a fifth
         # of the time): the same config in another key order is only predicted once more, never confused.
         keys = [(op, *cfg, *cfg.values()) for op, cfg in items]
@@ -102,20 +96,6 @@ class DeviceLatencyModel:
             ms = model.predict_array(get_op(op).feature_matrix(list(configs.values()), list(model.feature_names_in_)))
             memo.update(zip(configs, ms.tolist(), strict=True))
         return np.fromiter(map(memo.__getitem__, keys), dtype=float, count=len(keys))
-
-
-@contextmanager
-def _gc_paused(pause: bool) -> Iterator[None]:
-    """Pause the cyclic garbage collector: big batches allocate ~100k key tuples and no cycles, and
-    the collector's passes over the growing memo took a third of the time."""
-    if not pause or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 @dataclass
