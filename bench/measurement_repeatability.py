@@ -6,7 +6,10 @@ timing (what `local` does), builds overlapped with timing (what remote devices d
 both. Pairs of runs are compared: the share of kernels whose two medians agree within ±5% and
 ±10%. This bounds what any predictor can score against held-out kernels on this machine.
 
-Usage: python bench/measurement_repeatability.py [--per-op 20] [--out DIR]
+Then, side by side in one process, a few kernels are timed alone and while two build workers
+compile other kernels, alternating (``--builds-only`` runs just this part).
+
+Usage: python bench/measurement_repeatability.py [--per-op 20] [--out DIR] [--builds-only]
 Writes bench/out/measurement_repeatability.json.
 """
 
@@ -47,7 +50,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-op", type=int, default=20)
     parser.add_argument("--out", default=None, help="where the four workspaces go (default: a temporary directory)")
+    parser.add_argument("--builds-only", action="store_true", help="only time kernels alone vs beside builds")
     args = parser.parse_args()
+    report_file = OUT / "measurement_repeatability.json"
+    if args.builds_only:
+        report = json.loads(report_file.read_text()) if report_file.exists() else {}
+        report["beside_builds"] = beside_builds()
+        report_file.write_text(json.dumps(report, indent=2))
+        return
     from edgelat.datasets.shapes import real_network_configs
 
     ops = [op for op in list_ops() if not get_op(op).composite]
@@ -74,8 +84,9 @@ def main() -> None:
             "turns": agreement(medians["turns-1"], medians["turns-2"], op_keys)["within_10"],
             "overlap": agreement(medians["overlap-1"], medians["overlap-2"], op_keys)["within_10"],
         }
+    report["beside_builds"] = beside_builds()
     OUT.mkdir(exist_ok=True)
-    (OUT / "measurement_repeatability.json").write_text(json.dumps(report, indent=2))
+    report_file.write_text(json.dumps(report, indent=2))
     print(
         f"\n{len(keys)} kernels, each measured in four runs\n\n| runs compared | within ±5% | within ±10% | p90 abs log ratio |\n|---|---|---|---|"
     )
@@ -84,6 +95,61 @@ def main() -> None:
     print("\n| op | within ±10%, builds taking turns | within ±10%, builds overlapped |\n|---|---|---|")
     for op, m in report["per_op_within_10"].items():
         print(f"| {op} | {m['turns']:.0f}% | {m['overlap']:.0f}% |")
+
+
+def beside_builds(rounds: int = 4) -> dict:
+    """Kernels timed alone and while the build pool compiles other kernels, alternating; their ratio."""
+    import platform
+    import statistics
+
+    import tvm
+
+    from edgelat.profiler.builds import Builder, BuildRequest, build_kernel
+    from edgelat.profiler.presets import get_preset
+
+    target, arch, dev = get_preset("local").target(), platform.machine(), tvm.cpu(0)
+    cache = tempfile.mkdtemp(prefix="edgelat-probe-")
+    probes = []
+    for op, cfg in plan_configs(["conv2d", "dwconv2d", "add", "dense"], 2, seed=3, weighted=False):
+        built = build_kernel(BuildRequest(op, cfg, target, None, arch), cache)
+        module, kernel = tvm.runtime.load_module(built.lib), built.kernels[0]
+        arrays = [
+            tvm.runtime.tensor(np.random.default_rng(0).uniform(0.1, 1, size=shape).astype(dtype), dev) for shape, dtype in kernel["args"]
+        ]
+        module[kernel["name"]](*arrays)
+        start = time.perf_counter()
+        module[kernel["name"]](*arrays)
+        number = max(1, int(0.04 / max(time.perf_counter() - start, 1e-7) + 0.999))
+        probes.append((op, module.time_evaluator(kernel["name"], dev, number=number, repeat=7), arrays))
+    ops = [op for op in list_ops() if not get_op(op).composite]
+    ms: dict[str, list[list[float]]] = {"alone": [], "beside builds": []}
+    with Builder(Path(tempfile.mkdtemp(prefix="edgelat-bg-")), None) as builder:
+        for r in range(rounds):
+            for mode in ms:
+                futures = []
+                if mode == "beside builds":  # a fresh cache each round, so the workers really compile
+                    background = plan_configs(ops, 3, seed=100 + r, weighted=False)
+                    builder.cache_dir = tempfile.mkdtemp(prefix="edgelat-bg-")
+                    futures = [builder.submit(BuildRequest(op, cfg, target, None, arch)) for op, cfg in background]
+                    time.sleep(1.0)  # let the workers start
+                ms[mode].append([statistics.median(timer(*arrays).results) * 1000 for _, timer, arrays in probes])
+                for future in futures:
+                    future.result()
+    ratio = np.array(ms["beside builds"]) / np.array(ms["alone"])
+    result = {
+        "kernels": [op for op, _, _ in probes],
+        "rounds": rounds,
+        "median_ratio": float(np.median(ratio)),
+        "max_ratio": float(ratio.max()),
+        "alone_ms": np.median(ms["alone"], axis=0).tolist(),
+        "beside_builds_ms": np.median(ms["beside builds"], axis=0).tolist(),
+    }
+    print(
+        f"\nbeside builds / alone, {len(probes)} kernels x {rounds} rounds: median {result['median_ratio']:.3f}, max {result['max_ratio']:.2f}"
+    )
+    for op, a, b in zip(result["kernels"], result["alone_ms"], result["beside_builds_ms"], strict=True):
+        print(f"  {op}: {a:.4f} ms alone, {b:.4f} ms beside builds")
+    return result
 
 
 if __name__ == "__main__":

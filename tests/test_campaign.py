@@ -200,7 +200,7 @@ def test_bad_input(ws: Workspace) -> None:
 @pytest.mark.slow
 def test_tuned_recipe_tunes_once_and_reuses_records(ws: Workspace) -> None:
     """MetaSchedule candidates are timed by the agent; a second campaign finds the records."""
-    cfg = ProfileConfig(ops=("dense",), samples=1, recipe="tuned", trials=4, repeat=3, min_repeat_ms=2.0)
+    cfg = ProfileConfig(ops=("dense",), samples=1, weighted=False, recipe="tuned", trials=4, repeat=3, min_repeat_ms=2.0)
     first = profile(ws, "local", cfg)
     (row,) = _rows(ws, first.campaign_id)
     assert row["status"] == "ok" and row["recipe"] == "tuned" and row["tune_s"] > 0
@@ -211,3 +211,29 @@ def test_tuned_recipe_tunes_once_and_reuses_records(ws: Workspace) -> None:
     second = profile(ws, "local", cfg)
     (again,) = _rows(ws, second.campaign_id)
     assert again["status"] == "ok" and again["tune_s"] < row["tune_s"] / 2
+
+
+@pytest.mark.slow
+def test_tuned_network_build_reuses_the_campaigns_records_and_tunes_only_what_is_missing(ws: Workspace) -> None:
+    import torch
+
+    from edgelat.ops.network import relax_from_torch
+    from edgelat.profiler.e2e import measure_network
+
+    def workloads() -> int:
+        return sum(len(f.read_text().splitlines()) for f in (ws.root / "tuning" / "local").glob("*workload*.json"))
+
+    def net(n_out: int) -> object:
+        return relax_from_torch(torch.nn.Sequential(torch.nn.Linear(64, n_out), torch.nn.ReLU()), torch.randn(1, 64))
+
+    # The network's one kernel (dense 1x64x32 + bias + relu), profiled tuned first.
+    kernel = ("dense", {"m": 1, "k": 64, "n": 32, "epilogue": "add.c+relu"})
+    profile(ws, "local", ProfileConfig(configs=(kernel,), recipe="tuned", trials=4, repeat=3, min_repeat_ms=2.0))
+    tuned = workloads()
+    assert tuned >= 1
+    same = measure_network(ws, "local", net(32), recipe="tuned", trials=4, repeat=3, min_repeat_ms=5.0, per_kernel=False)
+    assert same.recipe == "tuned" and same.median_ms > 0
+    assert workloads() == tuned  # found in the campaign's records: nothing tuned again
+    other = measure_network(ws, "local", net(48), recipe="tuned", trials=4, repeat=3, min_repeat_ms=5.0, per_kernel=False)
+    assert other.median_ms > 0
+    assert workloads() == tuned + 1  # a kernel no campaign tuned: tuned now, and only it

@@ -95,6 +95,9 @@ class TuneOutcome:
     searched: bool
 
 
+MODULE_EQUALITY = "anchor-block"
+
+
 class KernelTuner:
     """Tunes PrimFuncs for one device and target, keeping every record in one database."""
 
@@ -102,7 +105,10 @@ class KernelTuner:
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.target = tvm.target.Target({**target, "num-cores": threads})
-        self.database = ms.database.JSONDatabase(work_dir=str(self.work_dir))
+        # Kernels are told apart by their anchor block (the conv, matmul, pool...): a network's
+        # kernel finds the record of the profiled kernel whose epilogue differs only in form
+        # (``b + x`` where the profiled one has ``x + b``), and the trace is applied to it.
+        self.database = ms.database.JSONDatabase(work_dir=str(self.work_dir), module_equality=MODULE_EQUALITY)
         self._artifacts = tempfile.TemporaryDirectory(prefix="edgelat-ms-")
         self.builder = SharedLibraryBuilder(self._artifacts.name, cross_compiler)
         self.runner = AgentRunner(measure)
@@ -111,7 +117,7 @@ class KernelTuner:
         """The best schedule of ``func`` (searching ``trials`` candidates unless already tuned)."""
         mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
         start = time.perf_counter()
-        schedule = ms.tir_integration.compile_tir(self.database, mod, self.target)
+        schedule = self._lookup(mod)
         searched = schedule is None
         if searched:
             with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="logs-") as logs:
@@ -125,11 +131,21 @@ class KernelTuner:
                     runner=self.runner,
                     database=self.database,
                     num_tuning_cores=1,
+                    module_equality=MODULE_EQUALITY,
                 )
-            schedule = ms.tir_integration.compile_tir(self.database, mod, self.target)
+            schedule = self._lookup(mod)
         if schedule is None:
             raise RuntimeError("MetaSchedule found no valid candidate")
         return TuneOutcome(schedule.mod["main"], time.perf_counter() - start, trials if searched else 0, searched)
+
+    def _lookup(self, mod: tvm.IRModule) -> Any:
+        """The schedule of ``mod`` from the best record with the same anchor block, or None."""
+        record = self.database.query_tuning_record(mod, self.target, "main")
+        if record is None:
+            return None
+        sch = tvm.s_tir.Schedule(mod)
+        ms.trace_apply.schedule_using_anchor_trace(sch, record.trace, self.target)
+        return sch
 
     def close(self) -> None:
         self._artifacts.cleanup()
