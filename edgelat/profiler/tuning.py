@@ -105,9 +105,11 @@ class KernelTuner:
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.target = tvm.target.Target({**target, "num-cores": threads})
-        # Kernels are told apart by their anchor block (the conv, matmul, pool...): a network's
-        # kernel finds the record of the profiled kernel whose epilogue differs only in form
-        # (``b + x`` where the profiled one has ``x + b``), and the trace is applied to it.
+        # Kernels are told apart by their anchor block (the conv, matmul, pool...), whatever their
+        # epilogue: a network's kernel finds the record of a profiled kernel with the same anchor even
+        # where the epilogue differs (``b + x`` for ``x + b``, or another activation), and the anchor's
+        # trace is applied to it (epilogue blocks inlined), as MetaSchedule's Relax integration does.
+        # So a campaign tunes each anchor once; kernels sharing it get its schedule.
         self.database = ms.database.JSONDatabase(work_dir=str(self.work_dir), module_equality=MODULE_EQUALITY)
         self._artifacts = tempfile.TemporaryDirectory(prefix="edgelat-ms-")
         self.builder = SharedLibraryBuilder(self._artifacts.name, cross_compiler)
