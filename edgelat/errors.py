@@ -7,7 +7,8 @@ Every error edgelat raises on purpose derives from :class:`EdgelatError`::
     │   ├── UnknownPresetError
     │   ├── UnknownDeviceError
     │   ├── DuplicateDeviceError
-    │   └── UnknownOpError
+    │   ├── UnknownOpError
+    │   └── ModelImportError       a network file or module that cannot be imported (names the node)
     ├── HostKeyError               SSH host key problems (never silently accepted)
     │   ├── UnknownHostKeyError    host not in known_hosts; says how to trust it
     │   └── ChangedHostKeyError    key differs from the recorded one; always refused
@@ -34,6 +35,7 @@ __all__ = [
     "DuplicateDeviceError",
     "EdgelatError",
     "HostKeyError",
+    "ModelImportError",
     "ProtocolMismatchError",
     "RemoteCommandError",
     "StoreError",
@@ -68,6 +70,10 @@ class DuplicateDeviceError(UsageError):
 
 class UnknownOpError(UsageError):
     pass
+
+
+class ModelImportError(UsageError):
+    """A network (ONNX file or torch module) that cannot be read or imported; the message names the node."""
 
 
 class HostKeyError(EdgelatError):

@@ -12,7 +12,7 @@ one of the modules here (or your own module)::
         def match(self, group): ...
 """
 
-from edgelat.ops import conv, elementwise, linear, misc, pool  # noqa: F401  (registers the kinds)
+from edgelat.ops import conv, elementwise, layout, linear, misc, pool, reduce, resize  # noqa: F401  (registers the kinds)
 from edgelat.ops.lowering import FUSION_PIPELINE_VERSION, FusedGroup, TirCall, fuse, fused_groups, kernel_funcs
 from edgelat.ops.registry import FEATURE_SCHEMA_VERSION, Config, OpSpec, config_id, get_op, list_ops, register_op, unregister_op
 

@@ -68,6 +68,25 @@ def pick_seed(rng: np.random.Generator, seeds: Sequence[Config], p_seed: float =
     return None
 
 
+def numel(shape: Sequence[int]) -> int:
+    return int(math.prod(shape))
+
+
+def as_nchw(shape: Sequence[int] | None) -> tuple[int, int, int, int] | None:
+    """Any tensor shape as the (n, c, h, w) of an elementwise kernel over the same elements.
+
+    Elementwise work depends on how many elements there are and how long the innermost loop is,
+    not on the rank: a (tokens, dim) tensor is ``(1, 1, tokens, dim)``, a 5-D one merges its
+    leading dims.
+    """
+    if shape is None or len(shape) == 0:
+        return None
+    dims = tuple(int(d) for d in shape)
+    if len(dims) > 4:
+        dims = (numel(dims[:-3]), *dims[-3:])
+    return (1,) * (4 - len(dims)) + dims  # type: ignore[return-value]
+
+
 def loop_features(prefix: str, extent: Any) -> dict[str, Any]:
     """How well an innermost loop of ``extent`` vectorises: untuned TVM code lives or dies by it."""
     return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import tvm
@@ -155,8 +156,11 @@ class Conv2d(OpSpec):
         if x is None or w is None or len(x) != 4 or w[2] != w[3]:
             return None
         a = first.attrs
-        pads, strides, dil = a["padding"], a["strides"], a["dilation"]
-        if len(set(pads)) != 1 or len(set(strides)) != 1 or len(set(dil)) != 1:
+        strides, dil = a["strides"], a["dilation"]
+        if len(set(strides)) != 1 or len(set(dil)) != 1:
+            return None
+        pad = symmetric_pad(x[2:], w[2], strides[0], dil[0], a["padding"])
+        if pad is None:
             return None
         groups = int(a["groups"])
         depthwise = groups == x[1] and w[0] == x[1] and groups > 1
@@ -173,11 +177,94 @@ class Conv2d(OpSpec):
             "cout": w[0],
             "k": w[2],
             "stride": strides[0],
-            "pad": pads[0],
+            "pad": pad,
             "groups": groups,
             "dilation": dil[0],
             "epilogue": epilogue,
         }
 
 
-__all__ = ["BN", "Conv2d", "out_size"]
+def symmetric_pad(hw: tuple[int, ...], k: int, stride: int, dilation: int, padding: list[int]) -> int | None:
+    """The symmetric padding that computes what ``padding`` does (top, left, bottom, right, or one value per side).
+
+    TF-style "same" padding pads one side more (``F.pad(x, (0, 1, 0, 1))`` before a stride-2 conv);
+    the symmetric pad with the same output size does the same work on the same window count.
+    """
+    pads = list(padding) * (4 // len(padding)) if len(padding) in (1, 2) else list(padding)
+    if len(pads) != 4:
+        return None
+    if len(set(pads)) == 1:
+        return pads[0]
+    chosen = set()
+    for size, total in ((hw[0], pads[0] + pads[2]), (hw[1], pads[1] + pads[3])):
+        want = out_size(size + total, k, stride, 0, dilation)
+        fits = [p for p in (total // 2, (total + 1) // 2) if out_size(size, k, stride, p, dilation) == want]
+        if not fits:
+            return None
+        chosen.add(fits[0])
+    return chosen.pop() if len(chosen) == 1 else None
+
+
+@register_op("conv2d_transpose", sample_weight=1.0, description="transposed 2-D convolution (upsampling decoders), NCHW, + fused epilogue")
+class Conv2dTranspose(OpSpec):
+    # out_pad: output_padding, extra rows and columns on one side of the output.
+    params = ("n", "cin", "h", "w", "cout", "k", "stride", "pad", "out_pad", "groups", "epilogue")
+
+    def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
+        seed = pick_seed(rng, seeds)
+        if seed is not None:
+            hw = perturb(rng, seed["h"], spread=0.3, lo=2)
+            return {**seed, "h": hw, "w": hw, "cin": perturb(rng, seed["cin"], multiple=8), "cout": perturb(rng, seed["cout"], multiple=8)}
+        for _ in range(100):
+            k, stride = choice(rng, ((2, 2), (2, 2), (4, 2), (3, 2), (3, 1)))
+            pad = (k - stride + 1) // 2 if k > stride else 0
+            cfg = {"n": 1, "cin": log_uniform_int(rng, 8, 256, 8), "h": choice(rng, SPATIAL[:9]), "cout": log_uniform_int(rng, 8, 256, 8),
+                   "k": k, "stride": stride, "pad": pad, "out_pad": int(k == 3 and stride == 2), "groups": 1,
+                   "epilogue": choice(rng, ("", "add.c", "add.c+relu", "add.c+relu"))}  # fmt: skip
+            cfg["w"] = cfg["h"]
+            if self.features(cfg)["flops"] <= MAX_SAMPLED_FLOPS:
+                return {p: cfg[p] for p in self.params}
+        raise RuntimeError("could not draw a transposed conv under the FLOPs cap")  # pragma: no cover
+
+    @staticmethod
+    def _out_hw(cfg: Config) -> tuple[Any, Any]:
+        return tuple((cfg[d] - 1) * cfg["stride"] - 2 * cfg["pad"] + cfg["k"] + cfg["out_pad"] for d in ("h", "w"))  # type: ignore[return-value]
+
+    def emit(self, cfg: Config) -> tvm.IRModule:
+        def body(b: EpilogueBuilder):  # noqa: ANN202
+            x = b.input((cfg["n"], cfg["cin"], cfg["h"], cfg["w"]), "x")
+            w = b.input((cfg["cin"], cfg["cout"] // cfg["groups"], cfg["k"], cfg["k"]), "w")
+            y = b.emit(R.nn.conv2d_transpose(x, w, strides=cfg["stride"], padding=cfg["pad"], output_padding=cfg["out_pad"], groups=cfg["groups"]))
+            return b.epilogue(y, cfg["epilogue"], x_shape=(cfg["n"], cfg["cout"], *self._out_hw(cfg)), anchor_input=x)
+
+        return EpilogueBuilder().build(body)
+
+    def features(self, cfg: Config) -> dict[str, Any]:
+        oh, ow = self._out_hw(cfg)
+        n, cin, cout, k, g = cfg["n"], cfg["cin"], cfg["cout"], cfg["k"], cfg["groups"]
+        macs = n * cin * cfg["h"] * cfg["w"] * (cout // g) * k * k
+        out_elems = n * cout * oh * ow
+        feats = size_features(2.0 * macs, 4.0 * n * cin * cfg["h"] * cfg["w"], 4.0 * cin * (cout // g) * k * k, 4.0 * out_elems, cfg["epilogue"], out_elems)
+        feats.update({"cin": cin, "cout": cout, "h": cfg["h"], "oh": oh, "k": k, "stride": cfg["stride"], "groups": g,
+                      "reduction": (cin // g) * k * k, "ohw": oh * ow, **loop_features("ow", ow)})  # fmt: skip
+        return feats
+
+    def match(self, group: FusedGroup) -> Config | None:
+        first = group.calls[0]
+        if first.op != "conv2d_transpose" or len(first.args) != 2 or first.attrs is None:
+            return None
+        x, w = first.args
+        if x is None or w is None or len(x) != 4 or w[2] != w[3]:
+            return None
+        a = first.attrs
+        if len(set(a["strides"])) != 1 or len(set(a["padding"])) != 1 or len(set(a["output_padding"])) != 1 or set(a["dilation"]) != {1}:
+            return None
+        epilogue = match_epilogue(group.calls[1:])
+        if epilogue is None:
+            return None
+        groups = int(a["groups"])
+        return {"n": x[0], "cin": x[1], "h": x[2], "w": x[3], "cout": w[1] * groups, "k": w[2], "stride": a["strides"][0],
+                "pad": a["padding"][0], "out_pad": a["output_padding"][0], "groups": groups, "epilogue": epilogue}  # fmt: skip
+
+
+__all__ = ["BN", "Conv2d", "Conv2dTranspose", "out_size", "symmetric_pad"]

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import tvm
 
-from edgelat.ops._common import BN, SPATIAL, Config, choice, log_uniform_int, loop_features, perturb, pick_seed, size_features
-from edgelat.ops.epilogue import ACTIVATIONS, BINARY, UNARY, EpilogueBuilder, match_epilogue
+from edgelat.ops._common import (
+    BN,
+    SPATIAL,
+    Config,
+    as_nchw,
+    choice,
+    log_uniform_int,
+    loop_features,
+    numel,
+    perturb,
+    pick_seed,
+    size_features,
+)
+from edgelat.ops.epilogue import ACTIVATIONS, BINARY, EpilogueBuilder, match_epilogue
 from edgelat.ops.lowering import FusedGroup
 from edgelat.ops.registry import OpSpec, register_op
 
@@ -21,11 +34,15 @@ def _sample_shape(rng: np.random.Generator, seed: Config | None) -> Config:
     return {"n": 1, "c": log_uniform_int(rng, 8, 1024, 8), "h": hw, "w": hw}
 
 
-@register_op("add", relax_op="add", description="elementwise add of two same-shape tensors (+ fused epilogue, e.g. relu)")
-@register_op("mul", relax_op="multiply", description="elementwise multiply of two same-shape tensors (+ fused epilogue)")
+@register_op("add", relax_op="add", also=("subtract",), description="elementwise add (or subtract) of two same-shape tensors, any rank (+ fused epilogue)")
+@register_op("mul", relax_op="multiply", also=("divide",), description="elementwise multiply (or divide) of two same-shape tensors, any rank (+ fused epilogue)")
 class Binary(OpSpec):
+    """Tensors of any rank are seen as (n, c, h, w) over the same elements (:func:`as_nchw`)."""
+
     params = ("n", "c", "h", "w", "epilogue")
     relax_op: str = "add"
+    # Ops that do the same work per element (a - b is a + b in cost).
+    also: tuple[str, ...] = ()
 
     def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
         seed = pick_seed(rng, seeds)
@@ -50,24 +67,21 @@ class Binary(OpSpec):
 
     def match(self, group: FusedGroup) -> Config | None:
         first = group.calls[0]
-        if (
-            first.op != self.relax_op
-            or len(first.args) != 2
-            or first.args[0] != first.args[1]
-            or first.args[0] is None
-            or len(first.args[0]) != 4
-        ):
+        if first.op not in (self.relax_op, *self.also) or len(first.args) != 2 or first.args[0] != first.args[1] or first.internal_back:
+            return None
+        shape = as_nchw(first.args[0])
+        if shape is None or numel(shape) < 2:
             return None
         epilogue = match_epilogue(group.calls[1:])
         if epilogue is None:
             return None
-        n, c, h, w = first.args[0]
+        n, c, h, w = shape
         return {"n": n, "c": c, "h": h, "w": w, "epilogue": epilogue}
 
 
-@register_op("activation", description="a standalone elementwise chain: relu, relu6, sigmoid, hswish, swish, gelu, an unfolded batch norm")
+@register_op("activation", description="a standalone elementwise chain, any rank: relu, relu6, sigmoid, hswish, swish, gelu, an unfolded batch norm, a scale")
 class Activation(OpSpec):
-    # The whole elementwise chain is the epilogue of an identity anchor.
+    # The whole elementwise chain is the epilogue of an identity anchor; any rank is seen as (n, c, h, w).
     params = ("n", "c", "h", "w", "epilogue")
 
     def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
@@ -91,16 +105,18 @@ class Activation(OpSpec):
 
     def match(self, group: FusedGroup) -> Config | None:
         first = group.calls[0]
-        if not first.args or first.args[0] is None or len(first.args[0]) != 4:
+        if first.pattern > 1 or not first.args or first.out is None or any(c.out != first.out for c in group.calls):
+            return None  # an activation is elementwise and keeps its input's shape throughout
+        calls = list(group.calls)
+        if first.args[0] != first.out and first.out in first.args:
+            # the full-size tensor is the running value (``scale * x`` is ``x * scale``)
+            full = first.args.index(first.out)
+            calls[0] = replace(first, chained=tuple(i == full for i in range(len(first.args))))
+        shape = as_nchw(first.out)
+        epilogue = match_epilogue(calls)
+        if not epilogue or shape is None:
             return None
-        if first.op not in UNARY and first.op not in BINARY:
-            return None
-        if any(c.out != first.args[0] for c in group.calls):
-            return None  # an activation keeps its input's shape throughout
-        epilogue = match_epilogue(group.calls)
-        if not epilogue:
-            return None
-        n, c, h, w = first.args[0]
+        n, c, h, w = shape
         return {"n": n, "c": c, "h": h, "w": w, "epilogue": epilogue}
 
 

@@ -11,8 +11,15 @@ A token names one legalized op and where its other operand comes from:
   (swish's ``x * sigmoid(x)``).
 
 Tokens are joined with ``+``. The same string is recovered from a network's fused kernel
-(:func:`match_epilogue`) and turned back into Relax ops (:func:`emit_epilogue`), so what
-is profiled is what networks run.
+(:func:`match_epilogue`) and turned back into Relax ops (:meth:`EpilogueBuilder.epilogue`), so
+what is profiled is what networks run.
+
+Epilogues are recognised by what they compute, not by how they were written: any elementwise
+op TVM fused is a token (its pattern says so, whatever its name), an operand of one element is a
+scalar, ``maximum``/``minimum`` by constants is a clip, and a run of scalar and self-referring ops
+that computes a known activation (hard-swish as ``HardSwish``, as ``x * relu6(x + 3) / 6`` or
+``x * (x + 3).clamp(0, 6) / 6``; SiLU as ``x * sigmoid(x)``; GELU with erf or tanh written out)
+becomes that activation's one canonical chain (:func:`canonical_epilogue`).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import functools
 import types
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tvm import relax
@@ -27,7 +35,7 @@ from tvm.relax import op as R
 
 from edgelat.ops.lowering import TirCall
 
-__all__ = ["ACTIVATIONS", "EpilogueBuilder", "epilogue_counts", "match_epilogue", "split_epilogue"]
+__all__ = ["ACTIVATIONS", "EpilogueBuilder", "canonical_epilogue", "epilogue_after", "epilogue_counts", "match_epilogue", "split_epilogue"]
 
 UNARY: dict[str, Callable[[Any], Any]] = {
     "relu": R.nn.relu,
@@ -45,6 +53,7 @@ UNARY: dict[str, Callable[[Any], Any]] = {
     "sqrt": R.sqrt,
     "erf": R.erf,
     "tir_erf": R.erf,
+    "gelu_tanh": R.nn.gelu_tanh,
 }
 BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "add": R.add,
@@ -60,6 +69,7 @@ TRANSCENDENTAL = {
     "tir_sigmoid",
     "sigmoid",
     "gelu",
+    "gelu_tanh",
     "silu",
     "tir_tanh",
     "tanh",
@@ -70,6 +80,9 @@ TRANSCENDENTAL = {
     "tir_sqrt",
     "sqrt",
     "power",
+    "log",
+    "tir_log",
+    "softplus",
 }
 
 # Activations as the torch frontend lowers them (checked against real networks' kernels).
@@ -81,6 +94,7 @@ ACTIVATIONS: dict[str, str] = {
     "hsigmoid": "add.s+tir_clip+tir_clip+divide.s",
     "swish": "tir_sigmoid+multiply.i1",
     "gelu": "gelu",
+    "gelu_tanh": "gelu_tanh",
 }
 
 
@@ -89,35 +103,164 @@ def split_epilogue(epilogue: str) -> list[str]:
 
 
 def match_epilogue(calls: Sequence[TirCall], values: Sequence[Any] | None = None) -> str | None:
-    """The epilogue string of ``calls`` (the ops after the anchor), or None if not expressible."""
+    """The canonical epilogue string of ``calls`` (the ops after the anchor), or None if one is not elementwise."""
     tokens: list[str] = []
     for call in calls:
-        if len(call.args) == 1:
-            if call.op in UNARY:
-                tokens.append(call.op)
-            elif call.op in BINARY:
-                tokens.append(f"{call.op}.s")
-            else:
-                return None
-            continue
-        if len(call.args) != 2 or call.op not in BINARY:
+        token = _token(call)
+        if token is None:
             return None
-        if call.chained.count(True) != 1:
-            if call.internal_back:
-                tokens.append(f"{call.op}.i{call.internal_back}")
-                continue
-            return None
-        other = call.args[call.chained.index(False)]
-        running = call.args[call.chained.index(True)]
-        if call.internal_back:
-            tokens.append(f"{call.op}.i{call.internal_back}")
-        elif other == call.out and running == call.out:
-            tokens.append(f"{call.op}.t")
-        elif other == call.out:
-            tokens.append(f"{call.op}.x")
+        tokens.append(token)
+    return canonical_epilogue("+".join(tokens))
+
+
+def epilogue_after(calls: Sequence[TirCall], skip: int) -> str | None:
+    """The epilogue of ``calls`` with its first ``skip`` ops taken as part of the anchor (``sum`` then
+    ``/ n`` is a mean): later ops that read the skipped values read the anchor's result instead."""
+    tokens = [_token(c) for c in calls]
+    if any(t is None for t in tokens):
+        return None
+    toks = _parse("+".join(tokens))  # type: ignore[arg-type]
+    return canonical_epilogue(_render(_replace(toks, 0, skip, [])))
+
+
+def _numel(shape: tuple[int, ...] | None) -> int:
+    n = 1
+    for d in shape or ():
+        n *= d
+    return n if shape is not None else -1
+
+
+def _token(call: TirCall) -> str | None:
+    """One elementwise call as a token: its op and where its other operand comes from."""
+    if call.pattern > 1:  # injective, reduction, anchor or opaque: not an epilogue op
+        return None
+    tensors = [i for i, a in enumerate(call.args) if a is not None and _numel(a) > 1]
+    if call.internal_back:
+        return f"{call.op}.i{call.internal_back}"
+    if len(call.args) == 1 or len(tensors) == 1 and (not any(call.chained) or call.chained[tensors[0]]):
+        # one tensor operand, the others scalars (or folded into the op): unary, or binary with a constant
+        return f"{call.op}.s" if len(call.args) > 1 or call.op in _BINARY_NAMES else call.op
+    if len(call.args) != 2 or call.chained.count(True) != 1:
+        return None
+    running = call.args[call.chained.index(True)]
+    other = call.args[call.chained.index(False)]
+    if other == call.out and running == call.out:
+        return f"{call.op}.t"
+    if other == call.out:
+        return f"{call.op}.x"
+    return f"{call.op}.c"
+
+
+# Binary ops whose constant operand legalization may fold into the op itself.
+_BINARY_NAMES = {*BINARY, "floor_divide", "floor_mod", "mod", "greater", "less", "equal", "not_equal", "greater_equal", "less_equal"}
+# Legalization names some ops with a ``tir_`` prefix and some not, depending on the path they took.
+_TIR_SPELLED = {"clip", "sigmoid", "tanh", "exp", "sqrt", "log", "abs", "negative"}
+# Scalar affine ops: ``x / 6`` and ``x * (1/6)`` do the same work.
+_AFFINE = {"add.s", "subtract.s", "multiply.s", "divide.s"}
+
+
+@dataclass
+class _Tok:
+    op: str
+    kind: str  # "", "s", "c", "t", "x" or "i"
+    ref: int = -1  # for kind "i": the history index it reads (0 the anchor's input, 1 its output, k+2 token k's result)
+
+    def text(self, position: int) -> str:
+        if self.kind == "i":
+            return f"{self.op}.i{position + 1 - self.ref}"
+        return f"{self.op}.{self.kind}" if self.kind else self.op
+
+
+def _parse(epilogue: str) -> list[_Tok]:
+    toks = []
+    for position, token in enumerate(split_epilogue(epilogue)):
+        op, _, kind = token.partition(".")
+        base = op.removeprefix("tir_")
+        op = f"tir_{base}" if base in _TIR_SPELLED else op
+        if kind.startswith("i"):
+            toks.append(_Tok(op, "i", position + 1 - int(kind[1:])))
         else:
-            tokens.append(f"{call.op}.c")
-    return "+".join(tokens)
+            toks.append(_Tok(op, kind))
+    return toks
+
+
+def _render(toks: list[_Tok]) -> str:
+    return "+".join(t.text(i) for i, t in enumerate(toks))
+
+
+def _replace(toks: list[_Tok], start: int, stop: int, new: list[_Tok]) -> list[_Tok]:
+    """``toks[start:stop]`` replaced by ``new`` (whose refs are relative to ``start``), later refs shifted."""
+    shift = len(new) - (stop - start)
+    placed = [_Tok(t.op, t.kind, t.ref + start if t.kind == "i" else -1) for t in new]
+    after = [_Tok(t.op, t.kind, t.ref + shift if t.kind == "i" and t.ref >= stop + 1 else t.ref) for t in toks[stop:]]
+    return toks[:start] + placed + after
+
+
+def _merge_clips(toks: list[_Tok]) -> list[_Tok]:
+    """``maximum``/``minimum`` by constants (in either order), and a clip of a clip, are one clip."""
+    i = 0
+    while i + 1 < len(toks):
+        a, b = toks[i], toks[i + 1]
+        pair = {f"{a.op}.{a.kind}", f"{b.op}.{b.kind}"}
+        referenced = any(t.kind == "i" and t.ref == i + 2 for t in toks)  # a's own result is read later
+        if not referenced and (pair == {"maximum.s", "minimum.s"} or (a.op == b.op == "tir_clip" and not a.kind and not b.kind)):
+            toks = _replace(toks, i, i + 2, [_Tok("tir_clip", "")])
+            continue
+        i += 1
+    return toks
+
+
+def _activation(segment: list[_Tok], start: int) -> str | None:
+    """The named activation a run of scalar and self-referring ops computes, if it is a known one."""
+    names = [t.op for t in segment]
+    affine = sum(f"{t.op}.{t.kind}" in _AFFINE for t in segment)
+    gates = sum(t.kind == "i" for t in segment)
+    if any(t.kind == "i" and t.ref < start + 1 for t in segment):
+        return None  # reads a value from before the run
+    rest = [n for t, n in zip(segment, names, strict=True) if f"{t.op}.{t.kind}" not in _AFFINE and t.kind != "i"]
+    if rest == ["tir_clip"]:
+        if affine and f"{segment[0].op}.{segment[0].kind}" not in _AFFINE:
+            return None  # hard sigmoid and hard swish shift or scale before they clip
+        return "hswish" if gates == 1 and affine >= 1 else "hsigmoid" if gates == 0 and affine >= 1 else "relu6" if not affine and not gates else None
+    if rest == ["tir_sigmoid"] and not affine:
+        return "swish" if gates == 1 else "sigmoid" if gates == 0 else None
+    if rest in (["erf"], ["tir_erf"]) and gates >= 1 and affine >= 1:
+        return "gelu"
+    if sorted(rest) in (["tir_tanh"], ["power.s", "tir_tanh"]) and gates >= 2 and affine >= 2:
+        return "gelu_tanh"
+    if rest == ["gelu"] and not affine and not gates:
+        return "gelu"
+    if rest == ["silu"] and not affine and not gates:
+        return "swish"
+    if rest in (["hardswish"], ["hard_swish"]) and not affine and not gates:
+        return "hswish"
+    return None
+
+
+def canonical_epilogue(epilogue: str) -> str:
+    """One spelling per computation: see the module docstring. Idempotent."""
+    toks = _merge_clips(_parse(epilogue))
+    i = 0
+    while i < len(toks):
+        if toks[i].kind not in ("", "s", "i"):
+            i += 1
+            continue
+        j = i
+        while j < len(toks) and toks[j].kind in ("", "s", "i"):
+            j += 1
+        # the longest run starting at i that is a known activation, and whose inner values nothing after it reads
+        for stop in range(j, i, -1):
+            name = _activation(toks[i:stop], i)
+            inner_read = any(t.kind == "i" and i + 1 < t.ref < stop + 1 for t in toks[stop:])
+            if name is not None and not inner_read:
+                chain = _parse(ACTIVATIONS[name])
+                if [(t.op, t.kind, t.ref) for t in toks[i:stop]] != [(t.op, t.kind, t.ref + i) for t in chain]:
+                    toks = _replace(toks, i, stop, chain)
+                i += len(chain)
+                break
+        else:
+            i += 1
+    return _render(toks)
 
 
 @functools.lru_cache(maxsize=4096)

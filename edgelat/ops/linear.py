@@ -8,7 +8,7 @@ import numpy as np
 import tvm
 from tvm.relax import op as R
 
-from edgelat.ops._common import Config, choice, log_uniform_int, loop_features, perturb, pick_seed, size_features, twos
+from edgelat.ops._common import Config, choice, log_uniform_int, loop_features, numel, perturb, pick_seed, size_features, twos
 from edgelat.ops.epilogue import ACTIVATIONS, EpilogueBuilder, match_epilogue
 from edgelat.ops.lowering import FusedGroup
 from edgelat.ops.registry import OpSpec, register_op
@@ -46,14 +46,15 @@ class Dense(OpSpec):
         return feats
 
     def match(self, group: FusedGroup) -> Config | None:
+        """A matmul by a matrix: ``(..., m, k) @ (k, n)``, leading dims folded into m (a Linear on tokens)."""
         first = group.calls[0]
         if first.op != "matmul" or len(first.args) != 2:
             return None
         a, w = first.args
-        if a is None or w is None or len(a) != 2 or len(w) != 2:
+        if a is None or w is None or len(a) < 2 or len(w) != 2:
             return None
         epilogue = match_epilogue(group.calls[1:])
-        return None if epilogue is None else {"m": a[0], "k": a[1], "n": w[1], "epilogue": epilogue}
+        return None if epilogue is None else {"m": numel(a[:-1]), "k": a[-1], "n": w[1], "epilogue": epilogue}
 
 
 @register_op("batch_matmul", description="batched matmul: (b, m, k) x (b, k, n) + fused epilogue")
@@ -85,11 +86,17 @@ class BatchMatmul(OpSpec):
         return feats
 
     def match(self, group: FusedGroup) -> Config | None:
+        """A matmul with batch dims on the right operand: ``(..., m, k) @ (..., k, n)`` (attention's q @ k^T,
+        scores @ v), batch dims broadcast and folded into one."""
         first = group.calls[0]
         if first.op != "matmul" or len(first.args) != 2:
             return None
         a, w = first.args
-        if a is None or w is None or len(a) != 3 or len(w) != 3 or a[0] != w[0]:
+        if a is None or w is None or len(a) < 2 or len(w) < 3:
+            return None
+        try:
+            batch = np.broadcast_shapes(tuple(a[:-2]), tuple(w[:-2]))
+        except ValueError:
             return None
         epilogue = match_epilogue(group.calls[1:])
-        return None if epilogue is None else {"b": a[0], "m": a[1], "k": a[2], "n": w[2], "epilogue": epilogue}
+        return None if epilogue is None else {"b": numel(batch), "m": a[-2], "k": a[-1], "n": w[-1], "epilogue": epilogue}

@@ -16,7 +16,7 @@ from typing import Any
 import tvm
 from tvm import relax
 
-__all__ = ["FUSION_PIPELINE_VERSION", "FusedGroup", "TirCall", "fuse", "fused_groups", "kernel_funcs", "op_attrs", "shape_of"]
+__all__ = ["FUSION_PIPELINE_VERSION", "FusedGroup", "TirCall", "fuse", "fused_groups", "kernel_funcs", "op_attrs", "shape_of", "without_views"]
 
 # Bump when the pass list changes: cached builds and stored configs depend on it.
 FUSION_PIPELINE_VERSION = 1
@@ -79,6 +79,13 @@ class TirCall:
     # the previous call): how many results back it is. 0 when it is not.
     internal_back: int = 0
 
+    @property
+    def pattern(self) -> int:
+        """TVM's op pattern of the legalized op: 0 elementwise, 1 broadcast, 2 injective, 3 reduction,
+        4 output-fusable (conv, matmul), 8 opaque (what ``AnnotateTIROpPattern`` decided)."""
+        attrs = getattr(self.func, "attrs", None)
+        return int(attrs["op_pattern"]) if attrs is not None and "op_pattern" in attrs else 8
+
 
 @dataclass(frozen=True)
 class FusedGroup:
@@ -92,30 +99,98 @@ class FusedGroup:
         return [c.op for c in self.calls]
 
 
+def without_views(group: FusedGroup) -> FusedGroup:
+    """``group`` without the reshapes it starts or ends with: they copy nothing (the kernel reads and
+    writes the same elements in the same order), so ``reshape + add + reshape`` is an add."""
+    from tvm.relax.analysis import has_reshape_pattern
+
+    calls = list(group.calls)
+    while len(calls) > 1 and has_reshape_pattern(calls[-1].func):
+        calls.pop()
+    dropped = 0
+    while len(calls) > 1 and has_reshape_pattern(calls[0].func):
+        calls.pop(0)
+        dropped += 1
+    if not dropped:
+        return FusedGroup(group.name, tuple(calls))
+    # A value computed earlier in the kernel is now that many results nearer; the dropped reshapes'
+    # results are the kernel's input seen another way.
+    fixed = []
+    for position, call in enumerate(calls):
+        if call.internal_back:
+            index = position + dropped + 1 - call.internal_back  # in the old history
+            back = position + 1 - max(index - dropped, 0)
+            call = replace(call, internal_back=back)
+        fixed.append(call)
+    first = fixed[0]
+    fixed[0] = replace(first, chained=tuple(c or (not any(first.chained) and i == 0) for i, c in enumerate(first.chained)))
+    return FusedGroup(group.name, tuple(fixed))
+
+
 def _call_tir_op() -> Any:
     return tvm.ir.Op.get("relax.call_tir")
 
 
-# Relax ops whose attributes the shapes alone do not tell; keyed by their legalized name.
-_ATTR_OPS = {"relax.nn.conv2d": "conv2d", "relax.nn.max_pool2d": "max_pool2d", "relax.nn.avg_pool2d": "avg_pool2d"}
-_ATTR_FIELDS = ("strides", "padding", "dilation", "groups", "pool_size", "ceil_mode", "count_include_pad")
+# Relax ops whose attributes the shapes alone do not tell, keyed by the name legalization gives them.
+_ATTR_OPS = {
+    "relax.nn.conv2d": "conv2d",
+    "relax.nn.conv2d_transpose": "conv2d_transpose",
+    "relax.nn.max_pool2d": "max_pool2d",
+    "relax.nn.avg_pool2d": "avg_pool2d",
+    "relax.nn.adaptive_avg_pool2d": "adaptive_avg_pool2d",
+    "relax.permute_dims": "transpose",
+    "relax.take": "take",
+    "relax.image.resize2d": "resize2d",
+    "relax.mean": "mean",
+    "relax.sum": "sum",
+    "relax.max": "max",
+    "relax.min": "min",
+    "relax.prod": "prod",
+    "relax.variance": "variance",
+    "relax.nn.softmax": "softmax",
+    "relax.nn.log_softmax": "log_softmax",
+    "relax.concat": "concatenate",
+    "relax.split": "split",
+}
+# strided_slice carries its slice as arguments, not attributes.
+_SLICE_ARGS = ("axes", "begin", "end", "strides")
 OpAttrs = dict[tuple[str, Any, Any], dict[str, Any]]
+
+
+def _plain(value: Any) -> Any:
+    """An attribute value as plain Python (ints, floats, strings, bools, lists of them)."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if hasattr(value, "value"):  # IntImm, FloatImm, PrimValue
+        return _plain(value.value)
+    if hasattr(value, "fields"):  # relax.Tuple
+        return [_plain(v) for v in value.fields]
+    if hasattr(value, "__len__") and not isinstance(value, str):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def _attrs_of(call: relax.Call) -> dict[str, Any]:
+    if call.op.name == "relax.strided_slice":
+        return {name: _plain(arg) for name, arg in zip(_SLICE_ARGS, call.args[1:], strict=False)}
+    info = getattr(type(call.attrs), "__tvm_ffi_type_info__", None)
+    if call.attrs is None or info is None:
+        return {}
+    return {f.name: _plain(getattr(call.attrs, f.name)) for f in info.fields}
 
 
 def op_attrs(mod: tvm.IRModule, entry: str = "main") -> OpAttrs:
     """Attributes of the ops in ``mod`` before legalization, keyed by (name, input shapes, output shape)."""
+    names = {**_ATTR_OPS, "relax.strided_slice": "strided_slice"}
     table: OpAttrs = {}
     for block in mod[entry].body.blocks:
         for binding in block.bindings:
             value = binding.value
-            if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) and value.op.name in _ATTR_OPS:
-                attrs = {}
-                for field in _ATTR_FIELDS:
-                    if hasattr(value.attrs, field):
-                        v = getattr(value.attrs, field)
-                        attrs[field] = [int(i) for i in v] if hasattr(v, "__len__") else (bool(v) if isinstance(v, bool) else int(v))
+            if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op) and value.op.name in names:
                 # Keyed by every input's shape (a 1x1 conv and a depthwise conv can share input and output shapes).
-                table.setdefault((_ATTR_OPS[value.op.name], tuple(shape_of(a) for a in value.args), shape_of(value)), attrs)
+                tensors = [a for a in value.args if isinstance(getattr(a, "ty", None), relax.TensorType)]
+                key = (names[value.op.name], tuple(shape_of(a) for a in tensors), shape_of(value))
+                table.setdefault(key, _attrs_of(value))
     return table
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import tvm
 from tvm.relax import op as R
 
-from edgelat.ops._common import SPATIAL, Config, choice, log_uniform_int, loop_features, per_config, perturb, pick_seed, size_features
+from edgelat.ops._common import SPATIAL, Config, choice, log_uniform_int, numel, loop_features, per_config, perturb, pick_seed, size_features
 from edgelat.ops.epilogue import ACTIVATIONS, EpilogueBuilder, match_epilogue
 from edgelat.ops.lowering import FusedGroup
 from edgelat.ops.registry import OpSpec, register_op
@@ -55,15 +55,26 @@ class Concat(OpSpec):
         return feats
 
     def match(self, group: FusedGroup) -> Config | None:
+        """A concat along any axis copies, for each index of the axes before it, one run of each input:
+        the same copies as a channel concat with those axes as batch and the axes after it as one row."""
         first = group.calls[0]
-        shapes = [a for a in first.args if a is not None and len(a) == 4]
-        if first.op != "concatenate" or not 2 <= len(first.args) <= 8 or len(shapes) != len(first.args):
+        shapes = [a for a in first.args if a is not None and len(a) >= 1]
+        if first.op != "concatenate" or not 2 <= len(first.args) <= 8 or len(shapes) != len(first.args) or first.out is None:
             return None
-        if first.out is None or first.out[1] != sum(a[1] for a in shapes):
-            return None  # not along channels
+        rank = len(first.out)
+        axis = (first.attrs or {}).get("axis")
+        if axis is None:  # the axis where the inputs differ, else channels
+            differ = [i for i in range(rank) if len({a[i] for a in shapes}) > 1]
+            axis = differ[0] if differ else min(1, rank - 1)
+        axis = int(axis) % rank
         epilogue = match_epilogue(group.calls[1:])
-        n, _, h, w = shapes[0]
-        return None if epilogue is None else {"n": n, "channels": "+".join(str(a[1]) for a in shapes), "h": h, "w": w, "epilogue": epilogue}
+        if epilogue is None:
+            return None
+        if rank == 4 and axis == 1:
+            n, _, h, w = shapes[0]
+        else:
+            n, h, w = numel(first.out[:axis]), 1, numel(first.out[axis + 1 :])
+        return {"n": n, "channels": "+".join(str(a[axis]) for a in shapes), "h": h, "w": w, "epilogue": epilogue}
 
 
 @register_op(
@@ -133,6 +144,8 @@ class ChannelShuffle(OpSpec):
         x = group.calls[concat].args[0]
         if mid is None or len(mid) != 5 or x is None or len(x) != 4:
             return None
+        if (group.calls[concat + 1].attrs or {}).get("axes", [0, 2, 1, 3, 4]) != [0, 2, 1, 3, 4]:
+            return None  # another permutation of five dims: a layout kernel, not a shuffle
         if concat and (len(group.calls[0].args) != 2 or group.calls[0].args[0] is None or 2 * group.calls[0].args[0][1] != x[1]):
             return None
         return {"n": x[0], "c": x[1], "h": x[2], "w": x[3], "groups": mid[2], "concat": concat, "split": split}
@@ -162,6 +175,8 @@ class Softmax(OpSpec):
         if first.op != "softmax" or len(group.calls) != 1 or not first.args or first.args[0] is None:
             return None
         shape = first.args[0]
+        if int((first.attrs or {}).get("axis", -1)) % len(shape) != len(shape) - 1:
+            return None  # over another axis the rows are strided: not this kind
         rows = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
         return {"rows": rows, "cols": shape[-1]}
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import tvm
 
-from edgelat.ops.lowering import FusedGroup, fuse, fused_groups
+from edgelat.ops.lowering import FusedGroup, fuse, fused_groups, without_views
+from edgelat.ops.onnx_import import ShapeArg, bind_input_shapes, graph_inputs, import_onnx, load_onnx, simplify
 from edgelat.ops.registry import get_op, list_ops
 
 __all__ = ["Kernel", "fold_batch_norms", "network_kernels", "relax_from_onnx", "relax_from_torch"]
@@ -77,14 +78,16 @@ def relax_from_torch(module: Any, example: Any) -> tvm.IRModule:
     return _bind_params(mod)
 
 
-def relax_from_onnx(path: str | Path, shape: tuple[int, ...] | None = None) -> tvm.IRModule:
-    import onnx
-    from tvm.relax.frontend.onnx import from_onnx
+def relax_from_onnx(path: str | Path, shapes: ShapeArg = None) -> tvm.IRModule:
+    """Import an ONNX file with every shape static (see :mod:`edgelat.ops.onnx_import`), weights as constants.
 
-    model = onnx.load(str(path))
-    inputs = [i for i in model.graph.input if i.name not in {init.name for init in model.graph.initializer}]
-    shape_dict = {inputs[0].name: list(shape)} if shape else None
-    return _bind_params(from_onnx(model, shape_dict=shape_dict, keep_params_in_input=True))
+    ``shapes`` binds the inputs' symbolic dims: one shape, one per input, or one per input name.
+    """
+    model = load_onnx(path)
+    inputs = graph_inputs(model)
+    bound = bind_input_shapes(inputs, shapes)
+    mod = import_onnx(simplify(model, bound), bound, {i.name: i.dtype for i in inputs})
+    return _bind_params(mod)
 
 
 def _bind_params(mod: tvm.IRModule) -> tvm.IRModule:
@@ -98,8 +101,16 @@ def _bind_params(mod: tvm.IRModule) -> tvm.IRModule:
     return mod
 
 
-# Lone ops the VM runs as views (``vm.builtin.reshape``), not kernels.
-VIEW_OPS = {"reshape", "squeeze", "expand_dims", "flatten"}
+def is_view(group: FusedGroup) -> bool:
+    """Whether the build runs ``group`` as a view, not a kernel.
+
+    TVM's build (``RewriteDataflowReshape``) turns every kernel that only reshapes (element i of
+    the output is element i of the input: reshape, squeeze, flatten, a transpose that moves dims
+    of one) into a view that copies nothing; TVM's own analysis decides which.
+    """
+    from tvm.relax.analysis import has_reshape_pattern
+
+    return all(has_reshape_pattern(c.func) for c in group.calls)
 
 
 def network_kernels(mod: tvm.IRModule) -> list[Kernel]:
@@ -108,13 +119,22 @@ def network_kernels(mod: tvm.IRModule) -> list[Kernel]:
     specs = [get_op(name) for name in list_ops() if not get_op(name).composite]
     kernels = []
     for group in fused_groups(fused, attrs):
-        if len(group.calls) == 1 and group.calls[0].op in VIEW_OPS:
+        if is_view(group):
             continue
-        for spec in specs:
-            cfg = spec.match(group)
-            if cfg is not None:
-                kernels.append(Kernel(group, spec.name, cfg))
-                break
-        else:
-            kernels.append(Kernel(group, None, None))
+        kernels.append(match_kernel(group, specs))
     return kernels
+
+
+def match_kernel(group: FusedGroup, specs: list[Any] | None = None) -> Kernel:
+    """``group`` matched to the first kind that claims it, as it is or without the reshapes around it."""
+    specs = specs if specs is not None else [get_op(name) for name in list_ops() if not get_op(name).composite]
+    candidates = [group]
+    stripped = without_views(group)
+    if stripped.calls != group.calls:
+        candidates.append(stripped)
+    for candidate in candidates:
+        for spec in specs:
+            cfg = spec.match(candidate)
+            if cfg is not None:
+                return Kernel(group, spec.name, cfg)
+    return Kernel(group, None, None)

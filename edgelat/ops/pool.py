@@ -21,7 +21,7 @@ from edgelat.ops._common import (
     where,
 )
 from edgelat.ops.conv import out_size
-from edgelat.ops.epilogue import ACTIVATIONS, EpilogueBuilder, match_epilogue
+from edgelat.ops.epilogue import ACTIVATIONS, EpilogueBuilder, epilogue_after, match_epilogue
 from edgelat.ops.lowering import FusedGroup
 from edgelat.ops.registry import OpSpec, register_op
 
@@ -83,6 +83,8 @@ class Pool2d(OpSpec):
         a = first.attrs
         if len(set(a["pool_size"])) != 1 or len(set(a["strides"])) != 1 or len(set(a["padding"])) != 1:
             return None
+        if self.relax_op == "avg_pool2d" and a["pool_size"] == list(first.args[0][2:]) and not any(a["padding"]):
+            return None  # a window over the whole map is a global average pool
         epilogue = match_epilogue(group.calls[1:])
         if epilogue is None:
             return None
@@ -136,14 +138,31 @@ class GlobalAvgPool(OpSpec):
         return feats
 
     def match(self, group: FusedGroup) -> Config | None:
+        """The mean of each channel over H and W, however it is written: ``mean`` over the spatial axes
+        (keepdims or not), an adaptive pool to 1x1, an average pool whose window is the whole map, or a
+        ``sum`` over the spatial axes scaled by a constant."""
         first = group.calls[0]
-        if first.op not in ("mean", "adaptive_avg_pool2d") or not first.args or first.args[0] is None or first.out is None:
+        if not first.args or first.args[0] is None or first.out is None or len(first.args[0]) != 4:
             return None
-        x = first.args[0]
-        if len(x) != 4 or first.out not in ((x[0], x[1], 1, 1),):
+        x, a = first.args[0], first.attrs or {}
+        n, c, h, w = x
+        if first.out not in ((n, c, 1, 1), (n, c)):
             return None
-        epilogue = match_epilogue(group.calls[1:])
-        return None if epilogue is None else {"n": x[0], "c": x[1], "h": x[2], "w": x[3], "epilogue": epilogue}
+        skip = 0
+        if first.op in ("mean", "sum"):
+            if a and sorted(int(i) % 4 for i in a.get("axis") or ()) != [2, 3]:
+                return None
+            if first.op == "sum":  # a mean only when scaled: the scale is part of the anchor then
+                if len(group.calls) < 2 or match_epilogue(group.calls[1:2]) not in ("divide.s", "multiply.s"):
+                    return None
+                skip = 1
+        elif first.op == "avg_pool2d":
+            if a.get("pool_size") != [h, w] or any(a.get("padding", [1])):
+                return None
+        elif first.op != "adaptive_avg_pool2d":
+            return None
+        epilogue = epilogue_after(group.calls[1:], skip)
+        return None if epilogue is None else {"n": n, "c": c, "h": h, "w": w, "epilogue": epilogue}
 
 
 __all__ = ["ACTIVATIONS", "GlobalAvgPool", "Pool2d"]
