@@ -20,12 +20,15 @@ __all__ = ["__version__", "open_workspace", "predict", "predict_many"]
 
 
 def predict(
-    model: Any, device: str, *, input_shape: Sequence[int] | None = None, recipe: str | None = None, workspace: str | Path | None = None,
-    allow_unpredicted: bool = False,
+    model: Any, device: str, *, input_shape: Any = None, recipe: str | None = None, workspace: str | Path | None = None,
+    strict: bool = False,
 ) -> Prediction:  # fmt: skip
     """Predicted latency of a network on a device, with its per-kernel breakdown.
 
-    ``model`` is an ONNX path or a ``torch.nn.Module`` (then give ``input_shape``).
+    ``model`` is an ONNX path or a ``torch.nn.Module`` (then give ``input_shape``). ``input_shape``
+    is one shape, one per input in order, or (ONNX) a dict of shapes by input name; an ONNX file
+    with fixed shapes needs none. Kernels no kind's model covers are priced by the device's
+    fallback model and flagged (``Prediction.coverage``); ``strict=True`` refuses them instead.
 
     Example:
         >>> import edgelat
@@ -35,14 +38,14 @@ def predict(
     from edgelat.predictors.predict import predict_network
 
     with open_workspace(workspace) as ws:
-        return predict_network(ws, device, model, input_shape=input_shape, recipe=recipe, allow_unpredicted=allow_unpredicted)
+        return predict_network(ws, device, model, input_shape=input_shape, recipe=recipe, strict=strict)
 
 
 def predict_many(
     models: Sequence[Any],
     device: str,
     *,
-    input_shape: Sequence[int] | None = None,
+    input_shape: Any = None,
     recipe: str | None = None,
     workspace: str | Path | None = None,
 ) -> list[Prediction]:

@@ -330,7 +330,26 @@ def ops_cmd() -> None:
 
 # -- train / predict / measure ---------------------------------------------------------------
 RecipeOpt = Annotated[Optional[str], typer.Option(help="Compile recipe (default: the one the device was profiled with).")]
-ShapeOpt = Annotated[Optional[str], typer.Option(help="Input shape, e.g. 1,3,224,224 (ONNX models with a fixed shape need none).")]
+ShapeOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        help="Input shape, e.g. 1,3,224,224 (ONNX models with fixed shapes need none); for several inputs repeat it, "
+        "in order or as NAME=1,3,224,224."
+    ),
+]
+
+
+def _shapes(values: list[str] | None) -> Any:
+    """``--input-shape`` values as one shape, shapes in input order, or shapes by input name."""
+    if not values:
+        return None
+    named = [v.partition("=") for v in values]
+    if any(sep for _, sep, _ in named):
+        if not all(sep and name for name, sep, _ in named):
+            raise UsageError("give every --input-shape as NAME=1,3,224,224, or none of them")
+        return {name: _shape(text) for name, _, text in named}
+    shapes = [_shape(v) for v in values]
+    return shapes[0] if len(shapes) == 1 else shapes
 
 
 def _shape(text: str | None) -> tuple[int, ...] | None:
@@ -378,7 +397,7 @@ def predict_cmd(
     arch: Annotated[Optional[str], typer.Option(help="One architecture string of --space.")] = None,
     archs_file: Annotated[Optional[Path], typer.Option(help="A file of architecture strings, one per line.")] = None,
     recipe: RecipeOpt = None,
-    allow_unpredicted: Annotated[bool, typer.Option(help="List kernels no predictor covers instead of failing.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse a network with a kernel no kind's model covers (default: the fallback model prices it).")] = False,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -390,7 +409,7 @@ def predict_cmd(
     with _ws(workspace) as ws:
         if model is not None:
             preds = [
-                predict_network(ws, device, model, input_shape=_shape(input_shape), recipe=recipe, allow_unpredicted=allow_unpredicted)
+                predict_network(ws, device, model, input_shape=_shapes(input_shape), recipe=recipe, strict=strict)
             ]
         else:
             from edgelat.nas.spaces import get_space
@@ -401,7 +420,7 @@ def predict_cmd(
             archs = [arch] if arch is not None else [line.strip() for line in _read_lines(archs_file) if line.strip()]
             preds = [
                 predict_network(
-                    ws, device, found.build(a), input_shape=found.input_shape(a), recipe=recipe, allow_unpredicted=allow_unpredicted
+                    ws, device, found.build(a), input_shape=found.input_shape(a), recipe=recipe, strict=strict
                 )
                 for a in archs
             ]
@@ -427,18 +446,14 @@ def _print_kernels(pred: Any) -> None:
 
     table = Table("#", "kind", "config", "predicted ms", "share", title=f"{pred.device} ({pred.recipe}): one row per fused kernel")
     for i, k in enumerate(pred.kernels):
-        desc = get_op(k.op).describe(k.config) if k.op and k.config else "-"
-        table.add_row(
-            str(i),
-            k.op or f"[red]unpredicted[/red] {k.name}",
-            desc,
-            f"{k.predicted_ms:.4f}" if k.predicted_ms is not None else "-",
-            f"{k.share * 100:.1f}%",
-        )
+        desc = get_op(k.op).describe(k.config) if k.op and k.config else k.name
+        kind = k.op or "-"
+        table.add_row(str(i), f"{kind} [yellow](fallback)[/yellow]" if k.fallback else kind, desc, f"{k.predicted_ms:.4f}", f"{k.share * 100:.1f}%")
     out.print(table)
+    fallbacks = sum(k.fallback for k in pred.kernels)
     out.print(
         f"predicted total: [bold]{pred.total_ms:.3f} ms[/bold]"
-        + (f" ({len(pred.unpredicted)} kernels unpredicted)" if pred.unpredicted else "")
+        + (f"; {fallbacks} kernel(s) priced by the fallback model, {pred.coverage * 100:.1f}% of the time by dedicated models" if fallbacks else "")
     )
 
 
@@ -459,7 +474,7 @@ def measure_cmd(
     from edgelat.profiler.e2e import measure_network
 
     with _ws(workspace) as ws:
-        result = measure_network(ws, device, load_network(model, _shape(input_shape)), name=model.name, recipe=recipe, threads=threads)
+        result = measure_network(ws, device, load_network(model, _shapes(input_shape)), name=model.name, recipe=recipe, threads=threads)
     if json_out:
         _print_json({"device": result.device, "recipe": result.recipe, "median_ms": result.median_ms, "std_ms": result.std_ms, "min_ms": result.min_ms,
                      "max_ms": result.max_ms, "repeats": result.repeats, "threads": result.threads, "kernels": result.kernels})  # fmt: skip

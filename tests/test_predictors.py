@@ -65,7 +65,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with open_workspace(root) as ws:
         profile(ws, "local", ProfileConfig(ops=("dense", "activation"), samples=14, repeat=3, min_repeat_ms=5.0, weighted=False))
         report = train_device(ws, "local")
-    assert {r.op for r in report.ops} == {"dense", "activation"}
+    assert {r.op for r in report.ops} == {"dense", "activation", "fallback"}
     return root
 
 
@@ -92,13 +92,28 @@ def test_predict_a_torch_network(trained: Path) -> None:
     assert len(many) == 2 and many[1].total_ms < many[0].total_ms * 2
 
 
-def test_unpredicted_kernels_are_named(trained: Path) -> None:
-    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
+def test_kernels_without_a_model_are_priced_by_the_fallback(trained: Path) -> None:
+    """A conv (no conv2d model on this device) and a gather (no kind at all) are priced, flagged and counted."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 8, 3), nn.Linear(8 * 6 * 6, 10)
+            self.register_buffer("order", torch.tensor([3, 1, 2, 0, 9, 8, 7, 6, 5, 4]))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.conv(x).flatten(1))[:, self.order]
+
+    net = Net()
     with open_workspace(trained) as ws:
-        with pytest.raises(UsageError, match=r"have no predictor: fused_conv2d.*--allow-unpredicted"):
-            predict_network(ws, "local", net, input_shape=(1, 3, 8, 8))
-        pred = predict_network(ws, "local", net, input_shape=(1, 3, 8, 8), allow_unpredicted=True)
-    assert pred.unpredicted and pred.kernels[0].predicted_ms is None and pred.kernels[-1].op == "dense"
+        pred = predict_network(ws, "local", net, input_shape=(1, 3, 8, 8))
+        with pytest.raises(UsageError, match=r"2 kernel\(s\) have no model.*--ops conv2d`; 1 match no kind.*without --strict"):
+            predict_network(ws, "local", net, input_shape=(1, 3, 8, 8), strict=True)
+    conv, dense, gather = pred.kernels
+    assert (conv.op, conv.fallback) == ("conv2d", True) and (dense.op, dense.fallback) == ("dense", False)
+    assert gather.op is None and gather.fallback and gather.predicted_ms > 0
+    assert pred.coverage == pytest.approx(dense.predicted_ms / pred.total_ms)
+    assert pred.total_ms == pytest.approx(sum(k.predicted_ms for k in pred.kernels))
 
 
 def test_predict_cli_on_onnx(trained: Path, tmp_path: Path) -> None:
@@ -147,12 +162,11 @@ def test_validate_writes_table_plot_and_metrics(trained: Path, tmp_path: Path, m
     with open_workspace(trained) as ws:
         report = validate.validate_device(ws, "local", out_dir=tmp_path / "v")
         stored = ws.db.execute("SELECT COUNT(*) FROM network_measurements").fetchone()[0]
-    assert [r.network for r in report.rows] == ["mlp64@8", "mlp256@8"]
-    assert "conv@8" in report.failures and "no predictor" in report.failures["conv@8"]
-    assert all(r.measured_ms > 0 and r.predicted_ms > 0 and r.kernels == 2 for r in report.rows)
+    assert [r.network for r in report.rows] == ["mlp64@8", "mlp256@8", "conv@8"]  # the conv priced by the fallback
+    assert all(r.measured_ms > 0 and r.predicted_ms > 0 for r in report.rows) and [r.kernels for r in report.rows] == [2, 2, 1]
     assert set(report.metrics) == {"rmspe", "within_5", "within_10"} and set(report.flops_metrics) == set(report.metrics)
-    assert Path(report.plot).stat().st_size > 10_000 and len(pd.read_csv(report.table)) == 2
-    assert stored == 2
+    assert Path(report.plot).stat().st_size > 10_000 and len(pd.read_csv(report.table)) == 3
+    assert stored == 3
 
 
 NB201 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
@@ -160,14 +174,17 @@ NB201 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_co
 
 def test_predict_search_space_archs(trained: Path, tmp_path: Path) -> None:
     w = str(trained)
-    result = CliRunner().invoke(app, ["predict", "local", "--space", "nb201", "--arch", NB201, "--allow-unpredicted", "--json", "-w", w])
+    result = CliRunner().invoke(app, ["predict", "local", "--space", "nb201", "--arch", NB201, "--json", "-w", w])
     assert result.exit_code == 0, result.stderr
     one = json.loads(result.stdout)
-    assert one["arch"] == NB201 and one["kernels"][-1]["op"] == "dense" and one["unpredicted"]
+    assert one["arch"] == NB201 and one["kernels"][-1]["op"] == "dense" and not one["kernels"][-1]["fallback"]
+    assert any(k["fallback"] for k in one["kernels"]) and 0 < one["coverage"] < 1  # convs: no conv model here
+    strict = CliRunner().invoke(app, ["predict", "local", "--space", "nb201", "--arch", NB201, "--strict", "-w", w])
+    assert strict.exit_code == 2 and "--ops" in strict.stderr
     archs = tmp_path / "archs.txt"
     archs.write_text(f"{NB201}\n\n{NB201.replace('avg_pool_3x3', 'nor_conv_1x1')}\n")
     result = CliRunner().invoke(
-        app, ["predict", "local", "--space", "nb201", "--archs-file", str(archs), "--allow-unpredicted", "--json", "-w", w]
+        app, ["predict", "local", "--space", "nb201", "--archs-file", str(archs), "--json", "-w", w]
     )
     assert result.exit_code == 0, result.stderr
     assert [p["arch"] for p in json.loads(result.stdout)] == archs.read_text().split()

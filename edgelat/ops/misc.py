@@ -8,7 +8,18 @@ import numpy as np
 import tvm
 from tvm.relax import op as R
 
-from edgelat.ops._common import SPATIAL, Config, choice, log_uniform_int, numel, loop_features, per_config, perturb, pick_seed, size_features
+from edgelat.ops._common import (
+    SPATIAL,
+    Config,
+    choice,
+    log_uniform_int,
+    loop_features,
+    numel,
+    per_config,
+    perturb,
+    pick_seed,
+    size_features,
+)
 from edgelat.ops.epilogue import ACTIVATIONS, EpilogueBuilder, match_epilogue
 from edgelat.ops.lowering import FusedGroup
 from edgelat.ops.registry import OpSpec, register_op

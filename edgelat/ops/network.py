@@ -8,8 +8,9 @@ from typing import Any
 
 import tvm
 
+from edgelat.errors import ModelImportError
 from edgelat.ops.lowering import FusedGroup, fuse, fused_groups, without_views
-from edgelat.ops.onnx_import import ShapeArg, bind_input_shapes, graph_inputs, import_onnx, load_onnx, simplify
+from edgelat.ops.onnx_import import ShapeArg, _first_line, bind_input_shapes, graph_inputs, import_onnx, load_onnx, simplify
 from edgelat.ops.registry import get_op, list_ops
 
 __all__ = ["Kernel", "fold_batch_norms", "network_kernels", "relax_from_onnx", "relax_from_torch"]
@@ -73,8 +74,14 @@ def relax_from_torch(module: Any, example: Any) -> tvm.IRModule:
         # torch 2.13 deprecates a pytree class its own export still uses
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
         module = fold_batch_norms(module)
-        exported = torch.export.export(module, example if isinstance(example, tuple) else (example,))
-        mod = from_exported_program(exported, keep_params_as_input=True)
+        try:
+            exported = torch.export.export(module, example if isinstance(example, tuple) else (example,))
+        except Exception as exc:  # noqa: BLE001 - torch.export's many error types become one line
+            raise ModelImportError(f"torch.export could not trace the module: {_first_line(exc)}") from None
+        try:
+            mod = from_exported_program(exported, keep_params_as_input=True)
+        except Exception as exc:  # noqa: BLE001 - an op TVM's torch frontend lacks, say
+            raise ModelImportError(f"TVM cannot import the exported module: {_first_line(exc)}") from None
     return _bind_params(mod)
 
 

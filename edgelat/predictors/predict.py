@@ -13,10 +13,12 @@ import numpy as np
 
 from edgelat.errors import UsageError
 from edgelat.ops import get_op
+from edgelat.ops.lowering import FusedGroup
 from edgelat.ops.network import Kernel, network_kernels
+from edgelat.ops.onnx_import import ShapeArg
 from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
 from edgelat.predictors.estimators import MODEL_FORMAT
-from edgelat.predictors.train import default_recipe, model_dir
+from edgelat.predictors.train import FALLBACK, default_recipe, model_dir
 from edgelat.workspace import Workspace
 
 __all__ = [
@@ -35,11 +37,13 @@ __all__ = [
 class DeviceLatencyModel:
     """The trained kernel models of one (device, recipe); ``predict`` takes (op, config) pairs."""
 
-    def __init__(self, device: str, recipe: str, models: dict[str, Any], meta: dict[str, Any]) -> None:
+    def __init__(self, device: str, recipe: str, models: dict[str, Any], meta: dict[str, Any], fallback: Any = None) -> None:
         self.device = device
         self.recipe = recipe
         self.models = models
         self.meta = meta
+        # Prices kernels no kind's model covers, from the features every kernel has (None in old workspaces).
+        self.fallback = fallback
         self._memo: dict[tuple[Any, ...], float] = {}
 
     @classmethod
@@ -67,7 +71,8 @@ class DeviceLatencyModel:
                 f"this edgelat reads format {MODEL_FORMAT}: retrain with `edgelat train {device}`"
             )
         models = {op: joblib.load(folder / f"{op}.joblib") for op in meta["ops"]}
-        return cls(device, recipe, models, meta)
+        fallback = joblib.load(folder / f"{FALLBACK}.joblib") if meta.get(FALLBACK) else None
+        return cls(device, recipe, models, meta, fallback)
 
     def forget(self) -> None:
         """Drop the remembered predictions (each (op, config) is predicted afresh)."""
@@ -97,14 +102,26 @@ class DeviceLatencyModel:
             memo.update(zip(configs, ms.tolist(), strict=True))
         return np.fromiter(map(memo.__getitem__, keys), dtype=float, count=len(keys))
 
+    def predict_fallback(self, groups: Sequence[FusedGroup]) -> np.ndarray:
+        """Milliseconds of kernels no kind's model covers, by the fallback model (NaN without one)."""
+        if self.fallback is None or not groups:
+            return np.full(len(groups), np.nan)
+        from edgelat.ops.generic import group_features
+
+        rows = [group_features(g) for g in groups]
+        names = list(self.fallback.feature_names_in_)
+        return np.asarray(self.fallback.predict_array(np.array([[r[n] for n in names] for r in rows], dtype=float)), dtype=float)
+
 
 @dataclass
 class KernelPrediction:
     name: str
     op: str | None
     config: dict[str, Any] | None
-    predicted_ms: float | None
+    predicted_ms: float
     share: float = 0.0
+    # Priced by the fallback model (no kind claims the kernel, or the device has no model of its kind).
+    fallback: bool = False
 
 
 @dataclass
@@ -113,59 +130,86 @@ class Prediction:
     recipe: str
     total_ms: float
     kernels: list[KernelPrediction] = field(default_factory=list)
-    # Kernels no predictor covers (listed only with allow_unpredicted).
-    unpredicted: list[str] = field(default_factory=list)
+    # Share of the predicted time priced by a dedicated kind's model (the rest by the fallback).
+    coverage: float = 1.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "device": self.device,
             "recipe": self.recipe,
             "total_ms": self.total_ms,
+            "coverage": self.coverage,
             "kernels": [k.__dict__ for k in self.kernels],
-            "unpredicted": self.unpredicted,
         }
 
 
-def load_network(model: Any, input_shape: Sequence[int] | None = None, example: Any = None) -> Any:
-    """A Relax module from an ONNX path or a ``torch.nn.Module`` (with ``input_shape`` or ``example``)."""
+def load_network(model: Any, input_shape: ShapeArg = None, example: Any = None) -> Any:
+    """A Relax module from an ONNX path or a ``torch.nn.Module`` (with ``input_shape`` or ``example``).
+
+    ``input_shape`` is one shape, one per input in order, or (ONNX) one per input name.
+    """
     from edgelat.ops.network import relax_from_onnx, relax_from_torch
 
     if isinstance(model, (str, Path)):
         path = Path(model)
-        if not path.exists():
-            raise UsageError(f"no such model file: {path}")
         if path.suffix != ".onnx":
             raise UsageError(f"{path}: only .onnx files are read (or pass a torch.nn.Module from Python)")
-        return relax_from_onnx(path, tuple(input_shape) if input_shape else None)
+        return relax_from_onnx(path, input_shape)
     import torch
 
     if isinstance(model, torch.nn.Module):
         if example is None:
             if input_shape is None:
                 raise UsageError("a torch module needs input_shape or an example input")
-            example = torch.randn(*input_shape)
+            if isinstance(input_shape, dict):
+                raise UsageError("a torch module's inputs have no names: give their shapes in order")
+            shapes = [input_shape] if all(isinstance(d, int) for d in input_shape) else list(input_shape)
+            example = tuple(torch.randn(*s) for s in shapes)
+            example = example[0] if len(example) == 1 else example
         return relax_from_torch(model, example)
     return model  # already a Relax IRModule
 
 
-def predict_kernels(model: DeviceLatencyModel, kernels: Sequence[Kernel], *, allow_unpredicted: bool = False) -> Prediction:
+def predict_kernels(model: DeviceLatencyModel, kernels: Sequence[Kernel], *, strict: bool = False) -> Prediction:
+    """Each kernel priced by its kind's model, or by the fallback model where there is none.
+
+    With ``strict``, a kernel without a dedicated model is refused instead, with the kinds to
+    profile and the kernels no kind claims.
+    """
     items = [(k.op or "", k.config or {}) for k in kernels]
     ms = model.predict(items)
-    missing = [k.group.name for k, v in zip(kernels, ms, strict=True) if np.isnan(v)]
-    if missing and not allow_unpredicted:
-        raise UsageError(
-            f"{len(missing)} kernel(s) have no predictor: {', '.join(sorted(set(missing))[:8])}"
-            + (" ..." if len(set(missing)) > 8 else "")
-            + "; profile those op kinds, or pass --allow-unpredicted to list them"
-        )
-    total = float(np.nansum(ms))
+    missing = [i for i, v in enumerate(ms) if np.isnan(v)]
+    if missing and strict:
+        raise UsageError(_no_predictor_message(model, [kernels[i] for i in missing]) + "; without --strict the fallback model prices them")
+    if missing:
+        priced = model.predict_fallback([kernels[i].group for i in missing])
+        if np.isnan(priced).any():
+            raise UsageError(
+                _no_predictor_message(model, [kernels[i] for i in missing])
+                + f", and the models of {model.device} have no fallback (trained by an older edgelat): run `edgelat train {model.device}`"
+            )
+        ms[missing] = priced
+    total = float(np.sum(ms))
+    dedicated = np.ones(len(ms), dtype=bool)
+    dedicated[missing] = False
     out = [
-        KernelPrediction(
-            k.group.name, k.op, k.config, None if np.isnan(v) else float(v), 0.0 if np.isnan(v) or total <= 0 else float(v) / total
-        )
-        for k, v in zip(kernels, ms, strict=True)
+        KernelPrediction(k.group.name, k.op, k.config, float(v), float(v) / total if total > 0 else 0.0, not d)
+        for k, v, d in zip(kernels, ms, dedicated, strict=True)
     ]
-    return Prediction(model.device, model.recipe, total, out, missing)
+    coverage = float(np.sum(ms[dedicated]) / total) if total > 0 else 1.0
+    return Prediction(model.device, model.recipe, total, out, coverage)
+
+
+def _no_predictor_message(model: DeviceLatencyModel, kernels: Sequence[Kernel]) -> str:
+    kinds = sorted({k.op for k in kernels if k.op})
+    odd = [k.group.name for k in kernels if not k.op]
+    parts = []
+    if kinds:
+        parts.append(f"profile them with `edgelat profile {model.device} --ops {','.join(kinds)}`")
+    if odd:
+        names = sorted(set(odd))
+        parts.append(f"{len(odd)} match no kind ({', '.join(names[:6])}{f', ... {len(names)} in all' if len(names) > 6 else ''})")
+    return f"{len(kernels)} kernel(s) have no model of their kind on {model.device}: " + "; ".join(parts)
 
 
 def predict_network(
@@ -173,13 +217,13 @@ def predict_network(
     device: str,
     network: Any,
     *,
-    input_shape: Sequence[int] | None = None,
+    input_shape: ShapeArg = None,
     recipe: str | None = None,
-    allow_unpredicted: bool = False,
+    strict: bool = False,
 ) -> Prediction:
     """Predicted latency of ``network`` (ONNX path, torch module or Relax module) on ``device``."""
     model = DeviceLatencyModel.load(ws, device, recipe)
-    return predict_kernels(model, network_kernels(load_network(network, input_shape)), allow_unpredicted=allow_unpredicted)
+    return predict_kernels(model, network_kernels(load_network(network, input_shape)), strict=strict)
 
 
 def kernel_group(op: str, config: dict[str, Any]) -> str:
@@ -197,9 +241,8 @@ def grouped_ms(prediction: Prediction) -> dict[str, float]:
     """Predicted milliseconds per kernel group (see :func:`kernel_group`), and ``n_kernels``."""
     groups: dict[str, float] = defaultdict(float)
     for k in prediction.kernels:
-        if k.op is not None and k.predicted_ms is not None and k.config is not None:
-            groups[kernel_group(k.op, k.config)] += k.predicted_ms
-            groups["n_kernels"] += 1.0
+        groups[FALLBACK if k.fallback or k.op is None else kernel_group(k.op, k.config or {})] += k.predicted_ms
+        groups["n_kernels"] += 1.0
     return dict(groups)
 
 

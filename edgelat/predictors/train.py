@@ -18,12 +18,36 @@ from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
 from edgelat.predictors.estimators import MODEL_FORMAT, FlopsLinear, KernelLatencyRegressor, make_baselines
 from edgelat.workspace import Workspace
 
-__all__ = ["OpReport", "TrainReport", "accuracy_metrics", "feature_frame", "model_dir", "train_device"]
+__all__ = ["FALLBACK", "OpReport", "TrainReport", "accuracy_metrics", "feature_frame", "generic_frame", "model_dir", "train_device"]
 
 
 def feature_frame(op: str, configs: list[dict[str, Any]]) -> pd.DataFrame:
     """The one feature function, for training and prediction alike: the registry's, on all configs at once."""
     return get_op(op).feature_table(configs)
+
+
+# The name the fallback model (every kernel, generic features) is saved and reported under.
+FALLBACK = "fallback"
+
+
+def generic_frame(items: list[tuple[str, dict[str, Any]]]) -> pd.DataFrame:
+    """Generic features (:mod:`edgelat.ops.generic`) of profiled configs, each fused as a network's kernel is."""
+    from edgelat.ops.generic import GENERIC_FEATURES, config_group, group_features
+
+    return pd.DataFrame([group_features(config_group(op, cfg)) for op, cfg in items], columns=list(GENERIC_FEATURES))
+
+
+def _cross_validate(X: pd.DataFrame, y: np.ndarray, name: str, folds: int, seed: int) -> OpReport:
+    from sklearn.model_selection import KFold
+
+    splits = list(KFold(n_splits=min(folds, len(y)), shuffle=True, random_state=seed).split(X))
+    report = OpReport(name, len(y), len(splits))
+    for model_name, model in {"xgboost": KernelLatencyRegressor(), **make_baselines()}.items():
+        out_of_fold = np.empty(len(y))
+        for train, test in splits:
+            out_of_fold[test] = model.fit(X.iloc[train], y[train]).predict(X.iloc[test])
+        report.metrics[model_name] = accuracy_metrics(y, out_of_fold)
+    return report
 
 
 def accuracy_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -86,13 +110,14 @@ def train_device(
     """Fit one regressor per op kind on ``device``'s measurements and save it in the workspace.
 
     Accuracy is cross-validated: every config is predicted once by models fitted on the other
-    folds (a single 20% split left 20 test configs for most kinds, 5 points a config).
+    folds (a single 20% split left 20 test configs for most kinds, 5 points a config). A fallback
+    model is fitted too, on all kernels of every kind and the features all kernels have
+    (:mod:`edgelat.ops.generic`): it prices the kernels of a network that no kind claims.
     """
     import joblib
     import sklearn
     import tvm
     import xgboost
-    from sklearn.model_selection import KFold
 
     import edgelat
 
@@ -110,16 +135,21 @@ def train_device(
             continue
         X = feature_frame(str(op), [json.loads(p) for p in group["params"]])
         y = group["median_ms"].to_numpy()
-        splits = list(KFold(n_splits=min(folds, len(group)), shuffle=True, random_state=seed).split(X))
-        report = OpReport(str(op), len(group), len(splits))
-        for name, model in {"xgboost": KernelLatencyRegressor(), **make_baselines()}.items():
-            out_of_fold = np.empty(len(y))
-            for train, test in splits:
-                out_of_fold[test] = model.fit(X.iloc[train], y[train]).predict(X.iloc[test])
-            report.metrics[name] = accuracy_metrics(y, out_of_fold)
+        report = _cross_validate(X, y, str(op), folds, seed)
         joblib.dump(KernelLatencyRegressor().fit(X, y), out / f"{op}.joblib")
         joblib.dump(FlopsLinear().fit(X, y), out / f"{op}.flops.joblib")  # the baseline networks are compared with
         saved[str(op)] = {"n": len(group), "features": list(X.columns), "held_out": report.metrics}
+        reports.append(report)
+    # The fallback: every kernel of every kind this device measured, on the features all kernels have.
+    simple = data[[not get_op(str(op)).composite for op in data["op"]]]
+    fallback = None
+    if len(simple) >= min_samples:
+        X = generic_frame([(str(op), json.loads(p)) for op, p in zip(simple["op"], simple["params"], strict=True)])
+        y = simple["median_ms"].to_numpy()
+        report = _cross_validate(X, y, FALLBACK, folds, seed)
+        joblib.dump(KernelLatencyRegressor().fit(X, y), out / f"{FALLBACK}.joblib")
+        joblib.dump(FlopsLinear().fit(X, y), out / f"{FALLBACK}.flops.joblib")
+        fallback = {"n": len(simple), "features": list(X.columns), "held_out": report.metrics}
         reports.append(report)
     dataset_hash = hashlib.sha256(data.sort_values("config_id").to_csv(index=False).encode()).hexdigest()[:16]
     meta = {
@@ -136,10 +166,11 @@ def train_device(
         },
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "ops": saved,
+        FALLBACK: fallback,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     for stale in out.glob("*.joblib"):
-        if stale.name.split(".")[0] not in saved:
+        if stale.name.split(".")[0] not in (*saved, FALLBACK):
             stale.unlink()
     return TrainReport(device, recipe, reports, skipped, str(out), time.time() - start)
 

@@ -83,12 +83,14 @@ class ValidationReport:
 def _flops_baseline(ws: Workspace, model: DeviceLatencyModel) -> DeviceLatencyModel:
     import joblib
 
-    from edgelat.predictors.train import model_dir
+    from edgelat.predictors.train import FALLBACK, model_dir
 
     folder = model_dir(ws, model.device, model.recipe)
+    fallback = folder / f"{FALLBACK}.flops.joblib"
     return DeviceLatencyModel(
-        model.device, model.recipe, {op: joblib.load(folder / f"{op}.flops.joblib") for op in model.models}, model.meta
-    )
+        model.device, model.recipe, {op: joblib.load(folder / f"{op}.flops.joblib") for op in model.models}, model.meta,
+        joblib.load(fallback) if fallback.exists() else None,
+    )  # fmt: skip
 
 
 def validate_device(
