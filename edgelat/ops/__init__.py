@@ -12,7 +12,10 @@ one of the modules here (or your own module)::
         def match(self, group): ...
 """
 
-from edgelat.ops import conv, elementwise, layout, linear, misc, pool, reduce, resize  # noqa: F401  (registers the kinds)
+# Networks' kernels are matched to the first kind that claims them, in registration order: the
+# general data-movement kind (layout) comes after the specific ones (channel shuffle).
+from edgelat.ops import conv, elementwise, linear, misc, pool, reduce, resize  # noqa: F401, I001  (registers the kinds)
+from edgelat.ops import layout  # noqa: F401, E402
 from edgelat.ops.lowering import FUSION_PIPELINE_VERSION, FusedGroup, TirCall, fuse, fused_groups, kernel_funcs
 from edgelat.ops.registry import FEATURE_SCHEMA_VERSION, Config, OpSpec, config_id, get_op, list_ops, register_op, unregister_op
 

@@ -134,12 +134,18 @@ def _token(call: TirCall) -> str | None:
     """One elementwise call as a token: its op and where its other operand comes from."""
     if call.pattern > 1:  # injective, reduction, anchor or opaque: not an epilogue op
         return None
+    if call.out is None or any(a is not None and len(a) > len(call.out) for a in call.args):
+        return None
+    if not any(a == call.out for a in call.args):
+        return None  # no operand has the output's shape (a pad, say): not elementwise
     tensors = [i for i, a in enumerate(call.args) if a is not None and _numel(a) > 1]
     if call.internal_back:
         return f"{call.op}.i{call.internal_back}"
     if len(call.args) == 1 or len(tensors) == 1 and (not any(call.chained) or call.chained[tensors[0]]):
         # one tensor operand, the others scalars (or folded into the op): unary, or binary with a constant
         return f"{call.op}.s" if len(call.args) > 1 or call.op in _BINARY_NAMES else call.op
+    if not any(call.chained):  # a side branch on the kernel's other inputs, joined later
+        return f"{call.op}.t" if call.out in call.args else f"{call.op}.c"
     if len(call.args) != 2 or call.chained.count(True) != 1:
         return None
     running = call.args[call.chained.index(True)]

@@ -3,7 +3,8 @@
 The kernels edgelat profiles, the kernels it predicts for a network, and the network it
 measures end to end all come out of :func:`fuse`, so a kernel sum is a sum of what the
 measured build really runs. The pass list is TVM's own fusion (``FuseOps``/``FuseTIR``)
-after inference-time decomposition; ``CanonicalizeBindings`` first removes the tuple
+after zero pads are folded into the convs they feed (:mod:`edgelat.ops.rewrites`) and
+inference-time decomposition; ``CanonicalizeBindings`` first removes the tuple
 that batch norm leaves behind, which otherwise keeps activations out of the conv kernel.
 """
 
@@ -19,11 +20,14 @@ from tvm import relax
 __all__ = ["FUSION_PIPELINE_VERSION", "FusedGroup", "TirCall", "fuse", "fused_groups", "kernel_funcs", "op_attrs", "shape_of", "without_views"]
 
 # Bump when the pass list changes: cached builds and stored configs depend on it.
-FUSION_PIPELINE_VERSION = 1
+FUSION_PIPELINE_VERSION = 2
 
 
 def _passes() -> list[tvm.transform.Pass]:
+    from edgelat.ops.rewrites import FoldPadIntoConv
+
     return [
+        FoldPadIntoConv,
         relax.transform.DecomposeOpsForInference(),
         relax.transform.CanonicalizeBindings(),
         relax.transform.DeadCodeElimination(),
@@ -39,8 +43,8 @@ def fuse(mod: tvm.IRModule) -> tuple[tvm.IRModule, OpAttrs]:
 
     Also returns the attributes of the ops that legalization turns into plain loops.
     """
-    decomposed = tvm.transform.Sequential(_passes()[:3])(mod)
-    return tvm.transform.Sequential(_passes()[3:])(decomposed), op_attrs(decomposed)
+    decomposed = tvm.transform.Sequential(_passes()[:4])(mod)
+    return tvm.transform.Sequential(_passes()[4:])(decomposed), op_attrs(decomposed)
 
 
 def kernel_funcs(fused: tvm.IRModule) -> tvm.IRModule:
@@ -180,9 +184,14 @@ def _attrs_of(call: relax.Call) -> dict[str, Any]:
 
 
 def op_attrs(mod: tvm.IRModule, entry: str = "main") -> OpAttrs:
-    """Attributes of the ops in ``mod`` before legalization, keyed by (name, input shapes, output shape)."""
+    """Attributes of the ops in ``mod`` before legalization, keyed by (name, input shapes, output shape).
+
+    Two ops of one name and shapes with different attributes (a nearest and a bilinear resize of the
+    same map) are told apart by the PrimFunc each legalizes to: under ``(key, body hash)``.
+    """
     names = {**_ATTR_OPS, "relax.strided_slice": "strided_slice"}
     table: OpAttrs = {}
+    seen: dict[tuple[str, Any, Any], list[tuple[relax.Call, dict[str, Any]]]] = {}
     for block in mod[entry].body.blocks:
         for binding in block.bindings:
             value = binding.value
@@ -190,8 +199,44 @@ def op_attrs(mod: tvm.IRModule, entry: str = "main") -> OpAttrs:
                 # Keyed by every input's shape (a 1x1 conv and a depthwise conv can share input and output shapes).
                 tensors = [a for a in value.args if isinstance(getattr(a, "ty", None), relax.TensorType)]
                 key = (names[value.op.name], tuple(shape_of(a) for a in tensors), shape_of(value))
-                table.setdefault(key, _attrs_of(value))
+                seen.setdefault(key, []).append((value, _attrs_of(value)))
+    for key, calls in seen.items():
+        table[key] = calls[0][1]
+        if any(attrs != calls[0][1] for _, attrs in calls[1:]):
+            table[key] = _AMBIGUOUS
+            for call, attrs in calls:
+                table[(key, _body_hash(_legalize_one(call)))] = attrs  # type: ignore[index]
     return table
+
+
+_AMBIGUOUS: dict[str, Any] = {"ambiguous": True}
+
+
+def _body_hash(func: Any) -> int:
+    import tvm_ffi
+
+    return int(tvm_ffi.structural_hash(func.body, map_free_vars=True))
+
+
+def _legalize_one(call: relax.Call) -> Any:
+    """The PrimFunc ``call`` alone legalizes to."""
+    bb = relax.BlockBuilder()
+    params = [relax.Var(f"a{i}", a.ty) for i, a in enumerate(call.args) if isinstance(getattr(a, "ty", None), relax.TensorType)]
+    it = iter(params)
+    args = [next(it) if isinstance(getattr(a, "ty", None), relax.TensorType) else a for a in call.args]
+    with bb.function("main", params):
+        with bb.dataflow():
+            out = bb.emit_output(relax.Call(call.op, args, call.attrs, call.ty_args))
+        bb.emit_func_output(out)
+    legal = relax.transform.LegalizeOps()(bb.get())
+    return next(f for f in legal.functions.values() if isinstance(f, tvm.tirx.PrimFunc))
+
+
+def _lookup(attrs: OpAttrs, name: str, shapes: Any, out: Any, func: Any) -> dict[str, Any] | None:
+    found = attrs.get((name, shapes, out))
+    if found is _AMBIGUOUS:
+        found = attrs.get(((name, shapes, out), _body_hash(func)))  # type: ignore[arg-type]
+    return found
 
 
 def _tir_calls(func: relax.Function, mod: tvm.IRModule, attrs: OpAttrs) -> list[TirCall]:
@@ -220,7 +265,7 @@ def _tir_calls(func: relax.Function, mod: tvm.IRModule, attrs: OpAttrs) -> list[
             name = _DIGITS.sub("", gv.name_hint)
             shapes = tuple(shape_of(a) for a in args)
             out = shape_of(value)
-            calls.append(TirCall(name, shapes, out, chained, mod[gv], attrs.get((name, shapes, out)), back))
+            calls.append(TirCall(name, shapes, out, chained, mod[gv], _lookup(attrs, name, shapes, out, mod[gv]), back))
             previous = binding.var
             produced.append(binding.var)
     return calls
@@ -252,7 +297,7 @@ def fused_groups(fused: tvm.IRModule, attrs: OpAttrs | None = None, entry: str =
                     shape_of(value),
                     tuple(i == 0 for i in range(len(args))),
                     fused[gv],
-                    attrs.get((name, shapes, shape_of(value))),
+                    _lookup(attrs, name, shapes, shape_of(value), fused[gv]),
                 )
                 groups.append(FusedGroup(gv.name_hint, (call,)))
             elif isinstance(value.op, tvm.ir.GlobalVar):

@@ -145,21 +145,26 @@ class ChannelShuffle(OpSpec):
         return feats
 
     def match(self, group: FusedGroup) -> Config | None:
+        """By the copy it does, however the reshapes spell it: the channels seen as (groups, c / groups)
+        and transposed, each plane moved whole (:func:`~edgelat.ops.layout.canonical_gather`)."""
+        from edgelat.ops.layout import canonical_gather, gather_index
+
         ops = group.ops
         concat = int(bool(ops) and ops[0] == "concatenate")
-        split = int(bool(ops) and ops[-1] == "split")
-        core = ops[concat : len(ops) - split]
-        if core != ["reshape", "transpose", "reshape"]:
+        split = int(bool(ops) and ops[-1] == "split" and len(ops) > 1)
+        core = group.calls[concat : len(ops) - split]
+        if not core or (concat and (len(group.calls[0].args) != 2 or group.calls[0].args[0] is None)):
             return None
-        mid = group.calls[concat + 1].out
-        x = group.calls[concat].args[0]
-        if mid is None or len(mid) != 5 or x is None or len(x) != 4:
+        x = core[0].args[0] if core[0].args else None
+        replay = gather_index(core)
+        if x is None or len(x) != 4 or x[0] != 1 or replay is None or replay[2] != len(core):
             return None
-        if (group.calls[concat + 1].attrs or {}).get("axes", [0, 2, 1, 3, 4]) != [0, 2, 1, 3, 4]:
-            return None  # another permutation of five dims: a layout kernel, not a shuffle
-        if concat and (len(group.calls[0].args) != 2 or group.calls[0].args[0] is None or 2 * group.calls[0].args[0][1] != x[1]):
+        found = canonical_gather(replay[0], replay[1])
+        if found is None or len(found[0]) != 3 or found[0] != found[1] or found[2] != (1, 0, 2) or found[0][2] != x[2] * x[3]:
             return None
-        return {"n": x[0], "c": x[1], "h": x[2], "w": x[3], "groups": mid[2], "concat": concat, "split": split}
+        if concat and 2 * group.calls[0].args[0][1] != x[1]:
+            return None
+        return {"n": x[0], "c": x[1], "h": x[2], "w": x[3], "groups": found[0][0], "concat": concat, "split": split}
 
 
 @register_op("softmax", description="softmax over the last axis of a (rows, cols) tensor")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import tvm
 
 from edgelat.errors import ModelImportError
@@ -60,6 +61,15 @@ def _fold_sequential_conv_bn(module: Any) -> Any:
     return module
 
 
+class _Root(torch.nn.Module):
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, *args: Any) -> Any:
+        return self.net(*args)
+
+
 def relax_from_torch(module: Any, example: Any) -> tvm.IRModule:
     """Import a ``torch.nn.Module`` (eval mode, batch norms folded) with weights bound as constants.
 
@@ -73,7 +83,9 @@ def relax_from_torch(module: Any, example: Any) -> tvm.IRModule:
     with torch.no_grad(), warnings.catch_warnings():
         # torch 2.13 deprecates a pytree class its own export still uses
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-        module = fold_batch_norms(module)
+        # Exported under a root of its own: a submodule named like a GraphModule attribute (``meta``,
+        # ``graph``, ``code``) would clash with it when torch unlifts the exported program.
+        module = fold_batch_norms(_Root(module))
         try:
             exported = torch.export.export(module, example if isinstance(example, tuple) else (example,))
         except Exception as exc:  # noqa: BLE001 - torch.export's many error types become one line

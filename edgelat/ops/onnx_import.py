@@ -186,10 +186,14 @@ def import_onnx(model: Any, shapes: Mapping[str, tuple[int, ...]], dtypes: Mappi
                 node = attrs.get("tvm_custom", {}).get("name") or "(unnamed)"
                 raise ModelImportError(f"TVM cannot import ONNX node {node!r} ({op_name}): {_first_line(exc)}") from None
 
+    from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
+
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=1)
-    unsupported = sorted({n.op_type for n in model.graph.node if n.domain not in ("", "ai.onnx")})
-    if unsupported:
-        raise ModelImportError(f"the model uses ops outside the standard ONNX domain, which TVM cannot import: {', '.join(unsupported)}")
+    known = _get_convert_map()
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx") or (node.op_type not in known and node.op_type not in ("If", "Constant")):
+            op = f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+            raise ModelImportError(f"TVM cannot import ONNX node {node.name or '(unnamed)'!r} ({op}): its ONNX importer has no converter for {op}")
     importer = Importer({k: list(v) for k, v in shapes.items()}, dict(dtypes), keep_params_in_input=True, sanitize=True)
     try:
         with _quiet():

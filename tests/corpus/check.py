@@ -80,7 +80,7 @@ def _session(path: Path) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # failures are reported from the exception
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -138,6 +138,8 @@ def _check_export(net, model, exporter, path, dynamic) -> ExportResult:
         inputs = _dynamic_inputs(net) if dynamic else example_inputs(net)
         if dynamic:
             res.failure = _symbolic_problems(net, proto)
+            if res.failure:
+                return res
         sess = _session(path)
         feeds = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), inputs, strict=True)}
         got = sess.run(None, feeds)
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="corpus-") as tmp:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        header = f"{'name':28s} {'family':12s} {'MFLOPs':>7s} {'params':>8s} {'dyn':7s} {'ts op':>5s} {'ts s':>5s} {'ts':8s} {'dy op':>5s} {'dy s':>5s} {'dynamo':8s} {'ts dyn':8s} {'dy dyn':8s}"
+        header = f"{'name':30s} {'family':12s} {'MFLOPs':>7s} {'params':>8s} {'dyn':7s} {'ts op':>5s} {'ts s':>5s} {'ts':8s} {'dy op':>5s} {'dy s':>5s} {'dynamo':8s} {'ts dyn':8s} {'dy dyn':8s}"
         print(header)
         print("-" * len(header))
         for net in nets:
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             ts, dy = r.static.get("torchscript"), r.static.get("dynamo")
             flag = "!" if r.flops > MAX_FLOPS or r.params > MAX_PARAMS else " "
             print(
-                f"{net.name:28s} {net.family:12s} {r.flops / 1e6:7.1f}{flag}{r.params / 1e3:7.0f}K {net.dynamic:7s} "
+                f"{net.name:30s} {net.family:12s} {r.flops / 1e6:7.1f}{flag}{r.params / 1e3:7.0f}K {net.dynamic:7s} "
                 f"{ts.opset if ts else 0:5d} {ts.seconds if ts else math.nan:5.1f} {_fmt(ts):8s} "
                 f"{dy.opset if dy else 0:5d} {dy.seconds if dy else math.nan:5.1f} {_fmt(dy):8s} "
                 f"{_fmt(r.dynamic.get('torchscript')):8s} {_fmt(r.dynamic.get('dynamo')):8s}",
