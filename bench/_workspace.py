@@ -12,10 +12,14 @@ DEFAULT = Path.home() / ".cache" / "edgelat-bench"
 
 
 def ensure_trained(ws: Workspace, samples: int = 100) -> None:
-    """Profile `local` (``samples`` configs per op kind, ~12 minutes) if the workspace has no measurements; train if untrained."""
-    have = ws.db.execute("SELECT COUNT(*) FROM measurements WHERE device = 'local' AND status = 'ok'").fetchone()[0]
-    if have == 0:
-        print(f"profiling local into {ws.root} ({samples} configs per op kind) ...")
-        profile(ws, "local", ProfileConfig(samples=samples))
-    if not (model_dir(ws, "local", "default") / "meta.json").exists():
+    """Profile `local` (``samples`` configs per op kind, ~15 minutes) for every kind it has no measurements of;
+    train if untrained or if the models predate those measurements."""
+    from edgelat.ops import list_ops
+
+    measured = {row[0] for row in ws.db.execute("SELECT DISTINCT op FROM measurements WHERE device = 'local' AND status = 'ok'")}
+    missing = tuple(op for op in list_ops() if op not in measured)
+    if missing:
+        print(f"profiling local into {ws.root} ({samples} configs per op kind: {', '.join(missing)}) ...")
+        profile(ws, "local", ProfileConfig(ops=missing, samples=samples))
+    if missing or not (model_dir(ws, "local", "default") / "meta.json").exists():
         train_device(ws, "local")

@@ -28,6 +28,21 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
 
 
 @pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace whose local device has dense and activation kernels measured and models trained
+    (the fallback model too, on those kernels)."""
+    from edgelat.predictors.train import train_device
+    from edgelat.profiler.campaign import ProfileConfig, profile
+
+    root = tmp_path_factory.mktemp("trained")
+    with open_workspace(root) as ws:
+        profile(ws, "local", ProfileConfig(ops=("dense", "activation"), samples=14, repeat=3, min_repeat_ms=5.0, weighted=False))
+        report = train_device(ws, "local")
+    assert {r.op for r in report.ops} == {"dense", "activation", "fallback"}
+    return root
+
+
+@pytest.fixture(scope="session")
 def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
     if find_sshd() is None:
         pytest.fail("OpenSSH's sshd is not installed (apt-get install openssh-server; .ci/run does this)")

@@ -19,7 +19,6 @@ from edgelat.ops import FEATURE_SCHEMA_VERSION
 from edgelat.predictors.estimators import FlopsLinear, KernelLatencyRegressor, NearestNeighbour
 from edgelat.predictors.predict import DeviceLatencyModel, predict_network
 from edgelat.predictors.train import accuracy_metrics, train_device
-from edgelat.profiler.campaign import ProfileConfig, profile
 from edgelat.workspace import Workspace, open_workspace
 
 
@@ -56,17 +55,6 @@ def test_estimators_follow_the_sklearn_contract() -> None:
     truth = 1e-8 * 1e9 + 1e-6 * far["bytes"].iloc[0] + 0.01
     assert abs(KernelLatencyRegressor(n_estimators=100).fit(X, y).predict(far)[0] / truth - 1) < 0.2
     assert abs(model.predict(far)[0] / truth - 1) > 0.5
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workspace whose local device has dense and activation kernels measured and models trained."""
-    root = tmp_path_factory.mktemp("trained")
-    with open_workspace(root) as ws:
-        profile(ws, "local", ProfileConfig(ops=("dense", "activation"), samples=14, repeat=3, min_repeat_ms=5.0, weighted=False))
-        report = train_device(ws, "local")
-    assert {r.op for r in report.ops} == {"dense", "activation", "fallback"}
-    return root
 
 
 def _mlp() -> nn.Module:

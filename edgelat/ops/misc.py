@@ -88,6 +88,46 @@ class Concat(OpSpec):
         return {"n": n, "channels": "+".join(str(a[axis]) for a in shapes), "h": h, "w": w, "epilogue": epilogue}
 
 
+@register_op("split", description="a split of one tensor into 2-8 parts along any axis (chunk, split), one kernel")
+class Split(Concat):
+    """A concat run backwards: the same copies, from one input into several outputs. The input is
+    seen as (n, parts along the axis, h, w) exactly as :class:`Concat` sees its output."""
+
+    def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
+        return {**super().sample(rng, seeds), "epilogue": ""}
+
+    def emit(self, cfg: Config) -> tvm.IRModule:
+        sizes = [int(c) for c in cfg["channels"].split("+")]
+        points = [int(v) for v in np.cumsum(sizes)[:-1]]
+
+        def body(b: EpilogueBuilder):  # noqa: ANN202
+            return b.emit(R.split(b.input((cfg["n"], sum(sizes), cfg["h"], cfg["w"]), "x"), points, axis=1))
+
+        return EpilogueBuilder().build(body)
+
+    def match(self, group: FusedGroup) -> Config | None:
+        first = group.calls[0]
+        x = first.args[0] if first.args else None
+        if first.op != "split" or len(group.calls) != 1 or x is None or first.attrs is None:
+            return None
+        axis = int(first.attrs.get("axis", 0)) % len(x)
+        sections = first.attrs.get("indices_or_sections")
+        points = [int(p) for p in sections] if isinstance(sections, list) else None
+        if points is None:
+            count = int(sections)
+            if x[axis] % count:
+                return None
+            points = [x[axis] // count * i for i in range(1, count)]
+        sizes = [b - a for a, b in zip([0, *points], [*points, x[axis]], strict=True)]
+        if not 2 <= len(sizes) <= 8 or min(sizes) < 1:
+            return None
+        if len(x) == 4 and axis == 1:
+            n, h, w = x[0], x[2], x[3]
+        else:
+            n, h, w = numel(x[:axis]), 1, numel(x[axis + 1 :])
+        return {"n": n, "channels": "+".join(map(str, sizes)), "h": h, "w": w, "epilogue": ""}
+
+
 @register_op(
     "channel_shuffle",
     description="ShuffleNet channel shuffle (reshape, transpose, reshape), optionally with the concat before and the split after",
@@ -264,4 +304,4 @@ class SqueezeExcite(OpSpec):
         return feats
 
 
-__all__ = ["ChannelShuffle", "Concat", "LayerNorm", "Softmax", "SqueezeExcite", "match_epilogue"]
+__all__ = ["ChannelShuffle", "Concat", "Split", "LayerNorm", "Softmax", "SqueezeExcite", "match_epilogue"]
