@@ -11,7 +11,9 @@ ONNX file goes through four steps here:
 3. **fold shape arithmetic** with onnxslim, so those chains become constants and every tensor
    has a static shape (onnxslim is pure Python, maintained, and folds shape arithmetic with its
    own symbolic shape inference; onnx-simplifier needs a native build that lags Python releases);
-4. **import** with TVM's ONNX frontend; a node it cannot convert is named, with its op type.
+4. **import** with TVM's ONNX frontend, after ops it lacks are expanded where ONNX defines them as
+   functions of simpler ops and exporters' spellings it misreads are normalised; a node it cannot
+   convert is named, with its op type and input shapes.
 
 Every failure is an :class:`~edgelat.errors.ModelImportError` with one line of evidence.
 """
@@ -172,8 +174,77 @@ def simplify(model: Any, shapes: Mapping[str, tuple[int, ...]]) -> Any:
         return model
 
 
+def expand_functions(model: Any, known: Any) -> Any:
+    """Nodes of ops TVM has no converter for, replaced by their definition when ONNX defines the op as a
+    function of simpler ops (``Celu`` is ``alpha * Elu(x / alpha)``); other nodes are left as they are."""
+    import onnx
+
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=1)
+    for _ in range(4):  # a definition may use another op that needs expanding
+        nodes, changed = [], False
+        for index, node in enumerate(model.graph.node):
+            body = None if node.domain not in ("", "ai.onnx") or node.op_type in known else _function_of(onnx, node, model, opset)
+            if body is None:
+                nodes.append(node)
+                continue
+            changed = True
+            rename = dict(zip(body.input, node.input, strict=False)) | dict(zip(body.output, node.output, strict=False))
+            prefix = f"{node.name or node.op_type}_{index}/"
+            for inner in body.node:
+                copy = onnx.NodeProto()
+                copy.CopyFrom(inner)
+                copy.name = prefix + (inner.name or inner.op_type)
+                copy.input[:] = [rename.get(n, prefix + n) if n else "" for n in inner.input]
+                copy.output[:] = [rename.get(n, prefix + n) for n in inner.output]
+                nodes.append(copy)
+        if not changed:
+            break
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return model
+
+
+def _function_of(onnx: Any, node: Any, model: Any, opset: int) -> Any:
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset)
+    except Exception:  # noqa: BLE001 - not a standard op: nothing to expand
+        return None
+    if schema.has_context_dependent_function:
+        types = {v.name: v.type for v in (*model.graph.input, *model.graph.value_info)}
+        types.update({i.name: onnx.helper.make_tensor_type_proto(i.data_type, list(i.dims)) for i in model.graph.initializer})
+        if any(n and n not in types for n in node.input):
+            return None
+        proto = schema.get_context_dependent_function(node.SerializeToString(), [types[n].SerializeToString() for n in node.input if n])
+        body = onnx.FunctionProto()
+        body.ParseFromString(proto)
+        return body if body.node else None
+    if schema.has_function:
+        body = onnx.FunctionProto()
+        body.CopyFrom(schema.function_body)
+        given = {a.name: a for a in node.attribute}
+        for inner in body.node:
+            for attr in inner.attribute:
+                if attr.ref_attr_name:
+                    source = given.get(attr.ref_attr_name) or schema.attributes[attr.ref_attr_name].default_value
+                    name = attr.name
+                    attr.CopyFrom(source)
+                    attr.name = name
+        return body
+    return None
+
+
+def normalize(model: Any) -> Any:
+    """Spellings exporters use that TVM's importer misreads: an empty tensor for Resize's unused roi or
+    scales (the TorchScript exporter writes one when sizes are given) becomes an absent input."""
+    empty = {i.name for i in model.graph.initializer if 0 in i.dims}
+    for node in model.graph.node:
+        if node.op_type == "Resize":
+            node.input[:] = [("" if 0 < i < 3 and name in empty else name) for i, name in enumerate(node.input)]
+    return model
+
+
 def import_onnx(model: Any, shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, str]) -> Any:
-    """Relax from a simplified ONNX model, weights kept as inputs (bound later); failures name the node."""
+    """Relax from a simplified ONNX model (weights as constants); failures name the node."""
     from tvm.relax.frontend.onnx.onnx_frontend import ONNXGraphImporter
 
     class Importer(ONNXGraphImporter):  # type: ignore[misc]
@@ -184,17 +255,19 @@ def import_onnx(model: Any, shapes: Mapping[str, tuple[int, ...]], dtypes: Mappi
                 raise
             except Exception as exc:  # noqa: BLE001 - whatever the converter raises becomes one line naming the node
                 node = attrs.get("tvm_custom", {}).get("name") or "(unnamed)"
-                raise ModelImportError(f"TVM cannot import ONNX node {node!r} ({op_name}): {_first_line(exc)}") from None
+                shapes = ", ".join(_describe(i) for i in inputs)
+                raise ModelImportError(f"TVM cannot import ONNX node {node!r} ({op_name}, inputs {shapes}): {_first_line(exc)}") from None
 
     from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
 
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=1)
     known = _get_convert_map()
+    model = normalize(expand_functions(model, known))
     for node in model.graph.node:
         if node.domain not in ("", "ai.onnx") or (node.op_type not in known and node.op_type not in ("If", "Constant")):
             op = f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
             raise ModelImportError(f"TVM cannot import ONNX node {node.name or '(unnamed)'!r} ({op}): its ONNX importer has no converter for {op}")
-    importer = Importer({k: list(v) for k, v in shapes.items()}, dict(dtypes), keep_params_in_input=True, sanitize=True)
+    importer = Importer({k: list(v) for k, v in shapes.items()}, dict(dtypes), keep_params_in_input=False, sanitize=True)
     try:
         with _quiet():
             return importer.from_onnx(model.graph, opset)
@@ -202,6 +275,19 @@ def import_onnx(model: Any, shapes: Mapping[str, tuple[int, ...]], dtypes: Mappi
         raise
     except Exception as exc:  # noqa: BLE001 - e.g. the unsupported-operator check, before any node
         raise ModelImportError(f"TVM cannot import the model: {_first_line(exc)}") from None
+
+
+def _describe(value: Any) -> str:
+    """An importer value as the user would read it: a shape, ``?`` where unknown."""
+    if value is None:
+        return "-"
+    shape = getattr(getattr(value, "ty", None), "shape", None)
+    if shape is None:
+        return "?"
+    try:
+        return "(" + ",".join(str(int(d)) if hasattr(d, "value") or isinstance(d, int) else "?" for d in shape) + ")"
+    except TypeError:
+        return "?"
 
 
 @contextlib.contextmanager

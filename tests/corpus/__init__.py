@@ -33,7 +33,7 @@ from torch.utils import _pytree
 
 from ._registry import DYNAMIC_MODES, FAMILIES, CorpusNet
 
-__all__ = ["DYNAMIC_MODES", "EXPORTERS", "FAMILIES", "CorpusNet", "corpus", "dynamic_dims", "example_inputs", "export_onnx", "get"]
+__all__ = ["DYNAMIC_MODES", "EXPORTERS", "FAMILIES", "CorpusNet", "corpus", "dynamic_dims", "example_inputs", "export_onnx", "get", "input_names"]
 
 EXPORTERS = ("torchscript", "dynamo")
 TORCHSCRIPT_OPSETS = tuple(range(11, 18))
@@ -172,6 +172,10 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     model = net.build()
     args = example_inputs(net)
+    if dynamic and net.dynamic != "static":
+        # trace with batch 2: with a batch-1 example torch.export specializes the batch dim to 1 (0/1
+        # specialization) in some networks, and the torchscript tracer has no reason to keep it symbolic either
+        args = tuple(a.expand(2, *a.shape[1:]).clone() for a in args)
     with torch.no_grad():
         n_out = len(_pytree.tree_leaves(model(*args)))
     in_names = input_names(net)
