@@ -205,6 +205,99 @@ def symmetric_pad(hw: tuple[int, ...], k: int, stride: int, dilation: int, paddi
     return chosen.pop() if len(chosen) == 1 else None
 
 
+def _pad_for(size: int, k: int, stride: int, before: int, after: int) -> int | None:
+    """The symmetric pad of one dim that gives the output size ``before`` + ``after`` gives (None if none does)."""
+    want = out_size(size + before + after, k, stride, 0, 1)
+    fits = [p for p in ((before + after) // 2, (before + after + 1) // 2) if out_size(size, k, stride, p, 1) == want]
+    return fits[0] if fits else None
+
+
+@register_op("conv2d_rect", sample_weight=1.0, description="convolution with a rectangular kernel or stride (1x7, 7x1) or 1-D (conv1d), + epilogue")
+class Conv2dRect(OpSpec):
+    """Convolutions the square kinds cannot describe; a 1-D conv (``dims`` 1) is one of height 1."""
+
+    params = ("n", "cin", "h", "w", "cout", "kh", "kw", "sh", "sw", "ph", "pw", "groups", "dims", "epilogue")
+
+    def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
+        for _ in range(100):
+            dims = int(rng.random() < 0.4)
+            cin, cout = log_uniform_int(rng, 8, 256, 8), log_uniform_int(rng, 8, 256, 8)
+            epilogue = choice(rng, ("", "add.c", "add.c+relu", "add.c+relu"))
+            if dims:  # conv1d over a sequence
+                k = choice(rng, (1, 3, 3, 5, 7, 9))
+                cfg = {"n": 1, "cin": cin, "h": 1, "w": log_uniform_int(rng, 16, 4096), "cout": cout, "kh": 1, "kw": k, "sh": 1,
+                       "sw": choice(rng, (1, 1, 2)), "ph": 0, "pw": k // 2, "groups": 1, "dims": 1, "epilogue": epilogue}  # fmt: skip
+            else:  # factorised 1xk / kx1 convs
+                k = choice(rng, (3, 5, 7))
+                kh, kw = (1, k) if rng.random() < 0.5 else (k, 1)
+                hw = choice(rng, SPATIAL[:9])
+                cfg = {"n": 1, "cin": cin, "h": hw, "w": hw, "cout": cout, "kh": kh, "kw": kw, "sh": 1, "sw": 1, "ph": kh // 2,
+                       "pw": kw // 2, "groups": 1, "dims": 2, "epilogue": epilogue}  # fmt: skip
+            if self.features(cfg)["flops"] <= MAX_SAMPLED_FLOPS:
+                return cfg
+        raise RuntimeError("could not draw a rectangular conv under the FLOPs cap")  # pragma: no cover
+
+    @staticmethod
+    def _out_hw(cfg: Config) -> tuple[Any, Any]:
+        return out_size(cfg["h"], cfg["kh"], cfg["sh"], cfg["ph"], 1), out_size(cfg["w"], cfg["kw"], cfg["sw"], cfg["pw"], 1)
+
+    def emit(self, cfg: Config) -> tvm.IRModule:
+        g = cfg["groups"]
+
+        def body(b: EpilogueBuilder):  # noqa: ANN202
+            if cfg["dims"] == 1:
+                x = b.input((cfg["n"], cfg["cin"], cfg["w"]), "x")
+                y = b.emit(R.nn.conv1d(x, b.input((cfg["cout"], cfg["cin"] // g, cfg["kw"]), "w"), strides=cfg["sw"], padding=cfg["pw"], groups=g))
+                out = (cfg["n"], cfg["cout"], self._out_hw(cfg)[1])
+            else:
+                x = b.input((cfg["n"], cfg["cin"], cfg["h"], cfg["w"]), "x")
+                w = b.input((cfg["cout"], cfg["cin"] // g, cfg["kh"], cfg["kw"]), "w")
+                y = b.emit(R.nn.conv2d(x, w, strides=(cfg["sh"], cfg["sw"]), padding=(cfg["ph"], cfg["pw"]), groups=g))
+                out = (cfg["n"], cfg["cout"], *self._out_hw(cfg))
+            return b.epilogue(y, cfg["epilogue"], x_shape=out, anchor_input=x)
+
+        return EpilogueBuilder().build(body)
+
+    def features(self, cfg: Config) -> dict[str, Any]:
+        oh, ow = self._out_hw(cfg)
+        n, cin, cout, g = cfg["n"], cfg["cin"], cfg["cout"], cfg["groups"]
+        taps = cfg["kh"] * cfg["kw"]
+        macs = n * cout * oh * ow * (cin // g) * taps
+        out_elems = n * cout * oh * ow
+        feats = size_features(2.0 * macs, 4.0 * n * cin * cfg["h"] * cfg["w"], 4.0 * cout * (cin // g) * taps, 4.0 * out_elems, cfg["epilogue"], out_elems)
+        feats.update({"cin": cin, "cout": cout, "kh": cfg["kh"], "kw": cfg["kw"], "stride": cfg["sh"] * cfg["sw"], "groups": g, "dims": cfg["dims"],
+                      "reduction": (cin // g) * taps, "ohw": oh * ow, **loop_features("ow", ow), "twos_cout": twos(cout)})  # fmt: skip
+        return feats
+
+    def match(self, group: FusedGroup) -> Config | None:
+        first = group.calls[0]
+        if first.op not in ("conv2d", "conv1d") or len(first.args) != 2 or first.attrs is None:
+            return None
+        x, w = first.args
+        a = first.attrs
+        if x is None or w is None or set(a["dilation"]) != {1}:
+            return None
+        groups = int(a["groups"])
+        if first.op == "conv1d":
+            if len(x) != 3 or len(w) != 3:
+                return None
+            pads = list(a["padding"]) * (2 // len(a["padding"]))
+            pw = _pad_for(x[2], w[2], a["strides"][0], pads[0], pads[1])
+            cfg = {"n": x[0], "cin": x[1], "h": 1, "w": x[2], "cout": w[0], "kh": 1, "kw": w[2], "sh": 1, "sw": a["strides"][0], "ph": 0, "pw": pw, "dims": 1}
+        else:
+            if len(x) != 4 or len(w) != 4 or len(a["padding"]) != 4:
+                return None
+            top, left, bottom, right = a["padding"]
+            ph, pw = _pad_for(x[2], w[2], a["strides"][0], top, bottom), _pad_for(x[3], w[3], a["strides"][1], left, right)
+            cfg = {"n": x[0], "cin": x[1], "h": x[2], "w": x[3], "cout": w[0], "kh": w[2], "kw": w[3], "sh": a["strides"][0], "sw": a["strides"][1],
+                   "ph": ph, "pw": pw, "dims": 2}  # fmt: skip
+        epilogue = match_epilogue(group.calls[1:])
+        if epilogue is None or cfg["ph"] is None or cfg["pw"] is None:
+            return None
+        full = {**cfg, "groups": groups, "epilogue": epilogue}
+        return {p: full[p] for p in self.params}
+
+
 @register_op("conv2d_transpose", sample_weight=1.0, description="transposed 2-D convolution (upsampling decoders), NCHW, + fused epilogue")
 class Conv2dTranspose(OpSpec):
     # out_pad: output_padding, extra rows and columns on one side of the output.
@@ -267,4 +360,4 @@ class Conv2dTranspose(OpSpec):
                 "pad": a["padding"][0], "out_pad": a["output_padding"][0], "groups": groups, "epilogue": epilogue}  # fmt: skip
 
 
-__all__ = ["BN", "Conv2d", "Conv2dTranspose", "out_size", "symmetric_pad"]
+__all__ = ["BN", "Conv2d", "Conv2dRect", "Conv2dTranspose", "out_size", "symmetric_pad"]

@@ -10,6 +10,7 @@ that batch norm leaves behind, which otherwise keeps activations out of the conv
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import Any
@@ -138,6 +139,7 @@ def _call_tir_op() -> Any:
 # Relax ops whose attributes the shapes alone do not tell, keyed by the name legalization gives them.
 _ATTR_OPS = {
     "relax.nn.conv2d": "conv2d",
+    "relax.nn.conv1d": "conv1d",
     "relax.nn.conv2d_transpose": "conv2d_transpose",
     "relax.nn.max_pool2d": "max_pool2d",
     "relax.nn.avg_pool2d": "avg_pool2d",
@@ -154,6 +156,8 @@ _ATTR_OPS = {
     "relax.nn.softmax": "softmax",
     "relax.nn.log_softmax": "log_softmax",
     "relax.concat": "concatenate",
+    "relax.nn.group_norm": "group_norm",
+    "relax.nn.instance_norm": "instance_norm",
     "relax.split": "split",
 }
 # strided_slice carries its slice as arguments, not attributes.
@@ -303,7 +307,7 @@ def fused_groups(fused: tvm.IRModule, attrs: OpAttrs | None = None, entry: str =
             elif isinstance(value.op, tvm.ir.GlobalVar):
                 callee = fused[value.op]
                 if isinstance(callee, relax.Function) and callee.attrs is not None and "Primitive" in callee.attrs:
-                    groups.append(FusedGroup(value.op.name_hint, _hoist_side_input(tuple(_tir_calls(callee, fused, attrs)))))
+                    groups.append(FusedGroup(value.op.name_hint, _drop_small_side(_hoist_side_input(tuple(_tir_calls(callee, fused, attrs))))))
     return groups
 
 
@@ -328,3 +332,26 @@ def _hoist_side_input(calls: tuple[TirCall, ...]) -> tuple[TirCall, ...]:
     consumer = replace(calls[j], chained=(True, False), internal_back=0)
     extra = replace(side, chained=(True, False))
     return (*calls[1:j], consumer, extra, *calls[j + 1 :])
+
+
+def _drop_small_side(calls: tuple[TirCall, ...]) -> tuple[TirCall, ...]:
+    """Small computations FuseOps put before the anchor, read later as operands (a FiLM scale sliced out of a
+    vector and expanded to (1, C, 1, 1)), are operands the kernel reads, not work: dropped, their results read
+    as the kernel's inputs, and the anchor comes first as matchers expect."""
+    anchor = next((i for i, c in enumerate(calls) if c.pattern == 4), 0)
+    if anchor == 0 or calls[anchor].out is None:
+        return calls
+    size = math.prod(calls[anchor].out)
+    side = calls[:anchor]
+    if any(c.pattern > 2 or c.out is None or 8 * math.prod(c.out) > size for c in side):
+        return calls
+    if any(calls[anchor].chained) or calls[anchor].internal_back:
+        return calls  # the anchor reads what they compute
+    kept = []
+    for position, call in enumerate(calls[anchor:], start=anchor):
+        if call.internal_back and position + 1 - call.internal_back <= anchor:
+            call = replace(call, internal_back=0)  # it read a dropped value: now an input
+        elif position == anchor:
+            call = replace(call, chained=tuple(i == 0 for i in range(len(call.args))))
+        kept.append(call)
+    return tuple(kept)

@@ -268,6 +268,45 @@ class LayerNorm(OpSpec):
         return {"rows": int(np.prod(shape[:-1])) if len(shape) > 1 else 1, "dim": shape[-1]}
 
 
+@register_op("group_norm", description="group normalisation of NCHW (instance norm is one group per channel) + fused epilogue")
+class GroupNorm(OpSpec):
+    params = ("n", "c", "h", "w", "groups", "epilogue")
+
+    def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
+        c = log_uniform_int(rng, 16, 512, 16)
+        groups = choice(rng, (c, 32 if c % 32 == 0 else c, 8 if c % 8 == 0 else c, 1))
+        hw = choice(rng, SPATIAL[:10])
+        return {"n": 1, "c": c, "h": hw, "w": hw, "groups": groups, "epilogue": choice(rng, ("", "relu", "relu", "add.t+relu"))}
+
+    def emit(self, cfg: Config) -> tvm.IRModule:
+        def body(b: EpilogueBuilder):  # noqa: ANN202
+            x = b.input((cfg["n"], cfg["c"], cfg["h"], cfg["w"]), "x")
+            y = b.emit(R.nn.group_norm(x, b.input((cfg["c"],), "gamma"), b.input((cfg["c"],), "beta"), num_groups=cfg["groups"], channel_axis=1, axes=[2, 3]))
+            return b.epilogue(y, cfg["epilogue"])
+
+        return EpilogueBuilder().build(body)
+
+    def features(self, cfg: Config) -> dict[str, float]:
+        elems = cfg["n"] * cfg["c"] * cfg["h"] * cfg["w"]
+        feats = size_features(8.0 * elems, 4.0 * elems, 8.0 * cfg["c"], 4.0 * elems, cfg["epilogue"], elems)
+        feats.update({"c": cfg["c"], "groups": cfg["groups"], "group_size": elems / (cfg["n"] * cfg["groups"]), **loop_features("w", cfg["w"])})
+        return feats
+
+    def match(self, group: FusedGroup) -> Config | None:
+        first = group.calls[0]
+        x = first.args[0] if first.args else None
+        if first.op not in ("group_norm", "instance_norm") or x is None or len(x) not in (3, 4) or first.attrs is None:
+            return None
+        a = first.attrs
+        if int(a.get("channel_axis", 1)) != 1 or sorted(int(i) % len(x) for i in a.get("axes", ())) != list(range(2, len(x))):
+            return None
+        n, c, h, w = x if len(x) == 4 else (x[0], x[1], 1, x[2])
+        epilogue = match_epilogue(group.calls[1:])
+        if epilogue is None:
+            return None
+        return {"n": n, "c": c, "h": h, "w": w, "groups": int(a["num_groups"]) if first.op == "group_norm" else c, "epilogue": epilogue}
+
+
 @register_op(
     "squeeze_excite", description="a whole squeeze-excite block (pool, 1x1 reduce, relu, 1x1 expand, hsigmoid, scale); several kernels"
 )
@@ -304,4 +343,4 @@ class SqueezeExcite(OpSpec):
         return feats
 
 
-__all__ = ["ChannelShuffle", "Concat", "Split", "LayerNorm", "Softmax", "SqueezeExcite", "match_epilogue"]
+__all__ = ["ChannelShuffle", "Concat", "GroupNorm", "Split", "LayerNorm", "Softmax", "SqueezeExcite", "match_epilogue"]
