@@ -1,11 +1,23 @@
-PYTHON ?= python3
+# Everything runs in a virtual environment of its own (.venv), made on first use: a Debian system
+# Python refuses `pip install`, and a shared one is not ours to change. PYTHON=... uses another
+# interpreter or environment instead (then nothing is created).
+VENV ?= .venv
+PYTHON ?= $(VENV)/bin/python
 PIP ?= $(PYTHON) -m pip
 EDGELAT ?= $(PYTHON) -m edgelat.cli
+# Where torch's CPU-only build comes from when no local wheel is found: PyPI's plain `torch` is the
+# multi-GB CUDA build (https://pytorch.org/get-started/locally/, Linux, pip, CPU).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: install demo test bench lint clean
 
-# Installs edgelat and its pinned dependencies into the current Python (3.10+).
-install:
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+
+# Installs edgelat and its pinned dependencies (Python 3.10-3.12): torch's CPU build first, from a
+# local wheel if pip finds one (find-links), else from PyTorch's CPU index.
+install: $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(VENV)/bin/python)
+	$(PIP) install -q --no-index torch==2.13.0 2>/dev/null || $(PIP) install -q torch==2.13.0 --index-url $(TORCH_INDEX)
 	$(PIP) install -q -e '.[test]'
 
 # The demo keeps its state in its own workspace, so it never touches yours.
@@ -18,6 +30,7 @@ demo: install
 	$(EDGELAT) zoo export mobilenetv2_100 --resolution 160 --output $(DEMO_WS)/mobilenetv2_160.onnx
 	$(EDGELAT) predict local $(DEMO_WS)/mobilenetv2_160.onnx --workspace $(DEMO_WS)
 	$(EDGELAT) measure local $(DEMO_WS)/mobilenetv2_160.onnx --workspace $(DEMO_WS)
+	$(PYTHON) -m edgelat.demo $(DEMO_WS)
 
 test: install
 	$(PYTHON) -m pytest -q

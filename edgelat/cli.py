@@ -16,12 +16,14 @@ from rich.table import Table
 from edgelat.errors import EdgelatError, UsageError
 from edgelat.workspace import Workspace, open_workspace
 
-app = typer.Typer(help="edgelat: hardware-aware latency prediction and device profiling.", no_args_is_help=True, add_completion=False)
-device_app = typer.Typer(help="Manage the device inventory.", no_args_is_help=True)
+# Plain help (rich_markup_mode=None): typer's rich help would print a <bool> type after every flag.
+app = typer.Typer(help="edgelat: hardware-aware latency prediction and device profiling.", no_args_is_help=True, add_completion=False,
+                  rich_markup_mode=None, pretty_exceptions_enable=False)  # fmt: skip
+device_app = typer.Typer(help="Manage the device inventory.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(device_app, name="device")
-data_app = typer.Typer(help="Export what the store holds.", no_args_is_help=True)
+data_app = typer.Typer(help="Export what the store holds.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
-zoo_app = typer.Typer(help="The built-in model zoo (plain torch modules, random weights).", no_args_is_help=True)
+zoo_app = typer.Typer(help="The built-in model zoo (plain torch modules, random weights).", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(zoo_app, name="zoo")
 
 out = Console()
@@ -81,6 +83,8 @@ def device_add(
     """Add a device reached over SSH."""
     from edgelat.profiler import inventory
 
+    if key is not None and not key.expanduser().is_file():
+        raise UsageError(f"--key {key}: no such private key file")
     with _ws(workspace) as ws:
         device = inventory.add_device(
             ws,
@@ -141,12 +145,17 @@ def device_show(name: str, json_out: JsonOpt = False, workspace: WorkspaceOpt = 
             _print_json(data)
             return
         table = Table("field", "value", show_header=False)
+        # SSH fields mean nothing for this machine or an adapted device (no connection)
+        hidden = {"latest_probe"} | ({"host", "port", "user", "key_file", "jump"} if device.host is None else set())
+        hidden |= {"python", "threads", "target"} if device.is_adapted else set()
         for key, value in data.items():
-            if key != "latest_probe":
+            if key not in hidden:
                 table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
         out.print(table)
         if data["latest_probe"]:
             _print_probe(data["latest_probe"])
+        elif device.is_adapted:
+            out.print(f"{name} is adapted from another device's models: it has no connection to probe or profile")
         else:
             out.print(f"never probed: run `edgelat device probe {name}`")
 
@@ -333,8 +342,9 @@ RecipeOpt = Annotated[Optional[str], typer.Option(help="Compile recipe (default:
 ShapeOpt = Annotated[
     Optional[list[str]],
     typer.Option(
+        metavar="SHAPE",
         help="Input shape, e.g. 1,3,224,224 (ONNX models with fixed shapes need none); for several inputs repeat it, "
-        "in order or as NAME=1,3,224,224."
+        "in order or as NAME=1,3,224,224.",
     ),
 ]
 
@@ -353,8 +363,10 @@ def _shapes(values: list[str] | None) -> Any:
 
 
 def _shape(text: str | None) -> tuple[int, ...] | None:
-    if not text:
+    if text is None:
         return None
+    if not text.strip():
+        raise UsageError("empty --input-shape: give comma-separated integers such as 1,3,224,224")
     try:
         shape = tuple(int(v) for v in text.split(","))
     except ValueError:
@@ -472,8 +484,10 @@ def measure_cmd(
     """Compile a whole network for the device and time it there end to end (ground truth)."""
     from edgelat.predictors.predict import load_network
     from edgelat.profiler.e2e import measure_network
+    from edgelat.profiler.inventory import get_device
 
     with _ws(workspace) as ws:
+        get_device(ws, device)  # before the slow import
         result = measure_network(ws, device, load_network(model, _shapes(input_shape)), name=model.name, recipe=recipe, threads=threads)
     if json_out:
         _print_json({"device": result.device, "recipe": result.recipe, "median_ms": result.median_ms, "std_ms": result.std_ms, "min_ms": result.min_ms,
@@ -543,13 +557,17 @@ def adapt_cmd(
     source: Annotated[str, typer.Option("--from", help="A profiled, trained device whose kernel models are reused.")],
     measurements: Annotated[Path, typer.Option(help="CSV with latency_ms and either onnx (paths) or arch (strings of --space).")],
     space: Annotated[Optional[str], typer.Option(help="Search space of the arch column: nb201, fbnet or ofa.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an adapted device of this name.")] = False,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Create a device from a few end-to-end latencies and another device's kernel models."""
+    from edgelat.predictors.adapt import adapter_file
     from edgelat.workflows import adapt_device
 
     with _ws(workspace) as ws:
+        if adapter_file(ws, device).exists() and not force:
+            raise UsageError(f"{device} is already adapted; pass --force to replace its adapter")
         report = adapt_device(ws, device, source, measurements, space)
     if json_out:
         _print_json(report.as_dict())
@@ -725,7 +743,7 @@ def zoo_list(pattern: Annotated[str, typer.Argument(help="Shell-style name patte
 def zoo_export(
     name: str,
     output: Annotated[Path, typer.Option(help="ONNX file to write.")],
-    resolution: Annotated[int, typer.Option(help="Input height and width.")] = 224,
+    resolution: Annotated[int, typer.Option(help="Input height and width (16 or more).")] = 224,
 ) -> None:
     """Export a zoo model to ONNX (static shapes)."""
     from edgelat.datasets.zoo import export_onnx
@@ -739,7 +757,7 @@ def zoo_export(
 def data_export(
     device: str,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
-    output: Annotated[Optional[Path], typer.Option(help="Output file (default: DEVICE-kernels.FORMAT).")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Output file (default: exports/DEVICE-kernels.FORMAT in the workspace).")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Export a device's kernel measurements, one row per measurement."""
@@ -751,7 +769,25 @@ def data_export(
 
 
 def main() -> None:
-    app()
+    """The ``edgelat`` entry point: a bad flag or value is one line on stderr and exit code 2."""
+    try:  # typer vendors click (0.2x and later)
+        from typer._click import exceptions as click_errors
+    except ImportError:  # pragma: no cover - an older typer on plain click
+        from click import exceptions as click_errors
+
+    try:
+        code = app(standalone_mode=False, prog_name="edgelat")
+    except click_errors.NoArgsIsHelpError as exc:  # `edgelat device`: show what it takes
+        exc.show()
+        sys.exit(2)
+    except click_errors.UsageError as exc:  # typer would draw a six-line box
+        where = exc.ctx.command_path if exc.ctx is not None else "edgelat"
+        err.print(f"[red]error:[/red] {exc.format_message()} (see `{where} --help`)", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(2)
+    except click_errors.Abort:
+        err.print("aborted", highlight=False)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgelat.errors import StoreError
+from edgelat.errors import StoreError, UsageError
 
 __all__ = ["Workspace", "default_workspace_dir", "open_workspace"]
 
@@ -169,5 +169,12 @@ def open_workspace(path: str | os.PathLike[str] | None = None) -> Workspace:
         >>> ws.db.execute("SELECT name FROM devices").fetchall()  # doctest: +SKIP
     """
     root = Path(path).expanduser() if path is not None else default_workspace_dir()
-    root.mkdir(parents=True, exist_ok=True)
+    source = "--workspace" if path is not None else "$EDGELAT_HOME" if os.environ.get("EDGELAT_HOME") else "the default workspace"
+    blocker = next((p for p in (root, *root.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UsageError(f"{source} {root} cannot be a workspace: {blocker} is a file, not a directory")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the workspace {root} ({source}): {exc.strerror}") from None
     return Workspace(root=root.resolve(), db=connect(root / "edgelat.db"))

@@ -51,14 +51,30 @@ def measurements_frame(ws: Workspace, device: str, recipe: str | None = None) ->
     return pd.concat([frame, params.add_prefix("p_")], axis=1)
 
 
+def check_output(path: Path, suffixes: tuple[str, ...]) -> None:
+    """Refuse an output path that cannot be written as asked: a directory, below a file, or a suffix of another format."""
+    if path.is_dir():
+        raise UsageError(f"--output {path} is a directory; give a file name")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UsageError(f"--output {path} cannot be written: {blocker} is a file, not a directory")
+    if path.suffix and path.suffix.lower() not in suffixes:
+        raise UsageError(f"--output {path} has suffix {path.suffix}, but the file is written as {suffixes[0][1:]}; name it *{suffixes[0]}")
+
+
 def export_measurements(ws: Workspace, device: str, fmt: str, output: Path | None = None) -> Path:
-    """Write ``device``'s measurements as parquet or CSV; returns the path written."""
+    """Write ``device``'s measurements as parquet or CSV; returns the path written.
+
+    Without ``output`` the file goes to the workspace's ``exports/`` folder.
+    """
     if fmt not in ("parquet", "csv"):
         raise UsageError(f"unknown format {fmt!r}: use parquet or csv")
+    if output is not None:
+        check_output(output, (f".{fmt}",) if fmt == "parquet" else (".csv", ".txt"))
     frame = measurements_frame(ws, device)
     if frame.empty:
         raise UsageError(f"{device} has no measurements: run `edgelat profile {device}` first")
-    output = output or Path(f"{device}-kernels.{fmt}")
+    output = output or ws.root / "exports" / f"{device}-kernels.{fmt}"
     output.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
         frame.to_parquet(output, index=False)

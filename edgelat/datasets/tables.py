@@ -75,7 +75,7 @@ def load_latency_csv(path: str | Path, space: Any = None) -> pd.DataFrame:
     for i, (network, ms) in enumerate(zip(frame[kind], latency, strict=True)):
         where = f"{path}, row {i + 2}"
         if not ms > 0:  # NaN fails too
-            raise UsageError(f"{where}: latency_ms must be a positive number of milliseconds, got {frame['latency_ms'].iloc[i]!r}")
+            raise UsageError(f"{where}: latency_ms must be a positive number of milliseconds, got {str(frame['latency_ms'].iloc[i])!r}")
         if not isinstance(network, str) or not network.strip():
             raise UsageError(f"{where}: empty {kind}")
         if kind == "onnx":

@@ -107,7 +107,7 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
         fn = _MODELS[name]
     except KeyError:
         close = difflib.get_close_matches(name, list(_MODELS), n=5, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see list_models()"
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `edgelat zoo list` shows the models"
         raise UsageError(f"unknown model {name!r}{hint}") from None
     try:
         inspect.signature(fn).bind(**kwargs)
@@ -927,7 +927,16 @@ VALIDATION_ZOO: list[tuple[str, int]] = [
 
 def export_onnx(name: str, resolution: int, path: str | Path, num_classes: int = 1000) -> Path:
     """Export zoo model ``name`` (random weights) at ``resolution`` to an ONNX file, static shapes."""
-    return export_module_onnx(create_model(name, num_classes=num_classes), (1, 3, resolution, resolution), path)
+    from edgelat.datasets.store import check_output
+
+    if resolution < 16:
+        raise UsageError(f"--resolution {resolution} is too small: the zoo's networks need 16 pixels or more")
+    check_output(Path(path), (".onnx",))
+    model = create_model(name, num_classes=num_classes)
+    try:
+        return export_module_onnx(model, (1, 3, resolution, resolution), path)
+    except RuntimeError as exc:  # a resolution the network's pooling cannot take
+        raise UsageError(f"{name} cannot be exported at {resolution} px: {str(exc).splitlines()[0][:200]}") from None
 
 
 def export_module_onnx(model: nn.Module, input_shape: Sequence[int], path: str | Path) -> Path:

@@ -28,6 +28,10 @@ CONV_EPILOGUES = (
     "add.c+add.t+relu",
     f"add.c+{HSWISH}",
     f"add.c+{ACTIVATIONS['swish']}",
+    # rarer, and each with a transcendental of its own family: tanh (LeNet, GANs), GELU (ConvNeXt), sigmoid
+    "add.c+tir_tanh",
+    "add.c+gelu",
+    "add.c+tir_sigmoid",
 )
 # A batch norm that could not be folded (it follows no conv) runs as these ops.
 BN = "subtract.c+divide.c+multiply.c+add.c"

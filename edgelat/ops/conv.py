@@ -309,7 +309,7 @@ class Conv2dTranspose(OpSpec):
             hw = perturb(rng, seed["h"], spread=0.3, lo=2)
             return {**seed, "h": hw, "w": hw, "cin": perturb(rng, seed["cin"], multiple=8), "cout": perturb(rng, seed["cout"], multiple=8)}
         for _ in range(100):
-            k, stride = choice(rng, ((2, 2), (2, 2), (4, 2), (3, 2), (3, 1)))
+            k, stride = choice(rng, ((2, 2), (2, 2), (4, 2), (3, 2), (3, 1), (8, 4), (16, 8)))
             pad = (k - stride + 1) // 2 if k > stride else 0
             cfg = {"n": 1, "cin": log_uniform_int(rng, 8, 256, 8), "h": choice(rng, SPATIAL[:9]), "cout": log_uniform_int(rng, 8, 256, 8),
                    "k": k, "stride": stride, "pad": pad, "out_pad": int(k == 3 and stride == 2), "groups": 1,
@@ -335,11 +335,14 @@ class Conv2dTranspose(OpSpec):
     def features(self, cfg: Config) -> dict[str, Any]:
         oh, ow = self._out_hw(cfg)
         n, cin, cout, k, g = cfg["n"], cfg["cin"], cfg["cout"], cfg["k"], cfg["groups"]
-        macs = n * cin * cfg["h"] * cfg["w"] * (cout // g) * k * k
+        # TVM's transposed conv dilates the input by the stride (zeros between pixels) and runs a plain
+        # conv over it: every output pixel does the whole k x k window, zeros included.
+        macs = n * cout * oh * ow * (cin // g) * k * k
+        useful = n * cin * cfg["h"] * cfg["w"] * (cout // g) * k * k
         out_elems = n * cout * oh * ow
         feats = size_features(2.0 * macs, 4.0 * n * cin * cfg["h"] * cfg["w"], 4.0 * cin * (cout // g) * k * k, 4.0 * out_elems, cfg["epilogue"], out_elems)
         feats.update({"cin": cin, "cout": cout, "h": cfg["h"], "oh": oh, "k": k, "stride": cfg["stride"], "groups": g,
-                      "reduction": (cin // g) * k * k, "ohw": oh * ow, **loop_features("ow", ow)})  # fmt: skip
+                      "useful_share": useful / macs, "reduction": (cin // g) * k * k, "ohw": oh * ow, **loop_features("ow", ow)})  # fmt: skip
         return feats
 
     def match(self, group: FusedGroup) -> Config | None:

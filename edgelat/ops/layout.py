@@ -35,6 +35,8 @@ __all__ = ["Layout", "canonical_gather", "gather_index", "strided_dims"]
 MOVES = {"reshape", "squeeze", "expand_dims", "flatten", "transpose", "strided_slice", "take"}
 # The largest tensor replayed on an index array.
 MAX_REPLAY = 1 << 24
+# The most elements a sampled copy moves (a few milliseconds untuned).
+MAX_SAMPLED = 1 << 21
 
 
 def gather_index(calls: Sequence[TirCall]) -> tuple[np.ndarray, int, int] | None:
@@ -161,6 +163,8 @@ class Layout(OpSpec):
             scenario = choice(rng, ("transpose", "transpose", "heads", "slice", "stride", "window"))
             if scenario in ("transpose", "heads"):  # NCHW <-> NHWC, tokens x dim, heads split / merged
                 dims = [log_uniform_int(rng, 4, 256) for _ in range(2 if scenario == "transpose" else 3)]
+                if numel(dims) > MAX_SAMPLED:
+                    continue
                 whole = np.arange(numel(dims)).reshape(dims)
                 idx = whole.transpose(rng.permutation(len(dims)))
             elif scenario == "slice":  # x[:, :c], chunk, one of q/k/v
@@ -176,7 +180,7 @@ class Layout(OpSpec):
                 whole = np.arange(nh * ws * nh * ws * c).reshape(nh, ws, nh, ws, c)
                 idx = whole.transpose(0, 2, 1, 3, 4)
             found = canonical_gather(idx, whole.size)
-            if found is not None and numel(found[1]) <= 1 << 21:
+            if found is not None and numel(found[1]) <= MAX_SAMPLED:
                 shape, box, perm = found
                 epilogue = choice(rng, ("", "", "", "multiply.s", "add.t"))
                 return {"shape": "x".join(map(str, shape)), "box": "x".join(map(str, box)), "perm": ",".join(map(str, perm)), "epilogue": epilogue}

@@ -13,7 +13,8 @@ from edgelat.ops.epilogue import ACTIVATIONS, EpilogueBuilder, match_epilogue
 from edgelat.ops.lowering import FusedGroup
 from edgelat.ops.registry import OpSpec, register_op
 
-DENSE_EPILOGUES = ("", "add.c", "add.c+relu", "add.c+tir_clip", "add.c+" + ACTIVATIONS["hswish"], "add.c+gelu")
+DENSE_EPILOGUES = ("", "add.c", "add.c+relu", "add.c+tir_clip", "add.c+" + ACTIVATIONS["hswish"], "add.c+gelu", "add.c+gelu_tanh",
+                   "add.c+tir_tanh", "add.c+tir_sigmoid")  # fmt: skip
 
 
 @register_op("dense", sample_weight=2.0, description="fully connected layer: (m, k) x (k, n) + fused epilogue")

@@ -32,7 +32,7 @@ __all__ = ["Config", "OpSpec", "config_id", "get_op", "list_ops", "register_op",
 
 Config = dict[str, Any]
 # Feature schema version: bump whenever any op's feature function changes meaning.
-FEATURE_SCHEMA_VERSION = 4
+FEATURE_SCHEMA_VERSION = 5
 
 
 class OpSpec:

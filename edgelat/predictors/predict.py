@@ -51,9 +51,12 @@ class DeviceLatencyModel:
         import joblib
 
         from edgelat.predictors.adapt import AdaptedLatencyModel, adapter_file
+        from edgelat.profiler.inventory import get_device
 
         if adapter_file(ws, device).exists():
             return AdaptedLatencyModel.load_adapted(ws, device)
+        if get_device(ws, device).is_adapted:
+            raise UsageError(f"{device} is an adapted device whose adapter is missing: run `edgelat adapt {device} --from SOURCE ...` again")
         recipe = recipe or default_recipe(ws, device)
         folder = model_dir(ws, device, recipe)
         meta_file = folder / "meta.json"

@@ -96,6 +96,10 @@ def _training_data(ws: Workspace, device: str, recipe: str) -> pd.DataFrame:
 
 
 def default_recipe(ws: Workspace, device: str) -> str:
+    from edgelat.profiler.inventory import get_device
+
+    if get_device(ws, device).is_adapted:
+        raise UsageError(f"{device} is adapted from another device's models: it has no kernel measurements of its own to train on")
     row = ws.db.execute(
         "SELECT recipe, COUNT(*) n FROM measurements WHERE device = ? AND status = 'ok' GROUP BY recipe ORDER BY n DESC LIMIT 1", (device,)
     ).fetchone()

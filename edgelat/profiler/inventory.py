@@ -85,6 +85,8 @@ class Device:
         return self.threads or self.preset_info.default_threads
 
     def address(self) -> str:
+        if self.is_adapted:
+            return "(adapted: predicted from another device, no connection)"
         if self.host is None:
             return "(this machine)"
         user = f"{self.user}@" if self.user else ""
