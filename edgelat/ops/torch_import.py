@@ -39,19 +39,17 @@ def fold_batch_norms(module: Any) -> Any:
 
 
 def _fold_sequential_conv_bn(module: Any) -> Any:
+    """Fold conv -> batch norm pairs that sit next to each other in a Sequential, in place: the batch
+    norm becomes an identity, so a Sequential subclass keeps its own forward and its indices."""
     from torch import nn
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    for name, child in module.named_children():
+    for child in module.children():
         if isinstance(child, nn.Sequential):
-            layers, folded = list(child), []
-            while layers:
-                layer = layers.pop(0)
-                if isinstance(layer, nn.Conv2d) and layers and isinstance(layers[0], nn.BatchNorm2d):
-                    layer = fuse_conv_bn_eval(layer, layers.pop(0))
-                folded.append(layer)
-            child = nn.Sequential(*folded)
-            setattr(module, name, child)
+            for i in range(len(child) - 1):
+                if isinstance(child[i], nn.Conv2d) and isinstance(child[i + 1], nn.BatchNorm2d):
+                    child[i] = fuse_conv_bn_eval(child[i], child[i + 1])
+                    child[i + 1] = nn.Identity()
         _fold_sequential_conv_bn(child)
     return module
 
@@ -73,7 +71,8 @@ def relax_from_torch(module: Any, example: Any) -> tvm.IRModule:
 
     ``example`` is the input tensor, or a tuple of them for a module with several inputs. When the
     module with its batch norms folded by torch.fx does not export (fx can specialise shape
-    arithmetic), the batch norms are folded only where a Sequential pairs them with a conv.
+    arithmetic), the batch norms are folded only where a Sequential pairs them with a conv, and
+    failing that not at all.
     """
     from tvm.relax.frontend.torch import from_exported_program
 
@@ -83,7 +82,7 @@ def relax_from_torch(module: Any, example: Any) -> tvm.IRModule:
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
         root = _Root(module).eval()
         exported, error = None, None
-        for fold in (fold_batch_norms, lambda m: _fold_sequential_conv_bn(copy.deepcopy(m))):
+        for fold in (fold_batch_norms, lambda m: _fold_sequential_conv_bn(copy.deepcopy(m)), lambda m: m):
             try:
                 exported = torch.export.export(fold(root), args)
                 break
@@ -157,7 +156,39 @@ def _unfold(node: Any, importer: Any) -> relax.Var:
     return bb.emit(relax.op.concat(windows, axis=dim))
 
 
+def _integer_op(op: Callable[..., Any]) -> Callable[[Any, Any], relax.Var]:
+    """A binary op whose operands may be integer tensors of different widths (int64 indices and an
+    int32 shape constant): both taken to the wider type first, as torch does."""
+
+    def convert(node: Any, importer: Any) -> relax.Var:
+        bb = importer.block_builder
+        lhs, rhs = importer.retrieve_args(node)[:2]
+        dtypes = [getattr(getattr(v, "ty", None), "dtype", None) for v in (lhs, rhs)]
+        if None in dtypes:  # a Python number: take the tensor's type
+            dtype = next(d for d in dtypes if d is not None)
+            lhs, rhs = (v if getattr(v, "ty", None) is not None else relax.const(v, dtype) for v in (lhs, rhs))
+        elif dtypes[0] != dtypes[1]:
+            wide = max(dtypes, key=lambda d: (d.startswith("float"), int("".join(c for c in d if c.isdigit()) or 0)))
+            lhs, rhs = (v if d == wide else bb.emit(relax.op.astype(v, wide)) for v, d in zip((lhs, rhs), dtypes, strict=True))
+        return bb.emit(op(lhs, rhs))
+
+    return convert
+
+
+def _div_mode(node: Any, importer: Any) -> relax.Var:
+    """``a // b`` (``div`` with ``rounding_mode``), with integer operands of different widths."""
+    mode = node.kwargs.get("rounding_mode")
+    if mode == "floor":
+        return _integer_op(relax.op.floor_divide)(node, importer)
+    quotient = _integer_op(relax.op.divide)(node, importer)
+    return importer.block_builder.emit(relax.op.trunc(quotient)) if mode == "trunc" else quotient
+
+
 CONVERTERS: dict[str, Callable[[Any, Any], relax.Var]] = {
+    "floor_divide.default": _integer_op(relax.op.floor_divide),
+    "div.Tensor_mode": _div_mode,
+    "remainder.Scalar": _integer_op(relax.op.floor_mod),
+    "remainder.Tensor": _integer_op(relax.op.floor_mod),
     "amax.default": _reduce(relax.op.max),
     "amin.default": _reduce(relax.op.min),
     "adaptive_max_pool2d.default": _adaptive_max_pool2d,
