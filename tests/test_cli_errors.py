@@ -75,11 +75,14 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_one_line_and_exit_2(case: str, folder: Path, tmp_path: Path) -> None:
+def test_bad_input_is_one_line_and_exit_2(case: str, folder: Path, tmp_path: Path, trained: Path) -> None:
     args, says = CASES[case]
-    ws = tmp_path / "ws"
-    with open_workspace(ws) as w:
-        list_devices(w)  # the workspace as a first command leaves it: store migrated, this machine registered
+    if args.startswith("predict local"):
+        ws = trained  # with models to predict from, so what is wrong is the network
+    else:
+        ws = tmp_path / "ws"
+        with open_workspace(ws) as w:
+            list_devices(w)  # the workspace as a first command leaves it: store migrated, this machine registered
     env = {**os.environ, "EDGELAT_HOME": str(folder / "afile") if case == "EDGELAT_HOME is a file" else str(ws)}
     before = _snapshot(ws)
     result = _run(args, folder, env)

@@ -107,7 +107,7 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
         fn = _MODELS[name]
     except KeyError:
         close = difflib.get_close_matches(name, list(_MODELS), n=5, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; `edgelat zoo list` shows the models"
+        hint = (f"; did you mean {', '.join(close)}?" if close else "") + " (`edgelat zoo list` shows the models)"
         raise UsageError(f"unknown model {name!r}{hint}") from None
     try:
         inspect.signature(fn).bind(**kwargs)
