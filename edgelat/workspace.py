@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,10 +157,27 @@ def connect(path: Path) -> sqlite3.Connection:
         if version > len(MIGRATIONS):
             raise StoreError(f"{path} has schema version {version}, newer than this edgelat knows ({len(MIGRATIONS)}); upgrade edgelat")
         for number in range(version, len(MIGRATIONS)):
-            db.executescript("BEGIN;" + MIGRATIONS[number] + f"PRAGMA user_version={number + 1}; COMMIT;")
+            try:
+                db.executescript("BEGIN;" + MIGRATIONS[number] + f"PRAGMA user_version={number + 1}; COMMIT;")
+            except sqlite3.DatabaseError:
+                if db.in_transaction:  # a failed statement leaves the script's transaction open
+                    db.execute("ROLLBACK")
+                raise
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot open the store {path}: {exc}") from exc
     return db
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Statements that land together or not at all: COMMIT on success, ROLLBACK on any exception."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def open_workspace(path: str | os.PathLike[str] | None = None) -> Workspace:

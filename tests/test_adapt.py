@@ -127,6 +127,13 @@ def test_adapt_cli_creates_a_device_that_predicts_like_any_other(tmp_path: Path)
     assert pred["total_ms"] == pytest.approx(4 * source + 0.05, rel=0.15)
     listed = CliRunner().invoke(app, ["device", "list", "--json", "-w", str(root)])
     assert any(d["name"] == "phone" and d["preset"] == "adapted" for d in json.loads(listed.stdout))
+    # Listed and shown as adapted: never as this machine, never with advice to probe or profile it.
+    table = CliRunner().invoke(app, ["device", "list", "-w", str(root)], env={"COLUMNS": "200"})
+    phone_row = next(line for line in table.stdout.splitlines() if "phone" in line)
+    assert "adapted" in phone_row and "this machine" not in phone_row, table.stdout
+    shown = CliRunner().invoke(app, ["device", "show", "phone", "-w", str(root)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "no connection" in shown.stdout, shown.output
+    assert "edgelat device probe" not in shown.stdout and "edgelat profile" not in shown.stdout, shown.stdout
     # Nothing connects to it.
     measured = CliRunner().invoke(app, ["measure", "phone", str(new), "-w", str(root)])
     assert measured.exit_code == 2 and "has no connection" in measured.output

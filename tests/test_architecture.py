@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def _edgelat_imports(folder: str) -> dict[str, set[str]]:
     [
         ("ops", ("edgelat.profiler", "edgelat.predictors", "edgelat.nas", "edgelat.cli", "edgelat.datasets")),
         ("predictors", ("edgelat.profiler.transports", "edgelat.profiler.agent_client", "edgelat.cli", "paramiko")),
-        ("nas", ("edgelat.profiler.transports", "edgelat.profiler.agent_client", "edgelat.cli")),
+        ("nas", ("edgelat.profiler", "edgelat.predictors", "edgelat.workflows", "edgelat.cli")),
         ("datasets", ("edgelat.profiler", "edgelat.predictors", "edgelat.nas", "edgelat.cli")),
         ("profiler", ("edgelat.predictors", "edgelat.nas", "edgelat.cli")),
     ],
@@ -50,3 +51,15 @@ def test_nothing_imports_the_cli() -> None:
 
 def test_public_api_is_what_the_readme_says() -> None:
     assert sorted(edgelat.__all__) == ["__version__", "open_workspace", "predict", "predict_many"]
+
+
+def test_the_agent_imports_only_the_standard_library() -> None:
+    """It is shipped to devices that may have nothing but a Python: at module level it imports the standard
+    library only, and the functions that load and time kernels import TVM's runtime and numpy, nothing else."""
+    tree = ast.parse((ROOT / "device_agents" / "agent.py").read_text())
+    top_level = {a.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for a in node.names}
+    top_level |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    assert top_level and top_level <= stdlib, sorted(top_level - stdlib)
+    everywhere = {name.split(".")[0] for name in _imports(ROOT / "device_agents" / "agent.py")}
+    assert everywhere - stdlib <= {"numpy", "tvm"}, sorted(everywhere - stdlib)

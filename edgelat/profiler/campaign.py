@@ -27,7 +27,7 @@ from edgelat.profiler.agent_client import AgentReplyError, AgentSession
 from edgelat.profiler.builds import Builder, BuildRequest, BuiltKernel, build_kernel
 from edgelat.profiler.inventory import Device, agent_env, connect, get_device
 from edgelat.profiler.tuning import KernelTuner
-from edgelat.workspace import Workspace
+from edgelat.workspace import Workspace, transaction
 
 __all__ = ["CampaignInterrupted", "CampaignResult", "ProfileConfig", "Progress", "plan_configs", "profile"]
 
@@ -224,17 +224,23 @@ def _create_campaign(ws: Workspace, device: Device, cfg: ProfileConfig, target: 
     for op in ops:
         get_op(op)
     ids = [config_id(op, c) for op, c in plan]
-    ws.db.execute("BEGIN")
-    ws.db.executemany(
-        "INSERT OR IGNORE INTO kernel_configs (config_id, op, params) VALUES (?, ?, ?)",
-        [(i, op, json.dumps(c)) for i, (op, c) in zip(ids, plan, strict=True)],
-    )
-    cur = ws.db.execute(
-        "INSERT INTO campaigns (device, recipe, ops, plan, target, threads, tvm_version, seed) VALUES (?,?,?,?,?,?,?,?)",
-        (device.name, cfg.recipe, json.dumps(ops), json.dumps(ids), json.dumps(target), threads, tvm.__version__, cfg.seed),
-    )
-    ws.db.execute("COMMIT")
+    with transaction(ws.db):
+        ws.db.executemany(
+            "INSERT OR IGNORE INTO kernel_configs (config_id, op, params) VALUES (?, ?, ?)",
+            [(i, op, json.dumps(c)) for i, (op, c) in zip(ids, plan, strict=True)],
+        )
+        cur = ws.db.execute(
+            "INSERT INTO campaigns (device, recipe, ops, plan, target, threads, tvm_version, seed) VALUES (?,?,?,?,?,?,?,?)",
+            (device.name, cfg.recipe, json.dumps(ops), json.dumps(ids), json.dumps(target), threads, tvm.__version__, cfg.seed),
+        )
     return int(cur.lastrowid or 0), ids
+
+
+def stored_configs(ws: Workspace, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The kernel configs with these ids: id -> (op, params)."""
+    # One JSON parameter, not one placeholder per id (SQLite caps a statement's variables).
+    rows = ws.db.execute("SELECT * FROM kernel_configs WHERE config_id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),))
+    return {r["config_id"]: (r["op"], json.loads(r["params"])) for r in rows}
 
 
 def profile(
@@ -275,14 +281,7 @@ def profile(
     ws.db.execute("UPDATE campaigns SET status = 'running', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?", (campaign_id,))
     done_ids = {r[0] for r in ws.db.execute("SELECT config_id FROM measurements WHERE campaign_id = ?", (campaign_id,))}
     todo = [i for i in plan_ids if i not in done_ids]
-    configs = (
-        {
-            r["config_id"]: (r["op"], json.loads(r["params"]))
-            for r in ws.db.execute(f"SELECT * FROM kernel_configs WHERE config_id IN ({','.join('?' * len(todo))})", todo)
-        }
-        if todo
-        else {}
-    )
+    configs = stored_configs(ws, todo)
     progress = Progress(total=len(plan_ids), done=len(done_ids), failed=_count_failed(ws, campaign_id))
     deadline = time.time() + cfg.minutes * 60 if cfg.minutes is not None else None
     agent_version = None

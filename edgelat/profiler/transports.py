@@ -294,7 +294,10 @@ class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
             keys.load(str(self.known_hosts))
         keys.add(hostname, key.get_name(), key)
         self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-        keys.save(str(self.known_hosts))
+        # Written beside it and renamed over it: a crash never leaves a half-written known_hosts.
+        partial = self.known_hosts.with_name(f".{self.known_hosts.name}.{os.getpid()}.tmp")
+        keys.save(str(partial))
+        os.replace(partial, self.known_hosts)
 
 
 class SSHTransport(Transport):
