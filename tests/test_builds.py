@@ -90,3 +90,34 @@ def test_gpu_targets_produce_device_code(preset: str, kind: str, marker: str) ->
     got_kind, source = gpu_device_code("conv2d", CONV, get_preset(preset).gpu_target)
     assert got_kind == kind
     assert marker in source and "fused_conv2d_add_relu" in source
+
+
+def test_build_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """SIGKILL gives the pool no chance to shut down: the workers (and multiprocessing's resource tracker)
+    must notice on their own instead of running on, orphaned."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import os, sys, time\n"
+        "from edgelat.profiler.builds import Builder\n"
+        f"b = Builder({str(tmp_path)!r}, workers=2)\n"
+        "print(b._pool.submit(os.getpid).result(timeout=120), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    worker = int(proc.stdout.readline())
+    children = {int(c) for t in Path(f"/proc/{proc.pid}/task").iterdir() for c in (t / "children").read_text().split()}
+    assert worker in children
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 20
+    alive = children
+    while alive and time.time() < deadline:
+        time.sleep(0.5)
+        alive = {pid for pid in alive if Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]}
+    assert not alive, f"still running after their parent was killed: {sorted(alive)}"

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -178,10 +179,19 @@ def gpu_device_code(op: str, config: dict[str, Any], gpu_target: dict[str, Any])
     return str(imported[0].kind), str(imported[0].inspect_source())
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="exit-with-parent", daemon=True).start()
     import tvm  # noqa: F401 - import once per worker, not once per build
 
     import edgelat.ops  # noqa: F401
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent died (SIGKILL leaves no time to shut the pool down) exits, and with the last
+    worker gone multiprocessing's resource tracker exits too."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 class Builder:
@@ -198,7 +208,7 @@ class Builder:
         self.cache_dir = str(cache_dir)
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         self.workers = max(1, os.cpu_count() or 2) if workers is None else workers
-        self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker) if self.workers else None
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(),)) if self.workers else None
 
     def submit(self, req: BuildRequest) -> Future[BuiltKernel]:
         if self._pool is None:
