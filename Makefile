@@ -25,7 +25,7 @@ DEMO_WS ?= .edgelat-demo
 
 demo: install
 	$(EDGELAT) device probe local --workspace $(DEMO_WS)
-	$(EDGELAT) profile local --ops conv2d,dwconv2d,global_avg_pool,dense --samples 40 --unweighted --repeat 5 --min-repeat-ms 10 --workspace $(DEMO_WS)
+	$(EDGELAT) profile local --ops conv2d,dwconv2d,global_avg_pool,dense --samples 40 --repeat 5 --min-repeat-ms 10 --workspace $(DEMO_WS)
 	$(EDGELAT) train local --workspace $(DEMO_WS)
 	$(EDGELAT) zoo export mobilenetv2_100 --resolution 160 --output $(DEMO_WS)/mobilenetv2_160.onnx
 	$(EDGELAT) predict local $(DEMO_WS)/mobilenetv2_160.onnx --workspace $(DEMO_WS)

@@ -20,6 +20,6 @@ def ensure_trained(ws: Workspace, samples: int = 100) -> None:
     missing = tuple(op for op in list_ops() if op not in measured)
     if missing:
         print(f"profiling local into {ws.root} ({samples} configs per op kind: {', '.join(missing)}) ...")
-        profile(ws, "local", ProfileConfig(ops=missing, samples=samples))
+        profile(ws, "local", ProfileConfig(ops=missing, samples=samples, weighted=True))
     if missing or not (model_dir(ws, "local", "default") / "meta.json").exists():
         train_device(ws, "local")

@@ -39,7 +39,7 @@ OUT = Path(__file__).parent / "out"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workspace", default=str(Path.home() / ".cache" / "edgelat-bench"))
-    parser.add_argument("--samples", type=int, default=100, help="configs per op kind when profiling")
+    parser.add_argument("--samples", type=int, default=100, help="configs per op kind when profiling, times the kind's weight")
     parser.add_argument("--zoo", default="all")
     parser.add_argument("--speed-only", action="store_true", help="only the prediction speed (the workspace's trained models)")
     args = parser.parse_args()
@@ -50,7 +50,7 @@ def main() -> None:
         have = ws.db.execute("SELECT COUNT(*) FROM measurements WHERE device = 'local' AND status = 'ok'").fetchone()[0]
         if have == 0:
             start = time.time()
-            result = profile(ws, "local", ProfileConfig(samples=args.samples))
+            result = profile(ws, "local", ProfileConfig(samples=args.samples, weighted=True))
             report["profile"] = {"kernels": result.measured, "failed": result.failed, "minutes": (time.time() - start) / 60}
         if args.speed_only:
             report = json.loads((OUT / "predictor_accuracy.json").read_text())

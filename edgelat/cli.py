@@ -237,15 +237,17 @@ def profile_cmd(
     device: str,
     ops: Annotated[Optional[str], typer.Option(help="Comma-separated op kinds (default: all). See `edgelat ops`.")] = None,
     samples: Annotated[
-        int,
+        Optional[int],
         typer.Option(
-            help="Configurations per op kind, times the kind's weight (conv2d 4x, dwconv2d 3x, dense 2x: they carry most of a "
-            "network's latency). 20 proved too few for useful models."
+            help="Configurations of each op kind, exactly. Without it: 100 per kind times the kind's weight (conv2d 4x, "
+            "dwconv2d 3x, dense 2x: they carry most of a network's latency). 20 proved too few for useful models.",
+            show_default=False,
         ),
-    ] = 100,
+    ] = None,
     weighted: Annotated[
-        bool, typer.Option("--weighted/--unweighted", help="Weight the heavy kinds (--unweighted: exactly --samples of each kind).")
-    ] = True,
+        Optional[bool],
+        typer.Option("--weighted/--unweighted", help="Apply the kinds' weights to --samples too, or not to the default plan.", show_default=False),
+    ] = None,
     minutes: Annotated[Optional[float], typer.Option(help="Stop after this many minutes (resumable).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Threads per kernel (default: the device's).")] = None,
     recipe: Annotated[str, typer.Option(help="Compile recipe: default (untuned) or tuned.")] = "default",

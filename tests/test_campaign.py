@@ -237,3 +237,19 @@ def test_tuned_network_build_reuses_the_campaigns_records_and_tunes_only_what_is
     other = measure_network(ws, "local", net(48), recipe="tuned", trials=4, repeat=3, min_repeat_ms=5.0, per_kernel=False)
     assert other.median_ms > 0
     assert workloads() == tuned + 1  # a kernel no campaign tuned: tuned now, and only it
+
+
+def test_weights_shape_the_default_plan_only() -> None:
+    """`--samples N` with named kinds is N of each (it was N times the kind's weight: 200 conv2d asked, 800 drawn)."""
+    from collections import Counter
+
+    from edgelat.profiler.campaign import campaign_plan
+
+    def counts(cfg: ProfileConfig) -> Counter[str]:
+        return Counter(op for op, _ in campaign_plan(cfg)[1])
+
+    assert counts(ProfileConfig(ops=("conv2d", "add"), samples=7)) == {"conv2d": 7, "add": 7}
+    assert counts(ProfileConfig(ops=("conv2d", "add"), samples=7, weighted=True)) == {"conv2d": 28, "add": 7}
+    default = counts(ProfileConfig(ops=("conv2d", "add")))
+    assert default["conv2d"] == 4 * default["add"] == 400
+    assert counts(ProfileConfig(ops=("conv2d", "add"), weighted=False)) == {"conv2d": 100, "add": 100}

@@ -34,16 +34,20 @@ __all__ = ["CampaignInterrupted", "CampaignResult", "ProfileConfig", "Progress",
 RECIPES = ("default", "tuned")
 
 
+DEFAULT_SAMPLES = 100
+
+
 @dataclass(frozen=True)
 class ProfileConfig:
     """What to profile and how to time it."""
 
     # Op kinds to profile; empty means every registered kind.
     ops: tuple[str, ...] = ()
-    # Configurations per op kind (ignored when ``minutes`` is set and the plan runs long), times
-    # the kind's ``sample_weight`` when ``weighted`` (conv2d 4x, dwconv2d 3x, dense 2x).
-    samples: int = 100
-    weighted: bool = True
+    # Configurations per op kind; None is the default plan, DEFAULT_SAMPLES per kind times the kind's
+    # ``sample_weight`` (conv2d 4x, dwconv2d 3x, dense 2x). With ``minutes`` set, at least 500.
+    samples: int | None = None
+    # Whether the weights apply; None: only to the default plan (an explicit ``samples`` is that many of each kind).
+    weighted: bool | None = None
     # Exact (op, config) pairs to profile instead of sampled ones, e.g. the kernels of a network.
     configs: tuple[tuple[str, dict[str, Any]], ...] = ()
     # Wall-clock budget; None means until the plan is done.
@@ -211,18 +215,26 @@ def _find_resumable(ws: Workspace, device: str, recipe: str) -> Any:
     ).fetchone()
 
 
-def _create_campaign(ws: Workspace, device: Device, cfg: ProfileConfig, target: dict[str, Any], threads: int) -> tuple[int, list[str]]:
-    import tvm
-
+def campaign_plan(cfg: ProfileConfig) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
+    """The op kinds and (op, config) pairs a campaign with ``cfg`` measures."""
     if cfg.configs:
         plan = list({config_id(op, c): (op, c) for op, c in cfg.configs}.values())
         ops = sorted({op for op, _ in plan})
     else:
         ops = list(cfg.ops) or [op for op in list_ops() if not getattr(get_op(op), "composite", False)]
-        samples = cfg.samples if cfg.minutes is None else max(cfg.samples, 500)
-        plan = plan_configs(ops, samples, cfg.seed, _seed_configs(), weighted=cfg.weighted)
+        samples = DEFAULT_SAMPLES if cfg.samples is None else cfg.samples
+        samples = samples if cfg.minutes is None else max(samples, 500)
+        weighted = cfg.samples is None if cfg.weighted is None else cfg.weighted
+        plan = plan_configs(ops, samples, cfg.seed, _seed_configs(), weighted=weighted)
     for op in ops:
-        get_op(op)
+        get_op(op)  # an unknown kind is refused with the known ones
+    return ops, plan
+
+
+def _create_campaign(ws: Workspace, device: Device, cfg: ProfileConfig, target: dict[str, Any], threads: int) -> tuple[int, list[str]]:
+    import tvm
+
+    ops, plan = campaign_plan(cfg)
     ids = [config_id(op, c) for op, c in plan]
     with transaction(ws.db):
         ws.db.executemany(
@@ -264,7 +276,7 @@ def profile(
         raise UsageError(f"unknown recipe {cfg.recipe!r}; known: {', '.join(RECIPES)}")
     if cfg.recipe == "tuned" and cfg.trials < 1:
         raise UsageError("--trials must be at least 1 for the tuned recipe")
-    if cfg.samples < 1:
+    if cfg.samples is not None and cfg.samples < 1:
         raise UsageError("--samples must be at least 1")
     device = get_device(ws, device_name)
     preset = device.preset_info
