@@ -431,21 +431,39 @@ def predict_cmd(
             found = get_space(space or "")
             if (arch is None) == (archs_file is None):
                 raise UsageError("with --space, give exactly one of --arch and --archs-file")
-            archs = [arch] if arch is not None else [line.strip() for line in _read_lines(archs_file) if line.strip()]
-            preds = [
-                predict_network(
-                    ws, device, found.build(a), input_shape=found.input_shape(a), recipe=recipe, strict=strict
-                )
-                for a in archs
-            ]
-            for a, p in zip(archs, preds, strict=True):
-                p.arch = a  # type: ignore[attr-defined]
+            if archs_file is not None:
+                _predict_archs(ws, device, found, _read_lines(archs_file), recipe, strict, json_out)
+                return
+            assert arch is not None
+            pred = predict_network(ws, device, found.build(arch), input_shape=found.input_shape(arch), recipe=recipe, strict=strict)
+            pred.arch = arch  # type: ignore[attr-defined]
+            preds = [pred]
     if json_out:
-        items = [{**p.as_dict(), **({"arch": p.arch} if hasattr(p, "arch") else {})} for p in preds]
-        _print_json(items[0] if archs_file is None else items)
+        _print_json({**preds[0].as_dict(), **({"arch": preds[0].arch} if hasattr(preds[0], "arch") else {})})
         return
     for p in preds:
         _print_kernels(p)
+
+
+def _predict_archs(ws: Workspace, device: str, space: Any, lines: list[str], recipe: str | None, strict: bool, json_out: bool) -> None:
+    """Many architectures: priced block by block, each distinct block once (cached in the workspace)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from edgelat.workflows import predict_archs
+
+    archs = [line.strip() for line in lines if line.strip()]
+    if not archs:
+        raise UsageError("the --archs-file holds no architecture")
+    with Progress(TextColumn("pricing new blocks"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("blocks", total=None)
+        preds = predict_archs(ws, device, space, archs, recipe=recipe, strict=strict, on_block=lambda i, n: bar.update(task, completed=i, total=n))
+    if json_out:
+        _print_json([p.as_dict() for p in preds])
+        return
+    table = Table("#", "architecture", "predicted ms", title=f"{device} ({preds[0].recipe}): {len(preds)} architectures of {space.name}, summed block by block")
+    for i, p in enumerate(preds):
+        table.add_row(str(i), p.arch, f"{p.total_ms:.3f}" + (" [yellow](fallback)[/yellow]" if p.fallback_ms > 0 else ""))
+    out.print(table)
 
 
 def _read_lines(path: Path | None) -> list[str]:

@@ -39,11 +39,13 @@ __all__ = [
     "AdaptReport",
     "DevicePrune",
     "DeviceSearch",
+    "ArchPrediction",
     "adapt_device",
     "arch_kernels",
     "device_oracle",
     "load_factory",
     "measure_arch",
+    "predict_archs",
     "prune_device",
     "refit_on_archs",
     "search_device",
@@ -53,13 +55,79 @@ __all__ = [
 
 
 def device_oracle(
-    ws: Workspace, device: str, space: SearchSpace, recipe: str | None = None, on_block: Callable[[int, int], None] | None = None
+    ws: Workspace,
+    device: str,
+    space: SearchSpace,
+    recipe: str | None = None,
+    on_block: Callable[[int, int], None] | None = None,
+    model: DeviceLatencyModel | None = None,
 ) -> BlockOracle:
-    """A block oracle pricing ``space`` with ``device``'s trained kernel predictors."""
-    model = DeviceLatencyModel.load(ws, device, recipe)
+    """A block oracle pricing ``space`` with ``device``'s trained kernel predictors (``model``, if already loaded)."""
+    model = model or DeviceLatencyModel.load(ws, device, recipe)
     tag = hashlib.sha256((model_dir(ws, device, model.recipe) / "meta.json").read_bytes()).hexdigest()[:12]
     cache = ws.root / "oracle" / device / model.recipe / f"{space.name}-{tag}-groups{GROUPS_VERSION}.json"
     return BlockOracle(space, module_latency(model), cache, on_block)
+
+
+@dataclass
+class ArchPrediction:
+    """One architecture of a space priced block by block (see :class:`BlockOracle`)."""
+
+    arch: str
+    device: str
+    recipe: str
+    total_ms: float
+    blocks: list[tuple[str, float]]
+    # Milliseconds of the total priced by the fallback model (kernels of kinds without a model).
+    fallback_ms: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "arch": self.arch,
+            "device": self.device,
+            "recipe": self.recipe,
+            "total_ms": self.total_ms,
+            "fallback_ms": self.fallback_ms,
+            "blocks": [{"block": key, "ms": ms} for key, ms in self.blocks],
+        }
+
+
+def predict_archs(
+    ws: Workspace,
+    device: str,
+    space: SearchSpace,
+    archs: Sequence[str],
+    *,
+    recipe: str | None = None,
+    strict: bool = False,
+    on_block: Callable[[int, int], None] | None = None,
+) -> list[ArchPrediction]:
+    """Many architectures of ``space`` at once: the models load once, and each distinct block is priced once
+    (and cached in the workspace for later calls), so the cost grows with the blocks, not the architectures.
+
+    Block sums can differ slightly from a whole-network prediction where a kernel fuses across a block seam
+    (NB201: 0-6%); ``predict`` with one ``--arch`` prices the whole network.
+    """
+    from edgelat.predictors.train import FALLBACK
+
+    for line, arch in enumerate(archs, start=1):
+        try:
+            space.blocks(arch)
+        except UsageError as exc:
+            raise UsageError(f"architecture {line}: {exc}") from None
+    model = DeviceLatencyModel.load(ws, device, recipe)
+    oracle = device_oracle(ws, device, space, model=model, on_block=on_block)
+    totals = oracle.predict(archs)
+    out = []
+    for arch, total in zip(archs, totals, strict=True):
+        fallback = sum(oracle.blocks[k].get(FALLBACK, 0.0) for k in space.blocks(arch))
+        out.append(ArchPrediction(arch, device, model.recipe, float(total), oracle.breakdown(arch), float(fallback)))
+    if strict and (priced := [p for p in out if p.fallback_ms > 0]):
+        raise UsageError(
+            f"{len(priced)} of {len(out)} architectures have kernels without a model of their kind on {device} (priced by the "
+            f"fallback model); `edgelat predict {device} --space {space.name} --arch ARCH --strict` names the kinds to profile"
+        )
+    return out
 
 
 def _example(space: SearchSpace, arch: str) -> Any:

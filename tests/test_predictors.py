@@ -175,7 +175,15 @@ def test_predict_search_space_archs(trained: Path, tmp_path: Path) -> None:
         app, ["predict", "local", "--space", "nb201", "--archs-file", str(archs), "--json", "-w", w]
     )
     assert result.exit_code == 0, result.stderr
-    assert [p["arch"] for p in json.loads(result.stdout)] == archs.read_text().split()
+    many = json.loads(result.stdout)
+    assert [p["arch"] for p in many] == archs.read_text().split()
+    for p in many:  # priced block by block: the blocks add up to the total, and the convs' share is the fallback's
+        assert p["total_ms"] == pytest.approx(sum(b["ms"] for b in p["blocks"])) and 0 < p["fallback_ms"] < p["total_ms"]
+    # Within the few percent a kernel fusing across a block seam moves (see predict_archs).
+    assert many[0]["total_ms"] == pytest.approx(one["total_ms"], rel=0.1)
+    archs.write_text(f"{NB201}\n|conv~0|+|x~0|y~1|\n")
+    bad = CliRunner().invoke(app, ["predict", "local", "--space", "nb201", "--archs-file", str(archs), "-w", w])
+    assert bad.exit_code == 2 and "architecture 2:" in bad.stderr, bad.output
     for bad in (["--space", "nb201", "--arch", "|conv~0|"], ["--space", "nas101", "--arch", "x"], [], ["--space", "nb201"]):
         assert CliRunner().invoke(app, ["predict", "local", *bad, "-w", w]).exit_code == 2, bad
 
