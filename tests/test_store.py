@@ -47,6 +47,6 @@ def test_configs_are_read_back_past_the_variable_limit(tmp_path: Path) -> None:
     ids = [config_id(op, c) for op, c in plan]
     with open_workspace(tmp_path / "ws") as ws:
         with transaction(ws.db):
-            ws.db.executemany("INSERT INTO kernel_configs (config_id, op, params) VALUES (?, ?, ?)", [(i, op, json.dumps(c)) for i, (op, c) in zip(ids, plan)])
+            ws.db.executemany("INSERT INTO kernel_configs (config_id, op, params) VALUES (?, ?, ?)", [(i, op, json.dumps(c)) for i, (op, c) in zip(ids, plan, strict=True)])
         got = stored_configs(ws, ids[::2])
     assert len(got) == 20_000 and got[ids[10]] == plan[10]
