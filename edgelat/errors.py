@@ -8,7 +8,8 @@ Every error edgelat raises on purpose derives from :class:`EdgelatError`::
     │   ├── UnknownDeviceError
     │   ├── DuplicateDeviceError
     │   ├── UnknownOpError
-    │   └── ModelImportError       a network file or module that cannot be imported (names the node)
+    │   ├── ModelImportError       a network file or module that cannot be imported (names the node)
+    │   └── ModelFileError         a saved latency model that cannot be used (missing, damaged, another format)
     ├── HostKeyError               SSH host key problems (never silently accepted)
     │   ├── UnknownHostKeyError    host not in known_hosts; says how to trust it
     │   └── ChangedHostKeyError    key differs from the recorded one; always refused
@@ -35,6 +36,7 @@ __all__ = [
     "DuplicateDeviceError",
     "EdgelatError",
     "HostKeyError",
+    "ModelFileError",
     "ModelImportError",
     "ProtocolMismatchError",
     "RemoteCommandError",
@@ -74,6 +76,10 @@ class UnknownOpError(UsageError):
 
 class ModelImportError(UsageError):
     """A network (ONNX file or torch module) that cannot be read or imported; the message names the node."""
+
+
+class ModelFileError(UsageError):
+    """A saved latency model that cannot be used; callers add which device's models and that retraining fixes it."""
 
 
 class HostKeyError(EdgelatError):

@@ -67,6 +67,43 @@ def test_train_report_and_saved_models(trained: Path) -> None:
     assert set(meta["ops"]["dense"]["held_out"]) == {"xgboost", "flops_linear", "random_forest", "lookup_1nn"}
 
 
+def test_models_are_saved_without_pickles_and_load_to_the_same_predictions(tmp_path: Path) -> None:
+    from edgelat.predictors.estimators import load_estimator, save_estimator
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"flops": rng.uniform(1e6, 1e8, 100), "bytes": rng.uniform(1e4, 1e6, 100), "out_elems": rng.uniform(1e3, 1e5, 100)})
+    y = 1e-8 * X["flops"] + 1e-6 * X["bytes"] + 0.01 * rng.uniform(0.5, 1.5, 100)
+    for est in (KernelLatencyRegressor(n_estimators=40).fit(X, y), FlopsLinear().fit(X, y)):
+        save_estimator(est, tmp_path / type(est).__name__)
+        again = load_estimator(tmp_path / type(est).__name__)
+        assert type(again) is type(est) and np.array_equal(again.predict(X), est.predict(X))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FlopsLinear.json", "KernelLatencyRegressor.json", "KernelLatencyRegressor.xgb.json"]
+
+
+def test_damaged_models_are_one_line_naming_the_file_and_retrain(trained: Path, tmp_path: Path) -> None:
+    import shutil
+
+    onnx_path = tmp_path / "mlp.onnx"
+    torch.onnx.export(_mlp().eval(), (torch.randn(1, 64),), str(onnx_path), dynamo=False)
+    folder = Path("models") / "local" / "default"
+    assert not list((trained / folder).glob("*.joblib")) and (trained / folder / "dense.xgb.json").exists()
+    damages = {
+        "meta.json": ("{not json", "meta.json is damaged"),
+        "dense.json": ('{"estimator": "KernelLatencyRegressor"}', "dense.json holds model format None"),
+        "dense.xgb.json": ("\x00\x01garbage", "dense.xgb.json"),
+        "fallback.json": (None, "fallback.json is missing"),
+    }
+    for name, (content, says) in damages.items():
+        copy = tmp_path / name
+        shutil.copytree(trained, copy)
+        target = copy / folder / name
+        target.unlink() if content is None else target.write_text(content)
+        result = CliRunner().invoke(app, ["predict", "local", str(onnx_path), "-w", str(copy)])
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1, (name, result.stderr)
+        assert says in lines[0] and "edgelat train local" in lines[0], (name, lines[0])
+
+
 def test_predict_a_torch_network(trained: Path) -> None:
     with open_workspace(trained) as ws:
         pred = predict_network(ws, "local", _mlp(), input_shape=(1, 64))
@@ -128,7 +165,7 @@ def test_schema_mismatch_is_a_clear_error(trained: Path, tmp_path: Path) -> None
     meta["feature_schema"] = FEATURE_SCHEMA_VERSION
     del meta["model_format"]  # saved by an edgelat before the prior
     meta_file.write_text(json.dumps(meta))
-    with open_workspace(copy) as ws, pytest.raises(UsageError, match="model format 1.*retrain"):
+    with open_workspace(copy) as ws, pytest.raises(UsageError, match="model format 1, this edgelat reads format 3.*retrain"):
         DeviceLatencyModel.load(ws, "local")
 
 

@@ -14,6 +14,8 @@ The baselines are fitted on the same features and folds for comparison: :class:`
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,10 +26,20 @@ from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["MODEL_FORMAT", "FlopsLinear", "KernelLatencyRegressor", "NearestNeighbour", "RandomForestLatency", "make_baselines"]
+__all__ = [
+    "MODEL_FORMAT",
+    "FlopsLinear",
+    "KernelLatencyRegressor",
+    "NearestNeighbour",
+    "RandomForestLatency",
+    "load_estimator",
+    "make_baselines",
+    "save_estimator",
+]
 
-# Bump when a saved model's layout changes (2: the linear prior under XGBoost).
-MODEL_FORMAT = 2
+# Bump when a saved model's layout changes (2: the linear prior under XGBoost; 3: XGBoost's own JSON and a
+# JSON file for the rest, no pickles).
+MODEL_FORMAT = 3
 # Latency cannot fall when a kernel does more work or moves more bytes.
 MONOTONE_INCREASING = ("log_flops", "log_bytes", "log_out_elems", "flops", "bytes", "out_elems", "ep_work")
 # The prior's terms: work and traffic, each with a non-negative cost per unit.
@@ -100,6 +112,32 @@ class KernelLatencyRegressor(RegressorMixin, BaseEstimator):
         return np.exp(self.booster_.get_booster().inplace_predict(X) + self._margin(X))
 
 
+    def to_json(self, stem: Path) -> dict[str, Any]:
+        """The trees go to ``stem.xgb.json`` in XGBoost's own format; the rest is returned."""
+        check_is_fitted(self, "booster_")
+        self.booster_.get_booster().save_model(str(stem.with_name(stem.name + ".xgb.json")))
+        return {
+            "params": self.get_params(),
+            "features": list(self.feature_names_in_),
+            "prior_index": self.prior_index_.tolist(),
+            "prior_weights": self.prior_weights_.tolist(),
+            "trees": stem.name + ".xgb.json",
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], stem: Path) -> KernelLatencyRegressor:
+        import xgboost as xgb
+
+        model = cls(**data["params"])
+        model.feature_names_in_ = np.asarray(data["features"], dtype=object)
+        model.prior_index_ = np.asarray(data["prior_index"], dtype=int)
+        model.prior_weights_ = np.asarray(data["prior_weights"], dtype=float)
+        booster = xgb.XGBRegressor()
+        booster.load_model(str(stem.with_name(data["trees"])))
+        model.booster_ = booster
+        return model
+
+
 class FlopsLinear(RegressorMixin, BaseEstimator):
     """The FLOPs baseline: latency = a * FLOPs + b * bytes + c, least squares."""
 
@@ -107,17 +145,29 @@ class FlopsLinear(RegressorMixin, BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y: Any) -> FlopsLinear:
         self.feature_names_in_ = np.asarray(self.COLUMNS, dtype=object)
-        self.model_ = LinearRegression(positive=True).fit(X[list(self.COLUMNS)].to_numpy(dtype=float), np.asarray(y, dtype=float))
+        fitted = LinearRegression(positive=True).fit(X[list(self.COLUMNS)].to_numpy(dtype=float), np.asarray(y, dtype=float))
+        self.coef_, self.intercept_ = np.asarray(fitted.coef_, dtype=float), float(fitted.intercept_)
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        check_is_fitted(self, "model_")
+        check_is_fitted(self, "coef_")
         return self.predict_array(X[list(self.COLUMNS)].to_numpy(dtype=float))
 
     def predict_array(self, X: np.ndarray) -> np.ndarray:
         """Predict from a float array whose columns are ``feature_names_in_``."""
-        check_is_fitted(self, "model_")
-        return np.maximum(self.model_.predict(X), 1e-6)
+        check_is_fitted(self, "coef_")
+        return np.maximum(X @ self.coef_ + self.intercept_, 1e-6)
+
+    def to_json(self, stem: Path) -> dict[str, Any]:
+        check_is_fitted(self, "coef_")
+        return {"features": list(self.feature_names_in_), "coef": self.coef_.tolist(), "intercept": self.intercept_}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], stem: Path) -> FlopsLinear:
+        model = cls()
+        model.feature_names_in_ = np.asarray(data["features"], dtype=object)
+        model.coef_, model.intercept_ = np.asarray(data["coef"], dtype=float), float(data["intercept"])
+        return model
 
 
 class RandomForestLatency(RegressorMixin, BaseEstimator):
@@ -153,3 +203,39 @@ class NearestNeighbour(RegressorMixin, BaseEstimator):
 
 def make_baselines() -> dict[str, BaseEstimator]:
     return {"flops_linear": FlopsLinear(), "random_forest": RandomForestLatency(), "lookup_1nn": NearestNeighbour()}
+
+
+# The estimators a workspace saves, by the name written into their files.
+_SAVED: dict[str, Any] = {"KernelLatencyRegressor": KernelLatencyRegressor, "FlopsLinear": FlopsLinear}
+
+
+def save_estimator(model: KernelLatencyRegressor | FlopsLinear, stem: Path) -> Path:
+    """Save a fitted model as ``stem.json`` (plus files it names); no pickles, so any later version can read it."""
+    data = {"estimator": type(model).__name__, "model_format": MODEL_FORMAT, **model.to_json(stem)}
+    path = stem.with_name(stem.name + ".json")
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def load_estimator(stem: Path) -> KernelLatencyRegressor | FlopsLinear:
+    """The model saved at ``stem`` by :func:`save_estimator`.
+
+    Raises:
+        ModelFileError: the file is missing, unreadable or of another format; the message says which.
+    """
+    from edgelat.errors import ModelFileError
+
+    path = stem.with_name(stem.name + ".json")
+    try:
+        data = json.loads(path.read_text())
+        kind = _SAVED.get(data.get("estimator"))
+        if data.get("model_format") != MODEL_FORMAT or kind is None:
+            raise ModelFileError(f"{path} holds model format {data.get('model_format')} ({data.get('estimator')}), this edgelat reads {MODEL_FORMAT}")
+        return kind.from_json(data, stem)
+    except ModelFileError:
+        raise
+    except FileNotFoundError as exc:
+        raise ModelFileError(f"{exc.filename} is missing") from None
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged file makes json or XGBoost raise, it is one reason
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path} cannot be read ({reason[:200]})") from None

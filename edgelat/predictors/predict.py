@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from edgelat.errors import UsageError
+from edgelat.errors import ModelFileError, UsageError
 from edgelat.ops import get_op
 from edgelat.ops.lowering import FusedGroup
 from edgelat.ops.network import Kernel, network_kernels
 from edgelat.ops.onnx_import import ShapeArg
 from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
-from edgelat.predictors.estimators import MODEL_FORMAT
+from edgelat.predictors.estimators import MODEL_FORMAT, load_estimator
 from edgelat.predictors.train import FALLBACK, default_recipe, model_dir
 from edgelat.workspace import Workspace
 
@@ -48,8 +48,6 @@ class DeviceLatencyModel:
 
     @classmethod
     def load(cls, ws: Workspace, device: str, recipe: str | None = None) -> DeviceLatencyModel:
-        import joblib
-
         from edgelat.predictors.adapt import AdaptedLatencyModel, adapter_file
         from edgelat.profiler.inventory import get_device
 
@@ -62,7 +60,13 @@ class DeviceLatencyModel:
         meta_file = folder / "meta.json"
         if not meta_file.exists():
             raise UsageError(f"no trained {recipe} models for {device}: run `edgelat train {device}` first")
-        meta = json.loads(meta_file.read_text())
+        retrain = f"retrain with `edgelat train {device}`"
+        try:
+            meta = json.loads(meta_file.read_text())
+            if not isinstance(meta, dict) or not isinstance(meta.get("ops"), dict):
+                raise ValueError("no 'ops' in it")
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"the {recipe} models of {device} cannot be used: {meta_file} is damaged ({exc}); {retrain}") from None
         if meta.get("feature_schema") != FEATURE_SCHEMA_VERSION:
             raise UsageError(
                 f"the {recipe} models of {device} were trained with feature schema {meta.get('feature_schema')}, "
@@ -73,8 +77,11 @@ class DeviceLatencyModel:
                 f"the {recipe} models of {device} were saved in model format {meta.get('model_format', 1)}, "
                 f"this edgelat reads format {MODEL_FORMAT}: retrain with `edgelat train {device}`"
             )
-        models = {op: joblib.load(folder / f"{op}.joblib") for op in meta["ops"]}
-        fallback = joblib.load(folder / f"{FALLBACK}.joblib") if meta.get(FALLBACK) else None
+        try:
+            models = {op: load_estimator(folder / op) for op in meta["ops"]}
+            fallback = load_estimator(folder / FALLBACK) if meta.get(FALLBACK) else None
+        except ModelFileError as exc:
+            raise ModelFileError(f"the {recipe} models of {device} cannot be used: {exc}; {retrain}") from None
         return cls(device, recipe, models, meta, fallback)
 
     def forget(self) -> None:

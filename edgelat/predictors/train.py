@@ -15,7 +15,7 @@ import pandas as pd
 from edgelat.errors import UsageError
 from edgelat.ops import get_op
 from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
-from edgelat.predictors.estimators import MODEL_FORMAT, FlopsLinear, KernelLatencyRegressor, make_baselines
+from edgelat.predictors.estimators import MODEL_FORMAT, FlopsLinear, KernelLatencyRegressor, make_baselines, save_estimator
 from edgelat.workspace import Workspace
 
 __all__ = ["FALLBACK", "OpReport", "TrainReport", "accuracy_metrics", "feature_frame", "generic_frame", "model_dir", "train_device"]
@@ -118,7 +118,6 @@ def train_device(
     model is fitted too, on all kernels of every kind and the features all kernels have
     (:mod:`edgelat.ops.generic`): it prices the kernels of a network that no kind claims.
     """
-    import joblib
     import sklearn
     import tvm
     import xgboost
@@ -140,8 +139,8 @@ def train_device(
         X = feature_frame(str(op), [json.loads(p) for p in group["params"]])
         y = group["median_ms"].to_numpy()
         report = _cross_validate(X, y, str(op), folds, seed)
-        joblib.dump(KernelLatencyRegressor().fit(X, y), out / f"{op}.joblib")
-        joblib.dump(FlopsLinear().fit(X, y), out / f"{op}.flops.joblib")  # the baseline networks are compared with
+        save_estimator(KernelLatencyRegressor().fit(X, y), out / str(op))
+        save_estimator(FlopsLinear().fit(X, y), out / f"{op}.flops")  # the baseline networks are compared with
         saved[str(op)] = {"n": len(group), "features": list(X.columns), "held_out": report.metrics}
         reports.append(report)
     # The fallback: every kernel of every kind this device measured, on the features all kernels have.
@@ -151,8 +150,8 @@ def train_device(
         X = generic_frame([(str(op), json.loads(p)) for op, p in zip(simple["op"], simple["params"], strict=True)])
         y = simple["median_ms"].to_numpy()
         report = _cross_validate(X, y, FALLBACK, folds, seed)
-        joblib.dump(KernelLatencyRegressor().fit(X, y), out / f"{FALLBACK}.joblib")
-        joblib.dump(FlopsLinear().fit(X, y), out / f"{FALLBACK}.flops.joblib")
+        save_estimator(KernelLatencyRegressor().fit(X, y), out / FALLBACK)
+        save_estimator(FlopsLinear().fit(X, y), out / f"{FALLBACK}.flops")
         fallback = {"n": len(simple), "features": list(X.columns), "held_out": report.metrics}
         reports.append(report)
     dataset_hash = hashlib.sha256(data.sort_values("config_id").to_csv(index=False).encode()).hexdigest()[:16]
@@ -173,8 +172,8 @@ def train_device(
         FALLBACK: fallback,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
-    for stale in out.glob("*.joblib"):
-        if stale.name.split(".")[0] not in (*saved, FALLBACK):
+    for stale in [*out.glob("*.joblib"), *out.glob("*.json")]:  # pickles of older versions, kinds no longer trained
+        if stale.suffix == ".joblib" or stale.name.split(".")[0] not in (*saved, FALLBACK, "meta"):
             stale.unlink()
     return TrainReport(device, recipe, reports, skipped, str(out), time.time() - start)
 

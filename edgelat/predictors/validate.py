@@ -81,15 +81,13 @@ class ValidationReport:
 
 
 def _flops_baseline(ws: Workspace, model: DeviceLatencyModel) -> DeviceLatencyModel:
-    import joblib
-
+    from edgelat.predictors.estimators import load_estimator
     from edgelat.predictors.train import FALLBACK, model_dir
 
     folder = model_dir(ws, model.device, model.recipe)
-    fallback = folder / f"{FALLBACK}.flops.joblib"
     return DeviceLatencyModel(
-        model.device, model.recipe, {op: joblib.load(folder / f"{op}.flops.joblib") for op in model.models}, model.meta,
-        joblib.load(fallback) if fallback.exists() else None,
+        model.device, model.recipe, {op: load_estimator(folder / f"{op}.flops") for op in model.models}, model.meta,
+        load_estimator(folder / f"{FALLBACK}.flops") if model.fallback is not None else None,
     )  # fmt: skip
 
 
