@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgelat.predictors.train import model_dir, train_device
+from edgelat.predictors.train import train_device
 from edgelat.profiler.campaign import ProfileConfig, profile
 from edgelat.workspace import Workspace
 
@@ -21,5 +21,5 @@ def ensure_trained(ws: Workspace, samples: int = 100) -> None:
     if missing:
         print(f"profiling local into {ws.root} ({samples} configs per op kind: {', '.join(missing)}) ...")
         profile(ws, "local", ProfileConfig(ops=missing, samples=samples, weighted=True))
-    if missing or not (model_dir(ws, "local", "default") / "meta.json").exists():
+    if missing or not (ws.model_dir("local", "default") / "meta.json").exists():
         train_device(ws, "local")

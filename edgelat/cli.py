@@ -582,11 +582,10 @@ def adapt_cmd(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Create a device from a few end-to-end latencies and another device's kernel models."""
-    from edgelat.predictors.adapt import adapter_file
     from edgelat.workflows import adapt_device
 
     with _ws(workspace) as ws:
-        if adapter_file(ws, device).exists() and not force:
+        if ws.adapter_file(device).exists() and not force:
             raise UsageError(f"{device} is already adapted; pass --force to replace its adapter")
         report = adapt_device(ws, device, source, measurements, space)
     if json_out:
@@ -777,7 +776,7 @@ def zoo_export(
 def data_export(
     device: str,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
-    output: Annotated[Optional[Path], typer.Option(help="Output file (default: exports/DEVICE-kernels.FORMAT in the workspace).")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Output file (default: exports/DEVICE/kernels.FORMAT in the workspace).")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Export a device's kernel measurements, one row per measurement."""

@@ -27,7 +27,7 @@ from edgelat.nas.search import Verified, VerifiedSearch, search_and_verify
 from edgelat.nas.spaces import SearchSpace, get_space
 from edgelat.predictors.adapt import Adapter
 from edgelat.predictors.predict import DeviceLatencyModel, module_latency
-from edgelat.predictors.train import model_dir, train_device
+from edgelat.predictors.train import train_device
 from edgelat.workspace import Workspace
 
 # Bump when kernel_group changes: cached block prices are broken down by group.
@@ -44,6 +44,7 @@ __all__ = [
     "arch_kernels",
     "device_oracle",
     "load_factory",
+    "load_pruned",
     "measure_arch",
     "predict_archs",
     "prune_device",
@@ -64,8 +65,8 @@ def device_oracle(
 ) -> BlockOracle:
     """A block oracle pricing ``space`` with ``device``'s trained kernel predictors (``model``, if already loaded)."""
     model = model or DeviceLatencyModel.load(ws, device, recipe)
-    tag = hashlib.sha256((model_dir(ws, device, model.recipe) / "meta.json").read_bytes()).hexdigest()[:12]
-    cache = ws.root / "oracle" / device / model.recipe / f"{space.name}-{tag}-groups{GROUPS_VERSION}.json"
+    tag = hashlib.sha256((ws.model_dir(device, model.recipe) / "meta.json").read_bytes()).hexdigest()[:12]
+    cache = ws.oracle_dir(device, model.recipe) / f"{space.name}-{tag}-groups{GROUPS_VERSION}.json"
     return BlockOracle(space, module_latency(model), cache, on_block)
 
 
@@ -246,7 +247,7 @@ def search_device(
         seed=seed,
         on_generation=on_generation,
     )
-    out = Path(out_dir) if out_dir else ws.root / "searches" / f"{device}-{space.name}-{budget_ms:g}ms-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = Path(out_dir) if out_dir else ws.run_dir("searches", device, f"{space.name}-{budget_ms:g}ms")
     info = {"device": device, "recipe": recipe, "proxy": proxy, "population": population, "generations": generations, "seed": seed}
     paths = write_search_outputs(space, result, out, info)
     return DeviceSearch(result, paths, time.time() - start)
@@ -295,12 +296,12 @@ def source_features(ws: Workspace, source: str, frame: Any, space: SearchSpace |
 def adapt_device(ws: Workspace, device: str, source: str, measurements: str | Path, space_name: str | None = None) -> AdaptReport:
     """Create (or refit) ``device`` from end-to-end measurements and ``source``'s kernel predictors."""
     from edgelat.datasets.tables import load_latency_csv
-    from edgelat.predictors.adapt import adapter_file, fit_adapter, save_adapter
+    from edgelat.predictors.adapt import fit_adapter, save_adapter
     from edgelat.profiler.inventory import add_adapted_device, get_device
 
     if device == source:
         raise UsageError("the new device and the source device must differ")
-    if get_device(ws, source).is_adapted or adapter_file(ws, source).exists():
+    if get_device(ws, source).is_adapted or ws.adapter_file(source).exists():
         raise UsageError(f"the source device {source} is itself adapted; adapt from a profiled device")
     source_model = DeviceLatencyModel.load(ws, source)  # a clear error when the source has no models
     space = get_space(space_name) if space_name else None
@@ -354,7 +355,7 @@ class DevicePrune:
     def as_dict(self) -> dict[str, Any]:
         r = self.result
         return {
-            "onnx": self.paths["onnx"], "torch": self.paths["torch"], "predicted_ms": r.predicted_ms, "measured_ms": r.measured_ms,
+            "onnx": self.paths["onnx"], "state": self.paths["state"], "structure": self.paths["structure"], "predicted_ms": r.predicted_ms, "measured_ms": r.measured_ms,
             "baseline_ms": r.baseline_measured_ms, "baseline_predicted_ms": r.baseline_predicted_ms, "target_ms": r.target_ms,
             "accuracy": r.accuracy, "baseline_accuracy": r.baseline_accuracy, "steps": len(r.steps), "seconds": r.seconds,
             "out_dir": str(Path(self.paths["onnx"]).parent),
@@ -381,7 +382,7 @@ def prune_device(
 
     Fine-tunes on :class:`edgelat.datasets.digits.DigitsTask` at the input resolution (after
     ``pretrain_steps`` of training, for a model that arrives untrained). Writes the pruned
-    model (ONNX, whole torch module, Torch-Pruning state dict), the steps (CSV, PNG) and a report.
+    model (ONNX; a state dict and its structure as JSON, see :func:`load_pruned`), the steps (CSV, PNG) and a report.
     """
     import torch
 
@@ -399,6 +400,7 @@ def prune_device(
         raise UsageError(f"pruning fine-tunes on square 3-channel images: --input-shape must be 1,3,H,H, got {shape}")
     recipe = recipe or default_recipe(ws, device)
     pricer = NetworkPricer(DeviceLatencyModel.load(ws, device, recipe))
+    factory = _factory_reference(model)
     model = load_factory(model) if isinstance(model, str) else model
     task = DigitsTask(resolution=shape[2])
     torch.manual_seed(0)
@@ -420,26 +422,56 @@ def prune_device(
         model, example, target_ms, pricer, task=task, measure=measure, importance=importance, steps=steps,
         finetune_steps=finetune_steps, on_step=on_step, baseline_ms=baseline_ms,
     )  # fmt: skip
-    out = Path(out_dir) if out_dir else ws.root / "pruned" / f"{device}-{target_ms:.3g}ms-{time.strftime('%Y%m%d-%H%M%S')}"
-    return DevicePrune(result, _write_prune_outputs(result, example, out))
+    out = Path(out_dir) if out_dir else ws.run_dir("pruned", device, f"{target_ms:.3g}ms")
+    return DevicePrune(result, _write_prune_outputs(result, example, out, factory))
 
 
-def _write_prune_outputs(result: Any, example: Any, out: Path) -> dict[str, str]:
+def _factory_reference(model: Any) -> str | None:
+    """How to build ``model`` again: a zoo name, or path/to/module.py:function made absolute; None for a module object."""
+    if not isinstance(model, str):
+        return None
+    path, sep, name = model.rpartition(":")
+    return f"{Path(path).resolve()}:{name}" if sep and path.endswith(".py") else model
+
+
+def load_pruned(folder: str | Path, factory: Callable[[], Any] | None = None) -> Any:
+    """The pruned torch module saved in ``folder`` by ``prune``: the unpruned model from its factory (the one recorded
+    in ``pruned.json``, or ``factory``), reshaped and loaded with the pruned weights."""
+    import json
+
+    import torch
+
+    from edgelat.nas.prune import rebuild_pruned
+
+    folder = Path(folder)
+    try:
+        saved = json.loads((folder / "pruned.json").read_text())
+        state = torch.load(folder / "pruned_state.pt", weights_only=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise UsageError(f"{folder} holds no pruned network saved by `edgelat prune` ({exc})") from None
+    if factory is None and saved.get("factory") is None:
+        raise UsageError(f"{folder}: the network was pruned from a module object; pass the factory that built it")
+    model = factory() if factory is not None else load_factory(saved["factory"])
+    return rebuild_pruned(model, saved["structure"], state).eval()
+
+
+def _write_prune_outputs(result: Any, example: Any, out: Path, factory: str | None) -> dict[str, str]:
     import json
 
     import pandas as pd
     import torch
-    import torch_pruning as tp
 
     from edgelat.datasets.zoo import export_module_onnx
+    from edgelat.nas.prune import pruned_structure
 
     out.mkdir(parents=True, exist_ok=True)
     model = result.model.eval()
     paths = {"onnx": str(export_module_onnx(model, tuple(example.shape), out / "pruned.onnx"))}
-    torch.save(model, out / "pruned.pt")
-    torch.save(tp.state_dict(model), out / "pruned_state.pth")
-    paths["torch"] = str(out / "pruned.pt")
-    paths["state"] = str(out / "pruned_state.pth")
+    # Weights as a plain state dict (loads with weights_only=True) and the structure as JSON: no pickled module.
+    torch.save(model.state_dict(), out / "pruned_state.pt")
+    (out / "pruned.json").write_text(json.dumps({"factory": factory, "input_shape": list(example.shape), "structure": pruned_structure(model)}))
+    paths["state"] = str(out / "pruned_state.pt")
+    paths["structure"] = str(out / "pruned.json")
     rows = [{"step": 0, "layer": "", "removed": 0, "predicted_ms": result.baseline_predicted_ms, "accuracy": result.baseline_accuracy,
              "measured_ms": result.baseline_measured_ms}] + [s.__dict__ for s in result.steps]  # fmt: skip
     pd.DataFrame(rows).to_csv(out / "steps.csv", index=False)
@@ -524,7 +556,7 @@ def search_then_prune(
     out = (
         Path(out_dir)
         if out_dir
-        else ws.root / "searches" / f"{device}-{space_name}-{budget_ms:g}ms-then-prune-{time.strftime('%Y%m%d-%H%M%S')}"
+        else ws.run_dir("searches", device, f"{space_name}-{budget_ms:g}ms-then-prune")
     )
     space = get_space(space_name)
     common = dict(proxy=proxy, recipe=recipe, population=population, generations=generations, rounds=rounds, top_k=top_k, seed=seed)

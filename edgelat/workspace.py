@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -134,6 +135,35 @@ class Workspace:
     @property
     def models_dir(self) -> Path:
         return self.root / "models"
+
+    # Everything a workspace keeps of one device lives in a folder named after it under each of these,
+    # so `device remove` can remove all of it (a new device of the same name starts clean).
+    DEVICE_FOLDERS = ("models", "oracle", "tuning", "searches", "pruned", "validation", "exports")
+
+    def device_dir(self, folder: str, device: str) -> Path:
+        """``device``'s folder under ``folder`` (one of :attr:`DEVICE_FOLDERS`)."""
+        assert folder in self.DEVICE_FOLDERS, folder
+        return self.root / folder / device
+
+    def model_dir(self, device: str, recipe: str) -> Path:
+        """The kernel models of ``device`` trained on its ``recipe`` measurements."""
+        return self.device_dir("models", device) / recipe
+
+    def adapter_file(self, device: str) -> Path:
+        """The adapter of a device known only from end-to-end measurements (``edgelat adapt``)."""
+        return self.device_dir("models", device) / "adapted.json"
+
+    def tuning_dir(self, device: str) -> Path:
+        """MetaSchedule's tuning databases for ``device``."""
+        return self.device_dir("tuning", device)
+
+    def oracle_dir(self, device: str, recipe: str) -> Path:
+        """Block prices of search spaces, cached per trained model."""
+        return self.device_dir("oracle", device) / recipe
+
+    def run_dir(self, folder: str, device: str, name: str) -> Path:
+        """Where a search, pruning or validation run of ``device`` writes its outputs by default."""
+        return self.device_dir(folder, device) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     def close(self) -> None:
         self.db.close()

@@ -44,6 +44,51 @@ def test_add_list_show_remove(tmp_path: Path) -> None:
     assert [d["name"] for d in json.loads(run("device", "list", "--json", "-w", w)[1])] == ["local"]
 
 
+def test_remove_takes_everything_of_the_device_and_nothing_else(tmp_path: Path) -> None:
+    """An old adapter once silently took priority over a new device of the same name."""
+    from edgelat.errors import UsageError
+    from edgelat.predictors.predict import DeviceLatencyModel
+    from edgelat.workspace import open_workspace
+
+    w = tmp_path / "w"
+    for name in ("pi", "pi-2"):
+        assert run("device", "add", name, "--host", "10.0.0.7", "--preset", "rpi4", "-w", str(w))[0] == 0
+    with open_workspace(w) as ws:
+        for name in ("pi", "pi-2"):
+            ws.db.execute("INSERT INTO probes (device, data) VALUES (?, '{}')", (name,))
+            cur = ws.db.execute(
+                "INSERT INTO campaigns (device, recipe, ops, plan, target, threads, tvm_version, seed) VALUES (?, 'default', '[]', '[]', '{}', 1, 'x', 0)",
+                (name,),
+            )
+            ws.db.execute("INSERT OR IGNORE INTO kernel_configs (config_id, op, params) VALUES ('c1', 'dense', '{}')")
+            ws.db.execute(
+                "INSERT INTO measurements (campaign_id, device, config_id, op, recipe, status, median_ms) VALUES (?, ?, 'c1', 'dense', 'default', 'ok', 1.0)",
+                (cur.lastrowid, name),
+            )
+            ws.db.execute(
+                "INSERT INTO network_measurements (device, recipe, name, network_hash, threads, median_ms, data) VALUES (?, 'default', 'n', 'h', 1, 1.0, '{}')",
+                (name,),
+            )
+            files = [ws.adapter_file(name), ws.model_dir(name, "default") / "meta.json", ws.oracle_dir(name, "default") / "nb201.json",
+                     ws.tuning_dir(name) / "database_workload.json", ws.run_dir("searches", name, "ofa-40ms") / "best.json",
+                     ws.run_dir("pruned", name, "6ms") / "steps.csv", ws.run_dir("validation", name, "default") / "validation.csv",
+                     ws.device_dir("exports", name) / "kernels.csv"]  # fmt: skip
+            for f in files:
+                f.parent.mkdir(parents=True, exist_ok=True)
+                f.write_text("{}")
+    assert run("device", "remove", "pi", "-w", str(w))[0] == 0
+    with open_workspace(w) as ws:
+        for table in ("probes", "campaigns", "measurements", "network_measurements"):
+            rows = [r[0] for r in ws.db.execute(f"SELECT device FROM {table}")]
+            assert rows == ["pi-2"], (table, rows)
+        for folder in ws.DEVICE_FOLDERS:
+            assert not ws.device_dir(folder, "pi").exists() and ws.device_dir(folder, "pi-2").exists(), folder
+    # The same name again is a new device: no adapter or models of the old one answer for it.
+    assert run("device", "add", "pi", "--host", "10.0.0.9", "--preset", "rpi5", "-w", str(w))[0] == 0
+    with open_workspace(w) as ws, pytest.raises(UsageError, match="no kernel measurements"):
+        DeviceLatencyModel.load(ws, "pi")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -104,10 +104,9 @@ def _snapshot(ws: Path) -> dict[str, int]:
 def test_adapting_over_an_adapted_device_needs_force(folder: Path, tmp_path: Path) -> None:
     """Checked before any work: the adapter file is what decides."""
     ws = tmp_path / "ws"
-    from edgelat.predictors.adapt import adapter_file
 
     with open_workspace(ws) as w:
-        path: Path = adapter_file(w, "phone")
+        path: Path = w.adapter_file("phone")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("{}")
     result = _run(f"adapt phone --from local --measurements {folder}/x.csv -w {ws}", folder, dict(os.environ))

@@ -74,7 +74,7 @@ def export_measurements(ws: Workspace, device: str, fmt: str, output: Path | Non
     frame = measurements_frame(ws, device)
     if frame.empty:
         raise UsageError(f"{device} has no measurements: run `edgelat profile {device}` first")
-    output = output or ws.root / "exports" / f"{device}-kernels.{fmt}"
+    output = output or ws.device_dir("exports", device) / f"kernels.{fmt}"
     output.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
         frame.to_parquet(output, index=False)

@@ -30,7 +30,17 @@ from torch import nn
 
 from edgelat.errors import EdgelatError, UsageError
 
-__all__ = ["IMPORTANCES", "Pricer", "PruneResult", "PruneStep", "layer_configs", "prune_to_latency", "uniform_prune"]
+__all__ = [
+    "IMPORTANCES",
+    "Pricer",
+    "PruneResult",
+    "PruneStep",
+    "layer_configs",
+    "prune_to_latency",
+    "pruned_structure",
+    "rebuild_pruned",
+    "uniform_prune",
+]
 
 Kernel = tuple[str, dict[str, Any]]
 
@@ -367,3 +377,38 @@ def uniform_prune(
     if best is None:
         raise EdgelatError(f"no uniform ratio up to 90% reaches {target_ms:g} ms")
     return best
+
+
+def pruned_structure(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """What pruning changed in each module, as JSON-able values: the plain attributes (``in_channels``,
+    ``out_channels``, ``groups``, ``num_features``, ``normalized_shape``, ...) and each parameter's and
+    buffer's shape. With the factory that built the unpruned model, :func:`rebuild_pruned` rebuilds it;
+    no pickled module is needed."""
+    plain = (bool, int, float, str)
+    out: dict[str, dict[str, Any]] = {}
+    for name, module in model.named_modules():
+        attrs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(module).items()
+                 if not k.startswith("_") and (isinstance(v, plain) or (isinstance(v, tuple) and all(isinstance(x, plain) for x in v)))}  # fmt: skip
+        tensors = {k: list(t.shape) for k, t in [*module._parameters.items(), *module._buffers.items()] if t is not None}
+        out[name] = {"attrs": attrs, "tensors": tensors}
+    return out
+
+
+def rebuild_pruned(model: nn.Module, structure: dict[str, dict[str, Any]], state_dict: dict[str, torch.Tensor]) -> nn.Module:
+    """``model`` (fresh from the unpruned factory) reshaped to ``structure`` and loaded with ``state_dict``."""
+    modules = dict(model.named_modules())
+    missing = sorted(set(structure) - set(modules))
+    if missing:
+        raise UsageError(f"the factory's model has no module {missing[0]!r} of the pruned one: is it the factory the network was pruned from?")
+    for name, saved in structure.items():
+        module = modules[name]
+        for attr, value in saved["attrs"].items():
+            old = getattr(module, attr, None)
+            setattr(module, attr, tuple(value) if isinstance(old, tuple) else value)
+        for key, shape in saved["tensors"].items():
+            if key in module._parameters and module._parameters[key] is not None:
+                module._parameters[key] = nn.Parameter(torch.empty(shape), requires_grad=module._parameters[key].requires_grad)
+            elif key in module._buffers and module._buffers[key] is not None:
+                module._buffers[key] = torch.empty(shape, dtype=module._buffers[key].dtype)
+    model.load_state_dict(state_dict)
+    return model

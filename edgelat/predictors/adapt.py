@@ -31,7 +31,7 @@ from edgelat.predictors.predict import DeviceLatencyModel, kernel_group
 from edgelat.predictors.train import accuracy_metrics
 from edgelat.workspace import Workspace
 
-__all__ = ["LAUNCH", "MIN_MEASUREMENTS", "AdaptedLatencyModel", "Adapter", "adapter_file", "fit_adapter", "save_adapter"]
+__all__ = ["LAUNCH", "MIN_MEASUREMENTS", "AdaptedLatencyModel", "Adapter", "fit_adapter", "save_adapter"]
 
 # The fewest measurements a fit needs: a scale and a held-out check of it.
 MIN_MEASUREMENTS = 3
@@ -121,10 +121,6 @@ def fit_adapter(features: Sequence[dict[str, float]], latency_ms: Sequence[float
     return Adapter(source, recipe, weights, float(v[-1] * launch_unit), scale, best_alpha, len(y), cv)
 
 
-def adapter_file(ws: Workspace, device: str) -> Path:
-    return ws.root / "models" / device / "adapted.json"
-
-
 class AdaptedLatencyModel(DeviceLatencyModel):
     """A device predicted from another device's kernel models through an :class:`Adapter`."""
 
@@ -135,7 +131,7 @@ class AdaptedLatencyModel(DeviceLatencyModel):
 
     @classmethod
     def load_adapted(cls, ws: Workspace, device: str) -> AdaptedLatencyModel:
-        data = json.loads(adapter_file(ws, device).read_text())
+        data = json.loads(ws.adapter_file(device).read_text())
         adapter = Adapter(**{k: v for k, v in data.items() if k in Adapter.__dataclass_fields__})
         return cls(device, DeviceLatencyModel.load(ws, adapter.source, adapter.recipe), adapter)
 
@@ -146,7 +142,7 @@ class AdaptedLatencyModel(DeviceLatencyModel):
 
 
 def save_adapter(ws: Workspace, device: str, adapter: Adapter) -> Path:
-    path = adapter_file(ws, device)
+    path = ws.adapter_file(device)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**asdict(adapter), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, indent=2))
     return path

@@ -18,7 +18,7 @@ from edgelat.ops.network import Kernel, network_kernels
 from edgelat.ops.onnx_import import ShapeArg
 from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
 from edgelat.predictors.estimators import MODEL_FORMAT, load_estimator
-from edgelat.predictors.train import FALLBACK, default_recipe, model_dir
+from edgelat.predictors.train import FALLBACK, default_recipe
 from edgelat.workspace import Workspace
 
 __all__ = [
@@ -48,15 +48,15 @@ class DeviceLatencyModel:
 
     @classmethod
     def load(cls, ws: Workspace, device: str, recipe: str | None = None) -> DeviceLatencyModel:
-        from edgelat.predictors.adapt import AdaptedLatencyModel, adapter_file
+        from edgelat.predictors.adapt import AdaptedLatencyModel
         from edgelat.profiler.inventory import get_device
 
-        if adapter_file(ws, device).exists():
+        if ws.adapter_file(device).exists():
             return AdaptedLatencyModel.load_adapted(ws, device)
         if get_device(ws, device).is_adapted:
             raise UsageError(f"{device} is an adapted device whose adapter is missing: run `edgelat adapt {device} --from SOURCE ...` again")
         recipe = recipe or default_recipe(ws, device)
-        folder = model_dir(ws, device, recipe)
+        folder = ws.model_dir(device, recipe)
         meta_file = folder / "meta.json"
         if not meta_file.exists():
             raise UsageError(f"no trained {recipe} models for {device}: run `edgelat train {device}` first")

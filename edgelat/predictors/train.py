@@ -6,7 +6,6 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,7 @@ from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
 from edgelat.predictors.estimators import MODEL_FORMAT, FlopsLinear, KernelLatencyRegressor, make_baselines, save_estimator
 from edgelat.workspace import Workspace
 
-__all__ = ["FALLBACK", "OpReport", "TrainReport", "accuracy_metrics", "feature_frame", "generic_frame", "model_dir", "train_device"]
+__all__ = ["FALLBACK", "OpReport", "TrainReport", "accuracy_metrics", "feature_frame", "generic_frame", "train_device"]
 
 
 def feature_frame(op: str, configs: list[dict[str, Any]]) -> pd.DataFrame:
@@ -80,10 +79,6 @@ class TrainReport:
     seconds: float
 
 
-def model_dir(ws: Workspace, device: str, recipe: str) -> Path:
-    return ws.models_dir / device / recipe
-
-
 def _training_data(ws: Workspace, device: str, recipe: str) -> pd.DataFrame:
     rows = ws.db.execute(
         """SELECT m.op, m.config_id, k.params, m.median_ms FROM measurements m JOIN kernel_configs k USING (config_id)
@@ -129,7 +124,7 @@ def train_device(
     data = _training_data(ws, device, recipe)
     if data.empty:
         raise UsageError(f"{device} has no successful {recipe} measurements to train on")
-    out = model_dir(ws, device, recipe)
+    out = ws.model_dir(device, recipe)
     out.mkdir(parents=True, exist_ok=True)
     reports, skipped, saved = [], {}, {}
     for op, group in data.groupby("op"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,9 +81,9 @@ class ValidationReport:
 
 def _flops_baseline(ws: Workspace, model: DeviceLatencyModel) -> DeviceLatencyModel:
     from edgelat.predictors.estimators import load_estimator
-    from edgelat.predictors.train import FALLBACK, model_dir
+    from edgelat.predictors.train import FALLBACK
 
-    folder = model_dir(ws, model.device, model.recipe)
+    folder = ws.model_dir(model.device, model.recipe)
     return DeviceLatencyModel(
         model.device, model.recipe, {op: load_estimator(folder / f"{op}.flops") for op in model.models}, model.meta,
         load_estimator(folder / f"{FALLBACK}.flops") if model.fallback is not None else None,
@@ -126,7 +125,7 @@ def validate_device(
     y = np.array([r.measured_ms for r in report.rows])
     report.metrics = accuracy_metrics(y, np.array([r.predicted_ms for r in report.rows]))
     report.flops_metrics = accuracy_metrics(y, np.array([r.flops_baseline_ms for r in report.rows]))
-    out_dir = out_dir or ws.root / "validation" / f"{device}-{model.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir = out_dir or ws.run_dir("validation", device, model.recipe)
     out_dir.mkdir(parents=True, exist_ok=True)
     import pandas as pd
 

@@ -109,7 +109,7 @@ def measure_network(
             from edgelat.profiler.tuning import KernelTuner
 
             tuner = KernelTuner(
-                ws.root / "tuning" / device.name,
+                ws.tuning_dir(device.name),
                 preset.target(),
                 n_threads,
                 preset.cross_compiler,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -176,10 +177,15 @@ def add_adapted_device(ws: Workspace, name: str) -> Device:
 
 
 def remove_device(ws: Workspace, name: str) -> None:
+    """Remove ``name`` and everything the workspace keeps of it: probes, campaigns, measurements and network
+    measurements (the store cascades), and its models, adapter, block-price caches, tuning databases, searches,
+    pruning and validation runs and exports. A new device of the same name starts clean."""
     if name == LOCAL:
         raise UsageError("the local device is built in and cannot be removed")
     get_device(ws, name)
     ws.db.execute("DELETE FROM devices WHERE name = ?", (name,))
+    for folder in ws.DEVICE_FOLDERS:
+        shutil.rmtree(ws.device_dir(folder, name), ignore_errors=True)
 
 
 def connect(ws: Workspace, device: Device, *, trust_new_host: bool = False) -> Transport:
