@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,22 @@ app.add_typer(zoo_app, name="zoo")
 
 out = Console()
 err = Console(stderr=True)
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="Log what happens on the way (-v: reconnects, agent restarts, fallbacks; -vv: more).", show_default=False)
+    ] = 0,
+) -> None:
+    """edgelat: hardware-aware latency prediction and device profiling."""
+    from rich.logging import RichHandler
+
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = RichHandler(console=err, show_path=False, show_time=verbose > 1, markup=False)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+    for noisy in ("paramiko", "urllib3", "matplotlib", "PIL"):  # their INFO lines are not ours
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 WorkspaceOpt = Annotated[
     Optional[Path],

@@ -9,7 +9,8 @@ Every error edgelat raises on purpose derives from :class:`EdgelatError`::
     │   ├── DuplicateDeviceError
     │   ├── UnknownOpError
     │   ├── ModelImportError       a network file or module that cannot be imported (names the node)
-    │   └── ModelFileError         a saved latency model that cannot be used (missing, damaged, another format)
+    │   └── DamagedFileError       a file the workspace keeps that cannot be read; says what to do
+    │       └── ModelFileError     a saved latency model (missing, damaged, another format): retrain
     ├── HostKeyError               SSH host key problems (never silently accepted)
     │   ├── UnknownHostKeyError    host not in known_hosts; says how to trust it
     │   └── ChangedHostKeyError    key differs from the recorded one; always refused
@@ -33,6 +34,7 @@ __all__ = [
     "AgentTimeoutError",
     "BuildError",
     "ChangedHostKeyError",
+    "DamagedFileError",
     "DuplicateDeviceError",
     "EdgelatError",
     "HostKeyError",
@@ -78,7 +80,11 @@ class ModelImportError(UsageError):
     """A network (ONNX file or torch module) that cannot be read or imported; the message names the node."""
 
 
-class ModelFileError(UsageError):
+class DamagedFileError(UsageError):
+    """A file the workspace keeps (model, metadata, tuning database) that cannot be read; the message says what to do."""
+
+
+class ModelFileError(DamagedFileError):
     """A saved latency model that cannot be used; callers add which device's models and that retraining fixes it."""
 
 

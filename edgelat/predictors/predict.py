@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ __all__ = [
     "predict_kernels",
     "predict_network",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class DeviceLatencyModel:
@@ -192,6 +195,8 @@ def predict_kernels(model: DeviceLatencyModel, kernels: Sequence[Kernel], *, str
     if missing and strict:
         raise UsageError(_no_predictor_message(model, [kernels[i] for i in missing]) + "; without --strict the fallback model prices them")
     if missing:
+        log.info("%d of %d kernels priced by the fallback model: %s", len(missing), len(kernels),
+                 ", ".join(sorted({kernels[i].op or "+".join(dict.fromkeys(kernels[i].group.ops)) for i in missing})))  # fmt: skip
         priced = model.predict_fallback([kernels[i].group for i in missing])
         if np.isnan(priced).any():
             raise UsageError(

@@ -11,6 +11,7 @@ with its error; the agent is restarted and the campaign goes on.
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +34,8 @@ __all__ = ["CampaignInterrupted", "CampaignResult", "ProfileConfig", "Progress",
 
 RECIPES = ("default", "tuned")
 
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLES = 100
 
@@ -173,14 +176,17 @@ class _Session:
                 return self.agent
             except (TransportError, AgentCrashedError, AgentTimeoutError) as exc:
                 last = exc
+                log.info("%s: connection attempt %d of %d failed: %s", self.device.name, attempt + 1, self.reconnects, exc)
                 time.sleep(min(2.0 * (attempt + 1), 5.0))
         raise TransportError(f"cannot reach {self.device.name}: {last}")
 
     def restart_agent(self) -> None:
         assert self.agent is not None
+        log.info("%s: restarting the agent", self.device.name)
         try:
             self.agent.restart()
-        except (TransportError, AgentCrashedError, AgentTimeoutError):
+        except (TransportError, AgentCrashedError, AgentTimeoutError) as exc:
+            log.info("%s: the agent did not restart (%s); reconnecting", self.device.name, exc)
             self.open()
 
     def ship(self, built: Sequence[BuiltKernel]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import tvm
 
-from edgelat.errors import BuildError, UsageError
+from edgelat.errors import BuildError, EdgelatError, UsageError
 from edgelat.ops import fuse, kernel_funcs
 from edgelat.ops.lowering import shape_of
 from edgelat.profiler.agent_client import AgentReplyError
@@ -58,7 +58,12 @@ def build_network(
     if tuner is not None:
         for gv, func in list(fused.functions.items()):
             if isinstance(func, tvm.tirx.PrimFunc):
-                tuned = tuner.tune(func, trials).func
+                try:
+                    tuned = tuner.tune(func, trials).func
+                except EdgelatError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - MetaSchedule's failures surface as one clear error
+                    raise BuildError(f"MetaSchedule could not tune kernel {gv.name_hint}: {_first_line(exc)}") from exc
                 fused[gv] = tuned.with_attr("global_symbol", gv.name_hint).with_attrs(func.attrs) if func.attrs else tuned
     inputs = [[list(shape_of(p) or ()), str(p.ty.dtype)] for p in mod["main"].params]
     try:
@@ -66,8 +71,14 @@ def build_network(
         out.parent.mkdir(parents=True, exist_ok=True)
         executable.export_library(str(out), fcompile=cc.cross_compiler(cross_compiler) if cross_compiler else None)
     except Exception as exc:  # noqa: BLE001 - surfaced as one clear error
-        raise BuildError(f"could not build the network: {type(exc).__name__}: {exc}") from exc
+        raise BuildError(f"could not build the network: {type(exc).__name__}: {_first_line(exc)}") from exc
     return inputs
+
+
+def _first_line(exc: BaseException) -> str:
+    """TVM's errors carry a C++ backtrace after the message: keep the message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.lstrip().startswith(("File ", "Traceback", "-----"))]
+    return (lines[-1] if lines else type(exc).__name__)[:300]
 
 
 def measure_network(

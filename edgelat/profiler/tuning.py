@@ -20,6 +20,8 @@ import tvm
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
+from edgelat.errors import BuildError, DamagedFileError
+
 __all__ = ["KernelTuner", "TuneOutcome"]
 
 # measure(artifact_path, args) -> seconds per call of each repeat
@@ -110,7 +112,13 @@ class KernelTuner:
         # where the epilogue differs (``b + x`` for ``x + b``, or another activation), and the anchor's
         # trace is applied to it (epilogue blocks inlined), as MetaSchedule's Relax integration does.
         # So a campaign tunes each anchor once; kernels sharing it get its schedule.
-        self.database = ms.database.JSONDatabase(work_dir=str(self.work_dir), module_equality=MODULE_EQUALITY)
+        try:
+            self.database = ms.database.JSONDatabase(work_dir=str(self.work_dir), module_equality=MODULE_EQUALITY)
+        except Exception as exc:  # noqa: BLE001 - whatever a damaged file makes TVM raise, it is one reason
+            message = next((line.strip() for line in reversed(str(exc).splitlines()) if line.strip()), type(exc).__name__)
+            raise DamagedFileError(
+                f"the tuning database in {self.work_dir} cannot be read ({message[:200]}); move the folder away to tune from scratch"
+            ) from None
         self._artifacts = tempfile.TemporaryDirectory(prefix="edgelat-ms-")
         self.builder = SharedLibraryBuilder(self._artifacts.name, cross_compiler)
         self.runner = AgentRunner(measure)
@@ -137,7 +145,7 @@ class KernelTuner:
                 )
             schedule = self._lookup(mod)
         if schedule is None:
-            raise RuntimeError("MetaSchedule found no valid candidate")
+            raise BuildError(f"MetaSchedule found no valid candidate in {trials} trials (see the logs with -v)")
         return TuneOutcome(schedule.mod["main"], time.perf_counter() - start, trials if searched else 0, searched)
 
     def _lookup(self, mod: tvm.IRModule) -> Any:
