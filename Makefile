@@ -40,6 +40,7 @@ bench: install
 
 lint: install
 	$(PYTHON) -m ruff check edgelat tests bench
+	$(PYTHON) -m mypy edgelat
 
 clean:
-	rm -rf build *.egg-info .pytest_cache .edgelat-demo
+	rm -rf build *.egg-info .pytest_cache .mypy_cache .edgelat-demo

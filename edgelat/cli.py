@@ -809,7 +809,9 @@ def main() -> None:
     try:  # typer vendors click (0.2x and later)
         from typer._click import exceptions as click_errors
     except ImportError:  # pragma: no cover - an older typer on plain click
-        from click import exceptions as click_errors
+        import importlib
+
+        click_errors = importlib.import_module("click.exceptions")  # dynamic: type checkers use the vendored module above
 
     try:
         code = app(standalone_mode=False, prog_name="edgelat")
@@ -820,7 +822,7 @@ def main() -> None:
         where = exc.ctx.command_path if exc.ctx is not None else "edgelat"
         err.print(f"[red]error:[/red] {exc.format_message()} (see `{where} --help`)", highlight=False, markup=True, soft_wrap=True)
         sys.exit(2)
-    except click_errors.Abort:
+    except typer.Abort:  # typer's own (vendored click has none), or click's with an older typer
         err.print("aborted", highlight=False)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

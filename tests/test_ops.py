@@ -73,8 +73,10 @@ def test_kinds_do_not_claim_each_others_kernels() -> None:
 
 
 def test_errors() -> None:
-    with pytest.raises(UnknownOpError, match="known ops"):
+    with pytest.raises(UnknownOpError, match=r"unknown op 'conv3d'; did you mean conv2d.*`edgelat ops` lists them"):
         get_op("conv3d")
+    with pytest.raises(UnknownOpError, match=r"unknown op 'xyz'; known ops: dwconv2d, conv2d, .*\(\d+ in all\)"):
+        get_op("xyz")
     with pytest.raises(UsageError, match="missing"):
         get_op("dense").validate({"m": 1})
     assert config_id("dense", {"m": 1, "k": 2, "n": 3, "epilogue": ""}) == config_id("dense", {"n": 3, "k": 2, "m": 1, "epilogue": ""})

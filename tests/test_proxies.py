@@ -146,7 +146,7 @@ def test_proxy_data_shapes_and_labels() -> None:
 
 def test_registry() -> None:
     assert list_proxies() == ["flops", "params", "synflow", "zico"]
-    assert all(get_proxy(name) is PROXIES[name] for name in list_proxies())
+    assert all(get_proxy(name) is PROXIES.get(name) for name in list_proxies())
     with pytest.raises(UsageError, match="flops, params, synflow, zico"):
         get_proxy("jacov")
     with pytest.raises(UsageError, match="unknown proxy"):

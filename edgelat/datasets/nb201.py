@@ -19,7 +19,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -144,7 +145,7 @@ class _Cell(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]
-        for edges in self.nodes:
+        for edges in cast("Iterable[nn.ModuleList]", self.nodes):  # a ModuleList of ModuleLists
             if len(edges) == 0:
                 # NB201's own Zero op, x * 0: unlike a zeros constant it keeps every kernel fed by an input
                 nodes.append(x.mul(0.0))

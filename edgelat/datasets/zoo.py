@@ -31,8 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 import inspect
 import math
 from collections.abc import Callable, Sequence
@@ -42,6 +40,7 @@ import torch
 from torch import nn
 
 from edgelat.errors import UsageError
+from edgelat.registry import Registry
 
 __all__ = [
     "VALIDATION_ZOO",
@@ -62,7 +61,7 @@ __all__ = [
 ModelFn = Callable[..., nn.Module]
 Act = Callable[[], nn.Module]
 
-_MODELS: dict[str, ModelFn] = {}
+MODELS: Registry[ModelFn] = Registry("model", hint="`edgelat zoo list` shows the models", sort=True)
 
 
 def register_model(fn: ModelFn) -> ModelFn:
@@ -71,12 +70,9 @@ def register_model(fn: ModelFn) -> ModelFn:
     The constructor must accept ``num_classes`` as a keyword argument.
     """
     name = fn.__name__
-    if name in _MODELS:
-        raise ValueError(f"model {name!r} is registered twice")
     if "num_classes" not in inspect.signature(fn).parameters:
         raise ValueError(f"model constructor {name!r} must take num_classes")
-    _MODELS[name] = fn
-    return fn
+    return MODELS.register(name, fn)
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -86,7 +82,7 @@ def list_models(pattern: str = "*") -> list[str]:
         >>> list_models("resnet*")
         ['resnet18', 'resnet34', 'resnet50']
     """
-    return sorted(fnmatch.filter(_MODELS, pattern))
+    return MODELS.names(pattern)
 
 
 def create_model(name: str, **kwargs: object) -> nn.Module:
@@ -103,12 +99,7 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
         >>> create_model("resnet18", num_classes=10)(example_input(64)).shape
         torch.Size([1, 10])
     """
-    try:
-        fn = _MODELS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, list(_MODELS), n=5, cutoff=0.5)
-        hint = (f"; did you mean {', '.join(close)}?" if close else "") + " (`edgelat zoo list` shows the models)"
-        raise UsageError(f"unknown model {name!r}{hint}") from None
+    fn = MODELS.get(name)
     try:
         inspect.signature(fn).bind(**kwargs)
     except TypeError as exc:

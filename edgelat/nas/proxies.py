@@ -43,6 +43,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from edgelat.errors import UsageError
+from edgelat.nas import PROXIES
 
 __all__ = [
     "ENSEMBLE",
@@ -277,17 +278,15 @@ def _zico_digits(module: nn.Module, input_shape: tuple[int, ...]) -> float:
     return zico(module, input_shape, _cached_proxy_data(c, h, w))
 
 
-PROXIES: dict[str, Proxy] = {
-    "params": lambda module, input_shape: num_params(module),
-    "flops": flops,
-    "synflow": synflow,
-    "zico": _zico_digits,
-}
+PROXIES.register("params", lambda module, input_shape: num_params(module))
+PROXIES.register("flops", flops)
+PROXIES.register("synflow", synflow)
+PROXIES.register("zico", _zico_digits)
 
 
 def list_proxies() -> list[str]:
     """Names of the registered proxies, sorted (``"ensemble"`` is not one: see :class:`ProxyScorer`)."""
-    return sorted(PROXIES)
+    return PROXIES.names()
 
 
 def get_proxy(name: str) -> Proxy:
@@ -296,10 +295,7 @@ def get_proxy(name: str) -> Proxy:
     Raises:
         UsageError: no proxy has that name; the message lists the known ones.
     """
-    try:
-        return PROXIES[name]
-    except KeyError:
-        raise UsageError(f"unknown proxy {name!r}; known proxies: {', '.join(list_proxies())}") from None
+    return PROXIES.get(name)
 
 
 def arch_seed(arch: str) -> int:
@@ -390,7 +386,7 @@ class ProxyScorer:
                 torch.manual_seed(arch_seed(arch))
                 module = self.build(arch)
             for p in missing:
-                cached[p] = PROXIES[p](module, self._shape(arch))
+                cached[p] = PROXIES.get(p)(module, self._shape(arch))
         return cached
 
     def score(self, archs: Sequence[str]) -> np.ndarray:

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from edgelat.errors import EdgelatError, UsageError
+from edgelat.nas import IMPORTANCES
 
 __all__ = [
     "IMPORTANCES",
@@ -61,18 +62,19 @@ class _Task(Protocol):
     def evaluate(self, model: nn.Module) -> float: ...
 
 
-def _importance(name: str) -> Any:
+# "sum": a channel's share of its group's importance, so cutting deep into a thinned group costs more.
+@IMPORTANCES.register("magnitude")
+def _magnitude() -> Any:
     import torch_pruning as tp
 
-    # "sum": a channel's share of its group's importance, so cutting deep into a thinned group costs more
-    if name == "magnitude":
-        return tp.importance.GroupMagnitudeImportance(p=2, normalizer="sum")
-    if name == "taylor":
-        return tp.importance.GroupTaylorImportance(normalizer="sum")
-    raise UsageError(f"unknown importance {name!r}; known: {', '.join(IMPORTANCES)}")
+    return tp.importance.GroupMagnitudeImportance(p=2, normalizer="sum")
 
 
-IMPORTANCES = ("magnitude", "taylor")
+@IMPORTANCES.register("taylor")
+def _taylor() -> Any:
+    import torch_pruning as tp
+
+    return tp.importance.GroupTaylorImportance(normalizer="sum")
 
 
 @dataclass
@@ -222,7 +224,7 @@ def prune_to_latency(
     if not target_ms > 0:
         raise UsageError(f"the target latency must be positive, got {target_ms} ms")
     model = copy.deepcopy(model).eval()
-    imp = _importance(importance)
+    imp = IMPORTANCES.get(importance)()
     base_pred, kernels = pricer.network(model, example)
     base_meas = baseline_ms if baseline_ms is not None else measure(model) if measure is not None else None
     base_acc = task.evaluate(model) if task is not None else None

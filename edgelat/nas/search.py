@@ -293,7 +293,7 @@ def search_and_verify(
     scorer: Scorer,
     budget_ms: float,
     measure: Callable[[str], float],
-    refit: Callable[[list[str]], None] | None = None,
+    refit: Callable[[list[str]], object] | None = None,  # what it returns is not used
     *,
     rounds: int = 3,
     top_k: int = 3,

@@ -17,11 +17,12 @@ one of the modules here (or your own module)::
 from edgelat.ops import conv, elementwise, linear, misc, pool, reduce, resize  # noqa: F401, I001  (registers the kinds)
 from edgelat.ops import layout  # noqa: F401, E402
 from edgelat.ops.lowering import FUSION_PIPELINE_VERSION, FusedGroup, TirCall, fuse, fused_groups, kernel_funcs
-from edgelat.ops.registry import FEATURE_SCHEMA_VERSION, Config, OpSpec, config_id, get_op, list_ops, register_op, unregister_op
+from edgelat.ops.registry import FEATURE_SCHEMA_VERSION, OPS, Config, OpSpec, config_id, get_op, list_ops, register_op, unregister_op
 
 __all__ = [
     "FEATURE_SCHEMA_VERSION",
     "FUSION_PIPELINE_VERSION",
+    "OPS",
     "Config",
     "FusedGroup",
     "OpSpec",

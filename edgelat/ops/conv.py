@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -110,13 +110,13 @@ class Conv2d(OpSpec):
         return EpilogueBuilder().build(body)
 
     @staticmethod
-    def _out_hw(cfg: Config) -> tuple[int, int]:
+    def _out_hw(cfg: Mapping[str, Any]) -> tuple[int, int]:
         return (
             out_size(cfg["h"], cfg["k"], cfg["stride"], cfg["pad"], cfg["dilation"]),
             out_size(cfg["w"], cfg["k"], cfg["stride"], cfg["pad"], cfg["dilation"]),
         )
 
-    def features(self, cfg: Config) -> dict[str, float]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, float]:
         oh, ow = self._out_hw(cfg)
         n, cin, cout, k, g = cfg["n"], cfg["cin"], cfg["cout"], cfg["k"], cfg["groups"]
         macs = n * cout * oh * ow * (cin // g) * k * k
@@ -238,7 +238,7 @@ class Conv2dRect(OpSpec):
         raise RuntimeError("could not draw a rectangular conv under the FLOPs cap")  # pragma: no cover
 
     @staticmethod
-    def _out_hw(cfg: Config) -> tuple[Any, Any]:
+    def _out_hw(cfg: Mapping[str, Any]) -> tuple[Any, Any]:
         return out_size(cfg["h"], cfg["kh"], cfg["sh"], cfg["ph"], 1), out_size(cfg["w"], cfg["kw"], cfg["sw"], cfg["pw"], 1)
 
     def emit(self, cfg: Config) -> tvm.IRModule:
@@ -248,7 +248,7 @@ class Conv2dRect(OpSpec):
             if cfg["dims"] == 1:
                 x = b.input((cfg["n"], cfg["cin"], cfg["w"]), "x")
                 y = b.emit(R.nn.conv1d(x, b.input((cfg["cout"], cfg["cin"] // g, cfg["kw"]), "w"), strides=cfg["sw"], padding=cfg["pw"], groups=g))
-                out = (cfg["n"], cfg["cout"], self._out_hw(cfg)[1])
+                out: tuple[Any, ...] = (cfg["n"], cfg["cout"], self._out_hw(cfg)[1])
             else:
                 x = b.input((cfg["n"], cfg["cin"], cfg["h"], cfg["w"]), "x")
                 w = b.input((cfg["cout"], cfg["cin"] // g, cfg["kh"], cfg["kw"]), "w")
@@ -258,7 +258,7 @@ class Conv2dRect(OpSpec):
 
         return EpilogueBuilder().build(body)
 
-    def features(self, cfg: Config) -> dict[str, Any]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
         oh, ow = self._out_hw(cfg)
         n, cin, cout, g = cfg["n"], cfg["cin"], cfg["cout"], cfg["groups"]
         taps = cfg["kh"] * cfg["kw"]
@@ -320,8 +320,8 @@ class Conv2dTranspose(OpSpec):
         raise RuntimeError("could not draw a transposed conv under the FLOPs cap")  # pragma: no cover
 
     @staticmethod
-    def _out_hw(cfg: Config) -> tuple[Any, Any]:
-        return tuple((cfg[d] - 1) * cfg["stride"] - 2 * cfg["pad"] + cfg["k"] + cfg["out_pad"] for d in ("h", "w"))  # type: ignore[return-value]
+    def _out_hw(cfg: Mapping[str, Any]) -> tuple[Any, Any]:
+        return tuple((cfg[d] - 1) * cfg["stride"] - 2 * cfg["pad"] + cfg["k"] + cfg["out_pad"] for d in ("h", "w"))
 
     def emit(self, cfg: Config) -> tvm.IRModule:
         def body(b: EpilogueBuilder):  # noqa: ANN202
@@ -332,7 +332,7 @@ class Conv2dTranspose(OpSpec):
 
         return EpilogueBuilder().build(body)
 
-    def features(self, cfg: Config) -> dict[str, Any]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
         oh, ow = self._out_hw(cfg)
         n, cin, cout, k, g = cfg["n"], cfg["cin"], cfg["cout"], cfg["k"], cfg["groups"]
         # TVM's transposed conv dilates the input by the stride (zeros between pixels) and runs a plain

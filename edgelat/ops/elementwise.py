@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import tvm
@@ -60,7 +61,7 @@ class Binary(OpSpec):
 
         return EpilogueBuilder().build(body)
 
-    def features(self, cfg: Config) -> dict[str, float]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, float]:
         elems = cfg["n"] * cfg["c"] * cfg["h"] * cfg["w"]
         feats = size_features(1.0 * elems, 8.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
         return {**feats, "c": cfg["c"], "h": cfg["h"], "hw": cfg["h"] * cfg["w"], **loop_features("w", cfg["w"])}
@@ -98,7 +99,7 @@ class Activation(OpSpec):
 
         return EpilogueBuilder().build(body)
 
-    def features(self, cfg: Config) -> dict[str, float]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, float]:
         elems = cfg["n"] * cfg["c"] * cfg["h"] * cfg["w"]
         feats = size_features(1.0 * elems, 4.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
         return {**feats, "c": cfg["c"], "h": cfg["h"], "hw": cfg["h"] * cfg["w"], **loop_features("w", cfg["w"])}

@@ -17,7 +17,7 @@ array and :func:`canonical_gather` reads the box off it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -165,7 +165,7 @@ class Layout(OpSpec):
                 dims = [log_uniform_int(rng, 4, 256) for _ in range(2 if scenario == "transpose" else 3)]
                 if numel(dims) > MAX_SAMPLED:
                     continue
-                whole = np.arange(numel(dims)).reshape(dims)
+                whole: np.ndarray = np.arange(numel(dims)).reshape(dims)
                 idx = whole.transpose(rng.permutation(len(dims)))
             elif scenario == "slice":  # x[:, :c], chunk, one of q/k/v
                 outer, rows = choice(rng, (1, 1, 2, 3, 4)), log_uniform_int(rng, 8, 4096)
@@ -204,7 +204,7 @@ class Layout(OpSpec):
 
         return EpilogueBuilder().build(body)
 
-    def features(self, cfg: Config) -> dict[str, Any]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
         triples = (cfg["shape"], cfg["box"], cfg["perm"])
         if isinstance(cfg["shape"], np.ndarray):
             table = np.array([_copy_stats(*t) for t in zip(*triples, strict=True)], dtype=float).T

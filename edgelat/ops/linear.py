@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tvm
@@ -40,7 +41,7 @@ class Dense(OpSpec):
 
         return EpilogueBuilder().build(body)
 
-    def features(self, cfg: Config) -> dict[str, float]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, float]:
         m, k, n = cfg["m"], cfg["k"], cfg["n"]
         feats = size_features(2.0 * m * k * n, 4.0 * m * k, 4.0 * k * n, 4.0 * m * n, cfg["epilogue"], m * n)
         feats.update({"m": m, "k": k, "n": n, **loop_features("n", n), **loop_features("k", k), "twos_n": twos(n), "twos_k": twos(k)})
@@ -80,7 +81,7 @@ class BatchMatmul(OpSpec):
 
         return EpilogueBuilder().build(body)
 
-    def features(self, cfg: Config) -> dict[str, float]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, float]:
         bt, m, k, n = cfg["b"], cfg["m"], cfg["k"], cfg["n"]
         feats = size_features(2.0 * bt * m * k * n, 4.0 * bt * m * k, 4.0 * bt * k * n, 4.0 * bt * m * n, cfg["epilogue"], bt * m * n)
         feats.update({"b": bt, "m": m, "k": k, "n": n, **loop_features("n", n), **loop_features("k", k)})

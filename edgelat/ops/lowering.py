@@ -339,9 +339,9 @@ def _drop_small_side(calls: tuple[TirCall, ...]) -> tuple[TirCall, ...]:
     vector and expanded to (1, C, 1, 1)), are operands the kernel reads, not work: dropped, their results read
     as the kernel's inputs, and the anchor comes first as matchers expect."""
     anchor = next((i for i, c in enumerate(calls) if c.pattern == 4), 0)
-    if anchor == 0 or calls[anchor].out is None:
+    if anchor == 0 or (anchor_out := calls[anchor].out) is None:
         return calls
-    size = math.prod(calls[anchor].out)
+    size = math.prod(anchor_out)
     side = calls[:anchor]
     if any(c.pattern > 2 or c.out is None or 8 * math.prod(c.out) > size for c in side):
         return calls

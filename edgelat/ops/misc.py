@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tvm
@@ -51,7 +52,7 @@ class Concat(OpSpec):
 
         return EpilogueBuilder().build(body)
 
-    def features(self, cfg: Config) -> dict[str, float]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, float]:
         channels = cfg["channels"]
         elems = cfg["n"] * per_config(_total_channels, channels) * cfg["h"] * cfg["w"]
         feats = size_features(0.0 * elems, 4.0 * elems, 0.0, 4.0 * elems, cfg["epilogue"], elems)
@@ -111,7 +112,7 @@ class Split(Concat):
         if first.op != "split" or len(group.calls) != 1 or x is None or first.attrs is None:
             return None
         axis = int(first.attrs.get("axis", 0)) % len(x)
-        sections = first.attrs.get("indices_or_sections")
+        sections: Any = first.attrs.get("indices_or_sections")
         points = [int(p) for p in sections] if isinstance(sections, list) else None
         if points is None:
             count = int(sections)
@@ -169,7 +170,7 @@ class ChannelShuffle(OpSpec):
 
         return EpilogueBuilder().build(body)
 
-    def features(self, cfg: Config) -> dict[str, float]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, float]:
         elems = cfg["n"] * cfg["c"] * cfg["h"] * cfg["w"]
         feats = size_features(0.0 * elems, 4.0 * elems, 0.0, 4.0 * elems, "", elems)
         feats.update(
@@ -202,8 +203,11 @@ class ChannelShuffle(OpSpec):
         found = canonical_gather(replay[0], replay[1])
         if found is None or len(found[0]) != 3 or found[0] != found[1] or found[2] != (1, 0, 2) or found[0][2] != x[2] * x[3]:
             return None
-        if concat and 2 * group.calls[0].args[0][1] != x[1]:
-            return None
+        if concat:
+            a = group.calls[0].args[0]
+            assert a is not None  # checked above
+            if 2 * a[1] != x[1]:
+                return None
         return {"n": x[0], "c": x[1], "h": x[2], "w": x[3], "groups": found[0][0], "concat": concat, "split": split}
 
 
@@ -220,7 +224,7 @@ class Softmax(OpSpec):
     def emit(self, cfg: Config) -> tvm.IRModule:
         return EpilogueBuilder().build(lambda b: b.emit(R.nn.softmax(b.input((cfg["rows"], cfg["cols"]), "x"), axis=-1)))
 
-    def features(self, cfg: Config) -> dict[str, float]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, float]:
         elems = cfg["rows"] * cfg["cols"]
         feats = size_features(5.0 * elems, 4.0 * elems, 0.0, 4.0 * elems, "", elems)
         feats.update({"rows": cfg["rows"], "cols": cfg["cols"], **loop_features("cols", cfg["cols"])})
@@ -254,7 +258,7 @@ class LayerNorm(OpSpec):
 
         return EpilogueBuilder().build(body)
 
-    def features(self, cfg: Config) -> dict[str, float]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, float]:
         elems = cfg["rows"] * cfg["dim"]
         feats = size_features(8.0 * elems, 4.0 * elems, 8.0 * cfg["dim"], 4.0 * elems, "", elems)
         feats.update({"rows": cfg["rows"], "dim": cfg["dim"], **loop_features("dim", cfg["dim"])})
@@ -286,7 +290,7 @@ class GroupNorm(OpSpec):
 
         return EpilogueBuilder().build(body)
 
-    def features(self, cfg: Config) -> dict[str, float]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, float]:
         elems = cfg["n"] * cfg["c"] * cfg["h"] * cfg["w"]
         feats = size_features(8.0 * elems, 4.0 * elems, 8.0 * cfg["c"], 4.0 * elems, cfg["epilogue"], elems)
         feats.update({"c": cfg["c"], "groups": cfg["groups"], "group_size": elems / (cfg["n"] * cfg["groups"]), **loop_features("w", cfg["w"])})
@@ -335,7 +339,7 @@ class SqueezeExcite(OpSpec):
 
         return EpilogueBuilder().build(body)
 
-    def features(self, cfg: Config) -> dict[str, float]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, float]:
         n, c, h, w, r = cfg["n"], cfg["c"], cfg["h"], cfg["w"], cfg["reduced"]
         elems = n * c * h * w
         feats = size_features(2.0 * elems + 4.0 * n * c * r, 8.0 * elems, 8.0 * c * r, 4.0 * elems, "", elems)

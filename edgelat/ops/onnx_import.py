@@ -247,7 +247,7 @@ def import_onnx(model: Any, shapes: Mapping[str, tuple[int, ...]], dtypes: Mappi
     """Relax from a simplified ONNX model (weights as constants); failures name the node."""
     from tvm.relax.frontend.onnx.onnx_frontend import ONNXGraphImporter
 
-    class Importer(ONNXGraphImporter):  # type: ignore[misc]
+    class Importer(ONNXGraphImporter):
         def _convert_operator(self, op_name: str, inputs: Any, attrs: dict[str, Any], opset: int) -> Any:
             try:
                 return super()._convert_operator(op_name, inputs, attrs, opset)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tvm
@@ -59,7 +60,7 @@ class Pool2d(OpSpec):
 
         return EpilogueBuilder().build(body)
 
-    def features(self, cfg: Config) -> dict[str, float]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, float]:
         extra = where(cfg["ceil"], cfg["stride"] - 1, 0)
         oh = out_size(cfg["h"] + extra, cfg["k"], cfg["stride"], cfg["pad"], 1)
         ow = out_size(cfg["w"] + extra, cfg["k"], cfg["stride"], cfg["pad"], 1)
@@ -129,7 +130,7 @@ class GlobalAvgPool(OpSpec):
 
         return EpilogueBuilder().build(body)
 
-    def features(self, cfg: Config) -> dict[str, float]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, float]:
         n, c, h, w = cfg["n"], cfg["c"], cfg["h"], cfg["w"]
         scales = per_config(lambda e: "multiply.x" in e, cfg["epilogue"])  # the SE's scale fused in: a full-size output
         out_elems = where(scales, n * c * h * w, n * c)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -60,7 +60,7 @@ class Reduce(OpSpec):
 
         return EpilogueBuilder().build(body)
 
-    def features(self, cfg: Config) -> dict[str, Any]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
         elems = cfg["outer"] * cfg["reduced"] * cfg["inner"]
         out_elems = cfg["outer"] * cfg["inner"]
         passes = per_config(lambda r: PASSES.get(r, 1.0), cfg["reducer"])

@@ -15,7 +15,6 @@ order, exactly as a network's fused kernel has them (see :mod:`edgelat.ops.epilo
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -27,8 +26,9 @@ import tvm
 
 from edgelat.errors import UnknownOpError, UsageError
 from edgelat.ops.lowering import FusedGroup
+from edgelat.registry import Registry
 
-__all__ = ["Config", "OpSpec", "config_id", "get_op", "list_ops", "register_op", "unregister_op"]
+__all__ = ["OPS", "Config", "OpSpec", "config_id", "get_op", "list_ops", "register_op", "unregister_op"]
 
 Config = dict[str, Any]
 # Feature schema version: bump whenever any op's feature function changes meaning.
@@ -103,7 +103,8 @@ def _columns(configs: Sequence[Config], params: Sequence[str]) -> dict[str, np.n
     return columns
 
 
-_OPS: dict[str, OpSpec] = {}
+# Every kernel kind, in registration order (matching tries kinds in this order).
+OPS: Registry[OpSpec] = Registry("op", error=UnknownOpError, hint="`edgelat ops` lists them")
 S = TypeVar("S", bound=type[OpSpec])
 
 
@@ -115,32 +116,27 @@ def register_op(name: str, **attrs: Any) -> Callable[[S], S]:
     """
 
     def decorate(cls: S) -> S:
-        if name in _OPS:
-            raise ValueError(f"op {name!r} is registered twice")
         spec = cls()
         spec.name = name  # type: ignore[misc]
         for key, value in attrs.items():
             setattr(spec, key, value)
-        _OPS[name] = spec
+        OPS.register(name, spec)
         return cls
 
     return decorate
 
 
 def unregister_op(name: str) -> None:
-    _OPS.pop(name, None)
+    OPS.unregister(name)
 
 
 def get_op(name: str) -> OpSpec:
-    try:
-        return _OPS[name]
-    except KeyError:
-        raise UnknownOpError(f"unknown op {name!r}; known ops: {', '.join(list_ops())}") from None
+    return OPS.get(name)
 
 
 def list_ops(pattern: str = "*") -> list[str]:
     """Registered op kinds matching a shell-style pattern, in registration order."""
-    return [n for n in _OPS if fnmatch.fnmatch(n, pattern)]
+    return OPS.names(pattern)
 
 
 def config_id(op: str, cfg: Mapping[str, Any]) -> str:

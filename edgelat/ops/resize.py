@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -55,7 +55,7 @@ class Resize2d(OpSpec):
 
         return EpilogueBuilder().build(body)
 
-    def features(self, cfg: Config) -> dict[str, Any]:
+    def features(self, cfg: Mapping[str, Any]) -> dict[str, Any]:
         taps = per_config(lambda m: float(TAPS.get(m, 4)), cfg["method"])
         resized = cfg["n"] * cfg["c"] * cfg["oh"] * cfg["ow"]
         copied = cfg["n"] * cfg["concat"] * cfg["oh"] * cfg["ow"]
@@ -88,9 +88,9 @@ class Resize2d(OpSpec):
             shapes = [s for s, c in zip(joined.args, joined.chained, strict=True) if not c]
             if joined.out is None or any(s is None or len(s) != 4 or s[2:] != first.out[2:] for s in shapes):
                 return None
-            if joined.out[1] != first.out[1] + sum(s[1] for s in shapes):
+            if joined.out[1] != first.out[1] + sum(s[1] for s in shapes if s is not None):
                 return None  # not along channels
-            rest, concat = rest[1:], sum(s[1] for s in shapes)
+            rest, concat = rest[1:], sum(s[1] for s in shapes if s is not None)
         epilogue = match_epilogue(rest)
         if epilogue is None:
             return None

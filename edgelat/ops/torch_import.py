@@ -47,8 +47,9 @@ def _fold_sequential_conv_bn(module: Any) -> Any:
     for child in module.children():
         if isinstance(child, nn.Sequential):
             for i in range(len(child) - 1):
-                if isinstance(child[i], nn.Conv2d) and isinstance(child[i + 1], nn.BatchNorm2d):
-                    child[i] = fuse_conv_bn_eval(child[i], child[i + 1])
+                conv, bn = child[i], child[i + 1]
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    child[i] = fuse_conv_bn_eval(conv, bn)
                     child[i + 1] = nn.Identity()
         _fold_sequential_conv_bn(child)
     return module
@@ -89,6 +90,7 @@ def relax_from_torch(module: Any, example: Any) -> tvm.IRModule:
             except Exception as exc:  # noqa: BLE001 - torch.export's many error types become one line
                 error = error or exc
         if exported is None:
+            assert error is not None  # every failed attempt keeps its error
             raise ModelImportError(f"torch.export could not trace the module: {_first_line(error)}") from None
         try:
             mod = from_exported_program(exported, keep_params_as_input=True, custom_convert_map=CONVERTERS)
@@ -163,7 +165,7 @@ def _integer_op(op: Callable[..., Any]) -> Callable[[Any, Any], relax.Var]:
     def convert(node: Any, importer: Any) -> relax.Var:
         bb = importer.block_builder
         lhs, rhs = importer.retrieve_args(node)[:2]
-        dtypes = [getattr(getattr(v, "ty", None), "dtype", None) for v in (lhs, rhs)]
+        dtypes: list[Any] = [getattr(getattr(v, "ty", None), "dtype", None) for v in (lhs, rhs)]
         if None in dtypes:  # a Python number: take the tensor's type
             dtype = next(d for d in dtypes if d is not None)
             lhs, rhs = (v if getattr(v, "ty", None) is not None else relax.const(v, dtype) for v in (lhs, rhs))

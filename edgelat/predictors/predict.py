@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -176,7 +176,8 @@ def load_network(model: Any, input_shape: ShapeArg = None, example: Any = None) 
                 raise UsageError("a torch module needs input_shape or an example input")
             if isinstance(input_shape, dict):
                 raise UsageError("a torch module's inputs have no names: give their shapes in order")
-            shapes = [input_shape] if all(isinstance(d, int) for d in input_shape) else list(input_shape)
+            # one shape (all ints), or one per input
+            shapes = cast("list[Sequence[int]]", [input_shape] if all(isinstance(d, int) for d in input_shape) else list(input_shape))
             example = tuple(torch.randn(*s) for s in shapes)
             example = example[0] if len(example) == 1 else example
         return relax_from_torch(model, example)

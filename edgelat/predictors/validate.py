@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +43,16 @@ def validation_networks(zoo: str = "all", seed: int = 0) -> list[tuple[str, Call
         for n in names:
             model_zoo.create_model(n)  # unknown names fail here, with close matches
         pairs = [(n, r) for n in names for r in (160, 224)]
-    nets: list[tuple[str, Callable[[], Any], int]] = [(f"{n}@{r}", lambda n=n: model_zoo.create_model(n), r) for n, r in pairs]
+    nets: list[tuple[str, Callable[[], Any], int]] = [(f"{n}@{r}", partial(model_zoo.create_model, n), r) for n, r in pairs]
     if zoo == "all":
         rng = np.random.default_rng(seed)
         for _ in range(3):
             cells = [f"{nb201.OPS[int(rng.integers(1, len(nb201.OPS)))]}~{i}" for j in range(3) for i in range(j + 1)]
             arch = "|" + "|+|".join("|".join(cells[j * (j + 1) // 2 : (j + 1) * (j + 2) // 2]) for j in range(3)) + "|"
-            nets.append((f"nb201{arch}@32", lambda a=arch: nb201.build_nb201(a), 32))
+            nets.append((f"nb201{arch}@32", partial(nb201.build_nb201, arch), 32))
         for _ in range(3):
             layers = [fbnet.LAYER_CHOICES[int(rng.integers(len(fbnet.LAYER_CHOICES)))] for _ in range(fbnet.NUM_LAYERS)]
-            nets.append((f"fbnet:{'-'.join(layers[:3])}...@32", lambda ls=layers: fbnet.build_fbnet(ls), 32))
+            nets.append((f"fbnet:{'-'.join(layers[:3])}...@32", partial(fbnet.build_fbnet, layers), 32))
     return nets
 
 

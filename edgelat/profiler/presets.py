@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgelat.errors import UnknownPresetError
+from edgelat.registry import Registry
 
-__all__ = ["DevicePreset", "get_preset", "list_presets", "register_preset"]
+__all__ = ["PRESETS", "DevicePreset", "get_preset", "list_presets", "register_preset"]
 
 Target = dict[str, Any]
 
@@ -43,25 +44,19 @@ class DevicePreset:
         return dict(self.cpu_target() if callable(self.cpu_target) else self.cpu_target)
 
 
-_PRESETS: dict[str, DevicePreset] = {}
+PRESETS: Registry[DevicePreset] = Registry("preset", error=UnknownPresetError, sort=True)
 
 
 def register_preset(preset: DevicePreset) -> DevicePreset:
-    if preset.name in _PRESETS:
-        raise ValueError(f"preset {preset.name!r} is registered twice")
-    _PRESETS[preset.name] = preset
-    return preset
+    return PRESETS.register(preset.name, preset)
 
 
 def get_preset(name: str) -> DevicePreset:
-    try:
-        return _PRESETS[name]
-    except KeyError:
-        raise UnknownPresetError(f"unknown preset {name!r}; known presets: {', '.join(list_presets())}") from None
+    return PRESETS.get(name)
 
 
 def list_presets() -> list[str]:
-    return sorted(_PRESETS)
+    return PRESETS.names()
 
 
 @functools.cache

@@ -14,9 +14,11 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgelat.errors import RemoteCommandError, UsageError
 from edgelat.profiler.inventory import connect, get_device
+from edgelat.profiler.transports import Transport
 from edgelat.workspace import Workspace
 
 __all__ = ["TVM_REQUIREMENTS", "SetupReport", "setup_device"]
@@ -48,8 +50,8 @@ class SetupReport:
     action: str
 
 
-def _inspect(transport: object, python: str) -> dict[str, object]:
-    result = transport.run([python, "-I", "-c", _INSPECT], timeout=180)  # type: ignore[attr-defined]
+def _inspect(transport: Transport, python: str) -> dict[str, Any]:
+    result = transport.run([python, "-I", "-c", _INSPECT], timeout=180)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -61,7 +63,7 @@ def setup_device(ws: Workspace, name: str, *, offline: bool = False, force: bool
         if info["tvm"] and not force:
             return SetupReport(device.name, device.python, str(info["tvm"]), "present")
         machine = str(info["machine"])
-        version = tuple(int(v) for v in info["python"])  # type: ignore[union-attr]
+        version = tuple(int(v) for v in info["python"])
         if machine not in WHEEL_PLATFORMS:
             raise UsageError(
                 f"{device.name} is {machine}: apache-tvm publishes wheels only for {', '.join(WHEEL_PLATFORMS)} Linux. "
@@ -91,7 +93,7 @@ def setup_device(ws: Workspace, name: str, *, offline: bool = False, force: bool
     return SetupReport(device.name, venv_python, str(after["tvm"]), "installed-offline" if offline else "installed")
 
 
-def _install_offline(transport: object, venv_python: str, machine: str, version: tuple[int, ...], remote_dir: str) -> None:
+def _install_offline(transport: Transport, venv_python: str, machine: str, version: tuple[int, ...], remote_dir: str) -> None:
     with tempfile.TemporaryDirectory(prefix="edgelat-wheels-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest", tmp,
                "--platform", WHEEL_PLATFORMS[machine], "--python-version", f"{version[0]}.{version[1]}", *TVM_REQUIREMENTS]  # fmt: skip
@@ -100,11 +102,11 @@ def _install_offline(transport: object, venv_python: str, machine: str, version:
             raise UsageError(
                 f"could not download wheels for {machine} / Python {version[0]}.{version[1]} on the host:\n{done.stderr[-1500:]}"
             )
-        transport.run(["mkdir", "-p", remote_dir])  # type: ignore[attr-defined]
+        transport.run(["mkdir", "-p", remote_dir])
         wheels = sorted(Path(tmp).glob("*.whl"))
         for wheel in wheels:
-            transport.put(wheel, f"{remote_dir}/{wheel.name}")  # type: ignore[attr-defined]
+            transport.put(wheel, f"{remote_dir}/{wheel.name}")
         transport.run(
             [venv_python, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", remote_dir, *TVM_REQUIREMENTS], timeout=1800
-        )  # type: ignore[attr-defined]
-        transport.run(["rm", "-rf", "--", remote_dir])  # type: ignore[attr-defined]
+        )
+        transport.run(["rm", "-rf", "--", remote_dir])

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edgelat.datasets import fbnet
-from edgelat.nas.spaces import SearchSpace, register_space
+from edgelat.nas.spaces.base import SearchSpace, register_space
 
 
 @register_space
@@ -17,7 +17,7 @@ class FBNetSpace(SearchSpace):
     description = "FBNet's 22 searchable layers, CIFAR-100 adaptation (3x32x32)"
     choices = (len(fbnet.LAYER_CHOICES),) * fbnet.NUM_LAYERS
 
-    def decode(self, genes: Sequence[int]) -> str:
+    def decode(self, genes: Sequence[int] | np.ndarray) -> str:
         return " ".join(fbnet.LAYER_CHOICES[int(g)] for g in genes)
 
     def encode(self, arch: str) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from edgelat.datasets import nb201
-from edgelat.nas.spaces import SearchSpace, register_space
+from edgelat.nas.spaces.base import SearchSpace, register_space
 
 # (node, input node) of each gene, in the order architecture strings list them
 _EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
@@ -21,7 +21,7 @@ class NB201Space(SearchSpace):
     description = "NAS-Bench-201 cells, CIFAR-10 macro network (3x32x32), 15,625 architectures"
     choices = (len(nb201.OPS),) * len(_EDGES)
 
-    def decode(self, genes: Sequence[int]) -> str:
+    def decode(self, genes: Sequence[int] | np.ndarray) -> str:
         ops = [nb201.OPS[int(g)] for g in genes]
         nodes = tuple(tuple((ops[e], src) for e, (node, src) in enumerate(_EDGES) if node == j) for j in (1, 2, 3))
         return nb201.arch_to_str(nodes)

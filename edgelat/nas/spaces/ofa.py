@@ -24,7 +24,7 @@ from torch import nn
 
 from edgelat.datasets.zoo import InvertedResidual, SqueezeExcite, conv_bn, init_weights, make_divisible
 from edgelat.errors import UsageError
-from edgelat.nas.spaces import SearchSpace, register_space
+from edgelat.nas.spaces.base import SearchSpace, register_space
 
 RESOLUTIONS = (128, 160, 192, 224)
 WIDTHS = (0.75, 1.0)
@@ -72,7 +72,7 @@ class OFASpace(SearchSpace):
     description = "once-for-all MobileNetV3: depth 2-4 per stage, kernel 3/5/7, expansion 3/4/6, width 0.75/1.0, 128-224 px"
     choices = (len(RESOLUTIONS), len(WIDTHS)) + (len(DEPTHS), *(len(KERNELS), len(EXPANSIONS)) * _MAX_DEPTH) * len(STAGES)
 
-    def decode(self, genes: Sequence[int]) -> str:
+    def decode(self, genes: Sequence[int] | np.ndarray) -> str:
         g = [int(v) for v in genes]
         tokens = [f"r{RESOLUTIONS[g[0]]}", f"w{WIDTHS[g[1]]}"]
         for s in range(len(STAGES)):
@@ -162,7 +162,7 @@ class OFASpace(SearchSpace):
         if kind == "head":
             in_ch, size, width = int(parts[0]), int(parts[1]), float(parts[2][1:])
             return _head(in_ch, width), (1, in_ch, size, size)
-        channels, stride, size, ke, act, se = parts
+        channels, stride, size_text, ke, act, se = parts  # `size` is the head branch's int
         in_ch, out_ch = (int(c) for c in channels.split(">"))
         k, e = (int(v) for v in _BLOCK.fullmatch(ke).groups())  # type: ignore[union-attr]
-        return _mb_block(in_ch, out_ch, int(stride[1:]), k, e, act, se == "1"), (1, in_ch, int(size), int(size))
+        return _mb_block(in_ch, out_ch, int(stride[1:]), k, e, act, se == "1"), (1, in_ch, int(size_text), int(size_text))
