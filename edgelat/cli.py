@@ -15,6 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from edgelat.errors import EdgelatError, UsageError
+from edgelat.nas import IMPORTANCES, PROXIES, SPACES
+from edgelat.profiler.presets import PRESETS
+from edgelat.profiler.recipes import RECIPES
 from edgelat.workspace import Workspace, open_workspace
 
 # Plain help (rich_markup_mode=None): typer's rich help would print a <bool> type after every flag.
@@ -87,7 +90,7 @@ def _print_json(data: Any) -> None:
 def device_add(
     name: str,
     host: Annotated[str, typer.Option(help="Host name or address to SSH to.")],
-    preset: Annotated[str, typer.Option(help="Device preset: local, rpi4, rpi5, jetson-nano, jetson-orin, android-arm64.")],
+    preset: Annotated[str, typer.Option(help=f"Device preset: {', '.join(n for n in PRESETS.names() if n != 'adapted')}.")],
     port: Annotated[int, typer.Option(help="SSH port.")] = 22,
     user: Annotated[Optional[str], typer.Option(help="SSH user (default: yours).")] = None,
     key: Annotated[Optional[Path], typer.Option(help="Private key file (default: ssh-agent and ~/.ssh keys).")] = None,
@@ -267,7 +270,7 @@ def profile_cmd(
     ] = None,
     minutes: Annotated[Optional[float], typer.Option(help="Stop after this many minutes (resumable).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Threads per kernel (default: the device's).")] = None,
-    recipe: Annotated[str, typer.Option(help="Compile recipe: default (untuned) or tuned.")] = "default",
+    recipe: Annotated[str, typer.Option(help=f"Compile recipe: {RECIPES.choices()}.")] = "default",
     trials: Annotated[int, typer.Option(help="MetaSchedule trials per kernel (tuned recipe).")] = 16,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     repeat: Annotated[int, typer.Option(help="Timed repeats per kernel.")] = 7,
@@ -357,7 +360,7 @@ def ops_cmd() -> None:
 
 
 # -- train / predict / measure ---------------------------------------------------------------
-RecipeOpt = Annotated[Optional[str], typer.Option(help="Compile recipe (default: the one the device was profiled with).")]
+RecipeOpt = Annotated[Optional[str], typer.Option(help=f"Compile recipe, {RECIPES.choices()} (default: the one the device was profiled with most).")]
 ShapeOpt = Annotated[
     Optional[list[str]],
     typer.Option(
@@ -424,7 +427,7 @@ def predict_cmd(
     device: str,
     model: Annotated[Optional[Path], typer.Argument(help="ONNX file (or use --space with --arch / --archs-file).")] = None,
     input_shape: ShapeOpt = None,
-    space: Annotated[Optional[str], typer.Option(help="Search space of --arch / --archs-file: nb201, fbnet.")] = None,
+    space: Annotated[Optional[str], typer.Option(help=f"Search space of --arch / --archs-file: {SPACES.choices()}.")] = None,
     arch: Annotated[Optional[str], typer.Option(help="One architecture string of --space.")] = None,
     archs_file: Annotated[Optional[Path], typer.Option(help="A file of architecture strings, one per line.")] = None,
     recipe: RecipeOpt = None,
@@ -512,7 +515,7 @@ def measure_cmd(
     device: str,
     model: Annotated[Path, typer.Argument(help="ONNX file.")],
     input_shape: ShapeOpt = None,
-    recipe: Annotated[str, typer.Option(help="Compile recipe: default or tuned.")] = "default",
+    recipe: Annotated[str, typer.Option(help=f"Compile recipe: {RECIPES.choices()}.")] = "default",
     threads: Annotated[Optional[int], typer.Option(help="Threads (default: the device's).")] = None,
     kernels: Annotated[bool, typer.Option("--kernels", help="Also list every kernel the VM called, timed in place.")] = False,
     json_out: JsonOpt = False,
@@ -593,7 +596,7 @@ def adapt_cmd(
     device: str,
     source: Annotated[str, typer.Option("--from", help="A profiled, trained device whose kernel models are reused.")],
     measurements: Annotated[Path, typer.Option(help="CSV with latency_ms and either onnx (paths) or arch (strings of --space).")],
-    space: Annotated[Optional[str], typer.Option(help="Search space of the arch column: nb201, fbnet or ofa.")] = None,
+    space: Annotated[Optional[str], typer.Option(help=f"Search space of the arch column: {SPACES.choices()}.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an adapted device of this name.")] = False,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
@@ -631,7 +634,7 @@ def prune_cmd(
     target_ms: Annotated[Optional[float], typer.Option("--target-ms", help="Latency the pruned model must meet on the device.")] = None,
     speedup: Annotated[Optional[float], typer.Option(help="Or: this many times faster than the measured original.")] = None,
     input_shape: Annotated[str, typer.Option(help="Input shape, N,C,H,W.")] = "1,3,224,224",
-    importance: Annotated[str, typer.Option(help="Channel importance: magnitude or taylor.")] = "magnitude",
+    importance: Annotated[str, typer.Option(help=f"Channel importance: {IMPORTANCES.choices()}.")] = "magnitude",
     steps: Annotated[int, typer.Option(help="Pruning steps the latency reduction is spread over.")] = 8,
     pretrain_steps: Annotated[int, typer.Option(help="Training steps on the digits task before pruning (0 for a trained model).")] = 200,
     finetune_steps: Annotated[int, typer.Option(help="Fine-tuning steps after each pruning step.")] = 30,
@@ -675,9 +678,9 @@ def prune_cmd(
 @handle_errors
 def search_cmd(
     device: str,
-    space: Annotated[str, typer.Option(help="Search space: ofa, nb201 or fbnet.")],
+    space: Annotated[str, typer.Option(help=f"Search space: {SPACES.choices()}.")],
     latency_ms: Annotated[float, typer.Option("--latency-ms", help="Latency budget the measured network must meet.")],
-    proxy: Annotated[str, typer.Option(help="Accuracy proxy: params, flops, synflow, zico or ensemble (their mean rank).")] = "ensemble",
+    proxy: Annotated[str, typer.Option(help=f"Accuracy proxy: {', '.join(PROXIES.names())} or ensemble (their mean rank).")] = "ensemble",
     generations: Annotated[int, typer.Option(help="NSGA-II generations per round.")] = 20,
     population: Annotated[int, typer.Option(help="NSGA-II population.")] = 32,
     minutes: Annotated[Optional[float], typer.Option(help="Wall-clock limit of each round's search.")] = None,

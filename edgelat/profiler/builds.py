@@ -121,6 +121,7 @@ def _compile(req: BuildRequest, lib: Path, tuner: Any, tune_seconds: list[float]
     from tvm.support import cc
 
     from edgelat.ops import fuse, fused_groups, get_op, kernel_funcs
+    from edgelat.profiler.recipes import get_recipe
 
     spec = get_op(req.op)
     fused, attrs = fuse(spec.emit(req.config))
@@ -128,13 +129,8 @@ def _compile(req: BuildRequest, lib: Path, tuner: Any, tune_seconds: list[float]
     funcs = kernel_funcs(fused)
     prims = {name: funcs[name].with_attr("global_symbol", name) for name in dict.fromkeys(names)}
     kernels = [{"name": name, "args": [[[int(d) for d in p.shape], str(p.dtype)] for p in prims[name].params]} for name in names]
-    if req.recipe == "tuned":
-        if tuner is None:
-            raise BuildError("the tuned recipe needs a tuner")
-        for name, func in prims.items():
-            outcome = tuner.tune(func, req.trials)
-            prims[name] = outcome.func.with_attr("global_symbol", name)
-            tune_seconds.append(outcome.tune_s)
+    prims, searched = get_recipe(req.recipe).schedule(prims, tuner, req.trials)
+    tune_seconds.append(searched)
     executable = tvm.compile(tvm.IRModule(prims), target=tvm.target.Target(req.target))
     lib.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:

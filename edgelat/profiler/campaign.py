@@ -27,12 +27,12 @@ from edgelat.ops import config_id, get_op, list_ops
 from edgelat.profiler.agent_client import AgentReplyError, AgentSession
 from edgelat.profiler.builds import Builder, BuildRequest, BuiltKernel, build_kernel
 from edgelat.profiler.inventory import Device, agent_env, connect, get_device
+from edgelat.profiler.recipes import get_recipe
 from edgelat.profiler.tuning import KernelTuner
 from edgelat.workspace import Workspace, transaction
 
 __all__ = ["CampaignInterrupted", "CampaignResult", "ProfileConfig", "Progress", "plan_configs", "profile"]
 
-RECIPES = ("default", "tuned")
 
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class ProfileConfig:
     minutes: float | None = None
     # Threads the kernels run with; None means the device's default.
     threads: int | None = None
-    # Compile recipe: "default" (stock TVM, untuned) or "tuned" (MetaSchedule).
+    # Compile recipe, a name in edgelat.profiler.recipes.RECIPES: "default" (stock TVM, untuned) or "tuned" (MetaSchedule).
     recipe: str = "default"
     # MetaSchedule trials per kernel for the tuned recipe.
     trials: int = 16
@@ -278,10 +278,8 @@ def profile(
     Example:
         >>> profile(open_workspace(), "local", ProfileConfig(ops=("conv2d",), samples=20))  # doctest: +SKIP
     """
-    if cfg.recipe not in RECIPES:
-        raise UsageError(f"unknown recipe {cfg.recipe!r}; known: {', '.join(RECIPES)}")
-    if cfg.recipe == "tuned" and cfg.trials < 1:
-        raise UsageError("--trials must be at least 1 for the tuned recipe")
+    recipe = get_recipe(cfg.recipe)
+    recipe.check(cfg.trials)
     if cfg.samples is not None and cfg.samples < 1:
         raise UsageError("--samples must be at least 1")
     device = get_device(ws, device_name)
@@ -309,7 +307,7 @@ def profile(
         session.open()
         agent_version = session.agent.hello.get("agent_version") if session.agent else None
         with Builder(ws.cache_dir, cfg.build_workers) as builder:
-            if cfg.recipe == "tuned":
+            if recipe.tunes:
                 tuner = KernelTuner(ws.tuning_dir(device.name), target, threads, preset.cross_compiler, session.measure_artifact)
                 chunks = _tuned_builds(todo, tuner, ws.cache_dir, configs, target, preset.cross_compiler, preset.arch, cfg)
             else:
@@ -401,7 +399,7 @@ def _tuned_builds(
     try:
         for cid in todo:
             op, params = configs[cid]
-            yield [(cid, build_kernel(BuildRequest(op, params, target, cc, arch, "tuned", cfg.trials), str(cache_dir), tuner))]
+            yield [(cid, build_kernel(BuildRequest(op, params, target, cc, arch, cfg.recipe, cfg.trials), str(cache_dir), tuner))]
     finally:
         tuner.close()
 

@@ -17,11 +17,12 @@ from typing import Any
 
 import tvm
 
-from edgelat.errors import BuildError, EdgelatError, UsageError
+from edgelat.errors import BuildError
 from edgelat.ops import fuse, kernel_funcs
 from edgelat.ops.lowering import shape_of
 from edgelat.profiler.agent_client import AgentReplyError
 from edgelat.profiler.inventory import agent_session, get_device
+from edgelat.profiler.recipes import Recipe, first_line, get_recipe
 from edgelat.workspace import Workspace
 
 __all__ = ["NetworkMeasurement", "build_network", "measure_network", "network_hash"]
@@ -49,36 +50,32 @@ def network_hash(mod: tvm.IRModule) -> str:
 
 
 def build_network(
-    mod: tvm.IRModule, target: dict[str, Any], out: Path, cross_compiler: str | None = None, tuner: Any = None, trials: int = 0
+    mod: tvm.IRModule,
+    target: dict[str, Any],
+    out: Path,
+    cross_compiler: str | None = None,
+    recipe: Recipe | None = None,
+    tuner: Any = None,
+    trials: int = 0,
 ) -> list[list[Any]]:
-    """Compile ``mod`` with the recipe's pipeline into a shared library; returns its input specs."""
+    """Compile ``mod`` with ``recipe`` (default: untuned) into a shared library; returns its input specs."""
+    recipe = recipe or get_recipe("default")
     from tvm.support import cc
 
     fused = kernel_funcs(fuse(mod)[0])
-    if tuner is not None:
-        for gv, func in list(fused.functions.items()):
-            if isinstance(func, tvm.tirx.PrimFunc):
-                try:
-                    tuned = tuner.tune(func, trials).func
-                except EdgelatError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - MetaSchedule's failures surface as one clear error
-                    raise BuildError(f"MetaSchedule could not tune kernel {gv.name_hint}: {_first_line(exc)}") from exc
-                fused[gv] = tuned.with_attr("global_symbol", gv.name_hint).with_attrs(func.attrs) if func.attrs else tuned
+    prims = {gv.name_hint: (gv, func) for gv, func in fused.functions.items() if isinstance(func, tvm.tirx.PrimFunc)}
+    scheduled, _ = recipe.schedule({name: func for name, (_, func) in prims.items()}, tuner, trials)
+    for name, (gv, func) in prims.items():
+        if scheduled[name] is not func:
+            fused[gv] = scheduled[name].with_attrs(func.attrs) if func.attrs else scheduled[name]
     inputs = [[list(shape_of(p) or ()), str(p.ty.dtype)] for p in mod["main"].params]
     try:
         executable = tvm.compile(fused, target=tvm.target.Target(target))
         out.parent.mkdir(parents=True, exist_ok=True)
         executable.export_library(str(out), fcompile=cc.cross_compiler(cross_compiler) if cross_compiler else None)
     except Exception as exc:  # noqa: BLE001 - surfaced as one clear error
-        raise BuildError(f"could not build the network: {type(exc).__name__}: {_first_line(exc)}") from exc
+        raise BuildError(f"could not build the network: {type(exc).__name__}: {first_line(exc)}") from exc
     return inputs
-
-
-def _first_line(exc: BaseException) -> str:
-    """TVM's errors carry a C++ backtrace after the message: keep the message."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.lstrip().startswith(("File ", "Traceback", "-----"))]
-    return (lines[-1] if lines else type(exc).__name__)[:300]
 
 
 def measure_network(
@@ -100,8 +97,8 @@ def measure_network(
     With ``reuse``, a stored measurement of the same network, recipe and threads is returned
     instead of measuring again.
     """
-    if recipe not in ("default", "tuned"):
-        raise UsageError(f"unknown recipe {recipe!r}; known: default, tuned")
+    chosen = get_recipe(recipe)
+    chosen.check(trials)
     device = get_device(ws, device_name)
     preset = device.preset_info
     n_threads = threads or device.measure_threads
@@ -116,7 +113,7 @@ def measure_network(
     with agent_session(ws, device, threads=n_threads) as agent, tempfile.TemporaryDirectory(prefix="edgelat-net-") as tmp:
         lib = Path(tmp) / f"{key}.so"
         tuner = None
-        if recipe == "tuned":
+        if chosen.tunes:
             from edgelat.profiler.tuning import KernelTuner
 
             tuner = KernelTuner(
@@ -127,7 +124,7 @@ def measure_network(
                 lambda p, a: agent.time_library(Path(p), a),
             )
         try:
-            inputs = build_network(mod, preset.target(), lib, preset.cross_compiler, tuner, trials)
+            inputs = build_network(mod, preset.target(), lib, preset.cross_compiler, chosen, tuner, trials)
         finally:
             if tuner is not None:
                 tuner.close()

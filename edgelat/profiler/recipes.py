@@ -1,0 +1,81 @@
+"""Compile recipes: how a kernel is turned into the code a device runs.
+
+A recipe takes a network's or an op config's kernels (TIR PrimFuncs) and returns them scheduled;
+TVM then compiles them for the device's target. Measurements, trained models and predictions are
+kept per recipe, so a device profiled with two recipes has two sets of models. A new recipe is one
+subclass here, registered in :data:`RECIPES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from edgelat.errors import UsageError
+from edgelat.registry import Registry
+
+__all__ = ["RECIPES", "DefaultRecipe", "Recipe", "TunedRecipe", "first_line", "get_recipe"]
+
+
+class Recipe:
+    """A way of scheduling kernels before TVM compiles them."""
+
+    name: str = ""
+    description: str = ""
+    # Whether scheduling searches with the device in the loop (candidates timed on it): builds then
+    # go one at a time between measurements instead of ahead in a worker pool, and need a tuner.
+    tunes: bool = False
+
+    def check(self, trials: int) -> None:
+        """Refuse settings this recipe cannot work with (one line: a UsageError)."""
+
+    def schedule(self, funcs: Mapping[str, Any], tuner: Any = None, trials: int = 0) -> tuple[dict[str, Any], float]:
+        """The kernels scheduled, by name, and the seconds spent searching."""
+        return dict(funcs), 0.0
+
+
+class DefaultRecipe(Recipe):
+    name = "default"
+    description = "stock TVM, untuned (the fastest to build)"
+
+
+class TunedRecipe(Recipe):
+    name = "tuned"
+    description = "MetaSchedule search per kernel, candidates timed on the device; records kept per device"
+    tunes = True
+
+    def check(self, trials: int) -> None:
+        if trials < 1:
+            raise UsageError("--trials must be at least 1 for the tuned recipe")
+
+    def schedule(self, funcs: Mapping[str, Any], tuner: Any = None, trials: int = 0) -> tuple[dict[str, Any], float]:
+        from edgelat.errors import BuildError, EdgelatError
+
+        if tuner is None:
+            raise BuildError("the tuned recipe needs a tuner")
+        out, seconds = {}, 0.0
+        for name, func in funcs.items():
+            try:
+                outcome = tuner.tune(func, trials)
+            except EdgelatError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - MetaSchedule's failures surface as one clear error
+                raise BuildError(f"MetaSchedule could not tune kernel {name}: {first_line(exc)}") from exc
+            out[name] = outcome.func.with_attr("global_symbol", name)
+            seconds += outcome.tune_s
+        return out, seconds
+
+
+def first_line(exc: BaseException) -> str:
+    """TVM's errors carry a C++ backtrace with the message: keep the message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.lstrip().startswith(("File ", "Traceback", "-----"))]
+    return (lines[-1] if lines else type(exc).__name__)[:300]
+
+
+RECIPES: Registry[Recipe] = Registry("recipe")
+for _recipe in (DefaultRecipe(), TunedRecipe()):
+    RECIPES.register(_recipe.name, _recipe)
+
+
+def get_recipe(name: str) -> Recipe:
+    return RECIPES.get(name)
