@@ -166,7 +166,7 @@ def device_show(name: str, json_out: JsonOpt = False, workspace: WorkspaceOpt = 
             return
         table = Table("field", "value", show_header=False)
         # SSH fields mean nothing for this machine or an adapted device (no connection)
-        hidden = {"latest_probe"} | ({"host", "port", "user", "key_file", "jump"} if device.host is None else set())
+        hidden = {"latest_probe"} | ({"settings"} if not device.settings else set())
         hidden |= {"python", "threads", "target"} if device.is_adapted else set()
         for key, value in data.items():
             if key not in hidden:

@@ -106,6 +106,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX network_measurements_device ON network_measurements(device, recipe, network_hash);
     """,
+    # 4: a device names its transport kind and keeps that transport's settings as JSON (SSH's were columns)
+    """
+    ALTER TABLE devices ADD COLUMN transport TEXT NOT NULL DEFAULT 'local';
+    ALTER TABLE devices ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';
+    UPDATE devices SET transport = CASE WHEN preset = 'adapted' THEN 'none' WHEN host IS NULL THEN 'local' ELSE 'ssh' END;
+    UPDATE devices SET settings = json_patch('{}', json_object('host', host, 'port', port, 'user', user, 'key_file', key_file, 'jump', jump))
+        WHERE transport = 'ssh';
+    ALTER TABLE devices DROP COLUMN host;
+    ALTER TABLE devices DROP COLUMN port;
+    ALTER TABLE devices DROP COLUMN user;
+    ALTER TABLE devices DROP COLUMN key_file;
+    ALTER TABLE devices DROP COLUMN jump;
+    """,
 ]
 
 

@@ -73,13 +73,16 @@ def test_builds_pause_while_a_batch_is_timed_on_this_machine(overlap: bool) -> N
 
 
 def test_the_machine_itself_is_recognised_whatever_the_transport() -> None:
+    def ssh(**settings: object) -> inventory.Device:
+        return inventory.Device("d", "rpi4", "ssh", dict(settings))
+
     assert inventory.Device("local", "local").shares_host_cpu
-    assert inventory.Device("lo", "local", host="127.0.0.1").shares_host_cpu
-    assert inventory.Device("lo6", "local", host="::1").shares_host_cpu
-    assert inventory.Device("lh", "local", host="localhost").shares_host_cpu
-    assert not inventory.Device("pi", "rpi4", host="192.168.1.20").shares_host_cpu
-    assert not inventory.Device("pi", "rpi4", host="pi.lan").shares_host_cpu
-    assert not inventory.Device("hop", "rpi4", host="127.0.0.1", jump="gateway").shares_host_cpu  # a tunnel ends elsewhere
+    assert ssh(host="127.0.0.1").shares_host_cpu
+    assert ssh(host="::1").shares_host_cpu
+    assert ssh(host="localhost").shares_host_cpu
+    assert not ssh(host="192.168.1.20").shares_host_cpu
+    assert not ssh(host="pi.lan").shares_host_cpu
+    assert not ssh(host="127.0.0.1", jump="gateway").shares_host_cpu  # a tunnel ends elsewhere
 
 
 def test_small_campaign_on_local(ws: Workspace, tmp_path: Path) -> None:

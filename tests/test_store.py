@@ -50,3 +50,30 @@ def test_configs_are_read_back_past_the_variable_limit(tmp_path: Path) -> None:
             ws.db.executemany("INSERT INTO kernel_configs (config_id, op, params) VALUES (?, ?, ?)", [(i, op, json.dumps(c)) for i, (op, c) in zip(ids, plan, strict=True)])
         got = stored_configs(ws, ids[::2])
     assert len(got) == 20_000 and got[ids[10]] == plan[10]
+
+
+def test_ssh_columns_move_into_the_transport_settings(tmp_path: Path) -> None:
+    """A workspace of schema 3 (SSH settings as columns) opens with each device's transport and its settings as JSON."""
+    from edgelat.profiler.inventory import get_device, list_devices
+
+    path = tmp_path / "ws" / "edgelat.db"
+    path.parent.mkdir()
+    old = sqlite3.connect(path)
+    for number in range(3):
+        old.executescript("BEGIN;" + workspace.MIGRATIONS[number] + f"PRAGMA user_version={number + 1}; COMMIT;")
+    old.executemany(
+        "INSERT INTO devices (name, preset, host, port, user, key_file, jump, python) VALUES (?,?,?,?,?,?,?,?)",
+        [("local", "local", None, 22, None, None, None, "python3"), ("pi", "rpi4", "10.0.0.7", 2222, "pi", "/k", "gw", "python3"),
+         ("phone", "adapted", None, 22, None, None, None, "python3")],  # fmt: skip
+    )
+    old.execute("INSERT INTO probes (device, data) VALUES ('pi', '{}')")
+    old.commit()
+    old.close()
+    with open_workspace(tmp_path / "ws") as ws:
+        pi = get_device(ws, "pi")
+        assert (pi.transport, pi.settings) == ("ssh", {"host": "10.0.0.7", "port": 2222, "user": "pi", "key_file": "/k", "jump": "gw"})
+        assert pi.address() == "pi@10.0.0.7:2222 via gw"
+        assert {d.name: d.transport for d in list_devices(ws)} == {"local": "local", "phone": "none", "pi": "ssh"}
+        columns = {r[1] for r in ws.db.execute("PRAGMA table_info(devices)")}
+        assert not columns & {"host", "port", "user", "key_file", "jump"}
+        assert ws.db.execute("SELECT COUNT(*) FROM probes WHERE device = 'pi'").fetchone()[0] == 1  # nothing cascaded away

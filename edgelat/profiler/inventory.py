@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgelat.errors import DuplicateDeviceError, UnknownDeviceError, UsageError
 from edgelat.profiler.agent_client import AgentSession
 from edgelat.profiler.presets import ADAPTED, DevicePreset, get_preset
-from edgelat.profiler.transports import LocalTransport, SSHConfig, SSHTransport, Transport
+from edgelat.profiler.transports import TRANSPORTS, Transport, TransportKind
 from edgelat.workspace import Workspace
 
 __all__ = [
@@ -42,35 +41,27 @@ class Device:
 
     name: str
     preset: str
-    # SSH address; None for the local device.
-    host: str | None = None
-    port: int = 22
-    user: str | None = None
-    key_file: str | None = None
-    # Jump host, ``[user@]host[:port]``.
-    jump: str | None = None
+    # How it is reached: a kind of edgelat.profiler.transports.TRANSPORTS ("local", "ssh", "none")...
+    transport: str = "local"
+    # ...and that kind's settings (SSH: host, port, user, key_file, jump).
+    settings: dict[str, Any] = field(default_factory=dict)
     # Python interpreter on the device that runs the agent.
     python: str = "python3"
     # Threads for measurements; None means the preset's default.
     threads: int | None = None
 
     @property
+    def transport_kind(self) -> TransportKind:
+        return TRANSPORTS.get(self.transport)
+
+    @property
     def is_local(self) -> bool:
-        return self.host is None and not self.is_adapted
+        return self.transport == "local"
 
     @property
     def shares_host_cpu(self) -> bool:
         """This machine, directly or over SSH to a loopback address: host-side work (builds) competes with timing."""
-        if self.is_local:
-            return True
-        if self.host is None or self.jump:
-            return False
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return self.transport_kind.shares_host_cpu(self.settings)
 
     @property
     def is_adapted(self) -> bool:
@@ -88,10 +79,7 @@ class Device:
     def address(self) -> str:
         if self.is_adapted:
             return "(adapted: predicted from another device, no connection)"
-        if self.host is None:
-            return "(this machine)"
-        user = f"{self.user}@" if self.user else ""
-        return f"{user}{self.host}:{self.port}" + (f" via {self.jump}" if self.jump else "")
+        return self.transport_kind.address(self.settings)
 
 
 def _local_device() -> Device:
@@ -99,9 +87,9 @@ def _local_device() -> Device:
 
 
 def _ensure_local(ws: Workspace) -> None:
-    ws.db.execute("INSERT OR IGNORE INTO devices (name, preset, python) VALUES (?, 'local', ?)", (LOCAL, sys.executable))
+    ws.db.execute("INSERT OR IGNORE INTO devices (name, preset, transport, python) VALUES (?, 'local', 'local', ?)", (LOCAL, sys.executable))
     # A workspace moved between machines keeps pointing at the interpreter running now.
-    ws.db.execute("UPDATE devices SET python = ? WHERE name = ? AND host IS NULL", (sys.executable, LOCAL))
+    ws.db.execute("UPDATE devices SET python = ? WHERE name = ? AND transport = 'local'", (sys.executable, LOCAL))
 
 
 def validate_name(name: str) -> str:
@@ -128,25 +116,22 @@ def add_device(
     get_preset(preset)
     if preset == ADAPTED:
         raise UsageError("adapted devices have no connection and are created by `edgelat adapt NAME --from DEVICE --measurements CSV`")
-    if not 1 <= port <= 65535:
-        raise UsageError(f"bad port {port}: must be 1-65535")
-    if not host or host.startswith("-") or any(c.isspace() for c in host):
-        raise UsageError(f"bad host {host!r}")
+    settings = TRANSPORTS.get("ssh").check({"host": host, "port": port, "user": user, "key_file": key_file, "jump": jump})
     if threads is not None and threads < 1:
         raise UsageError(f"bad thread count {threads}: must be at least 1")
     _ensure_local(ws)
     if ws.db.execute("SELECT 1 FROM devices WHERE name = ?", (name,)).fetchone():
         raise DuplicateDeviceError(f"device {name!r} already exists; remove it first or pick another name")
-    device = Device(name=name, preset=preset, host=host, port=port, user=user, key_file=key_file, jump=jump, python=python, threads=threads)
+    device = Device(name=name, preset=preset, transport="ssh", settings=settings, python=python, threads=threads)
     ws.db.execute(
-        "INSERT INTO devices (name, preset, host, port, user, key_file, jump, python, threads) VALUES (?,?,?,?,?,?,?,?,?)",
-        (name, preset, host, port, user, key_file, jump, python, threads),
+        "INSERT INTO devices (name, preset, transport, settings, python, threads) VALUES (?,?,?,?,?,?)",
+        (name, preset, device.transport, json.dumps(settings), python, threads),
     )
     return device
 
 
 def _row_to_device(row: Any) -> Device:
-    return Device(**{k: row[k] for k in ("name", "preset", "host", "port", "user", "key_file", "jump", "python", "threads")})
+    return Device(row["name"], row["preset"], row["transport"], json.loads(row["settings"]), row["python"], row["threads"])
 
 
 def list_devices(ws: Workspace) -> list[Device]:
@@ -172,8 +157,8 @@ def add_adapted_device(ws: Workspace, name: str) -> Device:
         if row["preset"] != ADAPTED:
             raise DuplicateDeviceError(f"device {name!r} already exists and is a {row['preset']} device; pick another name to adapt")
         return get_device(ws, name)
-    ws.db.execute("INSERT INTO devices (name, preset, host, port, python) VALUES (?, ?, NULL, 22, 'python3')", (name, ADAPTED))
-    return Device(name=name, preset=ADAPTED)
+    ws.db.execute("INSERT INTO devices (name, preset, transport, python) VALUES (?, ?, 'none', 'python3')", (name, ADAPTED))
+    return Device(name=name, preset=ADAPTED, transport="none")
 
 
 def remove_device(ws: Workspace, name: str) -> None:
@@ -195,12 +180,8 @@ def connect(ws: Workspace, device: Device, *, trust_new_host: bool = False) -> T
             f"{device.name} was adapted from end-to-end measurements (edgelat adapt) and has no connection: it can be "
             f"predicted, not profiled or measured; add the real device with `edgelat device add` to do that"
         )
-    if device.is_local:
-        return LocalTransport()
-    assert device.host is not None
-    cfg = SSHConfig(host=device.host, port=device.port, user=device.user, key_file=device.key_file, jump=device.jump)
     hint = f"`edgelat device trust {device.name}` (or --trust-new-host)"
-    return SSHTransport(cfg, ws.known_hosts, trust_new_host=trust_new_host, name=device.name, trust_hint=hint)
+    return device.transport_kind.open(device.settings, ws.known_hosts, trust_new_host=trust_new_host, name=device.name, trust_hint=hint)
 
 
 def trust_device(ws: Workspace, name: str) -> None:

@@ -1,4 +1,5 @@
-"""Transports: how the host reaches a device. One interface, two implementations.
+"""Transports: how the host reaches a device. One interface, two implementations, and the kinds
+(:data:`TRANSPORTS`) that say which one a device uses and what settings it keeps.
 
 :class:`LocalTransport` runs on this machine with ``subprocess``; :class:`SSHTransport`
 runs over paramiko. Both can run a command (an argv list, never a shell string), copy a
@@ -32,11 +33,18 @@ from edgelat.errors import (
     RemoteCommandError,
     TransportError,
     UnknownHostKeyError,
+    UsageError,
 )
+from edgelat.registry import Registry
 
 __all__ = [
+    "TRANSPORTS",
     "CommandResult",
+    "LocalKind",
     "LocalTransport",
+    "NoConnection",
+    "SSHKind",
+    "TransportKind",
     "Process",
     "SSHConfig",
     "SSHTransport",
@@ -463,3 +471,99 @@ def _drain(channel: paramiko.Channel) -> tuple[bytes, bytes]:
     out = channel.makefile("rb").read()  # raises socket.timeout past the channel's timeout
     thread.join(timeout=5.0)
     return bytes(out), bytes(err)
+
+
+class TransportKind:
+    """How devices of one kind are reached: the settings a device of this kind stores (JSON in the
+    inventory), how to open its transport, and how to show it. A new transport (adb for Android, say) is
+    one Transport subclass and one TransportKind registered in :data:`TRANSPORTS`."""
+
+    name: str = ""
+    # Whether anything can be opened at all (an adapted device has no connection).
+    connects: bool = True
+
+    def check(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """The settings validated and normalised (a UsageError says what is wrong)."""
+        return dict(settings)
+
+    def open(self, settings: Mapping[str, Any], known_hosts: Path, *, trust_new_host: bool, name: str, trust_hint: str) -> Transport:
+        raise NotImplementedError
+
+    def address(self, settings: Mapping[str, Any]) -> str:
+        raise NotImplementedError
+
+    def shares_host_cpu(self, settings: Mapping[str, Any]) -> bool:
+        """Whether work on this host (builds) competes with timing on the device."""
+        return False
+
+
+class LocalKind(TransportKind):
+    name = "local"
+
+    def open(self, settings: Mapping[str, Any], known_hosts: Path, *, trust_new_host: bool, name: str, trust_hint: str) -> Transport:
+        return LocalTransport()
+
+    def address(self, settings: Mapping[str, Any]) -> str:
+        return "(this machine)"
+
+    def shares_host_cpu(self, settings: Mapping[str, Any]) -> bool:
+        return True
+
+
+class SSHKind(TransportKind):
+    name = "ssh"
+    FIELDS = ("host", "port", "user", "key_file", "jump")
+
+    def check(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        host, port = settings.get("host"), settings.get("port")
+        port = 22 if port is None else int(port)
+        if not isinstance(host, str) or not host or host.startswith("-") or any(c.isspace() for c in host):
+            raise UsageError(f"bad host {host!r}")
+        if not 1 <= port <= 65535:
+            raise UsageError(f"bad port {port}: must be 1-65535")
+        unknown = sorted(set(settings) - set(self.FIELDS))
+        if unknown:
+            raise UsageError(f"unknown SSH setting(s) {', '.join(unknown)}; known: {', '.join(self.FIELDS)}")
+        return {"host": host, "port": port, **{k: settings[k] for k in ("user", "key_file", "jump") if settings.get(k) is not None}}
+
+    def config(self, settings: Mapping[str, Any]) -> SSHConfig:
+        return SSHConfig(**{k: v for k, v in settings.items() if k in self.FIELDS and v is not None})
+
+    def open(self, settings: Mapping[str, Any], known_hosts: Path, *, trust_new_host: bool, name: str, trust_hint: str) -> Transport:
+        return SSHTransport(self.config(settings), known_hosts, trust_new_host=trust_new_host, name=name, trust_hint=trust_hint)
+
+    def address(self, settings: Mapping[str, Any]) -> str:
+        c = self.config(settings)
+        return f"{c.user + '@' if c.user else ''}{c.host}:{c.port}" + (f" via {c.jump}" if c.jump else "")
+
+    def shares_host_cpu(self, settings: Mapping[str, Any]) -> bool:
+        """Over SSH to a loopback address (not through a jump host, whose tunnel ends elsewhere)."""
+        import ipaddress
+
+        c = self.config(settings)
+        if c.jump:
+            return False
+        if c.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(c.host).is_loopback
+        except ValueError:
+            return False
+
+
+class NoConnection(TransportKind):
+    """Devices known only through predictions (adapted from another device's models)."""
+
+    name = "none"
+    connects = False
+
+    def open(self, settings: Mapping[str, Any], known_hosts: Path, *, trust_new_host: bool, name: str, trust_hint: str) -> Transport:
+        raise UsageError(f"{name} has no connection")
+
+    def address(self, settings: Mapping[str, Any]) -> str:
+        return "(no connection)"
+
+
+TRANSPORTS: Registry[TransportKind] = Registry("transport")
+for _kind in (LocalKind(), SSHKind(), NoConnection()):
+    TRANSPORTS.register(_kind.name, _kind)
