@@ -233,7 +233,7 @@ def test_tuned_network_build_reuses_the_campaigns_records_and_tunes_only_what_is
     kernel = ("dense", {"m": 1, "k": 64, "n": 32, "epilogue": "add.c+relu"})
     profile(ws, "local", ProfileConfig(configs=(kernel,), recipe="tuned", trials=4, repeat=3, min_repeat_ms=2.0))
     tuned = workloads()
-    assert tuned >= 1
+    assert tuned >= 1, [r[1] for r in ws.db.execute("SELECT status, error FROM measurements")]
     same = measure_network(ws, "local", net(32), recipe="tuned", trials=4, repeat=3, min_repeat_ms=5.0, per_kernel=False)
     assert same.recipe == "tuned" and same.median_ms > 0
     assert workloads() == tuned  # found in the campaign's records: nothing tuned again

@@ -100,6 +100,17 @@ class TuneOutcome:
 MODULE_EQUALITY = "anchor-block"
 
 
+def _own_log_handlers_only() -> None:
+    """MetaSchedule builds its logging config from the names of the handlers on its logger and fails on one it
+    did not make ("Unable to configure logger"); a test runner's log capture adds such handlers."""
+    import logging
+
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    for handler in list(logger.handlers):
+        if not (handler.get_name() or "").startswith("tvm.s_tir.meta_schedule"):
+            logger.removeHandler(handler)
+
+
 class KernelTuner:
     """Tunes PrimFuncs for one device and target, keeping every record in one database."""
 
@@ -130,6 +141,7 @@ class KernelTuner:
         schedule = self._lookup(mod)
         searched = schedule is None
         if searched:
+            _own_log_handlers_only()
             with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="logs-") as logs:
                 ms.tune_tir(
                     mod,
