@@ -58,7 +58,7 @@ def test_local_library_computes_the_right_thing(tmp_path: Path) -> None:
     np.testing.assert_allclose(out.numpy(), want, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-g++") is None, reason="needs Debian's g++-aarch64-linux-gnu (make install-arm)")
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-g++") is None, reason="needs Debian's g++-aarch64-linux-gnu (.ci/run installs it)")
 @pytest.mark.parametrize("preset", ["rpi4", "rpi5", "jetson-orin"])
 def test_aarch64_build_is_an_aarch64_library(tmp_path: Path, preset: str) -> None:
     built = build_kernel(_request(preset), str(tmp_path))

@@ -35,6 +35,22 @@ def test_features_are_finite_and_grow_with_size(op: str) -> None:
     feats = spec.features(cfg)
     assert feats and all(math.isfinite(v) for v in feats.values())
     assert feats["bytes"] > 0 and feats["out_elems"] > 0
+    # Doubling a size field that makes the output larger never makes the kernel read, write or compute less.
+    grown = []
+    for field, value in cfg.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            continue
+        bigger = {**cfg, field: 2 * value}
+        try:
+            spec.validate(bigger)
+            more = spec.features(bigger)
+        except (UsageError, ValueError, ZeroDivisionError, AssertionError):
+            continue  # not a free size (groups must divide channels, a kernel must fit its input...)
+        if more["out_elems"] > feats["out_elems"]:
+            grown.append(field)
+            assert more["bytes"] > feats["bytes"] and more.get("flops", 0) >= feats.get("flops", 0), (field, feats, more)
+    sizes = [v for v in cfg.values() if isinstance(v, int) and not isinstance(v, bool)]
+    assert grown or not sizes, f"no field of {cfg} makes the output larger"  # (layout's sizes are shape strings)
 
 
 @pytest.mark.parametrize("op", list_ops())

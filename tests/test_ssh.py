@@ -9,7 +9,7 @@ import pytest
 
 from edgelat.errors import ChangedHostKeyError, RemoteCommandError, UnknownHostKeyError
 from edgelat.profiler import inventory
-from edgelat.profiler.agent_client import AgentSession
+from edgelat.profiler.agent_client import AgentReplyError, AgentSession
 from edgelat.profiler.transports import SSHConfig, SSHTransport
 from edgelat.workspace import Workspace
 from tests.sshd import SSHServer
@@ -33,7 +33,7 @@ def test_agent_protocol_errors_over_ssh(ws: Workspace, ssh_device: inventory.Dev
     with inventory.connect(ws, ssh_device) as transport, AgentSession(transport, python=sys.executable) as agent:
         agent.send_raw("}{ garbage")
         assert agent.read_reply(timeout=30)["error"]["type"] == "bad_request"
-        with pytest.raises(Exception, match="unknown_command"):
+        with pytest.raises(AgentReplyError, match="unknown_command"):
             agent.request("nope")
         assert agent.request("health")["uptime_s"] > 0
         remote_dir = agent.remote_dir

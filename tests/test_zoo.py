@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import itertools
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -18,7 +16,6 @@ from torch import nn
 from edgelat.datasets import fbnet, nb201, zoo
 from edgelat.errors import UsageError
 
-DATASETS = Path("/work/shared/datasets")
 NB201_ARCH = "|none~0|+|skip_connect~0|nor_conv_3x3~1|+|none~0|avg_pool_3x3~1|nor_conv_1x1~2|"  # a zero node, every op
 # skip at stage starts (a projection there), group-2 blocks (channel shuffle), all kernel sizes
 FBNET_ARCH = "k5_e6 skip k3_e1_g2 skip k5_e1 skip skip skip k5_e6 k5_e1 k3_e1_g2 k5_e1 k5_e6 k3_e6 k3_e3 k5_e6 k3_e6 k3_e3 k5_e1 k3_e3 k5_e1 k5_e1_g2"
@@ -65,12 +62,12 @@ def _params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _first_archs(filename: str, n: int = 20) -> list[str]:
-    path = DATASETS / filename
-    if not path.exists():
-        pytest.skip(f"{path} is not on this machine")
-    with path.open(newline="") as f:
-        return [row["arch"] for row in itertools.islice(csv.DictReader(f), n)]
+def _first_archs(table: str, n: int = 20) -> list[str]:
+    """The first architectures of a latency table edgelat ships (edgelat/datasets/data)."""
+    from edgelat.datasets.tables import load_fbnet_table, load_nb201_table
+
+    frame = load_nb201_table() if table == "nb201" else load_fbnet_table()
+    return [str(a) for a in frame["arch"].head(n)]
 
 
 # --- the registry ---------------------------------------------------------------------------
@@ -167,7 +164,7 @@ def test_onnx_export_has_static_shapes(name: str) -> None:
 
 
 def test_nb201_dataset_archs_build_and_run() -> None:
-    for arch in _first_archs("nb201_latency_pixel3_gold6226.csv"):
+    for arch in _first_archs("nb201"):
         assert nb201.arch_to_str(nb201.parse_arch(arch)) == arch
         with torch.no_grad():
             assert nb201.build_nb201(arch).eval()(torch.randn(1, 3, 32, 32)).shape == (1, 10)
@@ -213,7 +210,7 @@ def test_nb201_bad_arch_is_a_usage_error(arch: str, problem: str) -> None:
 
 
 def test_fbnet_dataset_archs_build_and_run() -> None:
-    for arch in _first_archs("fbnet_latency_pixel3.csv"):
+    for arch in _first_archs("fbnet"):
         assert len(fbnet.parse_arch(arch)) == fbnet.NUM_LAYERS == 22
         with torch.no_grad():
             assert fbnet.build_fbnet(arch).eval()(torch.randn(1, 3, 32, 32)).shape == (1, 100)
