@@ -25,13 +25,12 @@ from edgelat.errors import UsageError
 from edgelat.nas.oracle import BlockOracle
 from edgelat.nas.search import Verified, VerifiedSearch, search_and_verify
 from edgelat.nas.spaces import SearchSpace, get_space
+from edgelat.ops.registry import ADAPT_GROUPS_VERSION
 from edgelat.predictors.adapt import Adapter
 from edgelat.predictors.predict import DeviceLatencyModel, module_latency
 from edgelat.predictors.train import train_device
 from edgelat.workspace import Workspace
 
-# Bump when kernel_group changes: cached block prices are broken down by group.
-GROUPS_VERSION = 2
 # Architectures the ensemble proxy places others among.
 ENSEMBLE_REFERENCE = 32
 
@@ -66,7 +65,7 @@ def device_oracle(
     """A block oracle pricing ``space`` with ``device``'s trained kernel predictors (``model``, if already loaded)."""
     model = model or DeviceLatencyModel.load(ws, device, recipe)
     tag = hashlib.sha256((ws.model_dir(device, model.recipe) / "meta.json").read_bytes()).hexdigest()[:12]
-    cache = ws.oracle_dir(device, model.recipe) / f"{space.name}-{tag}-groups{GROUPS_VERSION}.json"
+    cache = ws.oracle_dir(device, model.recipe) / f"{space.name}-{tag}-groups{ADAPT_GROUPS_VERSION}.json"
     return BlockOracle(space, module_latency(model), cache, on_block)
 
 

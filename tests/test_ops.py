@@ -136,3 +136,16 @@ def test_convs_with_equal_input_and_output_shapes_keep_their_own_attributes() ->
     dw, pw = network_kernels(relax_from_torch(block, torch.randn(1, 32, 8, 8)))
     assert (dw.op, dw.config["k"], dw.config["pad"], dw.config["groups"]) == ("dwconv2d", 3, 1, 32)
     assert (pw.op, pw.config["k"], pw.config["pad"], pw.config["groups"]) == ("conv2d", 1, 0, 1)
+
+
+def test_what_adaptation_and_pruning_need_lives_on_the_kind() -> None:
+    conv = {"n": 1, "cin": 32, "h": 14, "w": 14, "cout": 64, "k": 3, "stride": 1, "pad": 1, "groups": 1, "dilation": 1, "epilogue": ""}
+    assert get_op("conv2d").adapt_group(conv) == "conv2d_k3"
+    assert get_op("conv2d").adapt_group({**conv, "groups": 4}) == "conv2d_k3_g"
+    assert get_op("dwconv2d").adapt_group({**conv, "cout": 32, "groups": 32}) == "dwconv2d_k3"
+    assert get_op("softmax").adapt_group({"rows": 4, "cols": 8}) == "softmax"
+    assert get_op("conv2d").pruned(conv, 8, 4) == {**conv, "cout": 56, "cin": 28}
+    assert get_op("dwconv2d").pruned({**conv, "cout": 32, "groups": 32}, 4, 0) == {**conv, "cin": 28, "cout": 28, "groups": 28}
+    assert get_op("dense").pruned({"m": 1, "k": 64, "n": 10, "epilogue": ""}, 0, 16)["k"] == 48
+    with pytest.raises(UsageError, match="not edited by channel pruning"):
+        get_op("softmax").pruned({"rows": 4, "cols": 8}, 1, 0)

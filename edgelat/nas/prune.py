@@ -156,17 +156,9 @@ def layer_configs(model: nn.Module, example: torch.Tensor, kernels: Sequence[Ker
 
 
 def _pruned_config(op: str, cfg: dict[str, Any], out_removed: int, in_removed: int) -> dict[str, Any]:
-    new = dict(cfg)
-    if op == "dense":
-        new["n"] -= out_removed
-        new["k"] -= in_removed
-    elif op == "dwconv2d":
-        n = max(out_removed, in_removed)
-        new.update(cin=cfg["cin"] - n, cout=cfg["cout"] - n, groups=cfg["groups"] - n)
-    else:
-        new["cout"] -= out_removed
-        new["cin"] -= in_removed
-    return new
+    from edgelat.ops import get_op
+
+    return get_op(op).pruned(cfg, out_removed, in_removed)
 
 
 def _counts(channels: int, floor: int) -> list[int]:

@@ -43,6 +43,19 @@ class Conv2d(OpSpec):
     params = ("n", "cin", "h", "w", "cout", "k", "stride", "pad", "groups", "dilation", "epilogue")
     depthwise: bool = False
 
+    def adapt_group(self, cfg: Mapping[str, Any]) -> str:
+        """By kernel size and grouping (``conv2d_k1``, ``conv2d_k3_g``, ``dwconv2d_k5``): devices differ most there."""
+        return f"{self.name}_k{cfg.get('k')}" + ("_g" if not self.depthwise and cfg.get("groups", 1) > 1 else "")
+
+    def pruned(self, cfg: Mapping[str, Any], out_removed: int, in_removed: int) -> Config:
+        new = dict(cfg)
+        if self.depthwise:  # one channel in, one out: a removed channel goes from all three
+            n = max(out_removed, in_removed)
+            new.update(cin=cfg["cin"] - n, cout=cfg["cout"] - n, groups=cfg["groups"] - n)
+        else:
+            new.update(cout=cfg["cout"] - out_removed, cin=cfg["cin"] - in_removed)
+        return new
+
     def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
         for _ in range(100):
             seed = pick_seed(rng, seeds)

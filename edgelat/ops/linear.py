@@ -22,6 +22,9 @@ DENSE_EPILOGUES = ("", "add.c", "add.c+relu", "add.c+tir_clip", "add.c+" + ACTIV
 class Dense(OpSpec):
     params = ("m", "k", "n", "epilogue")
 
+    def pruned(self, cfg: Mapping[str, Any], out_removed: int, in_removed: int) -> Config:
+        return {**cfg, "n": cfg["n"] - out_removed, "k": cfg["k"] - in_removed}
+
     def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
         seed = pick_seed(rng, seeds)
         if seed is not None:

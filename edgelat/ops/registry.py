@@ -33,6 +33,8 @@ __all__ = ["OPS", "Config", "OpSpec", "config_id", "get_op", "list_ops", "regist
 Config = dict[str, Any]
 # Feature schema version: bump whenever any op's feature function changes meaning.
 FEATURE_SCHEMA_VERSION = 5
+# Bump when any op's adapt_group changes: cached block prices are broken down by group.
+ADAPT_GROUPS_VERSION = 2
 
 
 class OpSpec:
@@ -86,6 +88,17 @@ class OpSpec:
         if missing or extra:
             raise UsageError(f"bad {self.name} config: missing {missing}, unexpected {extra}")
         return {p: cfg[p] for p in self.params}
+
+    def adapt_group(self, cfg: Mapping[str, Any]) -> str:
+        """The group this kernel's latency counts towards when a device is adapted from another's models
+        (``edgelat adapt`` fits one weight per group): the kind, unless a kind's cost differs between
+        devices by more than one weight can say (convolutions split by kernel size and grouping)."""
+        return self.name
+
+    def pruned(self, cfg: Mapping[str, Any], out_removed: int, in_removed: int) -> Config:
+        """This kernel's config after pruning removed output and input channels of its layer; kinds that
+        pruning does not edit refuse."""
+        raise UsageError(f"{self.name} kernels are not edited by channel pruning")
 
     def describe(self, cfg: Config) -> str:
         """A compact one-line description (fields at their usual value are left out)."""

@@ -243,14 +243,9 @@ def predict_network(
 
 
 def kernel_group(op: str, config: dict[str, Any]) -> str:
-    """The feature group a kernel's latency counts towards when a device is adapted from another.
-
-    The op kind; convolutions also by kernel size and grouping (``conv2d_k1``, ``conv2d_k3_g``,
-    ``dwconv2d_k5``, ...): devices differ most in how they run those.
-    """
-    if op in ("conv2d", "dwconv2d"):
-        return f"{op}_k{config.get('k')}" + ("_g" if op == "conv2d" and config.get("groups", 1) > 1 else "")
-    return op
+    """The feature group a kernel's latency counts towards when a device is adapted from another
+    (:meth:`edgelat.ops.OpSpec.adapt_group` of its kind)."""
+    return get_op(op).adapt_group(config)
 
 
 def grouped_ms(prediction: Prediction) -> dict[str, float]:
