@@ -32,7 +32,7 @@ import torch  # noqa: E402
 from bench._workspace import DEFAULT, ensure_trained  # noqa: E402
 from edgelat.errors import EdgelatError  # noqa: E402
 from edgelat.ops.network import network_kernels, relax_from_onnx, relax_from_torch  # noqa: E402
-from edgelat.predictors.predict import DeviceLatencyModel, predict_kernels  # noqa: E402
+from edgelat.predictors.predict import load_model, predict_kernels  # noqa: E402
 from edgelat.predictors.train import accuracy_metrics  # noqa: E402
 from edgelat.profiler.e2e import measure_network  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
@@ -54,7 +54,7 @@ def main() -> None:
     fallback_kinds: Counter[str] = Counter()
     with open_workspace(args.workspace) as ws, tempfile.TemporaryDirectory() as tmp:
         ensure_trained(ws)
-        model = DeviceLatencyModel.load(ws, "local")
+        model = load_model(ws, "local")
         for i, net in enumerate(nets):
             dynamic = i % 2 == 1
             routes = [(exporter, True) for exporter in EXPORTERS] + [("torch.export", False)]

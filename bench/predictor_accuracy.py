@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from edgelat.datasets import zoo  # noqa: E402
 from edgelat.ops.network import network_kernels, relax_from_torch  # noqa: E402
-from edgelat.predictors.predict import DeviceLatencyModel, predict_kernels  # noqa: E402
+from edgelat.predictors.predict import DeviceLatencyModel, load_model, predict_kernels  # noqa: E402
 from edgelat.predictors.train import train_device  # noqa: E402
 from edgelat.predictors.validate import validate_device  # noqa: E402
 from edgelat.profiler.campaign import ProfileConfig, profile  # noqa: E402
@@ -54,7 +54,7 @@ def main() -> None:
             report["profile"] = {"kernels": result.measured, "failed": result.failed, "minutes": (time.time() - start) / 60}
         if args.speed_only:
             report = json.loads((OUT / "predictor_accuracy.json").read_text())
-            model = DeviceLatencyModel.load(ws, "local")
+            model = load_model(ws, "local")
             _speed(model, report)
             (OUT / "predictor_accuracy.json").write_text(json.dumps(report, indent=2, default=str))
             _print_speed(report)
@@ -68,7 +68,7 @@ def main() -> None:
         report["zoo_rows"] = [r.__dict__ for r in val.rows]
         shutil.copy(val.plot, OUT / "predicted_vs_measured.png")
 
-        model = DeviceLatencyModel.load(ws, "local")
+        model = load_model(ws, "local")
     _speed(model, report)
     (OUT / "predictor_accuracy.json").write_text(json.dumps(report, indent=2, default=str))
 

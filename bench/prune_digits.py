@@ -35,7 +35,7 @@ from edgelat.datasets.digits import DigitsTask, train  # noqa: E402
 from edgelat.datasets.zoo import create_model  # noqa: E402
 from edgelat.nas.prune import prune_to_latency, uniform_prune  # noqa: E402
 from edgelat.ops.network import relax_from_torch  # noqa: E402
-from edgelat.predictors.predict import DeviceLatencyModel, NetworkPricer  # noqa: E402
+from edgelat.predictors.predict import NetworkPricer, load_model  # noqa: E402
 from edgelat.profiler.e2e import measure_network  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
 
@@ -57,7 +57,7 @@ def main() -> None:
     example = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with open_workspace(args.workspace) as ws:
         ensure_trained(ws)
-        pricer = NetworkPricer(DeviceLatencyModel.load(ws, "local"))
+        pricer = NetworkPricer(load_model(ws, "local"))
 
         def measure(model: torch.nn.Module) -> float:
             return measure_network(ws, "local", relax_from_torch(model, example), name="bench-prune", per_kernel=False).median_ms

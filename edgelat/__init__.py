@@ -51,8 +51,8 @@ def predict_many(
 ) -> list[Prediction]:
     """:func:`predict` for many networks, loading the device's models once."""
     from edgelat.ops.network import network_kernels
-    from edgelat.predictors.predict import DeviceLatencyModel, load_network, predict_kernels
+    from edgelat.predictors.predict import load_model, load_network, predict_kernels
 
     with open_workspace(workspace) as ws:
-        latency_model = DeviceLatencyModel.load(ws, device, recipe)
+        latency_model = load_model(ws, device, recipe)
     return [predict_kernels(latency_model, network_kernels(load_network(m, input_shape))) for m in models]

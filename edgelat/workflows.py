@@ -27,7 +27,7 @@ from edgelat.nas.search import Verified, VerifiedSearch, search_and_verify
 from edgelat.nas.spaces import SearchSpace, get_space
 from edgelat.ops.registry import ADAPT_GROUPS_VERSION
 from edgelat.predictors.adapt import Adapter
-from edgelat.predictors.predict import DeviceLatencyModel, module_latency
+from edgelat.predictors.predict import DeviceLatencyModel, load_model, module_latency
 from edgelat.predictors.train import train_device
 from edgelat.workspace import Workspace
 
@@ -63,7 +63,7 @@ def device_oracle(
     model: DeviceLatencyModel | None = None,
 ) -> BlockOracle:
     """A block oracle pricing ``space`` with ``device``'s trained kernel predictors (``model``, if already loaded)."""
-    model = model or DeviceLatencyModel.load(ws, device, recipe)
+    model = model or load_model(ws, device, recipe)
     tag = hashlib.sha256((ws.model_dir(device, model.recipe) / "meta.json").read_bytes()).hexdigest()[:12]
     cache = ws.oracle_dir(device, model.recipe) / f"{space.name}-{tag}-groups{ADAPT_GROUPS_VERSION}.json"
     return BlockOracle(space, module_latency(model), cache, on_block)
@@ -115,7 +115,7 @@ def predict_archs(
             space.blocks(arch)
         except UsageError as exc:
             raise UsageError(f"architecture {line}: {exc}") from None
-    model = DeviceLatencyModel.load(ws, device, recipe)
+    model = load_model(ws, device, recipe)
     oracle = device_oracle(ws, device, space, model=model, on_block=on_block)
     totals = oracle.predict(archs)
     out = []
@@ -224,7 +224,7 @@ def search_device(
     start = time.time()
     space = get_space(space_name)
     recipe = recipe or default_recipe(ws, device)
-    DeviceLatencyModel.load(ws, device, recipe)  # a clear error before anything else when there is no model
+    load_model(ws, device, recipe)  # a clear error before anything else when there is no model
     reference_rng = np.random.default_rng([seed, 1])
     reference = [space.sample(reference_rng) for _ in range(ENSEMBLE_REFERENCE)] if proxy == "ensemble" else []
     scorer = ProxyScorer(proxy, space.build, space.proxy_input_shape, reference=reference)
@@ -282,7 +282,7 @@ def source_features(ws: Workspace, source: str, frame: Any, space: SearchSpace |
         oracle.price_blocks([k for a in archs for k in space.blocks(a)])
         groups = sorted({g for price in oracle.blocks.values() for g in price})
         return [dict(zip(groups, row, strict=True)) for row in oracle.features(archs, groups)]
-    model = DeviceLatencyModel.load(ws, source)
+    model = load_model(ws, source)
     features = []
     for i, path in enumerate(frame["onnx"]):
         try:
@@ -302,7 +302,7 @@ def adapt_device(ws: Workspace, device: str, source: str, measurements: str | Pa
         raise UsageError("the new device and the source device must differ")
     if get_device(ws, source).is_adapted or ws.adapter_file(source).exists():
         raise UsageError(f"the source device {source} is itself adapted; adapt from a profiled device")
-    source_model = DeviceLatencyModel.load(ws, source)  # a clear error when the source has no models
+    source_model = load_model(ws, source)  # a clear error when the source has no models
     space = get_space(space_name) if space_name else None
     frame = load_latency_csv(measurements, space)
     features = source_features(ws, source, frame, space)
@@ -398,7 +398,7 @@ def prune_device(
     if len(shape) != 4 or shape[2] != shape[3] or shape[1] != 3:
         raise UsageError(f"pruning fine-tunes on square 3-channel images: --input-shape must be 1,3,H,H, got {shape}")
     recipe = recipe or default_recipe(ws, device)
-    pricer = NetworkPricer(DeviceLatencyModel.load(ws, device, recipe))
+    pricer = NetworkPricer(load_model(ws, device, recipe))
     factory = _factory_reference(model)
     model = load_factory(model) if isinstance(model, str) else model
     task = DigitsTask(resolution=shape[2])

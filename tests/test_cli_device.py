@@ -55,7 +55,7 @@ def test_add_list_show_remove(tmp_path: Path) -> None:
 def test_remove_takes_everything_of_the_device_and_nothing_else(tmp_path: Path) -> None:
     """An old adapter once silently took priority over a new device of the same name."""
     from edgelat.errors import UsageError
-    from edgelat.predictors.predict import DeviceLatencyModel
+    from edgelat.predictors.predict import load_model
     from edgelat.workspace import open_workspace
 
     w = tmp_path / "w"
@@ -94,7 +94,7 @@ def test_remove_takes_everything_of_the_device_and_nothing_else(tmp_path: Path) 
     # The same name again is a new device: no adapter or models of the old one answer for it.
     assert run("device", "add", "pi", "--host", "10.0.0.9", "--preset", "rpi5", "-w", str(w))[0] == 0
     with open_workspace(w) as ws, pytest.raises(UsageError, match="no kernel measurements"):
-        DeviceLatencyModel.load(ws, "pi")
+        load_model(ws, "pi")
 
 
 @pytest.mark.parametrize(

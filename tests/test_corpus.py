@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from edgelat.cli import app
 from edgelat.ops.network import network_kernels, relax_from_onnx, relax_from_torch
-from edgelat.predictors.predict import DeviceLatencyModel, predict_kernels
+from edgelat.predictors.predict import DeviceLatencyModel, load_model, predict_kernels
 from edgelat.workspace import open_workspace
 from tests.corpus import EXPORTERS, corpus, example_inputs, export_onnx, get
 
@@ -30,7 +30,7 @@ def test_the_corpus_is_varied() -> None:
 @pytest.fixture(scope="module")
 def model(trained: Path) -> DeviceLatencyModel:
     with open_workspace(trained) as ws:
-        return DeviceLatencyModel.load(ws, "local")
+        return load_model(ws, "local")
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from edgelat.cli import app
 from edgelat.errors import UsageError
 from edgelat.ops import FEATURE_SCHEMA_VERSION
 from edgelat.predictors.estimators import FlopsLinear, KernelLatencyRegressor, NearestNeighbour
-from edgelat.predictors.predict import DeviceLatencyModel, predict_network
+from edgelat.predictors.predict import load_model, predict_network
 from edgelat.predictors.train import accuracy_metrics, train_device
 from edgelat.workspace import Workspace, open_workspace
 
@@ -161,12 +161,12 @@ def test_schema_mismatch_is_a_clear_error(trained: Path, tmp_path: Path) -> None
     meta["feature_schema"] = 0
     meta_file.write_text(json.dumps(meta))
     with open_workspace(copy) as ws, pytest.raises(UsageError, match="feature schema 0"):
-        DeviceLatencyModel.load(ws, "local")
+        load_model(ws, "local")
     meta["feature_schema"] = FEATURE_SCHEMA_VERSION
     del meta["model_format"]  # saved by an edgelat before the prior
     meta_file.write_text(json.dumps(meta))
     with open_workspace(copy) as ws, pytest.raises(UsageError, match="model format 1, this edgelat reads format 3.*retrain"):
-        DeviceLatencyModel.load(ws, "local")
+        load_model(ws, "local")
 
 
 def test_train_without_data(ws: Workspace) -> None:

@@ -2,7 +2,7 @@
 
 The source device's kernel models predict every kernel of a network; the new device's
 latency is modelled as a non-negative reweighting of those predictions by kernel group
-(:func:`edgelat.predictors.predict.kernel_group`: conv, pointwise conv, depthwise conv,
+(:func:`edgelat.predictors.model.kernel_group`: conv, pointwise conv, depthwise conv,
 pooling, elementwise, ...) plus a fixed cost per kernel launched::
 
     new_ms(network) = sum_g w_g * source_ms_g(network) + w_launch * kernels(network)
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgelat.errors import UsageError
-from edgelat.predictors.predict import DeviceLatencyModel, kernel_group
+from edgelat.predictors.model import DeviceLatencyModel, kernel_group
 from edgelat.predictors.train import accuracy_metrics
 from edgelat.workspace import Workspace
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from edgelat.errors import UsageError
 from edgelat.ops.network import network_kernels, relax_from_torch
-from edgelat.predictors.predict import DeviceLatencyModel, predict_kernels
+from edgelat.predictors.predict import DeviceLatencyModel, load_model, predict_kernels
 from edgelat.predictors.train import accuracy_metrics
 from edgelat.workspace import Workspace
 
@@ -100,7 +100,7 @@ def validate_device(
 
     from edgelat.profiler.e2e import measure_network
 
-    model = DeviceLatencyModel.load(ws, device, recipe)
+    model = load_model(ws, device, recipe)
     flops = _flops_baseline(ws, model)
     report = ValidationReport(device, model.recipe)
     for label, factory, res in validation_networks(zoo):

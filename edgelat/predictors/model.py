@@ -1,0 +1,203 @@
+"""A device's kernel latency models and what they predict: kernels in, milliseconds (and a breakdown) out.
+
+:class:`DeviceLatencyModel` holds one trained model per op kind and the fallback model;
+:func:`predict_kernels` prices a network's kernels with it. Loading the model of any device
+(adapted ones too) is :func:`edgelat.predictors.predict.load_model`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgelat.errors import ModelFileError, UsageError
+from edgelat.ops import get_op
+from edgelat.ops.lowering import FusedGroup
+from edgelat.ops.network import Kernel
+from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
+from edgelat.predictors.estimators import MODEL_FORMAT, load_estimator
+from edgelat.predictors.train import FALLBACK, default_recipe
+from edgelat.workspace import Workspace
+
+__all__ = ["DeviceLatencyModel", "KernelPrediction", "Prediction", "grouped_ms", "kernel_group", "predict_kernels"]
+
+log = logging.getLogger(__name__)
+
+
+class DeviceLatencyModel:
+    """The trained kernel models of one (device, recipe); ``predict`` takes (op, config) pairs."""
+
+    def __init__(self, device: str, recipe: str, models: dict[str, Any], meta: dict[str, Any], fallback: Any = None) -> None:
+        self.device = device
+        self.recipe = recipe
+        self.models = models
+        self.meta = meta
+        # Prices kernels no kind's model covers, from the features every kernel has (None in old workspaces).
+        self.fallback = fallback
+        self._memo: dict[tuple[Any, ...], float] = {}
+
+    @classmethod
+    def load(cls, ws: Workspace, device: str, recipe: str | None = None) -> DeviceLatencyModel:
+        """The models trained on ``device``'s own measurements (see :func:`edgelat.predictors.predict.load_model`
+        for any device, adapted ones included)."""
+        recipe = recipe or default_recipe(ws, device)
+        folder = ws.model_dir(device, recipe)
+        meta_file = folder / "meta.json"
+        if not meta_file.exists():
+            raise UsageError(f"no trained {recipe} models for {device}: run `edgelat train {device}` first")
+        retrain = f"retrain with `edgelat train {device}`"
+        try:
+            meta = json.loads(meta_file.read_text())
+            if not isinstance(meta, dict) or not isinstance(meta.get("ops"), dict):
+                raise ValueError("no 'ops' in it")
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"the {recipe} models of {device} cannot be used: {meta_file} is damaged ({exc}); {retrain}") from None
+        if meta.get("feature_schema") != FEATURE_SCHEMA_VERSION:
+            raise UsageError(
+                f"the {recipe} models of {device} were trained with feature schema {meta.get('feature_schema')}, "
+                f"this edgelat computes schema {FEATURE_SCHEMA_VERSION}: retrain with `edgelat train {device}`"
+            )
+        if meta.get("model_format", 1) != MODEL_FORMAT:
+            raise UsageError(
+                f"the {recipe} models of {device} were saved in model format {meta.get('model_format', 1)}, "
+                f"this edgelat reads format {MODEL_FORMAT}: retrain with `edgelat train {device}`"
+            )
+        try:
+            models = {op: load_estimator(folder / op) for op in meta["ops"]}
+            fallback = load_estimator(folder / FALLBACK) if meta.get(FALLBACK) else None
+        except ModelFileError as exc:
+            raise ModelFileError(f"the {recipe} models of {device} cannot be used: {exc}; {retrain}") from None
+        return cls(device, recipe, models, meta, fallback)
+
+    def forget(self) -> None:
+        """Drop the remembered predictions (each (op, config) is predicted afresh)."""
+        self._memo.clear()
+
+    def predict(self, items: Sequence[tuple[str, dict[str, Any]]]) -> np.ndarray:
+        """Predicted milliseconds of each (op, config); NaN where no model covers the op.
+
+        Each distinct (op, config) is featurized and predicted once per model and remembered:
+        networks and batches of networks repeat most of their kernels.
+        """
+        # Keyed by op, field names and values in the config's own order, one flat tuple (not sorted: a fifth
+        # of the time): the same config in another key order is only predicted once more, never confused.
+        keys = [(op, *cfg, *cfg.values()) for op, cfg in items]
+        memo = self._memo
+        todo: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = defaultdict(dict)
+        for key, (op, cfg) in zip(keys, items, strict=True):
+            if key not in memo:
+                todo[op][key] = cfg
+        for op, configs in todo.items():
+            model = self.models.get(op)
+            if model is None:
+                memo.update(dict.fromkeys(configs, np.nan))
+                continue
+            # The registry's one feature function, on all of this kind's new configs at once.
+            ms = model.predict_array(get_op(op).feature_matrix(list(configs.values()), list(model.feature_names_in_)))
+            memo.update(zip(configs, ms.tolist(), strict=True))
+        return np.fromiter(map(memo.__getitem__, keys), dtype=float, count=len(keys))
+
+    def predict_fallback(self, groups: Sequence[FusedGroup]) -> np.ndarray:
+        """Milliseconds of kernels no kind's model covers, by the fallback model (NaN without one)."""
+        if self.fallback is None or not groups:
+            return np.full(len(groups), np.nan)
+        from edgelat.ops.generic import group_features
+
+        rows = [group_features(g) for g in groups]
+        names = list(self.fallback.feature_names_in_)
+        return np.asarray(self.fallback.predict_array(np.array([[r[n] for n in names] for r in rows], dtype=float)), dtype=float)
+
+
+@dataclass
+class KernelPrediction:
+    name: str
+    op: str | None
+    config: dict[str, Any] | None
+    predicted_ms: float
+    share: float = 0.0
+    # Priced by the fallback model (no kind claims the kernel, or the device has no model of its kind).
+    fallback: bool = False
+
+
+@dataclass
+class Prediction:
+    device: str
+    recipe: str
+    total_ms: float
+    kernels: list[KernelPrediction] = field(default_factory=list)
+    # Share of the predicted time priced by a dedicated kind's model (the rest by the fallback).
+    coverage: float = 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "recipe": self.recipe,
+            "total_ms": self.total_ms,
+            "coverage": self.coverage,
+            "kernels": [k.__dict__ for k in self.kernels],
+        }
+
+
+def predict_kernels(model: DeviceLatencyModel, kernels: Sequence[Kernel], *, strict: bool = False) -> Prediction:
+    """Each kernel priced by its kind's model, or by the fallback model where there is none.
+
+    With ``strict``, a kernel without a dedicated model is refused instead, with the kinds to
+    profile and the kernels no kind claims.
+    """
+    items = [(k.op or "", k.config or {}) for k in kernels]
+    ms = model.predict(items)
+    missing = [i for i, v in enumerate(ms) if np.isnan(v)]
+    if missing and strict:
+        raise UsageError(_no_predictor_message(model, [kernels[i] for i in missing]) + "; without --strict the fallback model prices them")
+    if missing:
+        log.info("%d of %d kernels priced by the fallback model: %s", len(missing), len(kernels),
+                 ", ".join(sorted({kernels[i].op or "+".join(dict.fromkeys(kernels[i].group.ops)) for i in missing})))  # fmt: skip
+        priced = model.predict_fallback([kernels[i].group for i in missing])
+        if np.isnan(priced).any():
+            raise UsageError(
+                _no_predictor_message(model, [kernels[i] for i in missing])
+                + f", and the models of {model.device} have no fallback (trained by an older edgelat): run `edgelat train {model.device}`"
+            )
+        ms[missing] = priced
+    total = float(np.sum(ms))
+    dedicated = np.ones(len(ms), dtype=bool)
+    dedicated[missing] = False
+    out = [
+        KernelPrediction(k.group.name, k.op, k.config, float(v), float(v) / total if total > 0 else 0.0, not d)
+        for k, v, d in zip(kernels, ms, dedicated, strict=True)
+    ]
+    coverage = float(np.sum(ms[dedicated]) / total) if total > 0 else 1.0
+    return Prediction(model.device, model.recipe, total, out, coverage)
+
+
+def _no_predictor_message(model: DeviceLatencyModel, kernels: Sequence[Kernel]) -> str:
+    kinds = sorted({k.op for k in kernels if k.op})
+    odd = [k.group.name for k in kernels if not k.op]
+    parts = []
+    if kinds:
+        parts.append(f"profile them with `edgelat profile {model.device} --ops {','.join(kinds)}`")
+    if odd:
+        names = sorted(set(odd))
+        parts.append(f"{len(odd)} match no kind ({', '.join(names[:6])}{f', ... {len(names)} in all' if len(names) > 6 else ''})")
+    return f"{len(kernels)} kernel(s) have no model of their kind on {model.device}: " + "; ".join(parts)
+
+
+def kernel_group(op: str, config: dict[str, Any]) -> str:
+    """The feature group a kernel's latency counts towards when a device is adapted from another
+    (:meth:`edgelat.ops.OpSpec.adapt_group` of its kind)."""
+    return get_op(op).adapt_group(config)
+
+
+def grouped_ms(prediction: Prediction) -> dict[str, float]:
+    """Predicted milliseconds per kernel group (see :func:`kernel_group`), and ``n_kernels``."""
+    groups: dict[str, float] = defaultdict(float)
+    for k in prediction.kernels:
+        groups[FALLBACK if k.fallback or k.op is None else kernel_group(k.op, k.config or {})] += k.predicted_ms
+        groups["n_kernels"] += 1.0
+    return dict(groups)
