@@ -29,8 +29,8 @@ from edgelat.datasets import zoo  # noqa: E402
 from edgelat.ops.network import network_kernels, relax_from_torch  # noqa: E402
 from edgelat.predictors.predict import DeviceLatencyModel, load_model, predict_kernels  # noqa: E402
 from edgelat.predictors.train import train_device  # noqa: E402
-from edgelat.predictors.validate import validate_device  # noqa: E402
 from edgelat.profiler.campaign import ProfileConfig, profile  # noqa: E402
+from edgelat.workflows.validate import validate_device  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
 
 OUT = Path(__file__).parent / "out"

@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from _workspace import DEFAULT, ensure_trained  # noqa: E402
 
 from edgelat.nas import get_space  # noqa: E402
-from edgelat.workflows import device_oracle, search_device  # noqa: E402
+from edgelat.workflows import SearchOptions, device_oracle, search_device  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
 
 OUT = Path(__file__).parent / "out"
@@ -48,7 +48,7 @@ def main() -> None:
     with open_workspace(args.workspace) as ws:
         ensure_trained(ws)
         for space_name, budget in [c for c in CASES if args.only in (None, c[0])]:
-            found = search_device(ws, "local", space_name, budget, population=args.population, generations=args.generations,
+            found = search_device(ws, "local", space_name, budget, SearchOptions(population=args.population, generations=args.generations),
                                   out_dir=OUT / "searches" / f"{space_name}-{budget:g}ms")  # fmt: skip
             r = found.as_dict()
             rows.append({"space": space_name, "budget_ms": budget, **{k: r[k] for k in ("arch", "predicted_ms", "measured_ms", "met_budget", "rounds", "refits", "seconds")},

@@ -21,7 +21,7 @@ os.environ.setdefault("TVM_NUM_THREADS", "1")
 
 from _workspace import DEFAULT, ensure_trained  # noqa: E402
 
-from edgelat.workflows import search_then_prune  # noqa: E402
+from edgelat.workflows import SearchOptions, search_then_prune  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
 
 OUT = Path(__file__).parent / "out"
@@ -46,7 +46,7 @@ def main() -> None:
                 continue
             start = time.time()
             routes = search_then_prune(
-                ws, "local", space, budget, looser=looser, population=args.population, generations=args.generations,
+                ws, "local", space, budget, looser=looser, search=SearchOptions(population=args.population, generations=args.generations),
                 out_dir=OUT / "routes" / f"{space}-{budget:g}ms-x{looser:g}",
             )  # fmt: skip
             rows.append({"space": space, "budget_ms": budget, "looser": looser, "minutes": (time.time() - start) / 60, **routes})

@@ -558,7 +558,7 @@ def validate_cmd(
     """Measure and predict a zoo of real networks; report accuracy against the FLOPs baseline."""
     from dataclasses import asdict
 
-    from edgelat.predictors.validate import validate_device
+    from edgelat.workflows.validate import validate_device
 
     def show(label: str, row: Any) -> None:
         if not json_out:
@@ -644,7 +644,7 @@ def prune_cmd(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Prune a network's channels until it meets a latency target on the device (NetAdapt-style, predictor-priced)."""
-    from edgelat.workflows import prune_device
+    from edgelat.workflows import PruneOptions, prune_device
 
     def show(step: Any) -> None:
         acc = f", accuracy {step.accuracy:.1f}%" if step.accuracy is not None else ""
@@ -654,8 +654,7 @@ def prune_cmd(
     with _ws(workspace) as ws:
         pruned = prune_device(
             ws, device, model, input_shape=_shape(input_shape) or (1, 3, 224, 224), target_ms=target_ms, speedup=speedup,
-            recipe=recipe, importance=importance, steps=steps, pretrain_steps=pretrain_steps, finetune_steps=finetune_steps,
-            out_dir=out_dir, on_step=show,
+            options=PruneOptions(recipe, importance, steps, pretrain_steps, finetune_steps), out_dir=out_dir, on_step=show,
         )  # fmt: skip
     result = pruned.as_dict()
     if json_out:
@@ -699,14 +698,12 @@ def search_cmd(
     """Find the best network of a space under a latency budget; verify it on the device."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from edgelat.workflows import search_device, search_then_prune
+    from edgelat.workflows import SearchOptions, search_device, search_then_prune
 
+    options = SearchOptions(proxy, recipe, population, generations, minutes * 60 if minutes else None, rounds, top_k, seed)
     if then_prune:
         with _ws(workspace) as ws:
-            routes = search_then_prune(
-                ws, device, space, latency_ms, looser=looser, proxy=proxy, recipe=recipe, population=population,
-                generations=generations, rounds=rounds, top_k=top_k, seed=seed, out_dir=out_dir,
-            )  # fmt: skip
+            routes = search_then_prune(ws, device, space, latency_ms, looser=looser, search=options, out_dir=out_dir)
         if json_out:
             _print_json(routes)
             return
@@ -739,10 +736,8 @@ def search_cmd(
             )
 
         found = search_device(
-            ws, device, space, latency_ms, proxy=proxy, recipe=recipe, population=population, generations=generations,
-            time_limit_s=minutes * 60 if minutes else None, rounds=rounds, top_k=top_k, seed=seed, out_dir=out_dir,
-            on_block=on_block, on_generation=on_generation, on_verified=on_verified,
-        )  # fmt: skip
+            ws, device, space, latency_ms, options, out_dir=out_dir, on_block=on_block, on_generation=on_generation, on_verified=on_verified
+        )
     result = found.as_dict()
     if json_out:
         _print_json(result)

@@ -175,7 +175,7 @@ def test_train_without_data(ws: Workspace) -> None:
 
 
 def test_validate_writes_table_plot_and_metrics(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgelat.predictors import validate
+    from edgelat.workflows import validate
 
     def tiny_zoo(zoo: str = "all", seed: int = 0) -> list:
         def mlp(width: int):  # noqa: ANN202

@@ -1,0 +1,233 @@
+"""Pruning on a device: the NetAdapt loop of :mod:`edgelat.nas.prune` priced by the device's predictor and
+measured on the device; the pruned network saved without pickles (:func:`load_pruned`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgelat.errors import UsageError
+from edgelat.predictors.predict import load_model
+from edgelat.workspace import Workspace
+
+__all__ = ["DevicePrune", "PruneOptions", "load_factory", "load_pruned", "prune_device"]
+
+
+def load_factory(spec: str) -> Any:
+    """A ``torch.nn.Module`` from ``path/to/module.py:function`` (called with no arguments) or a zoo model name."""
+    import importlib.util
+
+    from edgelat.datasets.zoo import create_model, list_models
+
+    if spec in list_models():
+        return create_model(spec, num_classes=10)
+    path, sep, name = spec.rpartition(":")
+    if not sep or not path.endswith(".py"):
+        if spec.endswith(".onnx"):
+            raise UsageError(
+                f"{spec}: pruning needs the torch module, not its ONNX graph (no ONNX-to-torch converter imports beside "
+                "this torch); pass path/to/module.py:function returning the nn.Module"
+            )
+        raise UsageError(f"{spec!r} is neither path/to/module.py:function nor a zoo model (see `edgelat zoo list`)")
+    file = Path(path)
+    if not file.exists():
+        raise UsageError(f"no such file: {file}")
+    module_spec = importlib.util.spec_from_file_location(f"edgelat_user_{file.stem}", file)
+    assert module_spec is not None and module_spec.loader is not None
+    user = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(user)
+    factory = getattr(user, name, None)
+    if not callable(factory):
+        raise UsageError(f"{file} has no function {name!r}")
+    model = factory()
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"{spec} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+@dataclass
+class DevicePrune:
+    result: Any
+    paths: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "onnx": self.paths["onnx"], "state": self.paths["state"], "structure": self.paths["structure"], "predicted_ms": r.predicted_ms, "measured_ms": r.measured_ms,
+            "baseline_ms": r.baseline_measured_ms, "baseline_predicted_ms": r.baseline_predicted_ms, "target_ms": r.target_ms,
+            "accuracy": r.accuracy, "baseline_accuracy": r.baseline_accuracy, "steps": len(r.steps), "seconds": r.seconds,
+            "out_dir": str(Path(self.paths["onnx"]).parent),
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PruneOptions:
+    """How a pruning run goes, whoever starts it (the CLI, search-then-prune, Python)."""
+
+    # Compile recipe whose measurements price and verify the cuts (default: the device's).
+    recipe: str | None = None
+    # Channel importance, a name of edgelat.nas.IMPORTANCES.
+    importance: str = "magnitude"
+    # Pruning steps, and training steps before the first and after each one (digits task).
+    steps: int = 8
+    pretrain_steps: int = 200
+    finetune_steps: int = 30
+
+
+def prune_device(
+    ws: Workspace,
+    device: str,
+    model: Any,
+    *,
+    input_shape: Sequence[int] = (1, 3, 224, 224),
+    target_ms: float | None = None,
+    speedup: float | None = None,
+    options: PruneOptions = PruneOptions(),
+    out_dir: str | Path | None = None,
+    on_step: Callable[[Any], None] | None = None,
+) -> DevicePrune:
+    """Prune ``model`` until it runs in ``target_ms`` (or ``speedup`` times faster) on ``device``, measured there.
+
+    Fine-tunes on :class:`edgelat.datasets.digits.DigitsTask` at the input resolution (after
+    ``pretrain_steps`` of training, for a model that arrives untrained). Writes the pruned
+    model (ONNX; a state dict and its structure as JSON, see :func:`load_pruned`), the steps (CSV, PNG) and a report.
+    """
+    import torch
+
+    from edgelat.datasets.digits import DigitsTask, train
+    from edgelat.nas.prune import prune_to_latency
+    from edgelat.ops.network import relax_from_torch
+    from edgelat.predictors.predict import NetworkPricer
+    from edgelat.predictors.train import default_recipe
+    from edgelat.profiler.e2e import measure_network
+
+    if (target_ms is None) == (speedup is None):
+        raise UsageError("give exactly one of --target-ms and --speedup")
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 4 or shape[2] != shape[3] or shape[1] != 3:
+        raise UsageError(f"pruning fine-tunes on square 3-channel images: --input-shape must be 1,3,H,H, got {shape}")
+    recipe = options.recipe or default_recipe(ws, device)
+    pricer = NetworkPricer(load_model(ws, device, recipe))
+    factory = _factory_reference(model)
+    model = load_factory(model) if isinstance(model, str) else model
+    task = DigitsTask(resolution=shape[2])
+    torch.manual_seed(0)
+    train(model, task, options.pretrain_steps)
+    example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+
+    def measure(module: Any) -> float:
+        mod = relax_from_torch(module, example)
+        return measure_network(ws, device, mod, name="prune", recipe=recipe, per_kernel=False).median_ms
+
+    baseline_ms = None
+    if speedup is not None:
+        if not speedup > 1:
+            raise UsageError(f"--speedup must be above 1, got {speedup}")
+        baseline_ms = measure(model)
+        target_ms = baseline_ms / speedup
+    assert target_ms is not None
+    result = prune_to_latency(
+        model, example, target_ms, pricer, task=task, measure=measure, importance=options.importance, steps=options.steps,
+        finetune_steps=options.finetune_steps, on_step=on_step, baseline_ms=baseline_ms,
+    )  # fmt: skip
+    out = Path(out_dir) if out_dir else ws.run_dir("pruned", device, f"{target_ms:.3g}ms")
+    return DevicePrune(result, _write_prune_outputs(result, example, out, factory))
+
+
+def _factory_reference(model: Any) -> str | None:
+    """How to build ``model`` again: a zoo name, or path/to/module.py:function made absolute; None for a module object."""
+    if not isinstance(model, str):
+        return None
+    path, sep, name = model.rpartition(":")
+    return f"{Path(path).resolve()}:{name}" if sep and path.endswith(".py") else model
+
+
+def load_pruned(folder: str | Path, factory: Callable[[], Any] | None = None) -> Any:
+    """The pruned torch module saved in ``folder`` by ``prune``: the unpruned model from its factory (the one recorded
+    in ``pruned.json``, or ``factory``), reshaped and loaded with the pruned weights."""
+    import json
+
+    import torch
+
+    from edgelat.nas.prune import rebuild_pruned
+
+    folder = Path(folder)
+    try:
+        saved = json.loads((folder / "pruned.json").read_text())
+        state = torch.load(folder / "pruned_state.pt", weights_only=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise UsageError(f"{folder} holds no pruned network saved by `edgelat prune` ({exc})") from None
+    if factory is None and saved.get("factory") is None:
+        raise UsageError(f"{folder}: the network was pruned from a module object; pass the factory that built it")
+    model = factory() if factory is not None else load_factory(saved["factory"])
+    return rebuild_pruned(model, saved["structure"], state).eval()
+
+
+def _write_prune_outputs(result: Any, example: Any, out: Path, factory: str | None) -> dict[str, str]:
+    import json
+
+    import pandas as pd
+    import torch
+
+    from edgelat.datasets.zoo import export_module_onnx
+    from edgelat.nas.prune import pruned_structure
+
+    out.mkdir(parents=True, exist_ok=True)
+    model = result.model.eval()
+    paths = {"onnx": str(export_module_onnx(model, tuple(example.shape), out / "pruned.onnx"))}
+    # Weights as a plain state dict (loads with weights_only=True) and the structure as JSON: no pickled module.
+    torch.save(model.state_dict(), out / "pruned_state.pt")
+    (out / "pruned.json").write_text(json.dumps({"factory": factory, "input_shape": list(example.shape), "structure": pruned_structure(model)}))
+    paths["state"] = str(out / "pruned_state.pt")
+    paths["structure"] = str(out / "pruned.json")
+    rows = [{"step": 0, "layer": "", "removed": 0, "predicted_ms": result.baseline_predicted_ms, "accuracy": result.baseline_accuracy,
+             "measured_ms": result.baseline_measured_ms}] + [s.__dict__ for s in result.steps]  # fmt: skip
+    pd.DataFrame(rows).to_csv(out / "steps.csv", index=False)
+    paths["steps"] = str(out / "steps.csv")
+    paths["plot"] = str(_plot_prune(rows, result.target_ms, out / "steps.png"))
+    summary = {k: v for k, v in result.__dict__.items() if k not in ("model", "steps")}
+    (out / "result.json").write_text(json.dumps(summary, indent=2))
+    lines = [
+        f"# Pruning to {result.target_ms:.3g} ms",
+        "",
+        "| step | layer | removed | predicted ms | measured ms | accuracy % |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        meas = f"{r['measured_ms']:.3f}" if r["measured_ms"] is not None else ""
+        acc = f"{r['accuracy']:.1f}" if r["accuracy"] is not None else ""
+        lines.append(f"| {r['step']} | {r['layer']} | {r['removed']} | {r['predicted_ms']:.3f} | {meas} | {acc} |")
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    paths["report"] = str(out / "report.md")
+    return paths
+
+
+def _plot_prune(rows: list[dict[str, Any]], target_ms: float, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = [r["step"] for r in rows]
+    ax.plot(steps, [r["predicted_ms"] for r in rows], "o-", label="predicted ms")
+    measured = [(r["step"], r["measured_ms"]) for r in rows if r["measured_ms"] is not None]
+    if measured:
+        ax.plot(*zip(*measured, strict=True), "x", c="tab:red", ms=9, label="measured ms")
+    ax.axhline(target_ms, ls="--", c="k", lw=1, label=f"target {target_ms:.3g} ms")
+    ax.set_xlabel("pruning step")
+    ax.set_ylabel("latency (ms)")
+    if any(r["accuracy"] is not None for r in rows):
+        ax2 = ax.twinx()
+        ax2.plot(steps, [r["accuracy"] for r in rows], "s-", c="tab:green", ms=3, label="accuracy %")
+        ax2.set_ylabel("accuracy (%)")
+        ax2.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
