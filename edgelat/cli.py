@@ -80,6 +80,11 @@ def _ws(path: Path | None) -> Workspace:
     return open_workspace(path)
 
 
+def _ms(value: float) -> str:
+    """Milliseconds with the precision they carry: 4 significant digits (0.009231, 1.234, 123.4; 12345 whole)."""
+    return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
+
+
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
@@ -482,7 +487,7 @@ def _predict_archs(ws: Workspace, device: str, space: Any, lines: list[str], rec
         return
     table = Table("#", "architecture", "predicted ms", title=f"{device} ({preds[0].recipe}): {len(preds)} architectures of {space.name}, summed block by block")
     for i, p in enumerate(preds):
-        table.add_row(str(i), p.arch, f"{p.total_ms:.3f}" + (" [yellow](fallback)[/yellow]" if p.fallback_ms > 0 else ""))
+        table.add_row(str(i), p.arch, _ms(p.total_ms) + (" [yellow](fallback)[/yellow]" if p.fallback_ms > 0 else ""))
     out.print(table)
 
 
@@ -500,11 +505,11 @@ def _print_kernels(pred: Any) -> None:
     for i, k in enumerate(pred.kernels):
         desc = get_op(k.op).describe(k.config) if k.op and k.config else k.name
         kind = k.op or "-"
-        table.add_row(str(i), f"{kind} [yellow](fallback)[/yellow]" if k.fallback else kind, desc, f"{k.predicted_ms:.4f}", f"{k.share * 100:.1f}%")
+        table.add_row(str(i), f"{kind} [yellow](fallback)[/yellow]" if k.fallback else kind, desc, _ms(k.predicted_ms), f"{k.share * 100:.1f}%")
     out.print(table)
     fallbacks = sum(k.fallback for k in pred.kernels)
     out.print(
-        f"predicted total: [bold]{pred.total_ms:.3f} ms[/bold]"
+        f"predicted total: [bold]{_ms(pred.total_ms)} ms[/bold]"
         + (f"; {fallbacks} kernel(s) priced by the fallback model, {pred.coverage * 100:.1f}% of the time by dedicated models" if fallbacks else "")
     )
 
@@ -533,13 +538,13 @@ def measure_cmd(
         _print_json({"device": result.device, "recipe": result.recipe, "median_ms": result.median_ms, "std_ms": result.std_ms, "min_ms": result.min_ms,
                      "max_ms": result.max_ms, "repeats": result.repeats, "threads": result.threads, "kernels": result.kernels})  # fmt: skip
         return
-    out.print(f"{result.name} on {result.device} ({result.recipe}, {result.threads} thread(s)): median [bold]{result.median_ms:.3f} ms[/bold] "
-              f"(std {result.std_ms:.3f}, min {result.min_ms:.3f}, max {result.max_ms:.3f}, {result.repeats} repeats); "
-              f"{len(result.kernels)} kernels called, summing to {sum(k[1] for k in result.kernels):.3f} ms in place")  # fmt: skip
+    out.print(f"{result.name} on {result.device} ({result.recipe}, {result.threads} thread(s)): median [bold]{_ms(result.median_ms)} ms[/bold] "
+              f"(std {_ms(result.std_ms)}, min {_ms(result.min_ms)}, max {_ms(result.max_ms)}, {result.repeats} repeats); "
+              f"{len(result.kernels)} kernels called, summing to {_ms(sum(k[1] for k in result.kernels))} ms in place")  # fmt: skip
     if kernels:
         table = Table("#", "kernel", "measured ms (in place, one run)", title="kernels the VM called")
         for i, (name, ms) in enumerate(result.kernels):
-            table.add_row(str(i), name, f"{ms:.4f}")
+            table.add_row(str(i), name, _ms(ms))
         out.print(table)
 
 
@@ -564,7 +569,7 @@ def validate_cmd(
         if not json_out:
             err.print(
                 f"{label}: "
-                + (f"predicted {row.predicted_ms:.2f} ms, measured {row.measured_ms:.2f} ms ({row.error_pct:+.1f}%)" if row else "failed")
+                + (f"predicted {_ms(row.predicted_ms)} ms, measured {_ms(row.measured_ms)} ms ({row.error_pct:+.1f}%)" if row else "failed")
             )
 
     with _ws(workspace) as ws:
@@ -648,8 +653,8 @@ def prune_cmd(
 
     def show(step: Any) -> None:
         acc = f", accuracy {step.accuracy:.1f}%" if step.accuracy is not None else ""
-        meas = f", measured {step.measured_ms:.2f} ms" if step.measured_ms is not None else ""
-        err.print(f"step {step.step}: {step.layer} -{step.removed} channels -> predicted {step.predicted_ms:.2f} ms{meas}{acc}")
+        meas = f", measured {_ms(step.measured_ms)} ms" if step.measured_ms is not None else ""
+        err.print(f"step {step.step}: {step.layer} -{step.removed} channels -> predicted {_ms(step.predicted_ms)} ms{meas}{acc}")
 
     with _ws(workspace) as ws:
         pruned = prune_device(
@@ -732,7 +737,7 @@ def search_cmd(
         def on_verified(v: Any) -> None:
             bar.reset(gens)
             err.print(
-                f"round {v.round}: {v.arch}: predicted {v.predicted_ms:.2f} ms, measured {v.measured_ms:.2f} ms ({100 * v.error:+.1f}%)"
+                f"round {v.round}: {v.arch}: predicted {_ms(v.predicted_ms)} ms, measured {_ms(v.measured_ms)} ms ({100 * v.error:+.1f}%)"
             )
 
         found = search_device(

@@ -149,6 +149,13 @@ def test_predict_cli_on_onnx(trained: Path, tmp_path: Path) -> None:
     data = json.loads(result.stdout)
     assert data["device"] == "local" and data["total_ms"] > 0 and [k["op"] for k in data["kernels"]] == ["dense", "dense"]
     assert CliRunner().invoke(app, ["predict", "local", str(tmp_path / "none.onnx"), "-w", str(trained)]).exit_code == 2
+    # The table (piped: no terminal) shows each figure with 4 significant digits, however small (a 9 us total is not "0.009").
+    import re
+
+    table = CliRunner().invoke(app, ["predict", "local", str(onnx_path), "-w", str(trained)]).stdout
+    total = re.search(r"predicted total: ([0-9.e-]+) ms", table)
+    assert total and float(total.group(1)) == pytest.approx(data["total_ms"], rel=1e-3), table
+    assert len(total.group(1).lstrip("0.").replace(".", "")) == 4, table
 
 
 def test_schema_mismatch_is_a_clear_error(trained: Path, tmp_path: Path) -> None:
