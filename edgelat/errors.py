@@ -17,22 +17,27 @@ Every error edgelat raises on purpose derives from :class:`EdgelatError`::
     ├── TransportError             could not connect, copy or run
     │   └── RemoteCommandError     a remote command failed: command, exit code, stderr tail
     ├── AgentError                 the device agent misbehaved
+    │   ├── AgentReplyError        the agent answered a request with an error (its type and message)
     │   ├── ProtocolMismatchError  host and agent speak different protocol versions
     │   ├── AgentCrashedError      the agent process died (stderr tail attached)
     │   └── AgentTimeoutError      no reply in time
     ├── BuildError                 TVM could not compile or export a kernel
+    ├── CampaignInterrupted        a campaign stopped early (all measured so far is stored; --resume)
     └── StoreError                 the workspace store is unusable
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "AgentCrashedError",
+    "AgentReplyError",
     "AgentError",
     "AgentTimeoutError",
     "BuildError",
+    "CampaignInterrupted",
     "ChangedHostKeyError",
     "DamagedFileError",
     "DuplicateDeviceError",
@@ -142,3 +147,21 @@ class BuildError(EdgelatError):
 
 class StoreError(EdgelatError):
     pass
+
+
+class AgentReplyError(AgentError):
+    """The agent answered a request with an error."""
+
+    def __init__(self, cmd: str, error: Mapping[str, Any]) -> None:
+        self.kind = str(error.get("type", "error"))
+        self.remote_message = str(error.get("message", ""))
+        self.traceback = error.get("traceback")
+        super().__init__(f"agent refused {cmd!r}: {self.kind}: {self.remote_message}")
+
+
+class CampaignInterrupted(EdgelatError):
+    """The campaign stopped early; everything measured so far is stored."""
+
+    def __init__(self, campaign_id: int, reason: str) -> None:
+        self.campaign_id = campaign_id
+        super().__init__(f"campaign {campaign_id} stopped: {reason}. Everything measured so far is stored; continue with --resume")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edgelat.errors import AgentCrashedError, ProtocolMismatchError
-from edgelat.profiler.agent_client import AGENT_PATH, AgentReplyError, AgentSession
+from edgelat.errors import AgentCrashedError, AgentReplyError, ProtocolMismatchError
+from edgelat.profiler.agent_client import AGENT_PATH, AgentSession
 from edgelat.profiler.transports import LocalTransport
 
 

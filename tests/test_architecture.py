@@ -90,3 +90,18 @@ def test_no_import_cycles() -> None:
         if name not in state:
             visit(name, [name])
     assert not cycles, cycles
+
+
+def test_every_exception_lives_in_errors_py() -> None:
+    """One exception tree (edgelat.errors), so callers and the CLI's handler find every error edgelat raises on purpose."""
+    import edgelat.errors
+
+    elsewhere = []
+    for path in ROOT.rglob("*.py"):
+        if path.name == "errors.py" or "device_agents" in path.parts:  # the agent ships alone, standard library only
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(getattr(b, "id", getattr(b, "attr", "")).endswith(("Error", "Exception")) for b in node.bases):
+                elsewhere.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert not elsewhere, elsewhere
+    assert all(issubclass(getattr(edgelat.errors, n), edgelat.errors.EdgelatError) for n in edgelat.errors.__all__)

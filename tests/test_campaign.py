@@ -11,11 +11,11 @@ from tvm import relax
 from tvm.script import tirx as T
 
 from edgelat.datasets.store import export_measurements, measurements_frame
-from edgelat.errors import UsageError
+from edgelat.errors import CampaignInterrupted, UsageError
 from edgelat.ops import OpSpec, config_id, register_op, unregister_op
 from edgelat.profiler import inventory
 from edgelat.profiler.builds import BuildRequest, BuiltKernel
-from edgelat.profiler.campaign import CampaignInterrupted, ProfileConfig, _batches, plan_configs, profile
+from edgelat.profiler.campaign import ProfileConfig, _batches, plan_configs, profile
 from edgelat.workspace import Workspace
 from tests.sshd import SSHServer
 

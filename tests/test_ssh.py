@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edgelat.errors import ChangedHostKeyError, RemoteCommandError, UnknownHostKeyError
+from edgelat.errors import AgentReplyError, ChangedHostKeyError, RemoteCommandError, UnknownHostKeyError
 from edgelat.profiler import inventory
-from edgelat.profiler.agent_client import AgentReplyError, AgentSession
+from edgelat.profiler.agent_client import AgentSession
 from edgelat.profiler.transports import SSHConfig, SSHTransport
 from edgelat.workspace import Workspace
 from tests.sshd import SSHServer

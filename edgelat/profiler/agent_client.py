@@ -13,6 +13,7 @@ from edgelat.device_agents import agent as agent_module
 from edgelat.errors import (
     AgentCrashedError,
     AgentError,
+    AgentReplyError,
     AgentTimeoutError,
     ProtocolMismatchError,
     TransportError,
@@ -25,16 +26,6 @@ AGENT_PATH = Path(agent_module.__file__)
 PROTOCOL_VERSION = agent_module.PROTOCOL_VERSION
 
 _SHA256 = "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())"
-
-
-class AgentReplyError(AgentError):
-    """The agent answered a request with an error."""
-
-    def __init__(self, cmd: str, error: Mapping[str, Any]) -> None:
-        self.kind = str(error.get("type", "error"))
-        self.remote_message = str(error.get("message", ""))
-        self.traceback = error.get("traceback")
-        super().__init__(f"agent refused {cmd!r}: {self.kind}: {self.remote_message}")
 
 
 class AgentSession:

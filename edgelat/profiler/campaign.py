@@ -22,9 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from edgelat.errors import AgentCrashedError, AgentTimeoutError, EdgelatError, TransportError, UsageError
+from edgelat.errors import (
+    AgentCrashedError,
+    AgentReplyError,
+    AgentTimeoutError,
+    CampaignInterrupted,
+    TransportError,
+    UsageError,
+)
 from edgelat.ops import config_id, get_op, list_ops
-from edgelat.profiler.agent_client import AgentReplyError, AgentSession
+from edgelat.profiler.agent_client import AgentSession
 from edgelat.profiler.builds import Builder, BuildRequest, BuiltKernel, build_kernel
 from edgelat.profiler.inventory import Device, agent_env, connect, get_device
 from edgelat.profiler.recipes import get_recipe
@@ -104,14 +111,6 @@ class CampaignResult:
     measured: int
     failed: int
     elapsed_s: float
-
-
-class CampaignInterrupted(EdgelatError):
-    """The campaign stopped early; everything measured so far is stored."""
-
-    def __init__(self, campaign_id: int, reason: str) -> None:
-        self.campaign_id = campaign_id
-        super().__init__(f"campaign {campaign_id} stopped: {reason}. Everything measured so far is stored; continue with --resume")
 
 
 def plan_configs(

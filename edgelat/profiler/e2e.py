@@ -17,10 +17,9 @@ from typing import Any
 
 import tvm
 
-from edgelat.errors import BuildError
+from edgelat.errors import AgentReplyError, BuildError
 from edgelat.ops import fuse, kernel_funcs
 from edgelat.ops.lowering import shape_of
-from edgelat.profiler.agent_client import AgentReplyError
 from edgelat.profiler.inventory import agent_session, get_device
 from edgelat.profiler.recipes import Recipe, first_line, get_recipe
 from edgelat.workspace import Workspace
