@@ -644,7 +644,7 @@ def prune_cmd(
     pretrain_steps: Annotated[int, typer.Option(help="Training steps on the digits task before pruning (0 for a trained model).")] = 200,
     finetune_steps: Annotated[int, typer.Option(help="Fine-tuning steps after each pruning step.")] = 30,
     recipe: RecipeOpt = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Where the pruned model (ONNX, torch) and report go.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Where the pruned model (ONNX; state dict and structure, see load_pruned) and report go.")] = None,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
