@@ -31,8 +31,18 @@ def summary(workspace: str | Path) -> list[str]:
         f"({100 * (predicted / measured - 1):+.1f}%)",
         "The demo profiled 40 configs of 4 kernel kinds, so expect its kernel models to be rough (kernels of other kinds "
         "were priced by the fallback model); `edgelat profile local` measures every kind (about 20 minutes on a 2-core machine).",
-        f"Keep using this workspace: `edgelat predict local NET.onnx --workspace {root}` or `export EDGELAT_HOME={root.resolve()}`.",
+        f"Keep using this workspace: `{_command()} predict local NET.onnx --workspace {root}` or `export EDGELAT_HOME={root.resolve()}`.",
     ]
+
+
+def _command() -> str:
+    """How to run edgelat from here: `edgelat` when it is on PATH, else the virtual environment's own script."""
+    import shutil
+
+    script = Path(sys.executable).with_name("edgelat")
+    if shutil.which("edgelat") or not script.exists():
+        return "edgelat"
+    return f"{script.parent.relative_to(Path.cwd()) if script.is_relative_to(Path.cwd()) else script.parent}/edgelat"
 
 
 def main() -> None:
