@@ -242,3 +242,25 @@ def test_measure_cli_times_the_whole_network(trained: Path, tmp_path: Path) -> N
     assert [name for name, _ in data["kernels"]] == ["fused_matmul_add_relu", "fused_matmul1_add1"]
     table = CliRunner().invoke(app, ["measure", "local", str(onnx_path), "--kernels", "-w", str(trained)])
     assert table.exit_code == 0 and "fused_matmul_add_relu" in table.stdout
+
+
+def test_the_demo_ends_with_predicted_vs_measured_and_what_next(trained: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from edgelat import demo
+
+    ws_dir = tmp_path / "demo"
+    shutil.copytree(trained, ws_dir)
+    torch.onnx.export(_mlp().eval(), (torch.randn(1, 64),), str(ws_dir / demo.NETWORK), dynamo=False)
+    with pytest.raises(UsageError, match="run `make demo`"):
+        demo.summary(ws_dir)  # nothing measured yet
+    with open_workspace(ws_dir) as ws:
+        predicted = predict_network(ws, "local", str(ws_dir / demo.NETWORK)).total_ms
+        ws.db.execute(
+            "INSERT INTO network_measurements (device, recipe, name, network_hash, threads, median_ms, data) VALUES ('local', 'default', ?, 'h', 1, ?, '{}')",
+            (demo.NETWORK, predicted / 1.25),
+        )
+    first, rough, keep = demo.summary(ws_dir)
+    assert f"predicted {predicted:.1f} ms" in first and "(+25.0%)" in first, first
+    assert "rough" in rough and "edgelat profile local" in rough
+    assert f"--workspace {ws_dir}" in keep and f"EDGELAT_HOME={ws_dir.resolve()}" in keep and "edgelat predict local" in keep
