@@ -14,7 +14,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
 
-# Installs edgelat and its pinned dependencies (Python 3.10-3.12): torch's CPU build first, from a
+# Installs edgelat and its pinned dependencies (Python 3.10 or newer, as setup.cfg says; tested with 3.11): torch's CPU build first, from a
 # local wheel if pip finds one (find-links), else from PyTorch's CPU index.
 install: $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(VENV)/bin/python)
 	$(PIP) install -q --no-index torch==2.13.0 2>/dev/null || $(PIP) install -q torch==2.13.0 --index-url $(TORCH_INDEX)
