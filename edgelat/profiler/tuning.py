@@ -21,6 +21,7 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
 from edgelat.errors import BuildError, DamagedFileError
+from edgelat.profiler.recipes import first_line
 
 __all__ = ["KernelTuner", "TuneOutcome"]
 
@@ -126,9 +127,8 @@ class KernelTuner:
         try:
             self.database = ms.database.JSONDatabase(work_dir=str(self.work_dir), module_equality=MODULE_EQUALITY)
         except Exception as exc:  # noqa: BLE001 - whatever a damaged file makes TVM raise, it is one reason
-            message = next((line.strip() for line in reversed(str(exc).splitlines()) if line.strip()), type(exc).__name__)
             raise DamagedFileError(
-                f"the tuning database in {self.work_dir} cannot be read ({message[:200]}); move the folder away to tune from scratch"
+                f"the tuning database in {self.work_dir} cannot be read ({first_line(exc)[:200]}); move the folder away to tune from scratch"
             ) from None
         self._artifacts = tempfile.TemporaryDirectory(prefix="edgelat-ms-")
         self.builder = SharedLibraryBuilder(self._artifacts.name, cross_compiler)
