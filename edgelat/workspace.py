@@ -149,6 +149,10 @@ class Workspace:
     def models_dir(self) -> Path:
         return self.root / "models"
 
+    def block_kernels_file(self, space: str, version: str) -> Path:
+        """The kernels of a search space's blocks (no device's, no model's: what any device's model prices)."""
+        return self.root / "blocks" / f"{space}-{version}.json"
+
     # Everything a workspace keeps of one device lives in a folder named after it under each of these,
     # so `device remove` can remove all of it (a new device of the same name starts clean).
     DEVICE_FOLDERS = ("models", "oracle", "tuning", "searches", "pruned", "validation", "exports")

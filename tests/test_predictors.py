@@ -232,6 +232,40 @@ def test_predict_search_space_archs(trained: Path, tmp_path: Path) -> None:
         assert CliRunner().invoke(app, ["predict", "local", *bad, "-w", w]).exit_code == 2, bad
 
 
+def test_a_kernel_kept_as_json_is_priced_as_the_kernel(trained: Path) -> None:
+    from edgelat.nas import get_space
+    from edgelat.ops.network import KernelRecord, network_kernels
+    from edgelat.predictors.model import predict_kernels
+    from edgelat.predictors.predict import load_network
+
+    space = get_space("nb201")
+    kernels = network_kernels(load_network(space.build(NB201), example=torch.randn(*space.input_shape(NB201))))
+    kept = [KernelRecord.from_dict(json.loads(json.dumps(k.record().as_dict()))) for k in kernels]
+    with open_workspace(trained) as ws:
+        model = load_model(ws, "local")
+    direct, again = predict_kernels(model, kernels), predict_kernels(model, kept)
+    assert any(k.fallback for k in direct.kernels) and any(not k.fallback for k in direct.kernels)
+    assert [(k.name, k.op, k.predicted_ms, k.fallback) for k in again.kernels] == [(k.name, k.op, k.predicted_ms, k.fallback) for k in direct.kernels]
+
+
+def test_block_kernels_are_found_once_and_priced_by_any_model(trained: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from edgelat.nas import get_space
+    from edgelat.workflows import oracle
+
+    space = get_space("nb201")
+    archs = [NB201, NB201.replace("avg_pool_3x3", "nor_conv_1x1")]
+    with open_workspace(trained) as ws:
+        first = oracle.predict_archs(ws, "local", space, archs)
+        assert list((trained / "blocks").glob("nb201-*.json"))
+        shutil.rmtree(ws.oracle_dir("local", first[0].recipe))  # block prices gone, as after `train`: kernels kept
+        monkeypatch.setattr(oracle, "network_kernels", lambda mod: pytest.fail("a block was imported again"))
+        again = oracle.predict_archs(ws, "local", space, archs)
+    assert [p.total_ms for p in again] == pytest.approx([p.total_ms for p in first], rel=1e-9)
+    assert all(p.total_ms > 0 for p in again)
+
+
 def test_measure_cli_times_the_whole_network(trained: Path, tmp_path: Path) -> None:
     onnx_path = tmp_path / "mlp.onnx"
     torch.onnx.export(_mlp().eval(), (torch.randn(1, 64),), str(onnx_path), dynamo=False)

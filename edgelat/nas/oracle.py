@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgelat.errors import UsageError
+from edgelat.files import write_text_atomic
 from edgelat.nas.spaces import SearchSpace
 
 __all__ = ["BlockOracle", "LatencyOracle", "TableOracle"]
@@ -29,6 +29,8 @@ __all__ = ["BlockOracle", "LatencyOracle", "TableOracle"]
 # (module, input shape) -> predicted milliseconds, or a breakdown of them by named group
 # (keys starting with "n_" are counts, not milliseconds)
 BlockMs = Callable[[Any, Any], "float | Mapping[str, float]"]
+# Many block keys at once -> the price of each (for a pricer with caches of its own, or that batches)
+BlocksMs = Callable[[Sequence[str]], Mapping[str, "float | Mapping[str, float]"]]
 
 
 class LatencyOracle(Protocol):
@@ -65,6 +67,8 @@ class BlockOracle:
         block_ms: prices one block (its module and input shape) in milliseconds, or as a
             breakdown ``{group: ms}`` whose groups :meth:`features` sums separately (keys
             starting with ``n_`` are counts and not part of the latency).
+        blocks_ms: instead of ``block_ms``, prices many block keys at once (it builds the
+            blocks itself, or finds them in caches of its own).
         cache_file: JSON file the block prices are kept in across runs (written atomically);
             it must be specific to whatever ``block_ms`` predicts with.
         on_block: called with (blocks priced, blocks to price) while pricing new blocks.
@@ -73,12 +77,17 @@ class BlockOracle:
     def __init__(
         self,
         space: SearchSpace,
-        block_ms: BlockMs,
+        block_ms: BlockMs | None = None,
         cache_file: str | Path | None = None,
         on_block: Callable[[int, int], None] | None = None,
+        *,
+        blocks_ms: BlocksMs | None = None,
     ) -> None:
+        if (block_ms is None) == (blocks_ms is None):
+            raise ValueError("give one of block_ms and blocks_ms")
         self.space = space
         self.block_ms = block_ms
+        self.blocks_ms = blocks_ms
         self.cache_file = Path(cache_file) if cache_file is not None else None
         self.on_block = on_block
         self.blocks: dict[str, dict[str, float]] = {}
@@ -89,10 +98,16 @@ class BlockOracle:
     def price_blocks(self, keys: Sequence[str]) -> None:
         """Price every key not yet cached (sorted, so runs are reproducible), then save the cache."""
         todo = sorted(set(keys) - self.blocks.keys())
+        if self.blocks_ms is not None:
+            if todo:
+                self.blocks.update((key, _price(price)) for key, price in self.blocks_ms(todo).items())
+                if self.cache_file is not None:
+                    self._save()
+            return
+        assert self.block_ms is not None
         for i, key in enumerate(todo):
             module, shape = self.space.build_block(key)
-            price = self.block_ms(module, shape)
-            self.blocks[key] = {"ms": float(price)} if isinstance(price, (int, float)) else {g: float(v) for g, v in price.items()}
+            self.blocks[key] = _price(self.block_ms(module, shape))
             if self.on_block is not None:
                 self.on_block(i + 1, len(todo))
             if self.cache_file is not None and (i + 1) % 50 == 0:
@@ -102,10 +117,7 @@ class BlockOracle:
 
     def _save(self) -> None:
         assert self.cache_file is not None
-        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.blocks, indent=0, sort_keys=True))
-        os.replace(tmp, self.cache_file)
+        write_text_atomic(self.cache_file, json.dumps(self.blocks, indent=0, sort_keys=True))
 
     def predict(self, archs: Sequence[str]) -> np.ndarray:
         new = [a for a in dict.fromkeys(archs) if a not in self._archs]
@@ -137,6 +149,10 @@ class BlockOracle:
             vectors[block] = v
         per_arch = {a: np.sum([vectors[k] for k in ks], axis=0) for a, ks in keys.items()}
         return np.array([per_arch[a] for a in archs]).reshape(len(archs), len(groups))
+
+
+def _price(price: float | Mapping[str, float]) -> dict[str, float]:
+    return {"ms": float(price)} if isinstance(price, (int, float)) else {g: float(v) for g, v in price.items()}
 
 
 def _total(price: Mapping[str, float]) -> float:

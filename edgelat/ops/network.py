@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from edgelat.ops.onnx_import import ShapeArg, bind_input_shapes, graph_inputs, i
 from edgelat.ops.registry import get_op, list_ops
 from edgelat.ops.torch_import import bind_params, fold_batch_norms, relax_from_torch
 
-__all__ = ["Kernel", "fold_batch_norms", "network_kernels", "relax_from_onnx", "relax_from_torch"]
+__all__ = ["Kernel", "KernelRecord", "fold_batch_norms", "import_version", "network_kernels", "relax_from_onnx", "relax_from_torch"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,65 @@ class Kernel:
     group: FusedGroup
     op: str | None
     config: dict[str, Any] | None
+
+    @property
+    def name(self) -> str:
+        return self.group.name
+
+    @property
+    def label(self) -> str:
+        """Its kind, or the ops it fuses where no kind claims it."""
+        return self.op or "+".join(dict.fromkeys(self.group.ops))
+
+    def generic_features(self) -> dict[str, float]:
+        """What the fallback model prices it by (:func:`edgelat.ops.generic.group_features`)."""
+        from edgelat.ops.generic import group_features
+
+        return group_features(self.group)
+
+    def record(self) -> KernelRecord:
+        """Everything a prediction needs of this kernel, without TVM objects (it can be kept as JSON)."""
+        return KernelRecord(self.name, self.label, self.op, self.config, self.generic_features())
+
+
+@dataclass(frozen=True)
+class KernelRecord:
+    """A :class:`Kernel` as plain data: what pricing needs, kept in caches as JSON (:meth:`as_dict`)."""
+
+    name: str
+    label: str
+    op: str | None
+    config: dict[str, Any] | None
+    generic: dict[str, float]
+
+    def generic_features(self) -> dict[str, float]:
+        return self.generic
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "label": self.label, "op": self.op, "config": self.config, "generic": self.generic}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> KernelRecord:
+        config = data["config"]
+        # JSON has no tuples; configs hold them (and are hashed as memo keys)
+        config = {k: _tuples(v) for k, v in config.items()} if config is not None else None
+        return cls(data["name"], data["label"], data["op"], config, {k: float(v) for k, v in data["generic"].items()})
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+@functools.cache
+def import_version() -> str:
+    """A digest that changes whenever what a network's import, fusion and matching give could: the TVM and
+    torch versions and the source of :mod:`edgelat.ops`. Caches of kernels are keyed by it."""
+    import torch
+
+    digest = hashlib.sha256(f"{tvm.__version__}|{torch.__version__}".encode())
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode() + source.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def relax_from_onnx(path: str | Path, shapes: ShapeArg = None) -> tvm.IRModule:

@@ -18,8 +18,7 @@ import numpy as np
 
 from edgelat.errors import ModelFileError, UsageError
 from edgelat.ops import get_op
-from edgelat.ops.lowering import FusedGroup
-from edgelat.ops.network import Kernel
+from edgelat.ops.network import Kernel, KernelRecord
 from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
 from edgelat.predictors.estimators import MODEL_FORMAT, load_estimator
 from edgelat.predictors.train import FALLBACK, default_recipe
@@ -28,6 +27,9 @@ from edgelat.workspace import Workspace
 __all__ = ["DeviceLatencyModel", "KernelPrediction", "Prediction", "grouped_ms", "kernel_group", "predict_kernels"]
 
 log = logging.getLogger(__name__)
+
+# A kernel as a network's import gives it, or as a cache keeps it: both price the same way.
+PricedKernel = Kernel | KernelRecord
 
 
 class DeviceLatencyModel:
@@ -103,13 +105,11 @@ class DeviceLatencyModel:
             memo.update(zip(configs, ms.tolist(), strict=True))
         return np.fromiter(map(memo.__getitem__, keys), dtype=float, count=len(keys))
 
-    def predict_fallback(self, groups: Sequence[FusedGroup]) -> np.ndarray:
+    def predict_fallback(self, kernels: Sequence[PricedKernel]) -> np.ndarray:
         """Milliseconds of kernels no kind's model covers, by the fallback model (NaN without one)."""
-        if self.fallback is None or not groups:
-            return np.full(len(groups), np.nan)
-        from edgelat.ops.generic import group_features
-
-        rows = [group_features(g) for g in groups]
+        if self.fallback is None or not kernels:
+            return np.full(len(kernels), np.nan)
+        rows = [k.generic_features() for k in kernels]
         names = list(self.fallback.feature_names_in_)
         return np.asarray(self.fallback.predict_array(np.array([[r[n] for n in names] for r in rows], dtype=float)), dtype=float)
 
@@ -144,7 +144,7 @@ class Prediction:
         }
 
 
-def predict_kernels(model: DeviceLatencyModel, kernels: Sequence[Kernel], *, strict: bool = False) -> Prediction:
+def predict_kernels(model: DeviceLatencyModel, kernels: Sequence[PricedKernel], *, strict: bool = False) -> Prediction:
     """Each kernel priced by its kind's model, or by the fallback model where there is none.
 
     With ``strict``, a kernel without a dedicated model is refused instead, with the kinds to
@@ -157,8 +157,8 @@ def predict_kernels(model: DeviceLatencyModel, kernels: Sequence[Kernel], *, str
         raise UsageError(_no_predictor_message(model, [kernels[i] for i in missing]) + "; without --strict the fallback model prices them")
     if missing:
         log.info("%d of %d kernels priced by the fallback model: %s", len(missing), len(kernels),
-                 ", ".join(sorted({kernels[i].op or "+".join(dict.fromkeys(kernels[i].group.ops)) for i in missing})))  # fmt: skip
-        priced = model.predict_fallback([kernels[i].group for i in missing])
+                 ", ".join(sorted({kernels[i].label for i in missing})))  # fmt: skip
+        priced = model.predict_fallback([kernels[i] for i in missing])
         if np.isnan(priced).any():
             raise UsageError(
                 _no_predictor_message(model, [kernels[i] for i in missing])
@@ -169,16 +169,16 @@ def predict_kernels(model: DeviceLatencyModel, kernels: Sequence[Kernel], *, str
     dedicated = np.ones(len(ms), dtype=bool)
     dedicated[missing] = False
     out = [
-        KernelPrediction(k.group.name, k.op, k.config, float(v), float(v) / total if total > 0 else 0.0, not d)
+        KernelPrediction(k.name, k.op, k.config, float(v), float(v) / total if total > 0 else 0.0, not d)
         for k, v, d in zip(kernels, ms, dedicated, strict=True)
     ]
     coverage = float(np.sum(ms[dedicated]) / total) if total > 0 else 1.0
     return Prediction(model.device, model.recipe, total, out, coverage)
 
 
-def _no_predictor_message(model: DeviceLatencyModel, kernels: Sequence[Kernel]) -> str:
+def _no_predictor_message(model: DeviceLatencyModel, kernels: Sequence[PricedKernel]) -> str:
     kinds = sorted({k.op for k in kernels if k.op})
-    odd = [k.group.name for k in kernels if not k.op]
+    odd = [k.name for k in kernels if not k.op]
     parts = []
     if kinds:
         parts.append(f"profile them with `edgelat profile {model.device} --ops {','.join(kinds)}`")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,7 +25,6 @@ __all__ = [
     "kernel_group",
     "load_model",
     "load_network",
-    "module_latency",
     "predict_kernels",
     "predict_network",
 ]
@@ -83,23 +82,6 @@ def predict_network(
     """Predicted latency of ``network`` (ONNX path, torch module or Relax module) on ``device``."""
     model = load_model(ws, device, recipe)
     return predict_kernels(model, network_kernels(load_network(network, input_shape)), strict=strict)
-
-
-def module_latency(model: DeviceLatencyModel) -> Callable[[Any, Any], dict[str, float]]:
-    """A function pricing a torch module at an input shape (or a list of shapes, one per input) with ``model``.
-
-    It returns the milliseconds per kernel group and the kernel count (:func:`grouped_ms`):
-    what block oracles cache for a search space's blocks.
-    """
-    import torch
-
-    def block_ms(module: Any, input_shape: tuple[int, ...] | list[tuple[int, ...]]) -> dict[str, float]:
-        gen = torch.Generator().manual_seed(0)
-        shapes = input_shape if isinstance(input_shape, list) else [input_shape]
-        example = tuple(torch.randn(*s, generator=gen) for s in shapes)
-        return grouped_ms(predict_kernels(model, network_kernels(load_network(module, example=example))))
-
-    return block_ms
 
 
 def covered_ops(model: DeviceLatencyModel) -> list[str]:

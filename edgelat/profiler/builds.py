@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgelat.errors import BuildError
+from edgelat.files import write_text_atomic
 
 __all__ = ["BuildRequest", "BuiltKernel", "Builder", "build_kernel", "cache_key", "elf_machine", "gpu_device_code"]
 
@@ -110,9 +111,7 @@ def build_kernel(req: BuildRequest, cache_dir: str, tuner: Any = None) -> BuiltK
             error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)[-1500:]}",
         )
     built = BuiltKernel(key=key, lib=str(lib), kernels=kernels, build_s=time.perf_counter() - start, tune_s=sum(tuned))
-    tmp = meta.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(asdict(built)))
-    os.replace(tmp, meta)
+    write_text_atomic(meta, json.dumps(asdict(built)))
     return built
 
 

@@ -5,19 +5,68 @@ device, refitting the models on the kernels of architectures they mispredicted, 
 from __future__ import annotations
 
 import hashlib
+import inspect
+import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edgelat.errors import UsageError
+from edgelat.files import write_text_atomic
 from edgelat.nas.oracle import BlockOracle
 from edgelat.nas.spaces import SearchSpace
+from edgelat.ops.network import KernelRecord, import_version, network_kernels
 from edgelat.ops.registry import ADAPT_GROUPS_VERSION
-from edgelat.predictors.predict import DeviceLatencyModel, load_model, module_latency
+from edgelat.predictors.model import grouped_ms, predict_kernels
+from edgelat.predictors.predict import DeviceLatencyModel, load_model, load_network
 from edgelat.predictors.train import train_device
 from edgelat.workspace import Workspace
 
-__all__ = ["ArchPrediction", "arch_kernels", "device_oracle", "measure_arch", "predict_archs", "refit_on_archs"]
+__all__ = ["ArchPrediction", "arch_kernels", "block_kernels", "device_oracle", "measure_arch", "predict_archs", "refit_on_archs"]
+
+log = logging.getLogger(__name__)
+
+
+def _blocks_version(space: SearchSpace) -> str:
+    """Changes when a block's kernels could: the import pipeline (:func:`import_version`) or the space's code."""
+    source = Path(inspect.getfile(type(space))).read_bytes()
+    return hashlib.sha256(import_version().encode() + source).hexdigest()[:12]
+
+
+def block_kernels(
+    ws: Workspace, space: SearchSpace, keys: Sequence[str], on_block: Callable[[int, int], None] | None = None
+) -> dict[str, list[KernelRecord]]:
+    """The kernels each block of ``space`` runs, imported, fused and matched once per workspace and kept.
+
+    They belong to no device and no model (any device's model prices them), so a retrained model, an
+    adapted device or another device reuses them; only the models' arithmetic is left to do.
+    """
+    path = ws.block_kernels_file(space.name, _blocks_version(space))
+    kept: dict[str, list[dict[str, Any]]] = {}
+    if path.exists():
+        try:
+            kept = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            log.warning("block kernels in %s unreadable (%s): found again", path, exc)
+    todo = sorted(set(keys) - kept.keys())
+    for i, key in enumerate(todo):
+        module, shape = space.build_block(key)
+        kept[key] = [k.record().as_dict() for k in network_kernels(load_network(module, example=_block_example(shape)))]
+        if on_block is not None:
+            on_block(i + 1, len(todo))
+        if (i + 1) % 50 == 0 or i + 1 == len(todo):
+            write_text_atomic(path, json.dumps(kept))
+    return {key: [KernelRecord.from_dict(d) for d in kept[key]] for key in keys}
+
+
+def _block_example(shape: Any) -> Any:
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    example = tuple(torch.randn(*s, generator=gen) for s in (shape if isinstance(shape, list) else [shape]))
+    return example[0] if len(example) == 1 else example
 
 
 def device_oracle(
@@ -28,11 +77,19 @@ def device_oracle(
     on_block: Callable[[int, int], None] | None = None,
     model: DeviceLatencyModel | None = None,
 ) -> BlockOracle:
-    """A block oracle pricing ``space`` with ``device``'s trained kernel predictors (``model``, if already loaded)."""
+    """A block oracle pricing ``space`` with ``device``'s trained kernel predictors (``model``, if already loaded).
+
+    Block prices are cached per trained model; the kernels they are priced from, for any model
+    (:func:`block_kernels`).
+    """
     model = model or load_model(ws, device, recipe)
     tag = hashlib.sha256((ws.model_dir(device, model.recipe) / "meta.json").read_bytes()).hexdigest()[:12]
-    cache = ws.oracle_dir(device, model.recipe) / f"{space.name}-{tag}-groups{ADAPT_GROUPS_VERSION}.json"
-    return BlockOracle(space, module_latency(model), cache, on_block)
+    cache = ws.oracle_dir(device, model.recipe) / f"{space.name}-{tag}-{_blocks_version(space)}-groups{ADAPT_GROUPS_VERSION}.json"
+
+    def blocks_ms(keys: Sequence[str]) -> dict[str, dict[str, float]]:
+        return {key: grouped_ms(predict_kernels(model, kernels)) for key, kernels in block_kernels(ws, space, keys, on_block).items()}
+
+    return BlockOracle(space, cache_file=cache, blocks_ms=blocks_ms)
 
 
 @dataclass
