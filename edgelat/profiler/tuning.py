@@ -9,21 +9,28 @@ in the workspace, so a kernel is tuned once and whole-network builds can reuse i
 
 from __future__ import annotations
 
+import inspect
+import math
+import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import tvm
+import tvm_ffi
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
 from edgelat.errors import BuildError, DamagedFileError
 from edgelat.profiler.recipes import first_line
+from edgelat.registry import Registry
 
-__all__ = ["KernelTuner", "TuneOutcome"]
+__all__ = ["SEARCH_SETTINGS", "KernelTuner", "TuneOutcome", "snap_tiles"]
 
 # measure(artifact_path, args) -> seconds per call of each repeat
 MeasureFn = Callable[[str, list[list[Any]]], list[float]]
@@ -49,8 +56,16 @@ class AgentRunner(ms.runner.PyRunner):
     def __init__(self, measure: MeasureFn) -> None:
         super().__init__()
         self._measure = measure
+        self.seconds = 0.0  # spent timing candidates (shipping them to the device included)
 
     def run(self, runner_inputs: list[ms.runner.RunnerInput]) -> list[ms.runner.RunnerFuture]:
+        start = time.perf_counter()
+        try:
+            return self._run(runner_inputs)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _run(self, runner_inputs: list[ms.runner.RunnerInput]) -> list[ms.runner.RunnerFuture]:
         futures = []
         for inp in runner_inputs:
             args = [[[int(d) for d in a.shape], str(a.dtype)] for a in inp.args_info]
@@ -69,9 +84,16 @@ class SharedLibraryBuilder(ms.builder.PyBuilder):
         super().__init__()
         self._out_dir = out_dir
         self._cc = cross_compiler
+        self.seconds = 0.0  # spent compiling candidates
 
     def build(self, build_inputs: list[ms.builder.BuilderInput]) -> list[ms.builder.BuilderResult]:
-        import tvm.s_tir.tensor_intrin  # noqa: F401 - registers the intrinsics schedules may use
+        start = time.perf_counter()
+        try:
+            return self._build(build_inputs)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _build(self, build_inputs: list[ms.builder.BuilderInput]) -> list[ms.builder.BuilderResult]:
         from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
         from tvm.support import cc
 
@@ -96,9 +118,74 @@ class TuneOutcome:
     trials: int
     # False when the database already held a record for this workload.
     searched: bool
+    # Of tune_s: compiling candidates, and timing them on the device; the rest is the search itself
+    # (generating and mutating schedules, the cost model).
+    build_s: float = 0.0
+    measure_s: float = 0.0
+    # Schedules of other kernels tried on this one (see KernelTuner.transfer), and whether one of them
+    # was kept without searching.
+    transferred: int = 0
+    kept_transfer: bool = False
+
+    @property
+    def search_s(self) -> float:
+        return max(0.0, self.tune_s - self.build_s - self.measure_s)
 
 
 MODULE_EQUALITY = "anchor-block"
+
+# How MetaSchedule searches, by name: each makes a fresh search strategy (they keep state) for a budget of
+# trials. A new setting is one entry here.
+SEARCH_SETTINGS: Registry[Callable[[int], Any]] = Registry("search setting")
+# MetaSchedule's defaults: an evolutionary search over a population of 512 schedules, 4 genetic rounds
+# per batch of candidates, whatever the budget.
+SEARCH_SETTINGS.register("stock", lambda trials: ms.search_strategy.EvolutionarySearch())
+# Sized to the budget: a population a few times the trials, fewer genetic rounds; the cost model and
+# the measured candidates still steer it.
+SEARCH_SETTINGS.register(
+    "small",
+    lambda trials: ms.search_strategy.EvolutionarySearch(
+        population_size=max(32, 4 * trials), init_min_unmeasured=max(8, trials), genetic_num_iters=2
+    ),
+)
+# No cost model, no evolution: the design space's traces replayed with fresh random decisions.
+SEARCH_SETTINGS.register("replay", lambda trials: ms.search_strategy.ReplayTrace())
+
+
+def import_tensor_intrinsics() -> None:
+    """Import ``tvm.s_tir.tensor_intrin`` (MetaSchedule needs it; it registers the intrinsics schedules may
+    use), quickly.
+
+    It parses a few hundred TVMScript functions, and TVMScript's parser calls ``inspect.stack()`` for each,
+    which reads the source of every frame and, for frames without a file (importlib's), scans all of
+    ``sys.modules``: about 40 s on this machine, paid by every process that tunes. The parser reads the
+    source context of the decorator's caller only (two frames up), so during the import ``inspect.stack``
+    gives it that and the bare frames beyond.
+    """
+    if "tvm.s_tir.tensor_intrin" in sys.modules:
+        return
+    original = inspect.stack
+
+    def stack(context: int = 1) -> list[inspect.FrameInfo]:
+        frames: list[inspect.FrameInfo] = []
+        frame: FrameType | None = sys._getframe(1)
+        while frame is not None:
+            if len(frames) < 4:
+                info = inspect.getframeinfo(frame, context)
+                extra = {"positions": getattr(info, "positions", None)} if sys.version_info >= (3, 11) else {}
+                frames.append(inspect.FrameInfo(frame, info.filename, info.lineno, info.function, info.code_context, info.index, **extra))
+            else:
+                extra = {"positions": None} if sys.version_info >= (3, 11) else {}
+                code = frame.f_code
+                frames.append(inspect.FrameInfo(frame, code.co_filename, frame.f_lineno, code.co_name, None, None, **extra))
+            frame = frame.f_back
+        return frames
+
+    inspect.stack = stack
+    try:
+        import tvm.s_tir.tensor_intrin  # noqa: F401
+    finally:
+        inspect.stack = original
 
 
 def _own_log_handlers_only() -> None:
@@ -112,10 +199,62 @@ def _own_log_handlers_only() -> None:
             logger.removeHandler(handler)
 
 
+def snap_tiles(factors: list[int], extent: int) -> list[int]:
+    """Tile factors for a loop of ``extent`` close to ``factors`` (made for another extent): each inner
+    factor becomes the divisor of what is left nearest to it (by ratio), the outermost takes the rest.
+    Their product is ``extent``."""
+    out = [1] * len(factors)
+    left = extent
+    for i in range(len(factors) - 1, 0, -1):
+        want = max(1, factors[i])
+        divisors = [d for d in range(1, left + 1) if left % d == 0]
+        d = min(divisors, key=lambda d: (abs(math.log(d / want)), -d))
+        out[i] = d
+        left //= d
+    out[0] = left
+    return out
+
+
+def _snapper(sch: Any) -> Callable[[Any, list[Any], list[Any], Any], Any]:
+    """A decision provider for ``Trace.apply_to_schedule`` that refits tile sizes to ``sch``'s loops."""
+
+    def provide(inst: Any, inputs: list[Any], attrs: list[Any], decision: Any) -> Any:
+        if inst.kind.name == "SamplePerfectTile" and decision is not None:
+            return snap_tiles([int(d) for d in decision], int(sch.get(inputs[0]).extent))
+        return decision
+
+    return provide
+
+
+def _flops(mod: tvm.IRModule) -> float:
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    try:
+        return float(estimate_tir_flops(mod))
+    except Exception:  # noqa: BLE001 - an op the estimator cannot walk: no throughput to compare
+        return 0.0
+
+
 class KernelTuner:
     """Tunes PrimFuncs for one device and target, keeping every record in one database."""
 
-    def __init__(self, work_dir: Path, target: dict[str, Any], threads: int, cross_compiler: str | None, measure: MeasureFn) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        target: dict[str, Any],
+        threads: int,
+        cross_compiler: str | None,
+        measure: MeasureFn,
+        search: str = "small",
+        transfers: int = 4,
+        keep_ratio: float = 0.8,
+    ) -> None:
+        self.search = SEARCH_SETTINGS.get(search)
+        import_tensor_intrinsics()
+        # How many tuned kernels' schedules a new kernel tries first, and how close (throughput relative
+        # to the median of those kernels') the best of them must come to be kept without a search.
+        self.transfers = transfers
+        self.keep_ratio = keep_ratio
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.target = tvm.target.Target({**target, "num-cores": threads})
@@ -137,10 +276,15 @@ class KernelTuner:
     def tune(self, func: Any, trials: int) -> TuneOutcome:
         """The best schedule of ``func`` (searching ``trials`` candidates unless already tuned)."""
         mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
-        start = time.perf_counter()
+        start, built, measured = time.perf_counter(), self.builder.seconds, self.runner.seconds
         schedule = self._lookup(mod)
-        searched = schedule is None
-        if searched:
+        searched, transferred, kept = False, 0, False
+        if schedule is None and self.transfers:
+            transferred, kept = self.transfer(mod)
+            if kept:
+                schedule = self._lookup(mod)
+        if schedule is None:
+            searched = True
             _own_log_handlers_only()
             with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="logs-") as logs:
                 ms.tune_tir(
@@ -154,11 +298,87 @@ class KernelTuner:
                     database=self.database,
                     num_tuning_cores=1,
                     module_equality=MODULE_EQUALITY,
+                    strategy=self.search(trials),
                 )
             schedule = self._lookup(mod)
         if schedule is None:
             raise BuildError(f"MetaSchedule found no valid candidate in {trials} trials (see the logs with -v)")
-        return TuneOutcome(schedule.mod["main"], time.perf_counter() - start, trials if searched else 0, searched)
+        return TuneOutcome(
+            schedule.mod["main"],
+            time.perf_counter() - start,
+            trials if searched else 0,
+            searched,
+            self.builder.seconds - built,
+            self.runner.seconds - measured,
+            transferred,
+            kept,
+        )
+
+    def transfer(self, mod: tvm.IRModule) -> tuple[int, bool]:
+        """Try the best schedules of kernels already tuned, of the same ops but other shapes, on ``mod``.
+
+        Each tuned workload's best trace is replayed on ``mod`` with its tile sizes snapped to divisors of
+        the new loop extents (:func:`snap_tiles`); traces that do not apply (other ops, other epilogue)
+        are skipped. The ``transfers`` sources nearest in FLOPs are built and timed on the device and
+        kept as records. Returns how many were timed, and whether the best reached ``keep_ratio`` of the
+        sources' median throughput (then no search is needed).
+        """
+        from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+        flops = _flops(mod)
+        candidates = []
+        for record, seconds in self._best_records():
+            sch = tvm.s_tir.Schedule(mod)
+            try:
+                record.trace.apply_to_schedule(sch, remove_postproc=False, decision_provider=_snapper(sch))
+            except Exception:  # noqa: BLE001 - another op's schedule does not apply: not a source
+                continue
+            src_flops = _flops(record.workload.mod)
+            distance = abs(math.log(max(src_flops, 1.0) / max(flops, 1.0)))
+            candidates.append((distance, src_flops / seconds if seconds > 0 else 0.0, sch))
+        candidates.sort(key=lambda c: c[0])
+        picked = candidates[: self.transfers]
+        if not picked:
+            return 0, False
+        args = ArgInfo.from_prim_func(mod["main"])
+        workload = self.database.commit_workload(mod)
+        best = math.inf
+        for _, _, sch in picked:
+            (built,) = self.builder.build([ms.builder.BuilderInput(sch.mod, self.target)])
+            if built.error_msg or not built.artifact_path:
+                continue
+            try:
+                (future,) = self.runner.run([ms.runner.RunnerInput(built.artifact_path, "cpu", args)])
+                result = future.result()
+            finally:
+                shutil.rmtree(Path(built.artifact_path).parent, ignore_errors=True)
+            if result.error_msg or not result.run_secs:
+                continue
+            secs = [float(t) for t in result.run_secs]
+            self.database.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, secs, self.target, args))
+            best = min(best, sum(secs) / len(secs))
+        neighbours = sorted(c[1] for c in picked)[len(picked) // 2]
+        kept = math.isfinite(best) and flops > 0 and flops / best >= self.keep_ratio * neighbours
+        return len(picked), kept
+
+    def _best_records(self) -> list[tuple[Any, float]]:
+        """The best record of every workload in the database, with its mean seconds."""
+        best: dict[int, tuple[Any, float]] = {}
+        for record in self.database.get_all_tuning_records():
+            if not record.run_secs:
+                continue
+            seconds = sum(float(t) for t in record.run_secs) / len(record.run_secs)
+            key = int(tvm_ffi.structural_hash(record.workload.mod))
+            if key not in best or seconds < best[key][1]:
+                best[key] = (record, seconds)
+        return list(best.values())
+
+    def best_seconds(self, func: Any) -> float:
+        """The mean time of the best record for ``func``'s anchor (NaN without one)."""
+        mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+        record = self.database.query_tuning_record(mod, self.target, "main")
+        runs = [float(t) for t in record.run_secs] if record is not None and record.run_secs else []
+        return sum(runs) / len(runs) if runs else float("nan")
 
     def _lookup(self, mod: tvm.IRModule) -> Any:
         """The schedule of ``mod`` from the best record with the same anchor block, or None."""

@@ -1,0 +1,110 @@
+"""Where the `tuned` recipe's time goes, per kernel: the search itself, building candidates, timing them.
+
+Kernels of a real network (the zoo's mobilenetv2_100 at 160, its distinct anchors: 1x1 and 3x3 convs,
+depthwise convs, the classifier) are tuned on `local` through edgelat's KernelTuner (candidates built in
+this process, timed by the device agent, one thread), each from an empty database, with each search
+setting in turn, side by side in one run. The best kernel time each setting reaches is reported too:
+a faster search is only worth it if it finds fast code.
+
+Usage: python bench/tuning_split.py [--kernels 6] [--trials 16,32] [--settings stock,small]
+Writes bench/out/tuning_split.{json,csv}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TVM_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+
+from edgelat.datasets.zoo import create_model, example_input  # noqa: E402
+from edgelat.ops import kernel_funcs  # noqa: E402
+from edgelat.ops.lowering import fuse  # noqa: E402
+from edgelat.ops.network import network_kernels, relax_from_torch  # noqa: E402
+from edgelat.profiler.inventory import agent_session, get_device  # noqa: E402
+from edgelat.profiler.tuning import SEARCH_SETTINGS, KernelTuner  # noqa: E402
+from edgelat.workspace import open_workspace  # noqa: E402
+
+OUT = Path(__file__).parent / "out"
+
+
+def network_anchors(limit: int) -> list[tuple[str, object]]:
+    """(label, PrimFunc) of the first ``limit`` kernels with distinct (kind, anchor shape) of the network."""
+    mod = relax_from_torch(create_model("mobilenetv2_100").eval(), example_input(160))
+    kernels = network_kernels(mod)
+    funcs = kernel_funcs(fuse(mod)[0])
+    picked: dict[tuple[str, ...], tuple[str, object]] = {}
+    for k in kernels:
+        if k.op is None or k.config is None:
+            continue
+        key = (k.op, *(str(v) for n, v in sorted(k.config.items()) if n != "epilogue"))
+        kinds = {p[0] for p in picked}
+        # every kind first, then more of each
+        if key not in picked and (k.op not in kinds or len(kinds) >= 3):
+            picked[key] = (f"{k.op} {k.config}", funcs[k.name])
+        if len(picked) >= limit:
+            break
+    return list(picked.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kernels", type=int, default=6)
+    parser.add_argument("--trials", default="16,32")
+    parser.add_argument("--settings", default=",".join(SEARCH_SETTINGS.names()))
+    args = parser.parse_args()
+    kernels = network_anchors(args.kernels)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, open_workspace(Path(tmp) / "ws") as ws:
+        device = get_device(ws, "local")
+        target = device.preset_info.target()
+        with agent_session(ws, device, threads=1) as agent:
+
+            def measure(path: str, a: list[list[object]]) -> list[float]:
+                return agent.time_library(Path(path), a, repeat=3, min_repeat_ms=2.0)
+
+            for trials in (int(t) for t in args.trials.split(",")):
+                for label, func in kernels:
+                    for setting in args.settings.split(","):
+                        tuner = KernelTuner(Path(tmp) / f"db-{setting}-{trials}-{len(rows)}", target, 1, None, measure, search=setting)
+                        try:
+                            out = tuner.tune(func, trials)
+                            best = tuner.best_seconds(func)
+                        finally:
+                            tuner.close()
+                        rows.append({"kernel": label, "setting": setting, "trials": trials, "tune_s": out.tune_s, "search_s": out.search_s,
+                                     "build_s": out.build_s, "measure_s": out.measure_s, "best_us": best * 1e6})  # fmt: skip
+                        r = rows[-1]
+                        print(f"{setting:>6} {trials:>3} trials  {r['tune_s']:6.1f} s = search {r['search_s']:5.1f} + build "
+                              f"{r['build_s']:5.1f} + measure {r['measure_s']:5.1f}; best {r['best_us']:9.1f} us  {label[:70]}")  # fmt: skip
+    table = pd.DataFrame(rows)
+    OUT.mkdir(exist_ok=True)
+    table.to_csv(OUT / "tuning_split.csv", index=False)
+    summary = {}
+    for (setting, trials), g in table.groupby(["setting", "trials"]):
+        summary[f"{setting}@{trials}"] = {
+            "kernels": len(g),
+            "median_tune_s": statistics.median(g["tune_s"]),
+            "median_search_s": statistics.median(g["search_s"]),
+            "median_build_s": statistics.median(g["build_s"]),
+            "median_measure_s": statistics.median(g["measure_s"]),
+        }
+    base = table[table["setting"] == "stock"].set_index(["kernel", "trials"])["best_us"]
+    for (setting, trials), g in table.groupby(["setting", "trials"]):
+        ratio = g.set_index(["kernel", "trials"])["best_us"] / base
+        summary[f"{setting}@{trials}"]["median_best_vs_stock"] = float(ratio.median())
+    (OUT / "tuning_split.json").write_text(json.dumps({"when": time.strftime("%Y-%m-%d"), "summary": summary}, indent=2))
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The tuned recipe's search: tile sizes refitted to new shapes, schedules transferred between kernels of
+the same ops, and MetaSchedule's tensor intrinsics imported quickly (and completely)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edgelat.profiler.tuning import SEARCH_SETTINGS, KernelTuner, snap_tiles
+
+
+@pytest.mark.parametrize(
+    ("factors", "extent"),
+    [([1, 4, 8, 2], 64), ([1, 4, 8, 2], 96), ([2, 7, 1, 4], 56), ([16, 1], 1000), ([1, 1, 64, 16], 7), ([3, 5], 1), ([1, 32], 30)],
+)
+def test_snapped_tiles_multiply_to_the_new_extent_and_stay_close(factors: list[int], extent: int) -> None:
+    snapped = snap_tiles(factors, extent)
+    assert len(snapped) == len(factors) and math.prod(snapped) == extent and min(snapped) >= 1
+    if math.prod(factors) == extent:
+        assert snapped == factors  # the kernel's own extents: its decisions unchanged
+
+
+def test_snapped_tiles_take_the_nearest_divisor_from_the_inside_out() -> None:
+    # 96: the innermost 2 and then 8 divide what is left; 4 does not divide the 6 left, 3 is nearest
+    assert snap_tiles([1, 4, 8, 2], 96) == [2, 3, 8, 2]
+    assert snap_tiles([1, 16], 24) == [2, 12]  # 12 is nearer 16 than 24 is (by ratio)
+
+
+def test_search_settings_are_registered() -> None:
+    assert {"stock", "small", "replay"} <= set(SEARCH_SETTINGS.names())
+
+
+def test_the_quick_import_registers_every_tensor_intrinsic() -> None:
+    """Every intrinsic the tensor_intrin modules declare resolves after the quick import (a fresh process, so
+    nothing imported them before)."""
+    code = (
+        "import sys\n"
+        "from edgelat.profiler.tuning import import_tensor_intrinsics\n"
+        "import_tensor_intrinsics()\n"
+        "from tvm.s_tir import TensorIntrin\n"
+        "mods = [m for n, m in sys.modules.items() if n.startswith('tvm.s_tir.tensor_intrin.')]\n"
+        "names = {v for m in mods for k, v in vars(m).items() if k.endswith('_INTRIN') and isinstance(v, str)}\n"
+        "missing = sorted(n for n in names if TensorIntrin.get(n, allow_missing=True) is None)\n"
+        "print(len(mods), len(names), missing)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(maxsplit=2)
+    assert int(out[0]) >= 5 and int(out[1]) >= 50 and out[2].strip() == "[]", out
+
+
+def _conv(cin: int, hw: int, cout: int) -> Any:
+    from edgelat.ops import get_op, kernel_funcs
+    from edgelat.ops.lowering import fuse
+
+    cfg = {"n": 1, "cin": cin, "h": hw, "w": hw, "cout": cout, "k": 1, "stride": 1, "pad": 0, "groups": 1, "dilation": 1, "epilogue": "add.c+relu"}
+    funcs = kernel_funcs(fuse(get_op("conv2d").emit(cfg))[0])
+    (name,) = [gv.name_hint for gv in funcs.functions if gv.name_hint != "main"]
+    return funcs[name]
+
+
+def _shapes(func: Any) -> list[list[int]]:
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    return [[int(d) for d in a.shape] for a in ArgInfo.from_prim_func(func)]
+
+
+def _run(func: Any, inputs: list[np.ndarray]) -> np.ndarray:
+    import tvm
+
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target="llvm")
+    out = tvm.runtime.tensor(np.zeros(_shapes(func)[-1], dtype="float32"))
+    lib["main"](*[tvm.runtime.tensor(x) for x in inputs], out)
+    return out.numpy()
+
+
+@pytest.mark.slow
+def test_a_schedule_transferred_to_another_shape_computes_the_same(tmp_path: Path) -> None:
+    """A kernel tuned (a few trials) lends its schedule to the same ops at another shape: tiles refitted, timed
+    on the device, kept as that kernel's record without a search, and the code computes what untuned code does."""
+    from edgelat.profiler.inventory import agent_session, get_device
+    from edgelat.workspace import open_workspace
+
+    source, target_func = _conv(32, 14, 64), _conv(48, 10, 96)
+    with open_workspace(tmp_path / "ws") as ws:
+        device = get_device(ws, "local")
+        with agent_session(ws, device, threads=1) as agent:
+
+            def measure(path: str, args: list[list[Any]]) -> list[float]:
+                return agent.time_library(Path(path), args, repeat=2, min_repeat_ms=1.0)
+
+            tuner = KernelTuner(tmp_path / "db", device.preset_info.target(), 1, None, measure, keep_ratio=0.0)
+            try:
+                first = tuner.tune(source, 4)
+                assert first.searched and first.transferred == 0  # nothing to transfer from yet
+                moved = tuner.tune(target_func, 4)
+                assert moved.transferred == 1 and moved.kept_transfer and not moved.searched and moved.trials == 0
+                assert math.isfinite(tuner.best_seconds(target_func))
+                again = tuner.tune(target_func, 4)  # now a record of its own
+                assert not again.searched and again.transferred == 0
+            finally:
+                tuner.close()
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(target_func)[:-1]]
+    np.testing.assert_allclose(_run(moved.func, inputs), _run(target_func, inputs), rtol=1e-4, atol=1e-4)
