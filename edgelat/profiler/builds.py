@@ -15,11 +15,12 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edgelat.errors import BuildError
 from edgelat.files import write_text_atomic
@@ -181,6 +182,23 @@ def _init_worker(parent: int) -> None:
     import edgelat.ops  # noqa: F401
 
 
+T = TypeVar("T")
+
+
+def build_candidate(mod_json: str, target: dict[str, Any], out: str, cross_compiler: str | None) -> str:
+    """Compile one MetaSchedule candidate (``tvm.ir.save_json`` of its module) into the shared library ``out``.
+
+    A plain function of plain data, so that a build worker can run it (see :class:`Builder`)."""
+    import tvm
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+    from tvm.support import cc
+
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(tvm.ir.load_json(mod_json))
+    lib = tvm.compile(mod, target=tvm.target.Target(target))
+    lib.export_library(out, fcompile=cc.cross_compiler(cross_compiler) if cross_compiler else None)
+    return out
+
+
 def _exit_with_parent(parent: int) -> None:
     """A worker whose parent died (SIGKILL leaves no time to shut the pool down) exits, and with the last
     worker gone multiprocessing's resource tracker exits too."""
@@ -211,6 +229,17 @@ class Builder:
             future.set_result(build_kernel(req, self.cache_dir))
             return future
         return self._pool.submit(build_kernel, req, self.cache_dir)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """``fn(*args)`` in a worker (in this process without workers); ``fn`` and ``args`` must pickle."""
+        if self._pool is None:
+            future: Future[T] = Future()
+            try:
+                future.set_result(fn(*args))
+            except Exception as exc:  # noqa: BLE001 - delivered through the future, as a worker's would be
+                future.set_exception(exc)
+            return future
+        return self._pool.submit(fn, *args)
 
     def close(self) -> None:
         if self._pool is not None:

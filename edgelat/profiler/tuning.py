@@ -30,7 +30,7 @@ from edgelat.errors import BuildError, DamagedFileError
 from edgelat.profiler.recipes import first_line
 from edgelat.registry import Registry
 
-__all__ = ["SEARCH_SETTINGS", "KernelTuner", "TuneOutcome", "snap_tiles"]
+__all__ = ["SEARCH_SETTINGS", "KernelTuner", "TuneOutcome", "kernel_args", "snap_tiles"]
 
 # measure(artifact_path, args) -> seconds per call of each repeat
 MeasureFn = Callable[[str, list[list[Any]]], list[float]]
@@ -78,12 +78,15 @@ class AgentRunner(ms.runner.PyRunner):
 
 @derived_object
 class SharedLibraryBuilder(ms.builder.PyBuilder):
-    """Builds candidates in this process into shared libraries the agent can load."""
+    """Builds candidates into shared libraries the agent can load: in the build workers of ``builder`` when
+    given (a batch of candidates in parallel), else in this process (not MetaSchedule's ``LocalBuilder``,
+    which restarts its worker pool, and so re-imports TVM, for every batch)."""
 
-    def __init__(self, out_dir: str, cross_compiler: str | None) -> None:
+    def __init__(self, out_dir: str, cross_compiler: str | None, builder: Any = None) -> None:
         super().__init__()
         self._out_dir = out_dir
         self._cc = cross_compiler
+        self._builder = builder
         self.seconds = 0.0  # spent compiling candidates
 
     def build(self, build_inputs: list[ms.builder.BuilderInput]) -> list[ms.builder.BuilderResult]:
@@ -94,18 +97,18 @@ class SharedLibraryBuilder(ms.builder.PyBuilder):
             self.seconds += time.perf_counter() - start
 
     def _build(self, build_inputs: list[ms.builder.BuilderInput]) -> list[ms.builder.BuilderResult]:
-        from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
-        from tvm.support import cc
+        from edgelat.profiler.builds import Builder, build_candidate
 
-        results = []
+        builder = self._builder or Builder(Path(self._out_dir), workers=0)
+        futures = []
         for inp in build_inputs:
+            # One directory per candidate: MetaSchedule's RemoveBuildArtifact deletes it after timing.
+            path = str(Path(tempfile.mkdtemp(prefix="cand-", dir=self._out_dir)) / "k.so")
+            futures.append(builder.call(build_candidate, tvm.ir.save_json(inp.mod), dict(inp.target.export()), path, self._cc))
+        results = []
+        for future in futures:
             try:
-                mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(inp.mod)
-                lib = tvm.compile(mod, target=inp.target)
-                # One directory per candidate: MetaSchedule's RemoveBuildArtifact deletes it after timing.
-                path = str(Path(tempfile.mkdtemp(prefix="cand-", dir=self._out_dir)) / "k.so")
-                lib.export_library(path, fcompile=cc.cross_compiler(self._cc) if self._cc else None)
-                results.append(ms.builder.BuilderResult(path, None))
+                results.append(ms.builder.BuilderResult(future.result(), None))
             except Exception as exc:  # noqa: BLE001 - an invalid candidate is MetaSchedule's to skip
                 results.append(ms.builder.BuilderResult(None, f"{type(exc).__name__}: {exc}"))
         return results
@@ -215,6 +218,13 @@ def snap_tiles(factors: list[int], extent: int) -> list[int]:
     return out
 
 
+def kernel_args(func: Any) -> list[list[Any]]:
+    """``[shape, dtype]`` of each buffer of the PrimFunc ``func``: what the agent allocates to time it."""
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    return [[[int(d) for d in a.shape], str(a.dtype)] for a in ArgInfo.from_prim_func(func)]
+
+
 def _snapper(sch: Any) -> Callable[[Any, list[Any], list[Any], Any], Any]:
     """A decision provider for ``Trace.apply_to_schedule`` that refits tile sizes to ``sch``'s loops."""
 
@@ -248,7 +258,9 @@ class KernelTuner:
         search: str = "small",
         transfers: int = 4,
         keep_ratio: float = 0.8,
+        builder: Any = None,
     ) -> None:
+        """``builder``: a :class:`edgelat.profiler.builds.Builder` whose workers build candidates (default: this process)."""
         self.search = SEARCH_SETTINGS.get(search)
         import_tensor_intrinsics()
         # How many tuned kernels' schedules a new kernel tries first, and how close (throughput relative
@@ -270,7 +282,7 @@ class KernelTuner:
                 f"the tuning database in {self.work_dir} cannot be read ({first_line(exc)[:200]}); move the folder away to tune from scratch"
             ) from None
         self._artifacts = tempfile.TemporaryDirectory(prefix="edgelat-ms-")
-        self.builder = SharedLibraryBuilder(self._artifacts.name, cross_compiler)
+        self.builder = SharedLibraryBuilder(self._artifacts.name, cross_compiler, builder)
         self.runner = AgentRunner(measure)
 
     def tune(self, func: Any, trials: int) -> TuneOutcome:

@@ -1,0 +1,115 @@
+"""How much of a long search's speedup the cheap ways of tuning keep: the audit set.
+
+Kernels of real networks (distinct anchors of the zoo's networks, in network order) are timed on `local`
+(one thread) untuned (`default`), after a long search (the reference: `--full-trials` with `--full-search`), and after each
+cheap way:
+
+- small: the budget-sized search alone, `--trials` per kernel, each kernel from an empty database;
+- transfer: what a campaign does: one database for the whole set, each new kernel first tries the
+  schedules of kernels already tuned (tiles refitted) and searches `--trials` only when they fall short;
+- transfer_only: the same, never searching once its ops have a tuned kernel.
+
+For each: share of the full speedup = (t_default - t_cheap) / (t_default - t_full), and tuning seconds.
+
+Usage: python bench/tuning_audit.py [--kernels 10] [--trials 16] [--full-trials 128] [--full-search small]
+Writes bench/out/tuning_audit.{json,csv}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TVM_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+
+from bench.tuning_split import network_anchors  # noqa: E402
+from edgelat.profiler.inventory import agent_session, get_device  # noqa: E402
+from edgelat.profiler.tuning import KernelTuner, kernel_args  # noqa: E402
+from edgelat.workspace import open_workspace  # noqa: E402
+
+OUT = Path(__file__).parent / "out"
+
+
+def untuned_seconds(func: Any, target: dict[str, Any], measure: Any, tmp: Path) -> float:
+    import tvm
+
+    path = tmp / f"untuned-{time.monotonic_ns()}" / "k.so"
+    path.parent.mkdir(parents=True)
+    tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=tvm.target.Target(target)).export_library(str(path))
+    runs = measure(str(path), kernel_args(func))
+    return statistics.median(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kernels", type=int, default=10)
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--full-trials", type=int, default=128)
+    parser.add_argument("--full-search", default="small", help="the reference's search setting (stock costs ~1 min per 16 trials here)")
+    args = parser.parse_args()
+    kernels = network_anchors(args.kernels)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmpdir, open_workspace(Path(tmpdir) / "ws") as ws:
+        tmp = Path(tmpdir)
+        device = get_device(ws, "local")
+        target = device.preset_info.target()
+        with agent_session(ws, device, threads=1) as agent:
+
+            def measure(path: str, a: list[list[Any]]) -> list[float]:
+                return agent.time_library(Path(path), a, repeat=5, min_repeat_ms=5.0)
+
+            def tuner(name: str, **kw: Any) -> KernelTuner:
+                return KernelTuner(tmp / name, target, 1, None, measure, **kw)
+
+            chain, chain_only = tuner("chain"), tuner("chain-only", keep_ratio=0.0)
+            for i, (label, func) in enumerate(kernels):
+                row: dict[str, Any] = {"kernel": label, "default_us": untuned_seconds(func, target, measure, tmp) * 1e6}
+                for name, t, trials in (
+                    ("full", tuner(f"full-{i}", search=args.full_search, transfers=0), args.full_trials),
+                    ("small", tuner(f"small-{i}", transfers=0), args.trials),
+                    ("transfer", chain, args.trials),
+                    ("transfer_only", chain_only, args.trials),
+                ):
+                    out = t.tune(func, trials)
+                    row[f"{name}_us"] = t.best_seconds(func) * 1e6
+                    row[f"{name}_tune_s"] = out.tune_s
+                    if name.startswith("transfer"):
+                        row[f"{name}_searched"] = out.searched
+                    if t not in (chain, chain_only):
+                        t.close()
+                rows.append(row)
+                print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+            chain.close()
+            chain_only.close()
+    table = pd.DataFrame(rows)
+    gain = table["default_us"] - table["full_us"]
+    summary: dict[str, Any] = {"when": time.strftime("%Y-%m-%d"), "kernels": len(table), "trials": args.trials,
+                               "full_trials": args.full_trials, "full_search": args.full_search}  # fmt: skip
+    for name in ("small", "transfer", "transfer_only"):
+        share = (table["default_us"] - table[f"{name}_us"]) / gain
+        table[f"{name}_share"] = share
+        summary[name] = {
+            "median_share_of_full_speedup": float(share.median()),
+            "median_tune_s": float(table[f"{name}_tune_s"].median()),
+            "total_tune_s": float(table[f"{name}_tune_s"].sum()),
+        }
+    summary["full"] = {"median_tune_s": float(table["full_tune_s"].median()), "total_tune_s": float(table["full_tune_s"].sum()),
+                       "median_speedup_over_default": float((table["default_us"] / table["full_us"]).median())}  # fmt: skip
+    OUT.mkdir(exist_ok=True)
+    table.to_csv(OUT / "tuning_audit.csv", index=False)
+    (OUT / "tuning_audit.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
