@@ -86,7 +86,10 @@ def _ms(value: float) -> str:
 
 
 def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    if isinstance(data, list):  # one item a line: indenting thousands of items takes json's slow encoder
+        sys.stdout.write("[\n" + ",\n".join(json.dumps(item, default=str) for item in data) + "\n]\n")
+    else:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 # -- device ----------------------------------------------------------------------------
@@ -441,12 +444,12 @@ def predict_cmd(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Predict a network's latency on a device, with a per-kernel breakdown."""
-    from edgelat.predictors.predict import predict_network
-
     if (model is None) == (space is None):
         raise UsageError("give either an ONNX file or --space with --arch / --archs-file")
     with _ws(workspace) as ws:
         if model is not None:
+            from edgelat.predictors.predict import predict_network
+
             preds = [
                 predict_network(ws, device, model, input_shape=_shapes(input_shape), recipe=recipe, strict=strict)
             ]
@@ -460,6 +463,8 @@ def predict_cmd(
                 _predict_archs(ws, device, found, _read_lines(archs_file), recipe, strict, json_out)
                 return
             assert arch is not None
+            from edgelat.predictors.predict import predict_network
+
             pred = predict_network(ws, device, found.build(arch), input_shape=found.input_shape(arch), recipe=recipe, strict=strict)
             pred.arch = arch  # type: ignore[attr-defined]
             preds = [pred]
@@ -536,7 +541,8 @@ def measure_cmd(
         result = measure_network(ws, device, load_network(model, _shapes(input_shape)), name=model.name, recipe=recipe, threads=threads)
     if json_out:
         _print_json({"device": result.device, "recipe": result.recipe, "median_ms": result.median_ms, "std_ms": result.std_ms, "min_ms": result.min_ms,
-                     "max_ms": result.max_ms, "repeats": result.repeats, "threads": result.threads, "kernels": result.kernels})  # fmt: skip
+                     "max_ms": result.max_ms, "repeats": result.repeats, "threads": result.threads, "kernels": result.kernels,
+                     "target": result.target})  # fmt: skip
         return
     out.print(f"{result.name} on {result.device} ({result.recipe}, {result.threads} thread(s)): median [bold]{_ms(result.median_ms)} ms[/bold] "
               f"(std {_ms(result.std_ms)}, min {_ms(result.min_ms)}, max {_ms(result.max_ms)}, {result.repeats} repeats); "

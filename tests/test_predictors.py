@@ -260,10 +260,26 @@ def test_block_kernels_are_found_once_and_priced_by_any_model(trained: Path, mon
         first = oracle.predict_archs(ws, "local", space, archs)
         assert list((trained / "blocks").glob("nb201-*.json"))
         shutil.rmtree(ws.oracle_dir("local", first[0].recipe))  # block prices gone, as after `train`: kernels kept
-        monkeypatch.setattr(oracle, "network_kernels", lambda mod: pytest.fail("a block was imported again"))
+        monkeypatch.setattr("edgelat.ops.network.network_kernels", lambda mod: pytest.fail("a block was imported again"))
         again = oracle.predict_archs(ws, "local", space, archs)
     assert [p.total_ms for p in again] == pytest.approx([p.total_ms for p in first], rel=1e-9)
     assert all(p.total_ms > 0 for p in again)
+    # Every block priced: the CLI answers without importing TVM or loading a model (seconds saved per call).
+    archs_file = trained / "two-archs.txt"
+    archs_file.write_text("\n".join(archs) + "\n")
+    code = (
+        "import sys\nfrom edgelat.cli import main\n"
+        f"sys.argv = ['edgelat', 'predict', 'local', '--space', 'nb201', '--archs-file', {str(archs_file)!r}, '--json', '-w', {str(trained)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('tvm' in sys.modules, 'xgboost' in sys.modules)\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    totals = [p["total_ms"] for p in json.loads(done.stdout[: done.stdout.rindex("]") + 1])]
+    assert totals == pytest.approx([p.total_ms for p in first], rel=1e-9)
+    assert done.stdout.split()[-2:] == ["False", "False"], done.stdout[-200:]
 
 
 def test_measure_cli_times_the_whole_network(trained: Path, tmp_path: Path) -> None:
@@ -274,6 +290,7 @@ def test_measure_cli_times_the_whole_network(trained: Path, tmp_path: Path) -> N
     data = json.loads(result.stdout)
     assert data["median_ms"] > 0 and data["min_ms"] <= data["median_ms"] <= data["max_ms"] and data["threads"] == 1
     assert [name for name, _ in data["kernels"]] == ["fused_matmul_add_relu", "fused_matmul1_add1"]
+    assert data["target"]["kind"] == "llvm" and "mcpu" in data["target"]  # what it was built for, kept with it
     table = CliRunner().invoke(app, ["measure", "local", str(onnx_path), "--kernels", "-w", str(trained)])
     assert table.exit_code == 0 and "fused_matmul_add_relu" in table.stdout
 

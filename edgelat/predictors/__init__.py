@@ -1,1 +1,6 @@
-"""Kernel latency predictors and whole-network prediction (arrives with the predictors issue)."""
+"""Kernel latency predictors and whole-network prediction."""
+
+__all__ = ["FALLBACK"]
+
+# The name the fallback model (every kernel, generic features) is saved and reported under.
+FALLBACK = "fallback"

@@ -20,8 +20,8 @@ from edgelat.errors import ModelFileError, UsageError
 from edgelat.ops import get_op
 from edgelat.ops.network import Kernel, KernelRecord
 from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
+from edgelat.predictors import FALLBACK
 from edgelat.predictors.estimators import MODEL_FORMAT, load_estimator
-from edgelat.predictors.train import FALLBACK, default_recipe
 from edgelat.workspace import Workspace
 
 __all__ = ["DeviceLatencyModel", "KernelPrediction", "Prediction", "grouped_ms", "kernel_group", "predict_kernels"]
@@ -48,6 +48,8 @@ class DeviceLatencyModel:
     def load(cls, ws: Workspace, device: str, recipe: str | None = None) -> DeviceLatencyModel:
         """The models trained on ``device``'s own measurements (see :func:`edgelat.predictors.predict.load_model`
         for any device, adapted ones included)."""
+        from edgelat.profiler.inventory import default_recipe
+
         recipe = recipe or default_recipe(ws, device)
         folder = ws.model_dir(device, recipe)
         meta_file = folder / "meta.json"

@@ -14,6 +14,7 @@ import pandas as pd
 from edgelat.errors import UsageError
 from edgelat.ops import get_op
 from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
+from edgelat.predictors import FALLBACK
 from edgelat.predictors.estimators import MODEL_FORMAT, FlopsLinear, KernelLatencyRegressor, make_baselines, save_estimator
 from edgelat.workspace import Workspace
 
@@ -25,8 +26,6 @@ def feature_frame(op: str, configs: list[dict[str, Any]]) -> pd.DataFrame:
     return get_op(op).feature_table(configs)
 
 
-# The name the fallback model (every kernel, generic features) is saved and reported under.
-FALLBACK = "fallback"
 
 
 def generic_frame(items: list[tuple[str, dict[str, Any]]]) -> pd.DataFrame:
@@ -90,19 +89,6 @@ def _training_data(ws: Workspace, device: str, recipe: str) -> pd.DataFrame:
     return frame.groupby(["op", "config_id", "params"], as_index=False)["median_ms"].median()
 
 
-def default_recipe(ws: Workspace, device: str) -> str:
-    from edgelat.profiler.inventory import get_device
-
-    if get_device(ws, device).is_adapted:
-        raise UsageError(f"{device} is adapted from another device's models: it has no kernel measurements of its own to train on")
-    row = ws.db.execute(
-        "SELECT recipe, COUNT(*) n FROM measurements WHERE device = ? AND status = 'ok' GROUP BY recipe ORDER BY n DESC LIMIT 1", (device,)
-    ).fetchone()
-    if row is None:
-        raise UsageError(f"{device} has no kernel measurements: run `edgelat profile {device}` first")
-    return str(row["recipe"])
-
-
 def train_device(
     ws: Workspace, device: str, recipe: str | None = None, *, folds: int = 5, seed: int = 0, min_samples: int = 8
 ) -> TrainReport:
@@ -120,6 +106,8 @@ def train_device(
     import edgelat
 
     start = time.time()
+    from edgelat.profiler.inventory import default_recipe
+
     recipe = recipe or default_recipe(ws, device)
     data = _training_data(ws, device, recipe)
     if data.empty:

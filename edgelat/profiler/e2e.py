@@ -42,6 +42,8 @@ class NetworkMeasurement:
     threads: int
     # The kernels the VM called in one run, timed in place: [name, ms].
     kernels: list[list[Any]] = field(default_factory=list)
+    # The TVM target the network was built for (None in measurements made before it was recorded).
+    target: dict[str, Any] | None = None
 
 
 def network_hash(mod: tvm.IRModule) -> str:
@@ -141,7 +143,7 @@ def measure_network(
     result = NetworkMeasurement(
         device=device.name, recipe=recipe, name=name, median_ms=statistics.median(ms), mean_ms=statistics.fmean(ms),
         std_ms=statistics.pstdev(ms), min_ms=min(ms), max_ms=max(ms), repeats=len(ms), number=int(reply["number"]), threads=n_threads,
-        kernels=[[n, t * 1000] for n, t in reply.get("kernels", [])],
+        kernels=[[n, t * 1000] for n, t in reply.get("kernels", [])], target=preset.target(),
     )  # fmt: skip
     ws.db.execute(
         "INSERT INTO network_measurements (device, recipe, name, network_hash, threads, median_ms, data) VALUES (?,?,?,?,?,?,?)",

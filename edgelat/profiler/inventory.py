@@ -18,6 +18,7 @@ from edgelat.profiler.transports import TRANSPORTS, Transport, TransportKind
 from edgelat.workspace import Workspace
 
 __all__ = [
+    "default_recipe",
     "add_adapted_device",
     "Device",
     "add_device",
@@ -229,3 +230,16 @@ def latest_probe(ws: Workspace, name: str) -> dict[str, Any] | None:
 
 def device_dict(device: Device) -> dict[str, Any]:
     return {**asdict(device), "address": device.address(), "threads": device.measure_threads}
+
+
+def default_recipe(ws: Workspace, device: str) -> str:
+    """The recipe most of ``device``'s kernel measurements were made with: the one its models are trained on
+    unless a recipe is named."""
+    if get_device(ws, device).is_adapted:
+        raise UsageError(f"{device} is adapted from another device's models: it has no kernel measurements of its own to train on")
+    row = ws.db.execute(
+        "SELECT recipe, COUNT(*) n FROM measurements WHERE device = ? AND status = 'ok' GROUP BY recipe ORDER BY n DESC LIMIT 1", (device,)
+    ).fetchone()
+    if row is None:
+        raise UsageError(f"{device} has no kernel measurements: run `edgelat profile {device}` first")
+    return str(row["recipe"])

@@ -10,11 +10,35 @@ this package builds them for a device of the inventory (one module per workflow)
   network runs them, adds them to the device's data and retrains its predictors.
 """
 
-from edgelat.workflows.adapt import AdaptReport, adapt_device, source_features
-from edgelat.workflows.oracle import ArchPrediction, arch_kernels, device_oracle, measure_arch, predict_archs, refit_on_archs
-from edgelat.workflows.prune import DevicePrune, PruneOptions, load_factory, load_pruned, prune_device
-from edgelat.workflows.search import DeviceSearch, SearchOptions, search_device
-from edgelat.workflows.search_then_prune import search_then_prune
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgelat.workflows.adapt import AdaptReport, adapt_device, source_features
+    from edgelat.workflows.oracle import ArchPrediction, arch_kernels, device_oracle, measure_arch, predict_archs, refit_on_archs
+    from edgelat.workflows.prune import DevicePrune, PruneOptions, load_factory, load_pruned, prune_device
+    from edgelat.workflows.search import DeviceSearch, SearchOptions, search_device
+    from edgelat.workflows.search_then_prune import search_then_prune
+
+# Each name is imported from its module on first use: pricing cached architectures needs none of TVM,
+# torch or the predictors' libraries, and a command should not wait seconds for them.
+_MODULES = {
+    "adapt": ("AdaptReport", "adapt_device", "source_features"),
+    "oracle": ("ArchPrediction", "arch_kernels", "device_oracle", "measure_arch", "predict_archs", "refit_on_archs"),
+    "prune": ("DevicePrune", "PruneOptions", "load_factory", "load_pruned", "prune_device"),
+    "search": ("DeviceSearch", "SearchOptions", "search_device"),
+    "search_then_prune": ("search_then_prune",),
+}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+
 
 __all__ = [
     "AdaptReport",

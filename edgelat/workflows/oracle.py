@@ -4,35 +4,50 @@ device, refitting the models on the kernels of architectures they mispredicted, 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata
 import inspect
 import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import edgelat
 from edgelat.errors import UsageError
 from edgelat.files import write_text_atomic
 from edgelat.nas.oracle import BlockOracle
 from edgelat.nas.spaces import SearchSpace
-from edgelat.ops.network import KernelRecord, import_version, network_kernels
-from edgelat.ops.registry import ADAPT_GROUPS_VERSION
-from edgelat.predictors.model import grouped_ms, predict_kernels
-from edgelat.predictors.predict import DeviceLatencyModel, load_model, load_network
-from edgelat.predictors.train import train_device
 from edgelat.workspace import Workspace
 
-__all__ = ["ArchPrediction", "arch_kernels", "block_kernels", "device_oracle", "measure_arch", "predict_archs", "refit_on_archs"]
+if TYPE_CHECKING:
+    from edgelat.ops.network import KernelRecord
+    from edgelat.predictors.model import DeviceLatencyModel
+
+# TVM, torch and the predictors are imported where they are needed: pricing architectures whose blocks
+# are all cached needs none of them (seconds of imports saved on every call).
+
+__all__ = ["ArchPrediction", "arch_kernels", "block_kernels", "device_oracle", "measure_arch", "model_recipe", "predict_archs", "refit_on_archs"]
 
 log = logging.getLogger(__name__)
 
 
+@functools.cache
+def _import_digest() -> str:
+    """Changes whenever a network's import, fusion and matching could give other kernels: the TVM and torch
+    versions, or the source of :mod:`edgelat.ops` (read as files: importing it would import TVM)."""
+    digest = hashlib.sha256("|".join(importlib.metadata.version(p) for p in ("apache-tvm", "torch")).encode())
+    for source in sorted((Path(edgelat.__file__).parent / "ops").glob("*.py")):
+        digest.update(source.name.encode() + source.read_bytes())
+    return digest.hexdigest()
+
+
 def _blocks_version(space: SearchSpace) -> str:
-    """Changes when a block's kernels could: the import pipeline (:func:`import_version`) or the space's code."""
+    """Changes when a block's kernels or their groups could: the import pipeline or the space's code."""
     source = Path(inspect.getfile(type(space))).read_bytes()
-    return hashlib.sha256(import_version().encode() + source).hexdigest()[:12]
+    return hashlib.sha256(_import_digest().encode() + source).hexdigest()[:12]
 
 
 def block_kernels(
@@ -43,6 +58,9 @@ def block_kernels(
     They belong to no device and no model (any device's model prices them), so a retrained model, an
     adapted device or another device reuses them; only the models' arithmetic is left to do.
     """
+    from edgelat.ops.network import KernelRecord, network_kernels
+    from edgelat.predictors.predict import load_network
+
     path = ws.block_kernels_file(space.name, _blocks_version(space))
     kept: dict[str, list[dict[str, Any]]] = {}
     if path.exists():
@@ -77,19 +95,45 @@ def device_oracle(
     on_block: Callable[[int, int], None] | None = None,
     model: DeviceLatencyModel | None = None,
 ) -> BlockOracle:
-    """A block oracle pricing ``space`` with ``device``'s trained kernel predictors (``model``, if already loaded).
+    """A block oracle pricing ``space`` with ``device``'s trained kernel predictors (``model``, if already loaded;
+    else loaded when a block is not yet priced).
 
     Block prices are cached per trained model; the kernels they are priced from, for any model
     (:func:`block_kernels`).
     """
-    model = model or load_model(ws, device, recipe)
-    tag = hashlib.sha256((ws.model_dir(device, model.recipe) / "meta.json").read_bytes()).hexdigest()[:12]
-    cache = ws.oracle_dir(device, model.recipe) / f"{space.name}-{tag}-{_blocks_version(space)}-groups{ADAPT_GROUPS_VERSION}.json"
+    if model is None and ws.adapter_file(device).exists():
+        from edgelat.predictors.predict import load_model
+
+        model = load_model(ws, device, recipe)
+    recipe = model.recipe if model is not None else model_recipe(ws, device, recipe)
+    meta = ws.model_dir(device, recipe) / "meta.json"
+    if not meta.exists():
+        raise UsageError(f"{device} has no trained {recipe} models: run `edgelat train {device}` first")
+    tag = hashlib.sha256(meta.read_bytes()).hexdigest()[:12]
+    cache = ws.oracle_dir(device, recipe) / f"{space.name}-{tag}-{_blocks_version(space)}.json"
+    loaded: list[DeviceLatencyModel] = [model] if model is not None else []
 
     def blocks_ms(keys: Sequence[str]) -> dict[str, dict[str, float]]:
-        return {key: grouped_ms(predict_kernels(model, kernels)) for key, kernels in block_kernels(ws, space, keys, on_block).items()}
+        from edgelat.predictors.model import grouped_ms, predict_kernels
+        from edgelat.predictors.predict import load_model
+
+        if not loaded:
+            loaded.append(load_model(ws, device, recipe))
+        return {key: grouped_ms(predict_kernels(loaded[0], kernels)) for key, kernels in block_kernels(ws, space, keys, on_block).items()}
 
     return BlockOracle(space, cache_file=cache, blocks_ms=blocks_ms)
+
+
+def model_recipe(ws: Workspace, device: str, recipe: str | None = None) -> str:
+    """The recipe of the models that price ``device`` (``recipe``, its adapter's, or its measurements' default),
+    found without loading a model."""
+    if ws.adapter_file(device).exists():
+        from edgelat.predictors.predict import load_model
+
+        return load_model(ws, device, recipe).recipe
+    from edgelat.profiler.inventory import default_recipe
+
+    return recipe or default_recipe(ws, device)
 
 
 @dataclass
@@ -131,20 +175,20 @@ def predict_archs(
     Block sums can differ slightly from a whole-network prediction where a kernel fuses across a block seam
     (NB201: 0-6%); ``predict`` with one ``--arch`` prices the whole network.
     """
-    from edgelat.predictors.train import FALLBACK
+    from edgelat.predictors import FALLBACK
 
     for line, arch in enumerate(archs, start=1):
         try:
             space.blocks(arch)
         except UsageError as exc:
             raise UsageError(f"architecture {line}: {exc}") from None
-    model = load_model(ws, device, recipe)
-    oracle = device_oracle(ws, device, space, model=model, on_block=on_block)
+    recipe = model_recipe(ws, device, recipe)
+    oracle = device_oracle(ws, device, space, recipe, on_block=on_block)
     totals = oracle.predict(archs)
     out = []
     for arch, total in zip(archs, totals, strict=True):
         fallback = sum(oracle.blocks[k].get(FALLBACK, 0.0) for k in space.blocks(arch))
-        out.append(ArchPrediction(arch, device, model.recipe, float(total), oracle.breakdown(arch), float(fallback)))
+        out.append(ArchPrediction(arch, device, recipe, float(total), oracle.breakdown(arch), float(fallback)))
     if strict and (priced := [p for p in out if p.fallback_ms > 0]):
         raise UsageError(
             f"{len(priced)} of {len(out)} architectures have kernels without a model of their kind on {device} (priced by the "
@@ -162,8 +206,8 @@ def _example(space: SearchSpace, arch: str) -> Any:
 def measure_arch(ws: Workspace, device: str, space: SearchSpace, arch: str, recipe: str | None = None) -> float:
     """Median end-to-end milliseconds of ``arch`` built with TVM and timed on ``device`` (stored in the workspace)."""
     from edgelat.ops.network import relax_from_torch
-    from edgelat.predictors.train import default_recipe
     from edgelat.profiler.e2e import measure_network
+    from edgelat.profiler.inventory import default_recipe
 
     recipe = recipe or default_recipe(ws, device)
     mod = relax_from_torch(space.build(arch), _example(space, arch))
@@ -180,12 +224,14 @@ def arch_kernels(space: SearchSpace, arch: str) -> list[tuple[str, dict[str, Any
 
 def refit_on_archs(ws: Workspace, device: str, space: SearchSpace, archs: Sequence[str], recipe: str | None = None) -> int:
     """Profile every kernel of ``archs`` on ``device`` and retrain its predictors; returns the kernels profiled."""
-    from edgelat.predictors.train import default_recipe
     from edgelat.profiler.campaign import ProfileConfig, profile
+    from edgelat.profiler.inventory import default_recipe
 
     recipe = recipe or default_recipe(ws, device)
     configs = tuple(kc for arch in archs for kc in arch_kernels(space, arch))
     if configs:
+        from edgelat.predictors.train import train_device
+
         profile(ws, device, ProfileConfig(configs=configs, recipe=recipe))
         train_device(ws, device, recipe)
     return len(configs)

@@ -102,8 +102,8 @@ def prune_device(
     from edgelat.nas.prune import prune_to_latency
     from edgelat.ops.network import relax_from_torch
     from edgelat.predictors.predict import NetworkPricer
-    from edgelat.predictors.train import default_recipe
     from edgelat.profiler.e2e import measure_network
+    from edgelat.profiler.inventory import default_recipe
 
     if (target_ms is None) == (speedup is None):
         raise UsageError("give exactly one of --target-ms and --speedup")

@@ -86,7 +86,7 @@ def search_device(
     """
     from edgelat.nas.proxies import ProxyScorer
     from edgelat.nas.report import write_search_outputs
-    from edgelat.predictors.train import default_recipe
+    from edgelat.profiler.inventory import default_recipe
 
     o = options
     start = time.time()

@@ -81,8 +81,8 @@ class ValidationReport:
 
 
 def _flops_baseline(ws: Workspace, model: DeviceLatencyModel) -> DeviceLatencyModel:
+    from edgelat.predictors import FALLBACK
     from edgelat.predictors.estimators import load_estimator
-    from edgelat.predictors.train import FALLBACK
 
     folder = ws.model_dir(model.device, model.recipe)
     return DeviceLatencyModel(
