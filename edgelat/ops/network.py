@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from edgelat.ops.onnx_import import ShapeArg, bind_input_shapes, graph_inputs, i
 from edgelat.ops.registry import get_op, list_ops
 from edgelat.ops.torch_import import bind_params, fold_batch_norms, relax_from_torch
 
-__all__ = ["Kernel", "KernelRecord", "fold_batch_norms", "import_version", "network_kernels", "relax_from_onnx", "relax_from_torch"]
+__all__ = ["Kernel", "KernelRecord", "fold_batch_norms", "network_kernels", "relax_from_onnx", "relax_from_torch"]
 
 
 @dataclass(frozen=True)
@@ -72,18 +70,6 @@ class KernelRecord:
 
 def _tuples(value: Any) -> Any:
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
-
-
-@functools.cache
-def import_version() -> str:
-    """A digest that changes whenever what a network's import, fusion and matching give could: the TVM and
-    torch versions and the source of :mod:`edgelat.ops`. Caches of kernels are keyed by it."""
-    import torch
-
-    digest = hashlib.sha256(f"{tvm.__version__}|{torch.__version__}".encode())
-    for source in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(source.name.encode() + source.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 def relax_from_onnx(path: str | Path, shapes: ShapeArg = None) -> tvm.IRModule:
