@@ -41,20 +41,16 @@ from edgelat.workspace import open_workspace  # noqa: E402
 OUT = Path(__file__).parent / "out"
 
 
-def network_anchors(limit: int) -> list[tuple[str, object]]:
-    """(label, PrimFunc) of the first ``limit`` kernels with distinct (kind, anchor shape) of the network."""
-    mod = relax_from_torch(create_model("mobilenetv2_100").eval(), example_input(160))
-    kernels = network_kernels(mod)
+def network_anchors(limit: int, name: str = "mobilenetv2_100") -> list[tuple[str, object]]:
+    """(label, PrimFunc) of the network's first ``limit`` kernels with distinct (kind, shapes), in network order."""
+    mod = relax_from_torch(create_model(name).eval(), example_input(160))
     funcs = kernel_funcs(fuse(mod)[0])
     picked: dict[tuple[str, ...], tuple[str, object]] = {}
-    for k in kernels:
+    for k in network_kernels(mod):
         if k.op is None or k.config is None:
             continue
-        key = (k.op, *(str(v) for n, v in sorted(k.config.items()) if n != "epilogue"))
-        kinds = {p[0] for p in picked}
-        # every kind first, then more of each
-        if key not in picked and (k.op not in kinds or len(kinds) >= 3):
-            picked[key] = (f"{k.op} {k.config}", funcs[k.name])
+        key = (k.op, *(f"{n}={v}" for n, v in sorted(k.config.items())))
+        picked.setdefault(key, (f"{k.op} {k.config}", funcs[k.name]))
         if len(picked) >= limit:
             break
     return list(picked.values())
