@@ -71,7 +71,7 @@ def main() -> None:
             def tuner(name: str, **kw: Any) -> KernelTuner:
                 return KernelTuner(tmp / name, target, 1, None, measure, **kw)
 
-            chain, chain_only = tuner("chain"), tuner("chain-only", keep_ratio=0.0)
+            chain, chain_only = tuner("chain"), tuner("chain-only", keep_speedup=0.0)
             for i, (label, func) in enumerate(kernels):
                 row: dict[str, Any] = {"kernel": label, "default_us": untuned_seconds(func, target, measure, tmp) * 1e6}
                 for name, t, trials in (

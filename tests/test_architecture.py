@@ -105,3 +105,14 @@ def test_every_exception_lives_in_errors_py() -> None:
                 elsewhere.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
     assert not elsewhere, elsewhere
     assert all(issubclass(getattr(edgelat.errors, n), edgelat.errors.EdgelatError) for n in edgelat.errors.__all__)
+
+
+def test_workflows_exports_resolve_to_what_they_name() -> None:
+    """The package loads its exports lazily: each resolves, and none is shadowed by a submodule of the same name."""
+    import types
+
+    import edgelat.workflows as workflows
+
+    for name in workflows.__all__:
+        assert not isinstance(getattr(workflows, name), types.ModuleType), name
+    assert sorted(workflows._WHERE) == sorted(workflows.__all__)

@@ -257,16 +257,16 @@ class KernelTuner:
         measure: MeasureFn,
         search: str = "small",
         transfers: int = 4,
-        keep_ratio: float = 0.8,
+        keep_speedup: float = 1.5,
         builder: Any = None,
     ) -> None:
         """``builder``: a :class:`edgelat.profiler.builds.Builder` whose workers build candidates (default: this process)."""
         self.search = SEARCH_SETTINGS.get(search)
         import_tensor_intrinsics()
-        # How many tuned kernels' schedules a new kernel tries first, and how close (throughput relative
-        # to the median of those kernels') the best of them must come to be kept without a search.
+        # How many tuned kernels' schedules a new kernel tries first, and how much faster than its untuned
+        # code the best of them must be to be kept without a search.
         self.transfers = transfers
-        self.keep_ratio = keep_ratio
+        self.keep_speedup = keep_speedup
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.target = tvm.target.Target({**target, "num-cores": threads})
@@ -331,47 +331,46 @@ class KernelTuner:
 
         Each tuned workload's best trace is replayed on ``mod`` with its tile sizes snapped to divisors of
         the new loop extents (:func:`snap_tiles`); traces that do not apply (other ops, other epilogue)
-        are skipped. The ``transfers`` sources nearest in FLOPs are built and timed on the device and
-        kept as records. Returns how many were timed, and whether the best reached ``keep_ratio`` of the
-        sources' median throughput (then no search is needed).
+        are skipped. The ``transfers`` sources nearest in FLOPs are built, with ``mod`` untuned, in one
+        batch, and timed on the device; the transferred ones are kept as records. Returns how many were
+        timed, and whether the best was ``keep_speedup`` times faster than the untuned kernel (then no
+        search is needed: a schedule that only matches untuned code is not worth keeping unsearched).
         """
         from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
         flops = _flops(mod)
         candidates = []
-        for record, seconds in self._best_records():
+        for record, _ in self._best_records():
             sch = tvm.s_tir.Schedule(mod)
             try:
                 record.trace.apply_to_schedule(sch, remove_postproc=False, decision_provider=_snapper(sch))
             except Exception:  # noqa: BLE001 - another op's schedule does not apply: not a source
                 continue
-            src_flops = _flops(record.workload.mod)
-            distance = abs(math.log(max(src_flops, 1.0) / max(flops, 1.0)))
-            candidates.append((distance, src_flops / seconds if seconds > 0 else 0.0, sch))
+            candidates.append((abs(math.log(max(_flops(record.workload.mod), 1.0) / max(flops, 1.0))), sch))
         candidates.sort(key=lambda c: c[0])
-        picked = candidates[: self.transfers]
+        picked = [sch for _, sch in candidates[: self.transfers]]
         if not picked:
             return 0, False
         args = ArgInfo.from_prim_func(mod["main"])
+        built = self.builder.build([ms.builder.BuilderInput(m, self.target) for m in (mod, *(sch.mod for sch in picked))])
+        seconds = [self._time(b, args) for b in built]
         workload = self.database.commit_workload(mod)
-        best = math.inf
-        for _, _, sch in picked:
-            (built,) = self.builder.build([ms.builder.BuilderInput(sch.mod, self.target)])
-            if built.error_msg or not built.artifact_path:
-                continue
-            try:
-                (future,) = self.runner.run([ms.runner.RunnerInput(built.artifact_path, "cpu", args)])
-                result = future.result()
-            finally:
-                shutil.rmtree(Path(built.artifact_path).parent, ignore_errors=True)
-            if result.error_msg or not result.run_secs:
-                continue
-            secs = [float(t) for t in result.run_secs]
-            self.database.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, secs, self.target, args))
-            best = min(best, sum(secs) / len(secs))
-        neighbours = sorted(c[1] for c in picked)[len(picked) // 2]
-        kept = math.isfinite(best) and flops > 0 and flops / best >= self.keep_ratio * neighbours
-        return len(picked), kept
+        for sch, runs in zip(picked, seconds[1:], strict=True):
+            if runs:
+                self.database.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, runs, self.target, args))
+        untuned, best = (min((sum(r) / len(r) for r in rs if r), default=math.inf) for rs in (seconds[:1], seconds[1:]))
+        return len(picked), math.isfinite(best) and best * self.keep_speedup <= untuned
+
+    def _time(self, built: ms.builder.BuilderResult, args: list[Any]) -> list[float]:
+        """Seconds per repeat of one built candidate on the device ([] when it failed to build or run)."""
+        if built.error_msg or not built.artifact_path:
+            return []
+        try:
+            (future,) = self.runner.run([ms.runner.RunnerInput(built.artifact_path, "cpu", args)])
+            result = future.result()
+        finally:
+            shutil.rmtree(Path(built.artifact_path).parent, ignore_errors=True)
+        return [float(t) for t in result.run_secs] if not result.error_msg and result.run_secs else []
 
     def _best_records(self) -> list[tuple[Any, float]]:
         """The best record of every workload in the database, with its mean seconds."""

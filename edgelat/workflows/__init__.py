@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from edgelat.workflows.adapt import AdaptReport, adapt_device, source_features
     from edgelat.workflows.oracle import ArchPrediction, arch_kernels, device_oracle, measure_arch, predict_archs, refit_on_archs
     from edgelat.workflows.prune import DevicePrune, PruneOptions, load_factory, load_pruned, prune_device
+    from edgelat.workflows.routes import search_then_prune
     from edgelat.workflows.search import DeviceSearch, SearchOptions, search_device
-    from edgelat.workflows.search_then_prune import search_then_prune
 
 # Each name is imported from its module on first use: pricing cached architectures needs none of TVM,
 # torch or the predictors' libraries, and a command should not wait seconds for them.
@@ -29,7 +29,7 @@ _MODULES = {
     "oracle": ("ArchPrediction", "arch_kernels", "device_oracle", "measure_arch", "predict_archs", "refit_on_archs"),
     "prune": ("DevicePrune", "PruneOptions", "load_factory", "load_pruned", "prune_device"),
     "search": ("DeviceSearch", "SearchOptions", "search_device"),
-    "search_then_prune": ("search_then_prune",),
+    "routes": ("search_then_prune",),
 }
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
 
