@@ -22,6 +22,7 @@ Every error edgelat raises on purpose derives from :class:`EdgelatError`::
     │   ├── AgentCrashedError      the agent process died (stderr tail attached)
     │   └── AgentTimeoutError      no reply in time
     ├── BuildError                 TVM could not compile or export a kernel
+    │   └── BuildTimeoutError      a build in a worker ran past its time limit
     ├── CampaignInterrupted        a campaign stopped early (all measured so far is stored; --resume)
     └── StoreError                 the workspace store is unusable
 """
@@ -37,6 +38,7 @@ __all__ = [
     "AgentError",
     "AgentTimeoutError",
     "BuildError",
+    "BuildTimeoutError",
     "CampaignInterrupted",
     "ChangedHostKeyError",
     "DamagedFileError",
@@ -143,6 +145,10 @@ class AgentTimeoutError(AgentError):
 
 class BuildError(EdgelatError):
     pass
+
+
+class BuildTimeoutError(BuildError):
+    """A build in a worker ran past its time limit (the worker is replaced)."""
 
 
 class StoreError(EdgelatError):

@@ -112,3 +112,20 @@ def test_a_schedule_transferred_to_another_shape_computes_the_same(tmp_path: Pat
     rng = np.random.default_rng(0)
     inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(target_func)[:-1]]
     np.testing.assert_allclose(_run(moved.func, inputs), _run(target_func, inputs), rtol=1e-4, atol=1e-4)
+
+
+def test_a_runaway_build_is_cut_off_and_its_worker_replaced(tmp_path: Path) -> None:
+    import operator
+    import time
+
+    from edgelat.errors import BuildTimeoutError
+    from edgelat.profiler.builds import Builder
+
+    with Builder(tmp_path, workers=1) as builder:
+        assert builder.wait(builder.call(operator.add, 1, 1), 120) == 2  # the worker is up
+        runaway = builder.call(time.sleep, 60)
+        start = time.perf_counter()
+        with pytest.raises(BuildTimeoutError):
+            builder.wait(runaway, 1.0)
+        assert time.perf_counter() - start < 30
+        assert builder.wait(builder.call(operator.add, 2, 3), 120) == 5  # a fresh worker answers

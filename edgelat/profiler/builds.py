@@ -17,12 +17,13 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edgelat.errors import BuildError
+from edgelat.errors import BuildError, BuildTimeoutError
 from edgelat.files import write_text_atomic
 
 __all__ = ["BuildRequest", "BuiltKernel", "Builder", "build_kernel", "cache_key", "elf_machine", "gpu_device_code"]
@@ -221,7 +222,10 @@ class Builder:
         self.cache_dir = str(cache_dir)
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         self.workers = max(1, os.cpu_count() or 2) if workers is None else workers
-        self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(),)) if self.workers else None
+        self._pool = self._new_pool() if self.workers else None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(),))
 
     def submit(self, req: BuildRequest) -> Future[BuiltKernel]:
         if self._pool is None:
@@ -240,6 +244,20 @@ class Builder:
                 future.set_exception(exc)
             return future
         return self._pool.submit(fn, *args)
+
+    def wait(self, future: Future[T], timeout: float | None) -> T:
+        """``future``'s result. One not done after ``timeout`` seconds (an LLVM compile can run away on a huge
+        unroll) raises BuildTimeoutError, and the pool's workers are killed and replaced: the other builds
+        still running in them fail too (they cannot be told apart)."""
+        try:
+            return future.result(timeout=timeout)
+        except FutureTimeoutError:
+            if self._pool is not None:
+                old, self._pool = self._pool, self._new_pool()
+                for process in list((getattr(old, "_processes", None) or {}).values()):
+                    process.kill()
+                old.shutdown(wait=False, cancel_futures=True)
+            raise BuildTimeoutError(f"a build ran for more than {timeout:g} s; its worker was replaced") from None
 
     def close(self) -> None:
         if self._pool is not None:

@@ -108,7 +108,8 @@ class SharedLibraryBuilder(ms.builder.PyBuilder):
         results = []
         for future in futures:
             try:
-                results.append(ms.builder.BuilderResult(future.result(), None))
+                # In workers a runaway compile is cut off (in this process it cannot be)
+                results.append(ms.builder.BuilderResult(builder.wait(future, CANDIDATE_BUILD_TIMEOUT_S), None))
             except Exception as exc:  # noqa: BLE001 - an invalid candidate is MetaSchedule's to skip
                 results.append(ms.builder.BuilderResult(None, f"{type(exc).__name__}: {exc}"))
         return results
@@ -136,6 +137,11 @@ class TuneOutcome:
 
 
 MODULE_EQUALITY = "anchor-block"
+
+# A candidate compiles in about a second; some (huge unrolls) keep LLVM busy for many minutes. Built in
+# workers, one still compiling after this long is dropped and its worker replaced (MetaSchedule's own
+# LocalBuilder stops at 30 s).
+CANDIDATE_BUILD_TIMEOUT_S = 60.0
 
 # How MetaSchedule searches, by name: each makes a fresh search strategy (they keep state) for a budget of
 # trials. A new setting is one entry here.
