@@ -113,22 +113,28 @@ def measure_network(
             return NetworkMeasurement(**json.loads(row["data"]))
     with agent_session(ws, device, threads=n_threads) as agent, tempfile.TemporaryDirectory(prefix="edgelat-net-") as tmp:
         lib = Path(tmp) / f"{key}.so"
-        tuner = None
+        tuner, workers = None, None
         if chosen.tunes:
+            from edgelat.profiler.builds import Builder
             from edgelat.profiler.tuning import KernelTuner
 
+            # Candidates are built in workers (in parallel, and a runaway compile is cut off), between timings.
+            workers = Builder(ws.cache_dir)
             tuner = KernelTuner(
                 ws.tuning_dir(device.name),
                 preset.target(),
                 n_threads,
                 preset.cross_compiler,
                 lambda p, a: agent.time_library(Path(p), a),
+                builder=workers,
             )
         try:
             inputs = build_network(mod, preset.target(), lib, preset.cross_compiler, chosen, tuner, trials)
         finally:
             if tuner is not None:
                 tuner.close()
+            if workers is not None:
+                workers.close()
         remote = agent.remote_path(lib.name)
         agent.transport.put(lib, remote)
         try:
