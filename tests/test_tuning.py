@@ -79,7 +79,7 @@ def _run(func: Any, inputs: list[np.ndarray]) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_a_schedule_transferred_to_another_shape_computes_the_same(tmp_path: Path) -> None:
+def test_a_schedule_transferred_to_another_shape_computes_the_same(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """A kernel tuned (a few trials) lends its schedule to the same ops at another shape: tiles refitted, timed
     on the device, kept as that kernel's record without a search when fast enough, and the code computes what
     untuned code does."""
@@ -98,6 +98,8 @@ def test_a_schedule_transferred_to_another_shape_computes_the_same(tmp_path: Pat
             try:
                 first = tuner.tune(source, 4)
                 assert first.searched and first.transferred == 0  # nothing to transfer from yet
+                # MetaSchedule's per-round tables stay off stdout (where `--json` goes)
+                assert "Total trials" not in capfd.readouterr().out
                 moved = tuner.tune(target_func, 4)
                 assert moved.transferred == 1 and moved.kept_transfer and not moved.searched and moved.trials == 0
                 assert math.isfinite(tuner.best_seconds(target_func))

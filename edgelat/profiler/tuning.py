@@ -9,6 +9,7 @@ in the workspace, so a kernel is tuned once and whole-network builds can reuse i
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import shutil
@@ -197,15 +198,18 @@ def import_tensor_intrinsics() -> None:
         inspect.stack = original
 
 
-def _own_log_handlers_only() -> None:
-    """MetaSchedule builds its logging config from the names of the handlers on its logger and fails on one it
-    did not make ("Unable to configure logger"); a test runner's log capture adds such handlers."""
+def _prepare_metaschedule_logging() -> None:
+    """Before each search: MetaSchedule builds its logging config from the names of the handlers on its logger
+    and fails on one it did not make ("Unable to configure logger"; a test runner's log capture adds such
+    handlers), so only its own stay. Its console handler takes the logger's level at that moment: warnings
+    only, unless edgelat logs at debug level (-vv); its per-round tables are in the search's log files."""
     import logging
 
     logger = logging.getLogger("tvm.s_tir.meta_schedule")
     for handler in list(logger.handlers):
         if not (handler.get_name() or "").startswith("tvm.s_tir.meta_schedule"):
             logger.removeHandler(handler)
+    logger.setLevel(logging.DEBUG if logging.getLogger().isEnabledFor(logging.DEBUG) else logging.WARNING)
 
 
 def snap_tiles(factors: list[int], extent: int) -> list[int]:
@@ -303,8 +307,9 @@ class KernelTuner:
                 schedule = self._lookup(mod)
         if schedule is None:
             searched = True
-            _own_log_handlers_only()
-            with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="logs-") as logs:
+            _prepare_metaschedule_logging()
+            # Its console handler writes to the stdout of the moment: stderr, so `--json` output stays clean.
+            with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="logs-") as logs, contextlib.redirect_stdout(sys.stderr):
                 ms.tune_tir(
                     mod,
                     self.target,
