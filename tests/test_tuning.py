@@ -125,9 +125,8 @@ def test_a_runaway_build_is_cut_off_and_its_worker_replaced(tmp_path: Path) -> N
 
     with Builder(tmp_path, workers=1) as builder:
         assert builder.wait(builder.call(operator.add, 1, 1), 120) == 2  # the worker is up
-        runaway = builder.call(time.sleep, 60)
-        start = time.perf_counter()
+        runaway = builder.call(time.sleep, 3600)
         with pytest.raises(BuildTimeoutError):
             builder.wait(runaway, 1.0)
-        assert time.perf_counter() - start < 30
-        assert builder.wait(builder.call(operator.add, 2, 3), 120) == 5  # a fresh worker answers
+        # The one worker was still sleeping: only a replaced worker can answer this.
+        assert builder.wait(builder.call(operator.add, 2, 3), 120) == 5
