@@ -4,7 +4,8 @@
 this package builds them for a device of the inventory (one module per workflow):
 
 - the oracle prices a space's blocks with the device's kernel predictor and caches them per
-  trained model (``<workspace>/oracle/<device>/<recipe>/<space>-<model hash>.json``);
+  trained model (``<workspace>/oracle/<device>/<recipe>/``), from each block's kernels, kept once per
+  workspace for any model (``<workspace>/blocks/``);
 - measure builds an architecture with TVM and times it on the device through the agent;
 - refit profiles the kernels of the architectures whose prediction was off, exactly as the
   network runs them, adds them to the device's data and retrains its predictors.
