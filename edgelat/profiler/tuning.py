@@ -69,7 +69,7 @@ class AgentRunner(ms.runner.PyRunner):
     def _run(self, runner_inputs: list[ms.runner.RunnerInput]) -> list[ms.runner.RunnerFuture]:
         futures = []
         for inp in runner_inputs:
-            args = [[[int(d) for d in a.shape], str(a.dtype)] for a in inp.args_info]
+            args = _arg_specs(inp.args_info)
             try:
                 futures.append(_Done(ms.runner.RunnerResult(self._measure(inp.artifact_path, args), None)))
             except Exception as exc:  # noqa: BLE001 - a failing candidate is MetaSchedule's to skip
@@ -228,11 +228,15 @@ def snap_tiles(factors: list[int], extent: int) -> list[int]:
     return out
 
 
+def _arg_specs(args_info: Any) -> list[list[Any]]:
+    return [[[int(d) for d in a.shape], str(a.dtype)] for a in args_info]
+
+
 def kernel_args(func: Any) -> list[list[Any]]:
     """``[shape, dtype]`` of each buffer of the PrimFunc ``func``: what the agent allocates to time it."""
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
-    return [[[int(d) for d in a.shape], str(a.dtype)] for a in ArgInfo.from_prim_func(func)]
+    return _arg_specs(ArgInfo.from_prim_func(func))
 
 
 def _snapper(sch: Any) -> Callable[[Any, list[Any], list[Any], Any], Any]:
