@@ -29,12 +29,14 @@ def nb201_device(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]
     with open_workspace(root) as ws:
         profile(ws, "local", ProfileConfig(ops=NB201_OPS, samples=12, repeat=3, min_repeat_ms=5.0, weighted=False))
         train_device(ws, "local")
-        # A budget some but not all architectures meet: the median of a few measured ones, raised if this weakly
-        # trained predictor thinks nothing fits it (then the search would rightly refuse it).
+        # A budget some but not all architectures meet: the median of a few measured ones, raised to half again the
+        # measured latency of the fastest architecture this weakly trained predictor knows, so that neither its
+        # error nor a noisy machine (measurements here drift by a third between minutes) leaves nothing to return.
         archs = [space.sample(np.random.default_rng(i)) for i in range(3)]
         oracle = device_oracle(ws, "local", space)
         assert np.all(oracle.predict(archs) > 0)
-        budget = max(float(np.median([measure_arch(ws, "local", space, a) for a in archs])), 1.3 * min_latency(space, oracle).predicted_ms)
+        fastest = measure_arch(ws, "local", space, min_latency(space, oracle).arch)
+        budget = max(float(np.median([measure_arch(ws, "local", space, a) for a in archs])), 1.5 * fastest)
     return root, round(budget, 4)
 
 

@@ -53,11 +53,11 @@ def test_the_quick_import_registers_every_tensor_intrinsic() -> None:
     assert int(out[0]) >= 5 and int(out[1]) >= 50 and out[2].strip() == "[]", out
 
 
-def _conv(cin: int, hw: int, cout: int) -> Any:
+def _conv(cin: int, hw: int, cout: int, epilogue: str = "add.c+relu") -> Any:
     from edgelat.ops import get_op, kernel_funcs
     from edgelat.ops.lowering import fuse
 
-    cfg = {"n": 1, "cin": cin, "h": hw, "w": hw, "cout": cout, "k": 1, "stride": 1, "pad": 0, "groups": 1, "dilation": 1, "epilogue": "add.c+relu"}
+    cfg = {"n": 1, "cin": cin, "h": hw, "w": hw, "cout": cout, "k": 1, "stride": 1, "pad": 0, "groups": 1, "dilation": 1, "epilogue": epilogue}
     funcs = kernel_funcs(fuse(get_op("conv2d").emit(cfg))[0])
     (name,) = [gv.name_hint for gv in funcs.functions if gv.name_hint != "main"]
     return funcs[name]
@@ -109,6 +109,9 @@ def test_a_schedule_transferred_to_another_shape_computes_the_same(tmp_path: Pat
                 tuner.keep_speedup = 1e9
                 third = tuner.tune(_conv(24, 12, 40), 4)
                 assert third.transferred >= 1 and not third.kept_transfer and third.searched
+                # Another shape with other blocks (no activation stage): no source fits, so none is built or timed.
+                other = tuner.tune(_conv(20, 9, 36, epilogue="add.c"), 4)
+                assert other.transferred == 0 and other.searched
             finally:
                 tuner.close()
     rng = np.random.default_rng(0)

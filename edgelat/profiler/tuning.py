@@ -259,6 +259,25 @@ def _flops(mod: tvm.IRModule) -> float:
         return 0.0
 
 
+def _block_names(mod: tvm.IRModule) -> tuple[str, ...]:
+    """The names of ``mod``'s top-level blocks (its anchor and epilogue stages), sorted.
+
+    A trace addresses blocks by name, so only a kernel with the same blocks can take another's schedule.
+    """
+    sch = tvm.s_tir.Schedule(mod)
+    return tuple(sorted(sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))))
+
+
+@dataclass
+class _Source:
+    """A tuned workload whose best schedule other kernels may try: what picking it needs, computed once."""
+
+    record: Any  # its best ms.database.TuningRecord
+    seconds: float
+    flops: float
+    blocks: tuple[str, ...]
+
+
 class KernelTuner:
     """Tunes PrimFuncs for one device and target, keeping every record in one database."""
 
@@ -295,6 +314,9 @@ class KernelTuner:
             raise DamagedFileError(
                 f"the tuning database in {self.work_dir} cannot be read ({first_line(exc)[:200]}); move the folder away to tune from scratch"
             ) from None
+        # Transfer sources by workload, read from the database on first use and kept current as kernels are
+        # tuned: scanning every record per kernel would make a campaign quadratic in its records.
+        self._sources: dict[int, _Source] | None = None
         self._artifacts = tempfile.TemporaryDirectory(prefix="edgelat-ms-")
         self.builder = SharedLibraryBuilder(self._artifacts.name, cross_compiler, builder)
         self.runner = AgentRunner(measure)
@@ -328,6 +350,7 @@ class KernelTuner:
                     strategy=self.search(trials),
                 )
             schedule = self._lookup(mod)
+            self._remember(mod)
         if schedule is None:
             raise BuildError(f"MetaSchedule found no valid candidate in {trials} trials (see the logs with -v)")
         return TuneOutcome(
@@ -344,26 +367,30 @@ class KernelTuner:
     def transfer(self, mod: tvm.IRModule) -> tuple[int, bool]:
         """Try the best schedules of kernels already tuned, of the same ops but other shapes, on ``mod``.
 
-        Each tuned workload's best trace is replayed on ``mod`` with its tile sizes snapped to divisors of
-        the new loop extents (:func:`snap_tiles`); traces that do not apply (other ops, other epilogue)
-        are skipped. The ``transfers`` sources nearest in FLOPs are built, with ``mod`` untuned, in one
-        batch, and timed on the device; the transferred ones are kept as records. Returns how many were
-        timed, and whether the best was ``keep_speedup`` times faster than the untuned kernel (then no
-        search is needed: a schedule that only matches untuned code is not worth keeping unsearched).
+        The sources are tuned workloads with the same blocks (:func:`_block_names`), nearest in FLOPs
+        first; each one's best trace is replayed on ``mod`` with its tile sizes snapped to divisors of
+        the new loop extents (:func:`snap_tiles`), skipping traces that do not apply, until ``transfers``
+        did. Those are built, with ``mod`` untuned, in one batch, and timed on the device; the transferred
+        ones are kept as records. Returns how many were timed, and whether the best was ``keep_speedup``
+        times faster than the untuned kernel (then no search is needed: a schedule that only matches
+        untuned code is not worth keeping unsearched).
         """
         from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
-        flops = _flops(mod)
-        candidates = []
-        for record, _ in self._best_records():
+        flops, blocks = max(_flops(mod), 1.0), _block_names(mod)
+        sources = sorted(
+            (s for s in self._source_index().values() if s.blocks == blocks), key=lambda s: abs(math.log(max(s.flops, 1.0) / flops))
+        )
+        picked: list[Any] = []
+        for source in sources:
+            if len(picked) == self.transfers:
+                break
             sch = tvm.s_tir.Schedule(mod)
             try:
-                record.trace.apply_to_schedule(sch, remove_postproc=False, decision_provider=_snapper(sch))
-            except Exception:  # noqa: BLE001 - another op's schedule does not apply: not a source
+                source.record.trace.apply_to_schedule(sch, remove_postproc=False, decision_provider=_snapper(sch))
+            except Exception:  # noqa: BLE001 - a schedule that does not fit these loops: not a source
                 continue
-            candidates.append((abs(math.log(max(_flops(record.workload.mod), 1.0) / max(flops, 1.0))), sch))
-        candidates.sort(key=lambda c: c[0])
-        picked = [sch for _, sch in candidates[: self.transfers]]
+            picked.append(sch)
         if not picked:
             return 0, False
         args = ArgInfo.from_prim_func(mod["main"])
@@ -373,6 +400,7 @@ class KernelTuner:
         for sch, runs in zip(picked, seconds[1:], strict=True):
             if runs:
                 self.database.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, runs, self.target, args))
+        self._remember(mod)
         untuned, best = (min((sum(r) / len(r) for r in rs if r), default=math.inf) for rs in (seconds[:1], seconds[1:]))
         return len(picked), math.isfinite(best) and best * self.keep_speedup <= untuned
 
@@ -387,17 +415,32 @@ class KernelTuner:
             shutil.rmtree(Path(built.artifact_path).parent, ignore_errors=True)
         return [float(t) for t in result.run_secs] if not result.error_msg and result.run_secs else []
 
-    def _best_records(self) -> list[tuple[Any, float]]:
-        """The best record of every workload in the database, with its mean seconds."""
-        best: dict[int, tuple[Any, float]] = {}
-        for record in self.database.get_all_tuning_records():
-            if not record.run_secs:
-                continue
-            seconds = sum(float(t) for t in record.run_secs) / len(record.run_secs)
-            key = int(tvm_ffi.structural_hash(record.workload.mod))
-            if key not in best or seconds < best[key][1]:
-                best[key] = (record, seconds)
-        return list(best.values())
+    def _source_index(self) -> dict[int, _Source]:
+        """The best record of every tuned workload in the database, by the workload's structural hash."""
+        if self._sources is None:
+            self._sources = {}
+            for record in self.database.get_all_tuning_records():
+                self._add_source(record)
+        return self._sources
+
+    def _add_source(self, record: Any) -> None:
+        if not record.run_secs:
+            return
+        seconds = sum(float(t) for t in record.run_secs) / len(record.run_secs)
+        key = int(tvm_ffi.structural_hash(record.workload.mod))
+        known = self._sources.get(key) if self._sources is not None else None
+        if self._sources is None or (known is not None and known.seconds <= seconds):
+            return
+        mod = record.workload.mod
+        self._sources[key] = _Source(record, seconds, _flops(mod), _block_names(mod))
+
+    def _remember(self, mod: tvm.IRModule) -> None:
+        """Make ``mod``'s best record (just tuned or transferred) a source for the kernels after it."""
+        if self._sources is None:
+            return  # read in full on first use
+        record = self.database.query_tuning_record(mod, self.target, "main")
+        if record is not None:
+            self._add_source(record)
 
     def best_seconds(self, func: Any) -> float:
         """The mean time of the best record for ``func``'s anchor (NaN without one)."""
