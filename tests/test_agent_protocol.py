@@ -105,3 +105,82 @@ def test_agent_runs_alone_from_a_copy(tmp_path: Path) -> None:
     )
     replies = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["ok"] for r in replies] == [True, True], proc.stderr
+
+
+# /proc/cpuinfo as a Raspberry Pi 4 (64-bit OS) and a big.LITTLE phone print it (abridged).
+PI4_CPUINFO = (
+    "".join(
+        f"processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\n"
+        f"CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n"
+        for i in range(4)
+    )
+    + "Hardware\t: BCM2835\nRevision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
+)
+PHONE_CPUINFO = (
+    "".join(f"processor\t: {i}\nCPU implementer\t: 0x41\nCPU part\t: {'0xd05' if i < 6 else '0xd0b'}\n\n" for i in range(8))
+    + "Hardware\t: Qualcomm Technologies, Inc SM7150\n"
+)
+X86_CPUINFO = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6248\nflags\t\t: fpu sse avx2\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "machine", "expected"),
+    [
+        (PI4_CPUINFO, "aarch64", "Raspberry Pi 4 Model B Rev 1.4 (Cortex-A72)"),
+        (PHONE_CPUINFO, "aarch64", "Qualcomm Technologies, Inc SM7150 (Cortex-A55 + Cortex-A76)"),
+        ("processor\t: 0\nCPU implementer\t: 0x51\nCPU part\t: 0x805\n", "aarch64", "implementer 0x51 part 0x805"),
+        # qemu-user shows the host's cpuinfo to emulated programs: not the device's CPU
+        (X86_CPUINFO, "aarch64", "unknown (no ARM fields in /proc/cpuinfo: emulated?)"),
+        (X86_CPUINFO, "x86_64", "Intel(R) Xeon(R) Gold 6248"),
+    ],
+)
+def test_probe_names_the_cpu_from_its_cpuinfo(text: str, machine: str, expected: str) -> None:
+    from edgelat.device_agents import agent as agent_module
+
+    assert agent_module._cpu_model(text, machine) == expected
+
+
+def test_a_host_killed_mid_campaign_leaves_a_directory_the_next_agent_removes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent of a host killed mid-campaign leaves its directory; the next agent removes it once the
+    lease is over, but never one a live agent holds."""
+    import os
+    import signal
+    import time
+
+    agents = tmp_path / "tmp"
+    agents.mkdir()
+    monkeypatch.setenv("TMPDIR", str(agents))  # where `mktemp -t` puts agent directories, here and in the host
+    host = subprocess.Popen(
+        [sys.executable, "-m", "edgelat.cli", "profile", "local", "--ops", "add", "--samples", "200", "--workspace", str(tmp_path / "ws")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while not list(agents.glob("edgelat-agent.*/agent.pid")) and host.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(3.0)  # timing kernels by now
+    assert host.poll() is None, "the campaign ended before it could be killed"
+    host.send_signal(signal.SIGKILL)
+    host.wait(30)
+    (left,) = agents.glob("edgelat-agent.*")
+    pid = int((left / "agent.pid").read_text())
+    while time.time() < deadline:  # its agent sees the host gone (stdin closed) and exits
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    live = AgentSession(LocalTransport(), python=sys.executable).start()
+    try:
+        # A long lease: nothing is old enough yet.
+        assert live.hello["reaped"] == 0 and left.exists()
+        fresh = AgentSession(LocalTransport(), python=sys.executable, env={"EDGELAT_AGENT_LEASE_S": "0"}).start()
+        try:
+            assert fresh.hello["reaped"] == 1
+            assert not left.exists()
+            assert Path(live.remote_dir or "").exists() and Path(fresh.remote_dir or "").exists()
+        finally:
+            fresh.close()
+    finally:
+        live.close()
+    assert list(agents.glob("edgelat-agent.*")) == []

@@ -46,3 +46,13 @@ def test_unsupported_platform_is_a_clear_error(ws: Workspace, ssh_device: invent
     monkeypatch.setattr(setup, "_inspect", lambda t, p: {**real(t, p), "tvm": None, "machine": "armv7l"})
     with pytest.raises(UsageError, match="armv7l: apache-tvm publishes wheels only for"):
         setup.setup_device(ws, ssh_device.name)
+
+
+@pytest.mark.parametrize(("libc", "shown"), [(["glibc", "2.24"], "glibc 2.24"), (["", ""], "an unknown C library")])
+def test_an_old_or_missing_glibc_is_a_clear_error(
+    ws: Workspace, ssh_device: inventory.Device, monkeypatch: pytest.MonkeyPatch, libc: list[str], shown: str
+) -> None:
+    real = setup._inspect
+    monkeypatch.setattr(setup, "_inspect", lambda t, p: {**real(t, p), "tvm": None, "libc": libc})
+    with pytest.raises(UsageError, match=f"has {shown}; the apache-tvm wheel \\(manylinux_2_28_.*\\) needs glibc >= 2.28"):
+        setup.setup_device(ws, ssh_device.name)

@@ -64,26 +64,51 @@ def _cpu_list(text):
     return cpus
 
 
-def _cpuinfo():
-    info = {}
-    text = _read("/proc/cpuinfo", "")
+# ARM's core names by "CPU part", for implementer 0x41 (Arm Ltd.): what a Pi, a Jetson or a phone reports.
+_ARM_PARTS = {
+    "0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57", "0xd08": "Cortex-A72",
+    "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76", "0xd0c": "Neoverse-N1", "0xd0d": "Cortex-A77",
+    "0xd40": "Neoverse-V1", "0xd41": "Cortex-A78", "0xd42": "Cortex-A78AE", "0xd44": "Cortex-X1", "0xd46": "Cortex-A510",
+    "0xd47": "Cortex-A710", "0xd48": "Cortex-X2", "0xd49": "Neoverse-N2", "0xd4b": "Cortex-A78C", "0xd4d": "Cortex-A715",
+    "0xd4e": "Cortex-X3",
+}  # fmt: skip
+_ARM_MACHINES = ("aarch64", "arm64", "armv7l", "armv8l", "armv6l")
+
+
+def _cpuinfo(text=None):
+    """The first value of each field of /proc/cpuinfo that names the CPU, plus every distinct ARM core part."""
+    info = {"parts": []}
+    text = _read("/proc/cpuinfo", "") if text is None else text
     for line in text.splitlines():
         if ":" not in line:
             continue
         key, value = (s.strip() for s in line.split(":", 1))
-        if key in ("model name", "Hardware", "Model", "CPU part", "CPU implementer") and key not in info:
+        if key == "CPU part" and value not in info["parts"]:
+            info["parts"].append(value)
+        if key in ("model name", "Hardware", "Model", "CPU implementer") and key not in info:
             info[key] = value
     return info
 
 
-def _cpu_model():
-    info = _cpuinfo()
-    for key in ("model name", "Model", "Hardware"):
-        if key in info:
-            return info[key]
-    if "CPU part" in info:
-        return "ARM implementer %s part %s" % (info.get("CPU implementer", "?"), info["CPU part"])
-    return platform.processor() or platform.machine()
+def _cpu_model(text=None, machine=None):
+    """The CPU as its /proc/cpuinfo names it: ``model name`` on x86; on ARM the board (``Model`` or
+    ``Hardware``) and its cores by ``CPU part``, e.g. "Raspberry Pi 4 Model B Rev 1.4 (4x... Cortex-A72)".
+
+    On an ARM machine only ARM fields count: an emulated one (qemu-user shows the host's x86 cpuinfo)
+    reports "unknown" rather than the host's CPU.
+    """
+    info = _cpuinfo(text)
+    machine = machine or platform.machine()
+    if machine not in _ARM_MACHINES:
+        return info.get("model name") or platform.processor() or machine
+    arm = info.get("CPU implementer") == "0x41"
+    cores = [(_ARM_PARTS.get(p) if arm else None) or "part %s" % p for p in info["parts"]]
+    board = info.get("Model") or info.get("Hardware")
+    if not cores:
+        return board or "unknown (no ARM fields in /proc/cpuinfo: emulated?)"
+    if not arm:
+        cores = ["implementer %s %s" % (info.get("CPU implementer", "?"), c) for c in cores]
+    return "%s (%s)" % (board, " + ".join(cores)) if board else " + ".join(cores)
 
 
 def _frequencies():
@@ -335,6 +360,7 @@ class Agent(object):
     def __init__(self, out):
         self.out = out
         self.greeted = False
+        self.reaped = []  # stale agent directories removed at start
 
     def reply(self, req_id, result=None, error=None):
         msg = {"v": PROTOCOL_VERSION, "id": req_id}
@@ -381,7 +407,13 @@ class Agent(object):
             self.greeted = True
             self.reply(
                 req_id,
-                {"protocol": PROTOCOL_VERSION, "agent_version": AGENT_VERSION, "python": platform.python_version(), "pid": os.getpid()},
+                {
+                    "protocol": PROTOCOL_VERSION,
+                    "agent_version": AGENT_VERSION,
+                    "python": platform.python_version(),
+                    "pid": os.getpid(),
+                    "reaped": len(self.reaped),
+                },
             )
             return True
         if cmd == "bye":
@@ -407,11 +439,69 @@ class Agent(object):
         return True
 
 
+# The host ships the agent into a fresh ``edgelat-agent.*`` directory and removes it when done. A host
+# that dies mid-campaign cannot: a later agent removes such directories once no live process holds them
+# and they are older than this lease (a host may be between creating one and starting its agent).
+DIR_PREFIX = "edgelat-agent."
+PID_FILE = "agent.pid"
+LEASE_S = 600.0
+
+
+def _holds(pid, directory):
+    """Whether process ``pid`` is alive and runs from ``directory`` (not another process that got its number)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, someone else's: leave it
+    cmdline = _read("/proc/%d/cmdline" % pid)
+    return cmdline is None or directory in cmdline
+
+
+def reap_stale(own_dir, lease_s=LEASE_S):
+    """Remove this user's agent directories beside ``own_dir`` that no live agent holds; returns them."""
+    removed = []
+    now = time.time()
+    for directory in sorted(glob.glob(os.path.join(os.path.dirname(own_dir), DIR_PREFIX + "*"))):
+        if directory == own_dir or os.path.islink(directory) or not os.path.isdir(directory):
+            continue
+        pid_path = os.path.join(directory, PID_FILE)
+        try:
+            st = os.stat(directory)
+            last = max(st.st_mtime, os.stat(pid_path).st_mtime if os.path.exists(pid_path) else 0.0)
+        except OSError:
+            continue
+        if st.st_uid != os.getuid() or now - last < lease_s:
+            continue
+        pid = _read_int(pid_path)
+        if pid is not None and _holds(pid, directory):
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory)
+    return removed
+
+
+def _claim_directory():
+    """Mark this agent's directory as held (its pid) and reap stale ones; the directories removed."""
+    own_dir = os.path.dirname(os.path.abspath(__file__))
+    if not os.path.basename(own_dir).startswith(DIR_PREFIX):
+        return []  # run from elsewhere (a checkout, a test): nothing of ours around it
+    with open(os.path.join(own_dir, PID_FILE), "w") as f:
+        f.write("%d\n" % os.getpid())
+    try:
+        lease_s = float(os.environ.get("EDGELAT_AGENT_LEASE_S", LEASE_S))
+    except ValueError:
+        lease_s = LEASE_S
+    return reap_stale(own_dir, lease_s)
+
+
 def main():
     # Replies go to the real stdout; anything a library prints goes to stderr instead.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     agent = Agent(out)
+    agent.reaped = _claim_directory()
     for line in sys.stdin:
         line = line.strip()
         if not line:

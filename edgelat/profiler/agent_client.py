@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ __all__ = ["AGENT_PATH", "PROTOCOL_VERSION", "AgentSession"]
 
 AGENT_PATH = Path(agent_module.__file__)
 PROTOCOL_VERSION = agent_module.PROTOCOL_VERSION
+
+log = logging.getLogger(__name__)
 
 _SHA256 = "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())"
 
@@ -74,6 +77,10 @@ class AgentSession:
     def _spawn(self) -> None:
         self.process = self.transport.open_process([self.python, "-I", "-u", self.remote_path("agent.py")], env=self.env)
         self.hello = self.request("hello", {"protocol": self.protocol}, timeout=self.start_timeout)
+        if self.hello.get("reaped"):
+            log.info(
+                "removed %d stale agent directories on %s (left by hosts that stopped mid-run)", self.hello["reaped"], self.transport.name
+            )
 
     def remote_path(self, name: str) -> str:
         assert self.remote_dir is not None, "start() first"

@@ -28,10 +28,12 @@ TVM_REQUIREMENTS = (f"apache-tvm=={TVM_VERSION}", "apache-tvm-ffi==0.1.14.post1"
 # Platforms apache-tvm publishes wheels for (manylinux), and the Python versions it supports.
 WHEEL_PLATFORMS = {"x86_64": "manylinux_2_28_x86_64", "aarch64": "manylinux_2_28_aarch64"}
 MIN_PYTHON = (3, 10)
+MIN_GLIBC = (2, 28)  # what manylinux_2_28 means
 
 _INSPECT = """
 import json, os, platform, sys
-info = {"machine": platform.machine(), "python": list(sys.version_info[:3]), "home": os.path.expanduser("~"), "tvm": None, "error": None}
+info = {"machine": platform.machine(), "python": list(sys.version_info[:3]), "libc": list(platform.libc_ver()),
+        "home": os.path.expanduser("~"), "tvm": None, "error": None}
 try:
     import tvm
     info["tvm"] = tvm.__version__
@@ -74,6 +76,13 @@ def setup_device(ws: Workspace, name: str, *, offline: bool = False, force: bool
                 f"{device.name} has Python {'.'.join(map(str, version))}; the apache-tvm wheel needs >= {'.'.join(map(str, MIN_PYTHON))}. "
                 "Install a newer Python on the device and pass it with `edgelat device add ... --python`"
             )
+        libc, libc_version = (list(info.get("libc") or []) + ["", ""])[:2]
+        if libc != "glibc" or _version(libc_version) < MIN_GLIBC:
+            raise UsageError(
+                f"{device.name} has {f'{libc} {libc_version}'.strip() or 'an unknown C library'}; the apache-tvm wheel "
+                f"({WHEEL_PLATFORMS[machine]}) needs glibc >= {'.'.join(map(str, MIN_GLIBC))}. "
+                "Install a newer OS on the device (Debian 10+, Ubuntu 18.10+, Raspberry Pi OS bullseye+)"
+            )
         venv = f"{info['home']}/.edgelat/venv-tvm-{TVM_VERSION}"
         venv_python = f"{venv}/bin/python"
         transport.run([device.python, "-m", "venv", venv], timeout=300)
@@ -91,6 +100,15 @@ def setup_device(ws: Workspace, name: str, *, offline: bool = False, force: bool
         raise UsageError(f"installed TVM on {device.name} but it does not import: {after['error']}")
     ws.db.execute("UPDATE devices SET python = ? WHERE name = ?", (venv_python, device.name))
     return SetupReport(device.name, venv_python, str(after["tvm"]), "installed-offline" if offline else "installed")
+
+
+def _version(text: str) -> tuple[int, ...]:
+    parts = []
+    for part in str(text).split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
 
 
 def _install_offline(transport: Transport, venv_python: str, machine: str, version: tuple[int, ...], remote_dir: str) -> None:
