@@ -37,7 +37,14 @@ err = Console(stderr=True)
 @app.callback()
 def _main(
     verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="Log what happens on the way (-v: reconnects, agent restarts, fallbacks; -vv: more).", show_default=False)
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="Log what happens on the way (-v: reconnects, agent restarts, fallbacks; -vv: more).",
+            show_default=False,
+        ),
     ] = 0,
 ) -> None:
     """edgelat: hardware-aware latency prediction and device profiling."""
@@ -48,6 +55,7 @@ def _main(
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
     for noisy in ("paramiko", "urllib3", "matplotlib", "PIL"):  # their INFO lines are not ours
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
 
 WorkspaceOpt = Annotated[
     Optional[Path],
@@ -274,7 +282,9 @@ def profile_cmd(
     ] = None,
     weighted: Annotated[
         Optional[bool],
-        typer.Option("--weighted/--unweighted", help="Apply the kinds' weights to --samples too, or not to the default plan.", show_default=False),
+        typer.Option(
+            "--weighted/--unweighted", help="Apply the kinds' weights to --samples too, or not to the default plan.", show_default=False
+        ),
     ] = None,
     minutes: Annotated[Optional[float], typer.Option(help="Stop after this many minutes (resumable).")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Threads per kernel (default: the device's).")] = None,
@@ -368,7 +378,9 @@ def ops_cmd() -> None:
 
 
 # -- train / predict / measure ---------------------------------------------------------------
-RecipeOpt = Annotated[Optional[str], typer.Option(help=f"Compile recipe, {RECIPES.choices()} (default: the one the device was profiled with most).")]
+RecipeOpt = Annotated[
+    Optional[str], typer.Option(help=f"Compile recipe, {RECIPES.choices()} (default: the one the device was profiled with most).")
+]
 ShapeOpt = Annotated[
     Optional[list[str]],
     typer.Option(
@@ -439,7 +451,10 @@ def predict_cmd(
     arch: Annotated[Optional[str], typer.Option(help="One architecture string of --space.")] = None,
     archs_file: Annotated[Optional[Path], typer.Option(help="A file of architecture strings, one per line.")] = None,
     recipe: RecipeOpt = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Refuse a network with a kernel no kind's model covers (default: the fallback model prices it).")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Refuse a network with a kernel no kind's model covers (default: the fallback model prices it)."),
+    ] = False,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -450,9 +465,7 @@ def predict_cmd(
         if model is not None:
             from edgelat.predictors.predict import predict_network
 
-            preds = [
-                predict_network(ws, device, model, input_shape=_shapes(input_shape), recipe=recipe, strict=strict)
-            ]
+            preds = [predict_network(ws, device, model, input_shape=_shapes(input_shape), recipe=recipe, strict=strict)]
         else:
             from edgelat.nas.spaces import get_space
 
@@ -484,13 +497,22 @@ def _predict_archs(ws: Workspace, device: str, space: Any, lines: list[str], rec
     archs = [line.strip() for line in lines if line.strip()]
     if not archs:
         raise UsageError("the --archs-file holds no architecture")
-    with Progress(TextColumn("pricing new blocks"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True) as bar:
+    with Progress(
+        TextColumn("pricing new blocks"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True
+    ) as bar:
         task = bar.add_task("blocks", total=None)
-        preds = predict_archs(ws, device, space, archs, recipe=recipe, strict=strict, on_block=lambda i, n: bar.update(task, completed=i, total=n))
+        preds = predict_archs(
+            ws, device, space, archs, recipe=recipe, strict=strict, on_block=lambda i, n: bar.update(task, completed=i, total=n)
+        )
     if json_out:
         _print_json([p.as_dict() for p in preds])
         return
-    table = Table("#", "architecture", "predicted ms", title=f"{device} ({preds[0].recipe}): {len(preds)} architectures of {space.name}, summed block by block")
+    table = Table(
+        "#",
+        "architecture",
+        "predicted ms",
+        title=f"{device} ({preds[0].recipe}): {len(preds)} architectures of {space.name}, summed block by block",
+    )
     for i, p in enumerate(preds):
         table.add_row(str(i), p.arch, _ms(p.total_ms) + (" [yellow](fallback)[/yellow]" if p.fallback_ms > 0 else ""))
     out.print(table)
@@ -510,12 +532,18 @@ def _print_kernels(pred: Any) -> None:
     for i, k in enumerate(pred.kernels):
         desc = get_op(k.op).describe(k.config) if k.op and k.config else k.name
         kind = k.op or "-"
-        table.add_row(str(i), f"{kind} [yellow](fallback)[/yellow]" if k.fallback else kind, desc, _ms(k.predicted_ms), f"{k.share * 100:.1f}%")
+        table.add_row(
+            str(i), f"{kind} [yellow](fallback)[/yellow]" if k.fallback else kind, desc, _ms(k.predicted_ms), f"{k.share * 100:.1f}%"
+        )
     out.print(table)
     fallbacks = sum(k.fallback for k in pred.kernels)
     out.print(
         f"predicted total: [bold]{_ms(pred.total_ms)} ms[/bold]"
-        + (f"; {fallbacks} kernel(s) priced by the fallback model, {pred.coverage * 100:.1f}% of the time by dedicated models" if fallbacks else "")
+        + (
+            f"; {fallbacks} kernel(s) priced by the fallback model, {pred.coverage * 100:.1f}% of the time by dedicated models"
+            if fallbacks
+            else ""
+        )
     )
 
 
@@ -528,30 +556,48 @@ def measure_cmd(
     recipe: Annotated[str, typer.Option(help=f"Compile recipe: {RECIPES.choices()}.")] = "default",
     threads: Annotated[Optional[int], typer.Option(help="Threads (default: the device's).")] = None,
     kernels: Annotated[bool, typer.Option("--kernels", help="Also list every kernel the VM called, timed in place.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Also run it once on the device and compare its outputs with this host's build (exit 1 if they differ)."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Compile a whole network for the device and time it there end to end (ground truth)."""
+    from dataclasses import asdict
+
+    from edgelat.errors import OutputMismatchError
     from edgelat.predictors.predict import load_network
-    from edgelat.profiler.e2e import measure_network
+    from edgelat.profiler.e2e import check_outputs, measure_network
     from edgelat.profiler.inventory import get_device
 
     with _ws(workspace) as ws:
         get_device(ws, device)  # before the slow import
-        result = measure_network(ws, device, load_network(model, _shapes(input_shape)), name=model.name, recipe=recipe, threads=threads)
+        mod = load_network(model, _shapes(input_shape))
+        result = measure_network(ws, device, mod, name=model.name, recipe=recipe, threads=threads)
+        checked = check_outputs(ws, device, mod, recipe=recipe) if check else None
     if json_out:
         _print_json({"device": result.device, "recipe": result.recipe, "median_ms": result.median_ms, "std_ms": result.std_ms, "min_ms": result.min_ms,
                      "max_ms": result.max_ms, "repeats": result.repeats, "threads": result.threads, "kernels": result.kernels,
-                     "target": result.target})  # fmt: skip
-        return
-    out.print(f"{result.name} on {result.device} ({result.recipe}, {result.threads} thread(s)): median [bold]{_ms(result.median_ms)} ms[/bold] "
-              f"(std {_ms(result.std_ms)}, min {_ms(result.min_ms)}, max {_ms(result.max_ms)}, {result.repeats} repeats); "
-              f"{len(result.kernels)} kernels called, summing to {_ms(sum(k[1] for k in result.kernels))} ms in place")  # fmt: skip
-    if kernels:
-        table = Table("#", "kernel", "measured ms (in place, one run)", title="kernels the VM called")
-        for i, (name, ms) in enumerate(result.kernels):
-            table.add_row(str(i), name, _ms(ms))
-        out.print(table)
+                     "target": result.target, "check": {**asdict(checked), "ok": checked.ok} if checked else None})  # fmt: skip
+    else:
+        out.print(f"{result.name} on {result.device} ({result.recipe}, {result.threads} thread(s)): median [bold]{_ms(result.median_ms)} ms[/bold] "
+                  f"(std {_ms(result.std_ms)}, min {_ms(result.min_ms)}, max {_ms(result.max_ms)}, {result.repeats} repeats); "
+                  f"{len(result.kernels)} kernels called, summing to {_ms(sum(k[1] for k in result.kernels))} ms in place")  # fmt: skip
+        if kernels:
+            table = Table("#", "kernel", "measured ms (in place, one run)", title="kernels the VM called")
+            for i, (name, ms) in enumerate(result.kernels):
+                table.add_row(str(i), name, _ms(ms))
+            out.print(table)
+    if checked is not None:
+        if not json_out:
+            out.print(f"outputs on {result.device} vs this host's build: max abs error {checked.max_abs_error:.3g} "
+                      f"(outputs up to {checked.max_abs_output:.3g}; tolerance {checked.tolerance:.3g})")  # fmt: skip
+        if not checked.ok:
+            raise OutputMismatchError(f"{result.device} computes something else than this host's build of {model.name} "
+                                      f"(max abs error {checked.max_abs_error:.3g} > {checked.tolerance:.3g})")  # fmt: skip
 
 
 @app.command("validate")
@@ -650,7 +696,10 @@ def prune_cmd(
     pretrain_steps: Annotated[int, typer.Option(help="Training steps on the digits task before pruning (0 for a trained model).")] = 200,
     finetune_steps: Annotated[int, typer.Option(help="Fine-tuning steps after each pruning step.")] = 30,
     recipe: RecipeOpt = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Where the pruned model (ONNX; state dict and structure, see load_pruned) and report go.")] = None,
+    out_dir: Annotated[
+        Optional[Path],
+        typer.Option("--out", help="Where the pruned model (ONNX; state dict and structure, see load_pruned) and report go."),
+    ] = None,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:

@@ -151,6 +151,10 @@ class BuildTimeoutError(BuildError):
     """A build in a worker ran past its time limit (the worker is replaced)."""
 
 
+class OutputMismatchError(EdgelatError):
+    """A device computes other outputs than this host's build of the same network."""
+
+
 class StoreError(EdgelatError):
     pass
 

@@ -41,7 +41,7 @@ def test_a_metaschedule_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     from edgelat.profiler.tuning import KernelTuner
 
     def fail(self: KernelTuner, func: object, trials: int) -> object:
-        raise tvm.error.InternalError("Check failed: (sketch) is false: no space generator applies\n  File \"x.cc\", line 1")
+        raise tvm.error.InternalError('Check failed: (sketch) is false: no space generator applies\n  File "x.cc", line 1')
 
     monkeypatch.setattr(KernelTuner, "tune", fail)
     result = CliRunner().invoke(app, ["measure", "local", str(_net(tmp_path / "n.onnx")), "--recipe", "tuned", "-w", str(tmp_path / "ws")])
@@ -52,8 +52,29 @@ def test_a_metaschedule_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_verbose_logs_what_the_fallback_priced(trained: Path, tmp_path: Path) -> None:
     # The trained workspace has dense and activation models only: a conv is priced by the fallback.
     path = tmp_path / "conv.onnx"
-    torch.onnx.export(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()).eval(), (torch.randn(1, 3, 16, 16),), str(path), dynamo=False)
+    torch.onnx.export(
+        torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()).eval(), (torch.randn(1, 3, 16, 16),), str(path), dynamo=False
+    )
     quiet = CliRunner().invoke(app, ["predict", "local", str(path), "-w", str(trained)])
     assert quiet.exit_code == 0 and "fallback model" not in quiet.stderr, quiet.output
     loud = CliRunner().invoke(app, ["-v", "predict", "local", str(path), "-w", str(trained)])
     assert loud.exit_code == 0 and "priced by the fallback model: conv2d" in loud.stderr, loud.stderr
+
+
+def test_measure_check_compares_the_device_with_the_host_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`measure --check`: the device's outputs next to this host's build; a device computing something else
+    exits 1 with one line."""
+    import json
+
+    from edgelat.profiler import e2e
+
+    net, w = _net(tmp_path / "n.onnx"), str(tmp_path / "ws")
+    same = CliRunner().invoke(app, ["measure", "local", str(net), "--check", "--json", "-w", w])
+    assert same.exit_code == 0, same.output
+    check = json.loads(same.stdout)["check"]
+    assert check["ok"] and check["max_abs_error"] < 1e-5 < check["max_abs_output"]
+    real = e2e.run_on_host
+    monkeypatch.setattr(e2e, "run_on_host", lambda mod, inputs: [o + 0.5 for o in real(mod, inputs)])
+    wrong = CliRunner().invoke(app, ["measure", "local", str(net), "--check", "-w", w])
+    line = _one_line(wrong)
+    assert wrong.exit_code == 1 and "local computes something else than this host's build of n.onnx" in line, line

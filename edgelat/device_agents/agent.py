@@ -332,6 +332,43 @@ def handle_bench_network(args):
     return result
 
 
+def handle_run(args):
+    """Run a compiled library once on the host's inputs and save what it computes (to check it is right).
+
+    args: ``lib``; ``inputs`` (paths of .npy files in the agent's directory); and either ``kernel`` (a
+    function's name) with ``outputs`` ([[shape, dtype], ...], the buffers it writes after its inputs),
+    or neither (a Relax VM network: ``main`` returns its outputs). Returns the paths of .npy outputs.
+    """
+    import numpy as np
+    import tvm
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    dev = tvm.cpu(0)
+    inputs = [tvm.runtime.tensor(np.load(_inside(here, p)), dev) for p in args["inputs"]]
+    module = tvm.runtime.load_module(_inside(here, args["lib"]))
+    if args.get("kernel"):
+        outs = [tvm.runtime.tensor(np.zeros([int(d) for d in shape], dtype=dtype), dev) for shape, dtype in args["outputs"]]
+        module[args["kernel"]](*inputs, *outs)
+    else:
+        from tvm.runtime.vm import VirtualMachine
+
+        result = VirtualMachine(module, dev)["main"](*inputs)
+        outs = list(result) if isinstance(result, (list, tuple)) or type(result).__name__ == "Array" else [result]
+    paths = []
+    for i, out in enumerate(outs):
+        path = os.path.join(here, "out-%d.npy" % i)
+        np.save(path, out.numpy())
+        paths.append(path)
+    return {"outputs": paths}
+
+
+def _inside(here, path):
+    full = os.path.abspath(path)
+    if os.path.dirname(full) != here:
+        raise ValueError("refusing %r: outside the agent directory" % path)
+    return full
+
+
 def handle_remove(args):
     """Delete files the host shipped (only inside the agent's own directory)."""
     here = os.path.dirname(os.path.abspath(__file__))
@@ -353,6 +390,7 @@ HANDLERS = {
     "bench": handle_bench,
     "bench_network": handle_bench_network,
     "remove": handle_remove,
+    "run": handle_run,
 }
 
 

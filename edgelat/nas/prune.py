@@ -393,7 +393,9 @@ def rebuild_pruned(model: nn.Module, structure: dict[str, dict[str, Any]], state
     modules = dict(model.named_modules())
     missing = sorted(set(structure) - set(modules))
     if missing:
-        raise UsageError(f"the factory's model has no module {missing[0]!r} of the pruned one: is it the factory the network was pruned from?")
+        raise UsageError(
+            f"the factory's model has no module {missing[0]!r} of the pruned one: is it the factory the network was pruned from?"
+        )
     for name, saved in structure.items():
         module = modules[name]
         for attr, value in saved["attrs"].items():

@@ -225,7 +225,9 @@ def _pad_for(size: int, k: int, stride: int, before: int, after: int) -> int | N
     return fits[0] if fits else None
 
 
-@register_op("conv2d_rect", sample_weight=1.0, description="convolution with a rectangular kernel or stride (1x7, 7x1) or 1-D (conv1d), + epilogue")
+@register_op(
+    "conv2d_rect", sample_weight=1.0, description="convolution with a rectangular kernel or stride (1x7, 7x1) or 1-D (conv1d), + epilogue"
+)
 class Conv2dRect(OpSpec):
     """Convolutions the square kinds cannot describe; a 1-D conv (``dims`` 1) is one of height 1."""
 
@@ -260,7 +262,9 @@ class Conv2dRect(OpSpec):
         def body(b: EpilogueBuilder):  # noqa: ANN202
             if cfg["dims"] == 1:
                 x = b.input((cfg["n"], cfg["cin"], cfg["w"]), "x")
-                y = b.emit(R.nn.conv1d(x, b.input((cfg["cout"], cfg["cin"] // g, cfg["kw"]), "w"), strides=cfg["sw"], padding=cfg["pw"], groups=g))
+                y = b.emit(
+                    R.nn.conv1d(x, b.input((cfg["cout"], cfg["cin"] // g, cfg["kw"]), "w"), strides=cfg["sw"], padding=cfg["pw"], groups=g)
+                )
                 out: tuple[Any, ...] = (cfg["n"], cfg["cout"], self._out_hw(cfg)[1])
             else:
                 x = b.input((cfg["n"], cfg["cin"], cfg["h"], cfg["w"]), "x")
@@ -277,7 +281,9 @@ class Conv2dRect(OpSpec):
         taps = cfg["kh"] * cfg["kw"]
         macs = n * cout * oh * ow * (cin // g) * taps
         out_elems = n * cout * oh * ow
-        feats = size_features(2.0 * macs, 4.0 * n * cin * cfg["h"] * cfg["w"], 4.0 * cout * (cin // g) * taps, 4.0 * out_elems, cfg["epilogue"], out_elems)
+        feats = size_features(
+            2.0 * macs, 4.0 * n * cin * cfg["h"] * cfg["w"], 4.0 * cout * (cin // g) * taps, 4.0 * out_elems, cfg["epilogue"], out_elems
+        )
         feats.update({"cin": cin, "cout": cout, "kh": cfg["kh"], "kw": cfg["kw"], "stride": cfg["sh"] * cfg["sw"], "groups": g, "dims": cfg["dims"],
                       "reduction": (cin // g) * taps, "ohw": oh * ow, **loop_features("ow", ow), "twos_cout": twos(cout)})  # fmt: skip
         return feats
@@ -296,7 +302,20 @@ class Conv2dRect(OpSpec):
                 return None
             pads = list(a["padding"]) * (2 // len(a["padding"]))
             pw = _pad_for(x[2], w[2], a["strides"][0], pads[0], pads[1])
-            cfg = {"n": x[0], "cin": x[1], "h": 1, "w": x[2], "cout": w[0], "kh": 1, "kw": w[2], "sh": 1, "sw": a["strides"][0], "ph": 0, "pw": pw, "dims": 1}
+            cfg = {
+                "n": x[0],
+                "cin": x[1],
+                "h": 1,
+                "w": x[2],
+                "cout": w[0],
+                "kh": 1,
+                "kw": w[2],
+                "sh": 1,
+                "sw": a["strides"][0],
+                "ph": 0,
+                "pw": pw,
+                "dims": 1,
+            }
         else:
             if len(x) != 4 or len(w) != 4 or len(a["padding"]) != 4:
                 return None
@@ -340,7 +359,9 @@ class Conv2dTranspose(OpSpec):
         def body(b: EpilogueBuilder):  # noqa: ANN202
             x = b.input((cfg["n"], cfg["cin"], cfg["h"], cfg["w"]), "x")
             w = b.input((cfg["cin"], cfg["cout"] // cfg["groups"], cfg["k"], cfg["k"]), "w")
-            y = b.emit(R.nn.conv2d_transpose(x, w, strides=cfg["stride"], padding=cfg["pad"], output_padding=cfg["out_pad"], groups=cfg["groups"]))
+            y = b.emit(
+                R.nn.conv2d_transpose(x, w, strides=cfg["stride"], padding=cfg["pad"], output_padding=cfg["out_pad"], groups=cfg["groups"])
+            )
             return b.epilogue(y, cfg["epilogue"], x_shape=(cfg["n"], cfg["cout"], *self._out_hw(cfg)), anchor_input=x)
 
         return EpilogueBuilder().build(body)
@@ -353,7 +374,9 @@ class Conv2dTranspose(OpSpec):
         macs = n * cout * oh * ow * (cin // g) * k * k
         useful = n * cin * cfg["h"] * cfg["w"] * (cout // g) * k * k
         out_elems = n * cout * oh * ow
-        feats = size_features(2.0 * macs, 4.0 * n * cin * cfg["h"] * cfg["w"], 4.0 * cin * (cout // g) * k * k, 4.0 * out_elems, cfg["epilogue"], out_elems)
+        feats = size_features(
+            2.0 * macs, 4.0 * n * cin * cfg["h"] * cfg["w"], 4.0 * cin * (cout // g) * k * k, 4.0 * out_elems, cfg["epilogue"], out_elems
+        )
         feats.update({"cin": cin, "cout": cout, "h": cfg["h"], "oh": oh, "k": k, "stride": cfg["stride"], "groups": g,
                       "useful_share": useful / macs, "reduction": (cin // g) * k * k, "ohw": oh * ow, **loop_features("ow", ow)})  # fmt: skip
         return feats

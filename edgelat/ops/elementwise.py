@@ -35,8 +35,18 @@ def _sample_shape(rng: np.random.Generator, seed: Config | None) -> Config:
     return {"n": 1, "c": log_uniform_int(rng, 8, 1024, 8), "h": hw, "w": hw}
 
 
-@register_op("add", relax_op="add", also=("subtract",), description="elementwise add (or subtract) of two same-shape tensors, any rank (+ fused epilogue)")
-@register_op("mul", relax_op="multiply", also=("divide",), description="elementwise multiply (or divide) of two same-shape tensors, any rank (+ fused epilogue)")
+@register_op(
+    "add",
+    relax_op="add",
+    also=("subtract",),
+    description="elementwise add (or subtract) of two same-shape tensors, any rank (+ fused epilogue)",
+)
+@register_op(
+    "mul",
+    relax_op="multiply",
+    also=("divide",),
+    description="elementwise multiply (or divide) of two same-shape tensors, any rank (+ fused epilogue)",
+)
 class Binary(OpSpec):
     """Tensors of any rank are seen as (n, c, h, w) over the same elements (:func:`as_nchw`)."""
 
@@ -80,7 +90,10 @@ class Binary(OpSpec):
         return {"n": n, "c": c, "h": h, "w": w, "epilogue": epilogue}
 
 
-@register_op("activation", description="a standalone elementwise chain, any rank: relu, relu6, sigmoid, hswish, swish, gelu, an unfolded batch norm, a scale")
+@register_op(
+    "activation",
+    description="a standalone elementwise chain, any rank: relu, relu6, sigmoid, hswish, swish, gelu, an unfolded batch norm, a scale",
+)
 class Activation(OpSpec):
     # The whole elementwise chain is the epilogue of an identity anchor; any rank is seen as (n, c, h, w).
     params = ("n", "c", "h", "w", "epilogue")

@@ -227,7 +227,15 @@ def _activation(segment: list[_Tok], start: int) -> str | None:
     if rest == ["tir_clip"]:
         if affine and f"{segment[0].op}.{segment[0].kind}" not in _AFFINE:
             return None  # hard sigmoid and hard swish shift or scale before they clip
-        return "hswish" if gates == 1 and affine >= 1 else "hsigmoid" if gates == 0 and affine >= 1 else "relu6" if not affine and not gates else None
+        return (
+            "hswish"
+            if gates == 1 and affine >= 1
+            else "hsigmoid"
+            if gates == 0 and affine >= 1
+            else "relu6"
+            if not affine and not gates
+            else None
+        )
     if rest == ["tir_sigmoid"] and not affine:
         return "swish" if gates == 1 else "sigmoid" if gates == 0 else None
     if rest in (["erf"], ["tir_erf"]) and gates >= 1 and affine >= 1:

@@ -153,7 +153,9 @@ def _copy_stats(shape_text: str, box_text: str, perm_text: str) -> tuple[float, 
     return (float(numel(shape)), float(numel(box)), float(len(kept)), float(stride), float(run), float(perm != sorted(perm)))
 
 
-@register_op("layout", description="data movement: a transpose or strided slice of a box, however the reshapes around it spell it (+ epilogue)")
+@register_op(
+    "layout", description="data movement: a transpose or strided slice of a box, however the reshapes around it spell it (+ epilogue)"
+)
 class Layout(OpSpec):
     # shape, box: 'x'-joined dims, outermost first; perm: ','-joined, the order copied dims are written in.
     params = ("shape", "box", "perm", "epilogue")
@@ -183,7 +185,12 @@ class Layout(OpSpec):
             if found is not None and numel(found[1]) <= MAX_SAMPLED:
                 shape, box, perm = found
                 epilogue = choice(rng, ("", "", "", "multiply.s", "add.t"))
-                return {"shape": "x".join(map(str, shape)), "box": "x".join(map(str, box)), "perm": ",".join(map(str, perm)), "epilogue": epilogue}
+                return {
+                    "shape": "x".join(map(str, shape)),
+                    "box": "x".join(map(str, box)),
+                    "perm": ",".join(map(str, perm)),
+                    "epilogue": epilogue,
+                }
         raise RuntimeError("could not draw a layout configuration")  # pragma: no cover
 
     def emit(self, cfg: Config) -> tvm.IRModule:

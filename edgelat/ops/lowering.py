@@ -18,7 +18,17 @@ from typing import Any
 import tvm
 from tvm import relax
 
-__all__ = ["FUSION_PIPELINE_VERSION", "FusedGroup", "TirCall", "fuse", "fused_groups", "kernel_funcs", "op_attrs", "shape_of", "without_views"]
+__all__ = [
+    "FUSION_PIPELINE_VERSION",
+    "FusedGroup",
+    "TirCall",
+    "fuse",
+    "fused_groups",
+    "kernel_funcs",
+    "op_attrs",
+    "shape_of",
+    "without_views",
+]
 
 # Bump when the pass list changes: cached builds and stored configs depend on it.
 FUSION_PIPELINE_VERSION = 2
@@ -307,7 +317,9 @@ def fused_groups(fused: tvm.IRModule, attrs: OpAttrs | None = None, entry: str =
             elif isinstance(value.op, tvm.ir.GlobalVar):
                 callee = fused[value.op]
                 if isinstance(callee, relax.Function) and callee.attrs is not None and "Primitive" in callee.attrs:
-                    groups.append(FusedGroup(value.op.name_hint, _drop_small_side(_hoist_side_input(tuple(_tir_calls(callee, fused, attrs))))))
+                    groups.append(
+                        FusedGroup(value.op.name_hint, _drop_small_side(_hoist_side_input(tuple(_tir_calls(callee, fused, attrs)))))
+                    )
     return groups
 
 

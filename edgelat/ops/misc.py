@@ -285,7 +285,11 @@ class GroupNorm(OpSpec):
     def emit(self, cfg: Config) -> tvm.IRModule:
         def body(b: EpilogueBuilder):  # noqa: ANN202
             x = b.input((cfg["n"], cfg["c"], cfg["h"], cfg["w"]), "x")
-            y = b.emit(R.nn.group_norm(x, b.input((cfg["c"],), "gamma"), b.input((cfg["c"],), "beta"), num_groups=cfg["groups"], channel_axis=1, axes=[2, 3]))
+            y = b.emit(
+                R.nn.group_norm(
+                    x, b.input((cfg["c"],), "gamma"), b.input((cfg["c"],), "beta"), num_groups=cfg["groups"], channel_axis=1, axes=[2, 3]
+                )
+            )
             return b.epilogue(y, cfg["epilogue"])
 
         return EpilogueBuilder().build(body)
@@ -293,7 +297,9 @@ class GroupNorm(OpSpec):
     def features(self, cfg: Mapping[str, Any]) -> dict[str, float]:
         elems = cfg["n"] * cfg["c"] * cfg["h"] * cfg["w"]
         feats = size_features(8.0 * elems, 4.0 * elems, 8.0 * cfg["c"], 4.0 * elems, cfg["epilogue"], elems)
-        feats.update({"c": cfg["c"], "groups": cfg["groups"], "group_size": elems / (cfg["n"] * cfg["groups"]), **loop_features("w", cfg["w"])})
+        feats.update(
+            {"c": cfg["c"], "groups": cfg["groups"], "group_size": elems / (cfg["n"] * cfg["groups"]), **loop_features("w", cfg["w"])}
+        )
         return feats
 
     def match(self, group: FusedGroup) -> Config | None:

@@ -141,9 +141,7 @@ def _shapes_by_name(inputs: Sequence[InputSpec], shapes: ShapeArg) -> dict[str, 
         return {}
     if all(isinstance(v, int) for v in items):  # one shape
         if len(inputs) != 1:
-            raise ModelImportError(
-                f"the model has {len(inputs)} inputs ({', '.join(names)}): give a shape for each, as NAME=1,3,224,224"
-            )
+            raise ModelImportError(f"the model has {len(inputs)} inputs ({', '.join(names)}): give a shape for each, as NAME=1,3,224,224")
         return {names[0]: _check_dims(items)}  # type: ignore[arg-type]
     if len(items) != len(inputs):
         raise ModelImportError(f"{len(items)} input shapes given, the model has {len(inputs)} inputs ({', '.join(names)})")
@@ -266,7 +264,9 @@ def import_onnx(model: Any, shapes: Mapping[str, tuple[int, ...]], dtypes: Mappi
     for node in model.graph.node:
         if node.domain not in ("", "ai.onnx") or (node.op_type not in known and node.op_type not in ("If", "Constant")):
             op = f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
-            raise ModelImportError(f"TVM cannot import ONNX node {node.name or '(unnamed)'!r} ({op}): its ONNX importer has no converter for {op}")
+            raise ModelImportError(
+                f"TVM cannot import ONNX node {node.name or '(unnamed)'!r} ({op}): its ONNX importer has no converter for {op}"
+            )
     importer = Importer({k: list(v) for k, v in shapes.items()}, dict(dtypes), keep_params_in_input=False, sanitize=True)
     try:
         with _quiet():

@@ -38,7 +38,9 @@ class Resize2d(OpSpec):
                     "ow": round(hw * scale)}  # fmt: skip
         hw = choice(rng, SPATIAL[:10])
         method = choice(rng, ("nearest_neighbor", "nearest_neighbor", "linear", "linear", "cubic"))
-        mode = choice(rng, ("asymmetric", "half_pixel") if method == "nearest_neighbor" else ("half_pixel", "align_corners", "pytorch_half_pixel"))
+        mode = choice(
+            rng, ("asymmetric", "half_pixel") if method == "nearest_neighbor" else ("half_pixel", "align_corners", "pytorch_half_pixel")
+        )
         scale = choice(rng, (2, 2, 2, 4, 8)) if rng.random() < 0.8 else rng.uniform(0.5, 3.0)
         out = max(1, round(hw * scale))
         concat = log_uniform_int(rng, 8, 256, 8) if rng.random() < 0.35 else 0

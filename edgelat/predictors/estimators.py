@@ -111,7 +111,6 @@ class KernelLatencyRegressor(RegressorMixin, BaseEstimator):
         # The trees' sum plus the prior's margin (base_score is 0; passing base_margin to inplace_predict costs ~7 ms a call).
         return np.exp(self.booster_.get_booster().inplace_predict(X) + self._margin(X))
 
-
     def to_json(self, stem: Path) -> dict[str, Any]:
         """The trees go to ``stem.xgb.json`` in XGBoost's own format; the rest is returned."""
         check_is_fitted(self, "booster_")
@@ -230,7 +229,9 @@ def load_estimator(stem: Path) -> KernelLatencyRegressor | FlopsLinear:
         data = json.loads(path.read_text())
         kind = _SAVED.get(data.get("estimator"))
         if data.get("model_format") != MODEL_FORMAT or kind is None:
-            raise ModelFileError(f"{path} holds model format {data.get('model_format')} ({data.get('estimator')}), this edgelat reads {MODEL_FORMAT}")
+            raise ModelFileError(
+                f"{path} holds model format {data.get('model_format')} ({data.get('estimator')}), this edgelat reads {MODEL_FORMAT}"
+            )
         return kind.from_json(data, stem)
     except ModelFileError:
         raise

@@ -26,8 +26,6 @@ def feature_frame(op: str, configs: list[dict[str, Any]]) -> pd.DataFrame:
     return get_op(op).feature_table(configs)
 
 
-
-
 def generic_frame(items: list[tuple[str, dict[str, Any]]]) -> pd.DataFrame:
     """Generic features (:mod:`edgelat.ops.generic`) of profiled configs, each fused as a network's kernel is."""
     from edgelat.ops.generic import GENERIC_FEATURES, config_group, group_features

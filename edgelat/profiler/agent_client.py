@@ -6,7 +6,8 @@ import hashlib
 import itertools
 import json
 import logging
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,38 @@ class AgentSession:
             if self.process is not None and self.process.poll() is None:
                 self.request("remove", {"paths": [remote]}, timeout=30)
         return [float(s) for s in reply["kernels"][0]["seconds"]]
+
+    def run(
+        self, lib: Path, inputs: Sequence[Any], *, kernel: str | None = None, outputs: Sequence[Sequence[Any]] = (), timeout: float = 600.0
+    ) -> list[Any]:
+        """Run a compiled library once on the device with ``inputs`` (numpy arrays); what it computed.
+
+        ``kernel``: a function of a kernel library, writing ``outputs`` ([shape, dtype] each) after its
+        inputs; without it, a whole network's VM ``main``. Everything shipped is removed afterwards.
+        """
+        import numpy as np
+
+        shipped = [self.remote_path(f"run-{lib.name}")]
+        with tempfile.TemporaryDirectory(prefix="edgelat-run-") as tmp:
+            self.transport.put(lib, shipped[0])
+            for i, array in enumerate(inputs):
+                local = Path(tmp) / f"in-{i}.npy"
+                np.save(local, np.ascontiguousarray(array))
+                shipped.append(self.remote_path(local.name))
+                self.transport.put(local, shipped[-1])
+            try:
+                args = {"lib": shipped[0], "inputs": shipped[1:], "kernel": kernel, "outputs": [list(o) for o in outputs]}
+                remote_outs = [str(p) for p in self.request("run", args, timeout=timeout)["outputs"]]
+                shipped += remote_outs
+                results = []
+                for i, remote in enumerate(remote_outs):
+                    local = Path(tmp) / f"out-{i}.npy"
+                    self.transport.get(remote, local)
+                    results.append(np.load(local))
+            finally:
+                if self.process is not None and self.process.poll() is None:
+                    self.request("remove", {"paths": shipped}, timeout=30)
+        return results
 
     def send_raw(self, line: str) -> None:
         """Write one raw line (tests use this to send garbage)."""

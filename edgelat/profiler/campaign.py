@@ -41,7 +41,6 @@ from edgelat.workspace import Workspace, transaction
 __all__ = ["CampaignInterrupted", "CampaignResult", "ProfileConfig", "Progress", "plan_configs", "profile"]
 
 
-
 log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLES = 100
@@ -307,7 +306,9 @@ def profile(
         agent_version = session.agent.hello.get("agent_version") if session.agent else None
         with Builder(ws.cache_dir, cfg.build_workers) as builder:
             if recipe.tunes:
-                tuner = KernelTuner(ws.tuning_dir(device.name), target, threads, preset.cross_compiler, session.measure_artifact, builder=builder)
+                tuner = KernelTuner(
+                    ws.tuning_dir(device.name), target, threads, preset.cross_compiler, session.measure_artifact, builder=builder
+                )
                 chunks = _tuned_builds(todo, tuner, ws.cache_dir, configs, target, preset.cross_compiler, preset.arch, cfg)
             else:
                 overlap = not device.shares_host_cpu if cfg.overlap_builds is None else cfg.overlap_builds

@@ -11,6 +11,7 @@ import hashlib
 import json
 import statistics
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,16 @@ from edgelat.profiler.inventory import agent_session, get_device
 from edgelat.profiler.recipes import Recipe, first_line, get_recipe
 from edgelat.workspace import Workspace
 
-__all__ = ["NetworkMeasurement", "build_network", "measure_network", "network_hash"]
+__all__ = [
+    "NetworkMeasurement",
+    "OutputCheck",
+    "check_outputs",
+    "build_network",
+    "measure_network",
+    "network_hash",
+    "run_network",
+    "run_on_host",
+]
 
 
 @dataclass
@@ -79,6 +89,97 @@ def build_network(
     return inputs
 
 
+def _build_for(
+    ws: Workspace, device: Any, agent: Any, mod: tvm.IRModule, lib: Path, recipe: Recipe, threads: int, trials: int
+) -> list[list[Any]]:
+    """Build ``mod`` into ``lib`` for ``device`` with ``recipe`` (a tuned one times candidates through ``agent``)."""
+    preset = device.preset_info
+    tuner, workers = None, None
+    if recipe.tunes:
+        from edgelat.profiler.builds import Builder
+        from edgelat.profiler.tuning import KernelTuner
+
+        # Candidates are built in workers (in parallel, and a runaway compile is cut off), between timings.
+        workers = Builder(ws.cache_dir)
+        tuner = KernelTuner(
+            ws.tuning_dir(device.name),
+            preset.target(),
+            threads,
+            preset.cross_compiler,
+            lambda p, a: agent.time_library(Path(p), a),
+            builder=workers,
+        )
+    try:
+        return build_network(mod, preset.target(), lib, preset.cross_compiler, recipe, tuner, trials)
+    finally:
+        if tuner is not None:
+            tuner.close()
+        if workers is not None:
+            workers.close()
+
+
+def run_network(
+    ws: Workspace, device_name: str, mod: tvm.IRModule, inputs: Sequence[Any], *, recipe: str = "default", trials: int = 16
+) -> list[Any]:
+    """What ``mod``, built for ``device_name`` as it is measured, computes there on ``inputs`` (numpy arrays)."""
+    chosen = get_recipe(recipe)
+    chosen.check(trials)
+    device = get_device(ws, device_name)
+    with agent_session(ws, device, threads=device.measure_threads) as agent, tempfile.TemporaryDirectory(prefix="edgelat-net-") as tmp:
+        lib = Path(tmp) / f"{network_hash(mod)}.so"
+        _build_for(ws, device, agent, mod, lib, chosen, device.measure_threads, trials)
+        try:
+            return agent.run(lib, inputs)
+        except AgentReplyError as exc:
+            raise BuildError(f"the device could not run the network: {exc.remote_message}") from exc
+
+
+def run_on_host(mod: tvm.IRModule, inputs: Sequence[Any]) -> list[Any]:
+    """What ``mod`` computes on ``inputs`` built untuned for this host's generic CPU: the reference."""
+    from tvm.runtime.vm import VirtualMachine
+
+    fused = kernel_funcs(fuse(mod)[0])
+    dev = tvm.cpu(0)
+    result = VirtualMachine(tvm.compile(fused, target=tvm.target.Target({"kind": "llvm"})), dev)["main"](
+        *[tvm.runtime.tensor(x, dev) for x in inputs]
+    )
+    outs = list(result) if not hasattr(result, "numpy") else [result]
+    return [o.numpy() for o in outs]
+
+
+@dataclass
+class OutputCheck:
+    """A network's outputs on the device against the same network built for this host, on one random input."""
+
+    max_abs_error: float
+    max_abs_output: float
+    # Differences within this are rounding (another CPU's vector width, fused multiply-adds).
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs_error <= self.tolerance
+
+
+def check_outputs(ws: Workspace, device_name: str, mod: tvm.IRModule, *, recipe: str = "default", seed: int = 0) -> OutputCheck:
+    """Run ``mod`` once on the device and once built for this host; how far apart their outputs are."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for p in mod["main"].params:
+        shape, dtype = [int(d) for d in shape_of(p) or ()], str(p.ty.dtype)
+        inputs.append(rng.standard_normal(shape).astype(dtype) if "float" in dtype else rng.integers(0, 2, size=shape).astype(dtype))
+    device_outs, host_outs = run_network(ws, device_name, mod, inputs, recipe=recipe), run_on_host(mod, inputs)
+    if len(device_outs) != len(host_outs) or any(d.shape != h.shape for d, h in zip(device_outs, host_outs, strict=False)):
+        raise BuildError(f"the device returned outputs of shapes {[d.shape for d in device_outs]}, the host {[h.shape for h in host_outs]}")
+    error = max(
+        (float(np.max(np.abs(d.astype("float64") - h))) for d, h in zip(device_outs, host_outs, strict=True) if d.size), default=0.0
+    )
+    scale = max((float(np.max(np.abs(h))) for h in host_outs if h.size), default=0.0)
+    return OutputCheck(error, scale, 1e-3 * max(1.0, scale))
+
+
 def measure_network(
     ws: Workspace,
     device_name: str,
@@ -113,28 +214,7 @@ def measure_network(
             return NetworkMeasurement(**json.loads(row["data"]))
     with agent_session(ws, device, threads=n_threads) as agent, tempfile.TemporaryDirectory(prefix="edgelat-net-") as tmp:
         lib = Path(tmp) / f"{key}.so"
-        tuner, workers = None, None
-        if chosen.tunes:
-            from edgelat.profiler.builds import Builder
-            from edgelat.profiler.tuning import KernelTuner
-
-            # Candidates are built in workers (in parallel, and a runaway compile is cut off), between timings.
-            workers = Builder(ws.cache_dir)
-            tuner = KernelTuner(
-                ws.tuning_dir(device.name),
-                preset.target(),
-                n_threads,
-                preset.cross_compiler,
-                lambda p, a: agent.time_library(Path(p), a),
-                builder=workers,
-            )
-        try:
-            inputs = build_network(mod, preset.target(), lib, preset.cross_compiler, chosen, tuner, trials)
-        finally:
-            if tuner is not None:
-                tuner.close()
-            if workers is not None:
-                workers.close()
+        inputs = _build_for(ws, device, agent, mod, lib, chosen, n_threads, trials)
         remote = agent.remote_path(lib.name)
         agent.transport.put(lib, remote)
         try:

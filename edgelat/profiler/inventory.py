@@ -88,7 +88,9 @@ def _local_device() -> Device:
 
 
 def _ensure_local(ws: Workspace) -> None:
-    ws.db.execute("INSERT OR IGNORE INTO devices (name, preset, transport, python) VALUES (?, 'local', 'local', ?)", (LOCAL, sys.executable))
+    ws.db.execute(
+        "INSERT OR IGNORE INTO devices (name, preset, transport, python) VALUES (?, 'local', 'local', ?)", (LOCAL, sys.executable)
+    )
     # A workspace moved between machines keeps pointing at the interpreter running now.
     ws.db.execute("UPDATE devices SET python = ? WHERE name = ? AND transport = 'local'", (sys.executable, LOCAL))
 

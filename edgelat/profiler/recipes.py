@@ -68,7 +68,9 @@ class TunedRecipe(Recipe):
 
 def first_line(exc: BaseException) -> str:
     """TVM's errors carry a C++ backtrace with the message: keep the message."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.lstrip().startswith(("File ", "Traceback", "-----"))]
+    lines = [
+        line.strip() for line in str(exc).splitlines() if line.strip() and not line.lstrip().startswith(("File ", "Traceback", "-----"))
+    ]
     return (lines[-1] if lines else type(exc).__name__)[:300]
 
 

@@ -29,7 +29,16 @@ if TYPE_CHECKING:
 # TVM, torch and the predictors are imported where they are needed: pricing architectures whose blocks
 # are all cached needs none of them (seconds of imports saved on every call).
 
-__all__ = ["ArchPrediction", "arch_kernels", "block_kernels", "device_oracle", "measure_arch", "model_recipe", "predict_archs", "refit_on_archs"]
+__all__ = [
+    "ArchPrediction",
+    "arch_kernels",
+    "block_kernels",
+    "device_oracle",
+    "measure_arch",
+    "model_recipe",
+    "predict_archs",
+    "refit_on_archs",
+]
 
 log = logging.getLogger(__name__)
 

@@ -181,7 +181,9 @@ def _write_prune_outputs(result: Any, example: Any, out: Path, factory: str | No
     paths = {"onnx": str(export_module_onnx(model, tuple(example.shape), out / "pruned.onnx"))}
     # Weights as a plain state dict (loads with weights_only=True) and the structure as JSON: no pickled module.
     torch.save(model.state_dict(), out / "pruned_state.pt")
-    (out / "pruned.json").write_text(json.dumps({"factory": factory, "input_shape": list(example.shape), "structure": pruned_structure(model)}))
+    (out / "pruned.json").write_text(
+        json.dumps({"factory": factory, "input_shape": list(example.shape), "structure": pruned_structure(model)})
+    )
     paths["state"] = str(out / "pruned_state.pt")
     paths["structure"] = str(out / "pruned.json")
     rows = [{"step": 0, "layer": "", "removed": 0, "predicted_ms": result.baseline_predicted_ms, "accuracy": result.baseline_accuracy,

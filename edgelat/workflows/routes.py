@@ -39,11 +39,7 @@ def search_then_prune(
 
     if not looser > 1:
         raise UsageError(f"--looser must be above 1, got {looser}")
-    out = (
-        Path(out_dir)
-        if out_dir
-        else ws.run_dir("searches", device, f"{space_name}-{budget_ms:g}ms-then-prune")
-    )
+    out = Path(out_dir) if out_dir else ws.run_dir("searches", device, f"{space_name}-{budget_ms:g}ms-then-prune")
     space = get_space(space_name)
     routes: dict[str, Any] = {"budget_ms": budget_ms, "looser": looser}
 
