@@ -33,16 +33,17 @@ demo: install
 	$(PYTHON) -m edgelat.demo $(DEMO_WS)
 
 # Tests that time kernels run one at a time (a timing beside a build is noise); the untimed ones
-# (import and pricing of the network corpus) then run on both cores.
+# (import and pricing of the network corpus, the emulated aarch64 device) then run on both cores,
+# each xdist_group on one worker.
 test: install
-	$(PYTHON) -m pytest -q -m "not untimed"
-	$(PYTHON) -m pytest -q -m untimed -n 2
+	$(PYTHON) -m pytest -q -m "not untimed" --durations=15
+	$(PYTHON) -m pytest -q -m untimed -n 2 --dist loadgroup --durations=15
 
 bench: install
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done
 
 lint: install
-	$(PYTHON) -m ruff check edgelat tests bench
+	$(PYTHON) -m ruff check edgelat tests bench scripts
 	$(PYTHON) -m mypy edgelat
 
 clean:

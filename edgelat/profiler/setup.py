@@ -8,10 +8,12 @@ devices that cannot reach a package index.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,20 +113,37 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def wheel_cache(machine: str, version: tuple[int, ...]) -> Path:
+    """Where the wheels for a device's platform and Python are kept on this host, once downloaded.
+
+    Keyed by the pinned requirements too, so a new pin downloads afresh; ``$XDG_CACHE_HOME`` or ``~/.cache``.
+    """
+    key = hashlib.sha256("\n".join(TVM_REQUIREMENTS).encode()).hexdigest()[:10]
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "edgelat" / "wheels" / f"{WHEEL_PLATFORMS[machine]}-py{version[0]}{version[1]}-{key}"
+
+
+def _download_wheels(machine: str, version: tuple[int, ...]) -> list[Path]:
+    cache = wheel_cache(machine, version)
+    if (cache / "complete").exists():
+        return sorted(cache.glob("*.whl"))
+    partial = cache.with_name(cache.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest", str(partial),
+           "--platform", WHEEL_PLATFORMS[machine], "--python-version", f"{version[0]}.{version[1]}", *TVM_REQUIREMENTS]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise UsageError(f"could not download wheels for {machine} / Python {version[0]}.{version[1]} on the host:\n{done.stderr[-1500:]}")
+    (partial / "complete").write_text(" ".join(cmd) + "\n")
+    shutil.rmtree(cache, ignore_errors=True)
+    partial.rename(cache)
+    return sorted(cache.glob("*.whl"))
+
+
 def _install_offline(transport: Transport, venv_python: str, machine: str, version: tuple[int, ...], remote_dir: str) -> None:
-    with tempfile.TemporaryDirectory(prefix="edgelat-wheels-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest", tmp,
-               "--platform", WHEEL_PLATFORMS[machine], "--python-version", f"{version[0]}.{version[1]}", *TVM_REQUIREMENTS]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise UsageError(
-                f"could not download wheels for {machine} / Python {version[0]}.{version[1]} on the host:\n{done.stderr[-1500:]}"
-            )
-        transport.run(["mkdir", "-p", remote_dir])
-        wheels = sorted(Path(tmp).glob("*.whl"))
-        for wheel in wheels:
-            transport.put(wheel, f"{remote_dir}/{wheel.name}")
-        transport.run(
-            [venv_python, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", remote_dir, *TVM_REQUIREMENTS], timeout=1800
-        )
-        transport.run(["rm", "-rf", "--", remote_dir])
+    wheels = _download_wheels(machine, version)
+    transport.run(["mkdir", "-p", remote_dir])
+    for wheel in wheels:
+        transport.put(wheel, f"{remote_dir}/{wheel.name}")
+    transport.run([venv_python, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", remote_dir, *TVM_REQUIREMENTS], timeout=1800)
+    transport.run(["rm", "-rf", "--", remote_dir])

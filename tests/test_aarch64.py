@@ -1,0 +1,133 @@
+"""The whole user path on an aarch64 device: an emulated arm64 Debian (qemu-user) served by its own sshd.
+
+One device for the module, in order: add, probe, setup --offline, profile, measure, a numerical check,
+remove. Timings under emulation mean nothing, so these are `untimed` and share the machine; they run
+on one worker (`xdist_group`), the device being expensive to set up.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgelat.cli import app
+
+pytestmark = [pytest.mark.aarch64, pytest.mark.untimed, pytest.mark.slow, pytest.mark.xdist_group("aarch64")]
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "emulated_device.py"
+NAME = "emu"
+# The user's cache, read before tests point HOME elsewhere: the root file system and the aarch64 wheels
+# are built and downloaded once per machine.
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
+def _script() -> Any:
+    spec = importlib.util.spec_from_file_location("emulated_device", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def emulated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    emu = _script()
+    reason = emu.missing()
+    if reason:
+        pytest.fail(f"the emulated aarch64 device {reason}; .ci/run installs it (deselect with -m 'not aarch64')")
+    base = emu.rootfs(cache=CACHE / "edgelat" / "aarch64", log=CACHE / "edgelat" / "aarch64" / "debootstrap.log")
+    device = emu.EmulatedDevice(tmp_path_factory.mktemp("emu"), emu.free_port(), base).start()
+    yield device
+    device.stop()
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("aarch64") / "ws"
+
+
+def cli(root: Path, *args: str) -> str:
+    result = CliRunner().invoke(app, [*args, "--workspace", str(root)])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_add_and_probe(emulated: Any, root: Path) -> None:
+    cli(root, "device", "add", NAME, "--preset", "rpi4", "--host", "127.0.0.1", "--port", str(emulated.port), "--user", "root",
+        "--key", str(emulated.client_key), "--threads", "1", "--trust-new-host")  # fmt: skip
+    probe = json.loads(cli(root, "device", "probe", NAME, "--json"))
+    assert probe["arch"] == "aarch64" and probe["os_release"].startswith("Debian GNU/Linux 12")
+    # qemu-user shows the host's x86 /proc/cpuinfo: the agent must not call that the device's CPU
+    assert probe["cpu_model"].startswith(("unknown", "Cortex", "ARM")) or "Cortex" in probe["cpu_model"], probe["cpu_model"]
+    assert probe["tvm_version"] is None  # Debian's python3, nothing installed yet
+
+
+def test_setup_offline_ships_the_aarch64_wheels(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(CACHE))  # the host's wheel cache
+    out = cli(root, "device", "setup", NAME, "--offline")
+    assert "TVM 0.27" in out and "/.edgelat/venv-tvm-" in out, out
+    assert json.loads(cli(root, "device", "probe", NAME, "--json"))["tvm_version"].startswith("0.27")
+
+
+def test_profile_cross_compiled_kernels(root: Path) -> None:
+    cli(root, "profile", NAME, "--ops", "conv2d,dwconv2d,dense", "--samples", "7", "--unweighted", "--repeat", "2", "--min-repeat-ms", "1")
+    from edgelat.workspace import open_workspace
+
+    with open_workspace(root) as ws:
+        rows = ws.db.execute("SELECT op, status, target FROM measurements WHERE device = ?", (NAME,)).fetchall()
+    assert len(rows) >= 20 and {r["op"] for r in rows} == {"conv2d", "dwconv2d", "dense"}
+    assert all(r["status"] == "ok" for r in rows), [dict(r) for r in rows if r["status"] != "ok"]
+    assert all(json.loads(r["target"])["mcpu"] == "cortex-a72" for r in rows)
+
+
+def test_measure_a_small_network(root: Path, tmp_path: Path) -> None:
+    from edgelat.nas import get_space
+
+    space = get_space("nb201")
+    onnx = space.export_onnx(space.sample(np.random.default_rng(0)), tmp_path / "cell.onnx")
+    out = json.loads(cli(root, "measure", NAME, str(onnx), "--json"))
+    assert out["median_ms"] > 0 and out["target"]["mcpu"] == "cortex-a72"
+
+
+def test_the_device_computes_what_torch_and_the_host_build_compute(root: Path) -> None:
+    """A kernel and a whole network built for the rpi4 target give, on the device, the host build's and
+    torch's outputs: the right code runs, not only some code."""
+    import torch
+
+    from edgelat.ops.network import relax_from_torch
+    from edgelat.profiler.e2e import run_network, run_on_host
+    from edgelat.workspace import open_workspace
+
+    torch.manual_seed(0)
+    kernel = torch.nn.Conv2d(16, 24, 3, padding=1)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, stride=2, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU6(),
+        torch.nn.Conv2d(16, 16, 3, padding=1, groups=16), torch.nn.Hardswish(), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(16, 10),
+    ).eval()  # fmt: skip
+    cases = [(kernel.eval(), torch.randn(1, 16, 14, 14)), (net, torch.randn(1, 3, 32, 32))]
+    with open_workspace(root) as ws:
+        for module, x in cases:
+            mod = relax_from_torch(module, x)
+            on_device = run_network(ws, NAME, mod, [x.numpy()])
+            on_host = run_on_host(mod, [x.numpy()])
+            with torch.no_grad():
+                expected = module(x).numpy()
+            assert len(on_device) == 1 and on_device[0].shape == expected.shape
+            np.testing.assert_allclose(on_device[0], on_host[0], rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(on_device[0], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_remove_leaves_no_agent_directory(emulated: Any, root: Path) -> None:
+    cli(root, "device", "remove", NAME)
+    assert sorted((emulated.root / "tmp").glob("edgelat-agent.*")) == []
