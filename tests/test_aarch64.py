@@ -128,6 +128,48 @@ def test_the_device_computes_what_torch_and_the_host_build_compute(root: Path) -
             np.testing.assert_allclose(on_device[0], expected, rtol=1e-4, atol=1e-4)
 
 
+def test_a_profiled_kernel_computes_on_the_device_what_it_computes_here(root: Path, tmp_path: Path) -> None:
+    """A kernel library as a campaign builds it (rpi4 target, cross-compiled), run by the agent on the device,
+    against the same kernel built for this host."""
+    import platform
+
+    import tvm
+
+    from edgelat.profiler.builds import BuildRequest, build_kernel
+    from edgelat.profiler.inventory import agent_session, get_device
+    from edgelat.workspace import open_workspace
+
+    cfg = {
+        "n": 1,
+        "cin": 16,
+        "h": 12,
+        "w": 12,
+        "cout": 24,
+        "k": 3,
+        "stride": 1,
+        "pad": 1,
+        "groups": 1,
+        "dilation": 1,
+        "epilogue": "add.c+relu",
+    }
+    with open_workspace(root) as ws:
+        device = get_device(ws, NAME)
+        preset = device.preset_info
+        arm = build_kernel(BuildRequest("conv2d", cfg, preset.target(), preset.cross_compiler, "aarch64"), str(tmp_path / "arm"))
+        here = build_kernel(BuildRequest("conv2d", cfg, {"kind": "llvm"}, None, platform.machine()), str(tmp_path / "host"))
+        assert arm.lib and here.lib and len(arm.kernels) == 1, (arm.error, here.error)
+        kernel = arm.kernels[0]
+        *ins, out = kernel["args"]
+        rng = np.random.default_rng(0)
+        arrays = [rng.standard_normal(shape).astype(dtype) for shape, dtype in ins]
+        with agent_session(ws, device) as agent:
+            (on_device,) = agent.run(Path(arm.lib), arrays, kernel=kernel["name"], outputs=[out])
+    expected = tvm.runtime.tensor(np.zeros(out[0], dtype=out[1]))
+    tvm.runtime.load_module(here.lib)[kernel["name"]](*[tvm.runtime.tensor(a) for a in arrays], expected)
+    assert on_device.shape == tuple(out[0]) and np.abs(expected.numpy()).max() > 0
+    np.testing.assert_allclose(on_device, expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_remove_leaves_no_agent_directory(emulated: Any, root: Path) -> None:
     cli(root, "device", "remove", NAME)
     assert sorted((emulated.root / "tmp").glob("edgelat-agent.*")) == []
