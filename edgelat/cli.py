@@ -294,12 +294,17 @@ def profile_cmd(
     repeat: Annotated[int, typer.Option(help="Timed repeats per kernel.")] = 7,
     min_repeat_ms: Annotated[float, typer.Option(help="Minimum duration of one repeat.")] = 40.0,
     resume: Annotated[bool, typer.Option(help="Continue the device's last unfinished campaign.")] = False,
+    scheduler: Annotated[
+        Optional[str],
+        typer.Option(help="Build on this Dask cluster (tcp://HOST:8786; default $EDGELAT_DASK_SCHEDULER) instead of local processes."),
+    ] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Profile operator kernels on a device: build with TVM, time through the agent, store."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from edgelat.profiler.campaign import ProfileConfig, profile
+    from edgelat.profiler.executors import scheduler_address
 
     cfg = ProfileConfig(
         ops=tuple(o.strip() for o in ops.split(",") if o.strip()) if ops else (),
@@ -312,6 +317,7 @@ def profile_cmd(
         seed=seed,
         repeat=repeat,
         min_repeat_ms=min_repeat_ms,
+        scheduler=scheduler_address(scheduler),
     )
     with (
         _ws(workspace) as ws,

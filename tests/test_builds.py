@@ -105,7 +105,7 @@ def test_build_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
         "import os, sys, time\n"
         "from edgelat.profiler.builds import Builder\n"
         f"b = Builder({str(tmp_path)!r}, workers=2)\n"
-        "print(b._pool.submit(os.getpid).result(timeout=120), flush=True)\n"
+        "print(b.call(os.getpid).result(timeout=120), flush=True)\n"
         "time.sleep(600)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

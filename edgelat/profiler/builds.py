@@ -1,8 +1,9 @@
 """Kernel builds: registry config -> Relax -> fused PrimFuncs -> a shared library for the device.
 
-Builds run in long-lived worker processes (TVM imports once per worker) and land in a
-content-addressed cache keyed by op, config, target, recipe, TVM version and the fusion
-pipeline version, so nothing is built twice.
+Builds run through an executor (long-lived local worker processes, TVM imported once in each, or
+a Dask cluster: :mod:`edgelat.profiler.executors`) as pure functions returning library bytes, and
+land in a content-addressed cache on this host keyed by op, config, target, recipe, TVM version
+and the fusion pipeline version, so nothing is built twice.
 """
 
 from __future__ import annotations
@@ -12,21 +13,29 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, TypeVar
 
 from edgelat.errors import BuildError, BuildTimeoutError
 from edgelat.files import write_text_atomic
 
-__all__ = ["BuildRequest", "BuiltKernel", "Builder", "build_kernel", "cache_key", "elf_machine", "gpu_device_code"]
+__all__ = [
+    "BuildRequest",
+    "BuiltKernel",
+    "Builder",
+    "build_candidate",
+    "build_kernel",
+    "cache_key",
+    "compile_kernel",
+    "elf_machine",
+    "gpu_device_code",
+]
 
 # ELF e_machine values of the architectures edgelat builds for.
 ELF_MACHINES = {"x86_64": 62, "aarch64": 183, "arm64": 183, "armv7l": 40}
@@ -88,11 +97,7 @@ def elf_machine(path: str | os.PathLike[str]) -> int:
     return int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
 
 
-def build_kernel(req: BuildRequest, cache_dir: str, tuner: Any = None) -> BuiltKernel:
-    """Build (or fetch from the cache) the library of one op configuration. Never raises.
-
-    The tuned recipe needs ``tuner`` (a :class:`edgelat.profiler.tuning.KernelTuner`).
-    """
+def _cached(req: BuildRequest, cache_dir: str) -> BuiltKernel | None:
     key = cache_key(req)
     folder = Path(cache_dir) / key[:2]
     lib, meta = folder / f"{key}.so", folder / f"{key}.json"
@@ -101,20 +106,51 @@ def build_kernel(req: BuildRequest, cache_dir: str, tuner: Any = None) -> BuiltK
         cached.cached = True
         cached.lib = str(lib)
         return cached
+    return None
+
+
+def _store(cache_dir: str, built: BuiltKernel, data: bytes | None) -> BuiltKernel:
+    """Put a build's library into the cache (a failed build is returned as it is, not cached)."""
+    if data is None:
+        return built
+    folder = Path(cache_dir) / built.key[:2]
+    folder.mkdir(parents=True, exist_ok=True)
+    lib = folder / f"{built.key}.so"
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".so", delete=False) as f:
+        f.write(data)
+    os.replace(f.name, lib)
+    built.lib = str(lib)
+    write_text_atomic(folder / f"{built.key}.json", json.dumps(asdict(built)))
+    return built
+
+
+def compile_kernel(req: BuildRequest, tuner: Any = None) -> tuple[BuiltKernel, bytes | None]:
+    """Build one op configuration: its record and its library's bytes (None when the build failed). Never raises.
+
+    A pure function of ``req`` (on any machine with TVM and the cross compiler) unless a ``tuner`` (a
+    :class:`edgelat.profiler.tuning.KernelTuner`, the tuned recipe) is given: it times candidates on the device.
+    """
+    key = cache_key(req)
     start = time.perf_counter()
     tuned: list[float] = []
-    try:
-        kernels = _compile(req, lib, tuner, tuned)
-    except Exception as exc:  # noqa: BLE001 - a failed build is data, recorded with its error
-        return BuiltKernel(
-            key=key,
-            lib=None,
-            build_s=time.perf_counter() - start,
-            error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)[-1500:]}",
-        )
-    built = BuiltKernel(key=key, lib=str(lib), kernels=kernels, build_s=time.perf_counter() - start, tune_s=sum(tuned))
-    write_text_atomic(meta, json.dumps(asdict(built)))
-    return built
+    with tempfile.TemporaryDirectory(prefix="edgelat-build-") as tmp:
+        lib = Path(tmp) / "k.so"
+        try:
+            kernels = _compile(req, lib, tuner, tuned)
+        except Exception as exc:  # noqa: BLE001 - a failed build is data, recorded with its error
+            return BuiltKernel(
+                key=key,
+                lib=None,
+                build_s=time.perf_counter() - start,
+                error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)[-1500:]}",
+            ), None
+        data = lib.read_bytes()
+    return BuiltKernel(key=key, lib=None, kernels=kernels, build_s=time.perf_counter() - start, tune_s=sum(tuned)), data
+
+
+def build_kernel(req: BuildRequest, cache_dir: str, tuner: Any = None) -> BuiltKernel:
+    """Build (or fetch from the cache) the library of one op configuration, in this process. Never raises."""
+    return _cached(req, cache_dir) or _store(cache_dir, *compile_kernel(req, tuner))
 
 
 def _compile(req: BuildRequest, lib: Path, tuner: Any, tune_seconds: list[float]) -> list[dict[str, Any]]:
@@ -133,20 +169,16 @@ def _compile(req: BuildRequest, lib: Path, tuner: Any, tune_seconds: list[float]
     prims, searched = get_recipe(req.recipe).schedule(prims, tuner, req.trials)
     tune_seconds.append(searched)
     executable = tvm.compile(tvm.IRModule(prims), target=tvm.target.Target(req.target))
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=lib.parent) as tmp:
-        out = Path(tmp) / "k.so"
-        if req.cross_compiler:
-            if shutil.which(req.cross_compiler) is None:
-                raise BuildError(f"cross compiler {req.cross_compiler!r} not found; on Debian: apt-get install g++-aarch64-linux-gnu")
-            executable.export_library(str(out), fcompile=cc.cross_compiler(req.cross_compiler))
-        else:
-            executable.export_library(str(out))
-        want = ELF_MACHINES.get(req.arch)
-        got = elf_machine(out)
-        if want is not None and got != want:
-            raise BuildError(f"built library has ELF machine {got}, expected {want} for {req.arch}")
-        os.replace(out, lib)
+    if req.cross_compiler:
+        if shutil.which(req.cross_compiler) is None:
+            raise BuildError(f"cross compiler {req.cross_compiler!r} not found; on Debian: apt-get install g++-aarch64-linux-gnu")
+        executable.export_library(str(lib), fcompile=cc.cross_compiler(req.cross_compiler))
+    else:
+        executable.export_library(str(lib))
+    want = ELF_MACHINES.get(req.arch)
+    got = elf_machine(lib)
+    if want is not None and got != want:
+        raise BuildError(f"built library has ELF machine {got}, expected {want} for {req.arch}")
     return kernels
 
 
@@ -176,92 +208,102 @@ def gpu_device_code(op: str, config: dict[str, Any], gpu_target: dict[str, Any])
     return str(imported[0].kind), str(imported[0].inspect_source())
 
 
-def _init_worker(parent: int) -> None:
-    threading.Thread(target=_exit_with_parent, args=(parent,), name="exit-with-parent", daemon=True).start()
-    import tvm  # noqa: F401 - import once per worker, not once per build
-
-    import edgelat.ops  # noqa: F401
-
-
 T = TypeVar("T")
 
 
-def build_candidate(mod_json: str, target: dict[str, Any], out: str, cross_compiler: str | None) -> str:
-    """Compile one MetaSchedule candidate (``tvm.ir.save_json`` of its module) into the shared library ``out``.
+def build_candidate(mod_json: str, target: dict[str, Any], cross_compiler: str | None) -> bytes:
+    """Compile one MetaSchedule candidate (``tvm.ir.save_json`` of its module); the shared library's bytes.
 
-    A plain function of plain data, so that a build worker can run it (see :class:`Builder`)."""
+    A plain function of plain data, so that any build worker can run it (see :class:`Builder`)."""
     import tvm
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
     from tvm.support import cc
 
     mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(tvm.ir.load_json(mod_json))
     lib = tvm.compile(mod, target=tvm.target.Target(target))
-    lib.export_library(out, fcompile=cc.cross_compiler(cross_compiler) if cross_compiler else None)
-    return out
-
-
-def _exit_with_parent(parent: int) -> None:
-    """A worker whose parent died (SIGKILL leaves no time to shut the pool down) exits, and with the last
-    worker gone multiprocessing's resource tracker exits too."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(1)
+    with tempfile.TemporaryDirectory(prefix="edgelat-cand-") as tmp:
+        out = Path(tmp) / "k.so"
+        lib.export_library(str(out), fcompile=cc.cross_compiler(cross_compiler) if cross_compiler else None)
+        return out.read_bytes()
 
 
 class Builder:
-    """A pool of long-lived build workers sharing one cache directory.
+    """Builds through one executor (:mod:`edgelat.profiler.executors`), cached on this host.
 
     Example:
         >>> with Builder(ws.cache_dir, workers=2) as b:  # doctest: +SKIP
         ...     built = b.submit(request).result()
     """
 
-    def __init__(self, cache_dir: Path, workers: int | None = None) -> None:
-        """``workers=None`` uses one worker per core; ``workers=0`` builds in this process
-        (ops registered at run time, as tests do, exist only here)."""
+    def __init__(
+        self, cache_dir: Path, workers: int | None = None, scheduler: str | None = None, cross_compiler: str | None = None
+    ) -> None:
+        """``workers=None`` uses one local worker per core; ``workers=0`` builds in this process (ops registered
+        at run time, as tests do, exist only here). ``scheduler``: a Dask scheduler's address instead, whose
+        workers are checked for TVM and ``cross_compiler`` now."""
+        from edgelat.profiler.executors import dask_executor
+
         self.cache_dir = str(cache_dir)
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        self.scheduler = scheduler
         self.workers = max(1, os.cpu_count() or 2) if workers is None else workers
-        self._pool = self._new_pool() if self.workers else None
+        self._executor: Executor | None
+        if scheduler is not None:
+            self._executor = dask_executor(scheduler, cross_compiler)
+        else:
+            self._executor = self._new_pool() if self.workers else None
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(),))
+    def _new_pool(self) -> Executor:
+        from edgelat.profiler.executors import local_executor
+
+        return local_executor(self.workers)
 
     def submit(self, req: BuildRequest) -> Future[BuiltKernel]:
-        if self._pool is None:
-            future: Future[BuiltKernel] = Future()
-            future.set_result(build_kernel(req, self.cache_dir))
-            return future
-        return self._pool.submit(build_kernel, req, self.cache_dir)
+        result: Future[BuiltKernel] = Future()
+        cached = _cached(req, self.cache_dir)
+        if cached is not None or self._executor is None:
+            result.set_result(cached or build_kernel(req, self.cache_dir))
+            return result
+
+        def store(done: Future[tuple[BuiltKernel, bytes | None]]) -> None:
+            try:
+                result.set_result(_store(self.cache_dir, *done.result()))
+            except BaseException as exc:  # noqa: BLE001 - a lost worker or a cancelled build, delivered to the caller
+                result.set_exception(exc)
+
+        self._executor.submit(compile_kernel, req).add_done_callback(store)
+        return result
 
     def call(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """``fn(*args)`` in a worker (in this process without workers); ``fn`` and ``args`` must pickle."""
-        if self._pool is None:
+        if self._executor is None:
             future: Future[T] = Future()
             try:
                 future.set_result(fn(*args))
             except Exception as exc:  # noqa: BLE001 - delivered through the future, as a worker's would be
                 future.set_exception(exc)
             return future
-        return self._pool.submit(fn, *args)
+        return self._executor.submit(fn, *args)
 
     def wait(self, future: Future[T], timeout: float | None) -> T:
         """``future``'s result. One not done after ``timeout`` seconds (an LLVM compile can run away on a huge
-        unroll) raises BuildTimeoutError, and the pool's workers are killed and replaced: the other builds
-        still running in them fail too (they cannot be told apart)."""
+        unroll) raises BuildTimeoutError. Local workers are then killed and replaced (the other builds still
+        running in them fail too: they cannot be told apart); on Dask the task is cancelled."""
         try:
             return future.result(timeout=timeout)
         except FutureTimeoutError:
-            if self._pool is not None:
-                old, self._pool = self._pool, self._new_pool()
+            if self.scheduler is not None:
+                future.cancel()
+            elif self._executor is not None:
+                old, self._executor = self._executor, self._new_pool()
                 for process in list((getattr(old, "_processes", None) or {}).values()):
                     process.kill()
                 old.shutdown(wait=False, cancel_futures=True)
             raise BuildTimeoutError(f"a build ran for more than {timeout:g} s; its worker was replaced") from None
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> Builder:
         return self

@@ -83,6 +83,8 @@ class ProfileConfig:
     # Libraries shipped to the device per batch.
     batch: int = 8
     build_workers: int | None = None
+    # A Dask scheduler's address: builds run on its workers instead of local processes.
+    scheduler: str | None = None
     # Build the next batches while the device times this one. None: yes, unless the device is this
     # machine, where builds take the cores the timed kernel runs on (bench/measurement_repeatability.py:
     # kernels timed beside builds ran a median 1.20x, up to 2.05x, their time alone).
@@ -304,7 +306,7 @@ def profile(
     try:
         session.open()
         agent_version = session.agent.hello.get("agent_version") if session.agent else None
-        with Builder(ws.cache_dir, cfg.build_workers) as builder:
+        with Builder(ws.cache_dir, cfg.build_workers, cfg.scheduler, preset.cross_compiler) as builder:
             if recipe.tunes:
                 tuner = KernelTuner(
                     ws.tuning_dir(device.name), target, threads, preset.cross_compiler, session.measure_artifact, builder=builder

@@ -101,18 +101,19 @@ class SharedLibraryBuilder(ms.builder.PyBuilder):
         from edgelat.profiler.builds import Builder, build_candidate
 
         builder = self._builder or Builder(Path(self._out_dir), workers=0)
-        futures = []
-        for inp in build_inputs:
-            # One directory per candidate: MetaSchedule's RemoveBuildArtifact deletes it after timing.
-            path = str(Path(tempfile.mkdtemp(prefix="cand-", dir=self._out_dir)) / "k.so")
-            futures.append(builder.call(build_candidate, tvm.ir.save_json(inp.mod), dict(inp.target.export()), path, self._cc))
+        futures = [builder.call(build_candidate, tvm.ir.save_json(inp.mod), dict(inp.target.export()), self._cc) for inp in build_inputs]
         results = []
         for future in futures:
             try:
                 # In workers a runaway compile is cut off (in this process it cannot be)
-                results.append(ms.builder.BuilderResult(builder.wait(future, CANDIDATE_BUILD_TIMEOUT_S), None))
+                data = builder.wait(future, CANDIDATE_BUILD_TIMEOUT_S)
             except Exception as exc:  # noqa: BLE001 - an invalid candidate is MetaSchedule's to skip
                 results.append(ms.builder.BuilderResult(None, f"{type(exc).__name__}: {exc}"))
+                continue
+            # One directory per candidate: MetaSchedule's RemoveBuildArtifact deletes it after timing.
+            path = Path(tempfile.mkdtemp(prefix="cand-", dir=self._out_dir)) / "k.so"
+            path.write_bytes(data)
+            results.append(ms.builder.BuilderResult(str(path), None))
         return results
 
 
