@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgelat.cli import app
+from tests.test_builds import CONV
 
 pytestmark = [pytest.mark.aarch64, pytest.mark.untimed, pytest.mark.slow, pytest.mark.xdist_group("aarch64")]
 
@@ -139,19 +140,7 @@ def test_a_profiled_kernel_computes_on_the_device_what_it_computes_here(root: Pa
     from edgelat.profiler.inventory import agent_session, get_device
     from edgelat.workspace import open_workspace
 
-    cfg = {
-        "n": 1,
-        "cin": 16,
-        "h": 12,
-        "w": 12,
-        "cout": 24,
-        "k": 3,
-        "stride": 1,
-        "pad": 1,
-        "groups": 1,
-        "dilation": 1,
-        "epilogue": "add.c+relu",
-    }
+    cfg = CONV  # a 3x3 conv with bias and ReLU, as tests/test_builds.py builds it
     with open_workspace(root) as ws:
         device = get_device(ws, NAME)
         preset = device.preset_info

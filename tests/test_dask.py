@@ -7,7 +7,6 @@ share the machine (`untimed`), on one xdist worker (the cluster is theirs).
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,16 +21,11 @@ from edgelat.cli import app
 from edgelat.errors import BuildError, UsageError
 from edgelat.profiler.executors import dask_executor, scheduler_address
 from edgelat.workspace import open_workspace
+from tests.sshd import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.untimed, pytest.mark.xdist_group("dask")]
 
 BUILT = "edgelat: compile_kernel done"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -60,7 +54,7 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     logs = tmp_path_factory.mktemp("dask")
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]
     scheduler = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(logs / "scheduler.log", "ab"))
     found = Cluster(f"tcp://127.0.0.1:{port}", logs, scheduler)
@@ -126,5 +120,5 @@ def test_workers_that_cannot_build_are_refused_when_connecting(cluster: Cluster)
 def test_a_bad_or_unreachable_scheduler_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="tcp://HOST:8786"):
         scheduler_address("127.0.0.1:8786")
-    result = CliRunner().invoke(app, [*PROFILE, "--scheduler", f"tcp://127.0.0.1:{_free_port()}", "-w", str(tmp_path / "ws")])
+    result = CliRunner().invoke(app, [*PROFILE, "--scheduler", f"tcp://127.0.0.1:{free_port()}", "-w", str(tmp_path / "ws")])
     assert result.exit_code == 1 and "cannot reach the Dask scheduler" in result.stderr, result.output
