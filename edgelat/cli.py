@@ -250,7 +250,7 @@ def _print_probe(data: dict[str, Any]) -> None:
         ("arch", data.get("arch")),
         ("OS / kernel", f"{data.get('os_release') or data.get('os')} / {data.get('kernel')}"),
         ("CPU", data.get("cpu_model")),
-        ("cores (online)", f"{data.get('cpu_count')} ({','.join(map(str, data.get('online_cpus') or []))})"),
+        ("cores (online)", f"{data.get('cpu_count')} ({','.join(map(str, data.get('online_cpus') or [])) or 'n/a: no /sys'})"),
         ("frequency now", f"{min(cur) / 1000:.0f}-{max(cur) / 1000:.0f} MHz" if cur else "n/a"),
         ("frequency max", f"{max(mx) / 1000:.0f} MHz" if mx else "n/a"),
         ("governor", ", ".join(governors) or "n/a"),
