@@ -54,11 +54,11 @@ def _rate(configs: list[tuple[str, dict]], preset: str, workers: int, scheduler:
     with tempfile.TemporaryDirectory(prefix="edgelat-scaling-") as cache:
         builder = Builder(Path(cache), workers=workers, scheduler=scheduler, cross_compiler=p.cross_compiler)
         try:
-            # Warm the workers (TVM imported, code paged in) on one build not counted.
-            op, cfg = configs[0]
-            builder.submit(BuildRequest(op, cfg, p.target(), p.cross_compiler, p.arch)).result()
+            # Warm every worker (TVM imported, code paged in) on two builds not counted.
+            for future in [builder.submit(BuildRequest(op, cfg, p.target(), p.cross_compiler, p.arch)) for op, cfg in configs[:2]]:
+                future.result()
             start = time.perf_counter()
-            futures = [builder.submit(BuildRequest(op, cfg, p.target(), p.cross_compiler, p.arch)) for op, cfg in configs[1:]]
+            futures = [builder.submit(BuildRequest(op, cfg, p.target(), p.cross_compiler, p.arch)) for op, cfg in configs[2:]]
             results = [f.result() for f in futures]
             elapsed = time.perf_counter() - start
         finally:
