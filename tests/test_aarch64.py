@@ -1,8 +1,8 @@
 """The whole user path on an aarch64 device: an emulated arm64 Debian (qemu-user) served by its own sshd.
 
-One device for the module, in order: add, probe, setup --offline, profile, measure, a numerical check,
-remove. Timings under emulation mean nothing, so these are `untimed` and share the machine; they run
-on one worker (`xdist_group`), the device being expensive to set up.
+One device for the module (per xdist worker: no test relies on another having run): add, probe, setup
+--offline, profile, measure, a numerical check, remove. Timings under emulation mean nothing, so these
+are `untimed` and share the machine.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from edgelat.cli import app
 from tests.test_builds import CONV
 
-pytestmark = [pytest.mark.aarch64, pytest.mark.untimed, pytest.mark.slow, pytest.mark.xdist_group("aarch64")]
+pytestmark = [pytest.mark.aarch64, pytest.mark.untimed, pytest.mark.slow]
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "emulated_device.py"
 NAME = "emu"
@@ -52,21 +52,44 @@ def emulated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     device.stop()
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("aarch64") / "ws"
-
-
 def cli(root: Path, *args: str) -> str:
     result = CliRunner().invoke(app, [*args, "--workspace", str(root)])
     assert result.exit_code == 0, result.output
     return result.stdout
 
 
-def test_add_and_probe(emulated: Any, root: Path) -> None:
-    cli(root, "device", "add", NAME, "--preset", "rpi4", "--host", "127.0.0.1", "--port", str(emulated.port), "--user", "root",
+@pytest.fixture(scope="module")
+def root(emulated: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with the emulated device added (xdist may give a module's tests to both workers: each then has
+    its own device, so no test relies on another having run)."""
+    ws = tmp_path_factory.mktemp("aarch64") / "ws"
+    cli(ws, "device", "add", NAME, "--preset", "rpi4", "--host", "127.0.0.1", "--port", str(emulated.port), "--user", "root",
         "--key", str(emulated.client_key), "--threads", "1", "--trust-new-host")  # fmt: skip
-    probe = json.loads(cli(root, "device", "probe", NAME, "--json"))
+    return ws
+
+
+@pytest.fixture(scope="module")
+def first_probe(root: Path) -> dict[str, Any]:
+    """The probe of the device as added, before anything is installed."""
+    return dict(json.loads(cli(root, "device", "probe", NAME, "--json")))
+
+
+@pytest.fixture(scope="module")
+def setup_output(root: Path, first_probe: dict[str, Any]) -> str:
+    """`device setup --offline`, with the host's wheel cache kept between runs."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(CACHE)
+    try:
+        return cli(root, "device", "setup", NAME, "--offline")
+    finally:
+        if old is None:
+            del os.environ["XDG_CACHE_HOME"]
+        else:
+            os.environ["XDG_CACHE_HOME"] = old
+
+
+def test_add_and_probe(first_probe: dict[str, Any]) -> None:
+    probe = first_probe
     assert probe["arch"] == "aarch64" and probe["os_release"].startswith("Debian GNU/Linux 12")
     # qemu-user shows the host's x86 /proc/cpuinfo: the agent must not call that the device's CPU
     from edgelat.device_agents.agent import _cpu_model
@@ -75,14 +98,12 @@ def test_add_and_probe(emulated: Any, root: Path) -> None:
     assert probe["tvm_version"] is None  # Debian's python3, nothing installed yet
 
 
-def test_setup_offline_ships_the_aarch64_wheels(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(CACHE))  # the host's wheel cache
-    out = cli(root, "device", "setup", NAME, "--offline")
-    assert "TVM 0.27" in out and "/.edgelat/venv-tvm-" in out, out
+def test_setup_offline_ships_the_aarch64_wheels(root: Path, setup_output: str) -> None:
+    assert "TVM 0.27" in setup_output and "/.edgelat/venv-tvm-" in setup_output, setup_output
     assert json.loads(cli(root, "device", "probe", NAME, "--json"))["tvm_version"].startswith("0.27")
 
 
-def test_profile_cross_compiled_kernels(root: Path) -> None:
+def test_profile_cross_compiled_kernels(root: Path, setup_output: str) -> None:
     cli(root, "profile", NAME, "--ops", "conv2d,dwconv2d,dense", "--samples", "7", "--unweighted", "--repeat", "2", "--min-repeat-ms", "1")
     from edgelat.workspace import open_workspace
 
@@ -93,7 +114,7 @@ def test_profile_cross_compiled_kernels(root: Path) -> None:
     assert all(json.loads(r["target"])["mcpu"] == "cortex-a72" for r in rows)
 
 
-def test_measure_a_small_network(root: Path, tmp_path: Path) -> None:
+def test_measure_a_small_network(root: Path, setup_output: str, tmp_path: Path) -> None:
     from edgelat.nas import get_space
 
     space = get_space("nb201")
@@ -102,7 +123,7 @@ def test_measure_a_small_network(root: Path, tmp_path: Path) -> None:
     assert out["median_ms"] > 0 and out["target"]["mcpu"] == "cortex-a72"
 
 
-def test_the_device_computes_what_torch_and_the_host_build_compute(root: Path) -> None:
+def test_the_device_computes_what_torch_and_the_host_build_compute(root: Path, setup_output: str) -> None:
     """A kernel and a whole network built for the rpi4 target give, on the device, the host build's and
     torch's outputs: the right code runs, not only some code."""
     import torch
@@ -131,7 +152,7 @@ def test_the_device_computes_what_torch_and_the_host_build_compute(root: Path) -
             np.testing.assert_allclose(on_device[0], expected, rtol=1e-4, atol=1e-4)
 
 
-def test_a_profiled_kernel_computes_on_the_device_what_it_computes_here(root: Path, tmp_path: Path) -> None:
+def test_a_profiled_kernel_computes_on_the_device_what_it_computes_here(root: Path, setup_output: str, tmp_path: Path) -> None:
     """A kernel library as a campaign builds it (rpi4 target, cross-compiled), run by the agent on the device,
     against the same kernel built for this host."""
     import platform
