@@ -32,12 +32,16 @@ demo: install
 	$(EDGELAT) measure local $(DEMO_WS)/mobilenetv2_160.onnx --workspace $(DEMO_WS)
 	$(PYTHON) -m edgelat.demo $(DEMO_WS)
 
-# Tests that time kernels run one at a time (a timing beside a build is noise); the untimed ones
-# (import and pricing of the network corpus, the emulated aarch64 device, a Dask cluster) then run on
-# both cores (xdist's loadgroup does not group under pytest 9: its module fixtures start once per worker).
+# Tests that time kernels run one at a time (a timing beside a build is noise). The untimed ones (import
+# and pricing of the network corpus, a Dask cluster) run first on both cores, beside the emulated aarch64
+# device's root file system if .ci/run is building it; the timed ones wait for that build to end; the
+# aarch64 tests come last, on both cores (xdist's loadgroup does not group under pytest 9: each worker
+# starts its own device).
 test: install
+	$(PYTHON) -m pytest -q -m "untimed and not aarch64" -n 2 --durations=15
+	$(PYTHON) scripts/emulated_device.py wait
 	$(PYTHON) -m pytest -q -m "not untimed" --durations=15
-	$(PYTHON) -m pytest -q -m untimed -n 2 --durations=15
+	$(PYTHON) -m pytest -q -m aarch64 -n 2 --durations=15
 
 bench: install
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done

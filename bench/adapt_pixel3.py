@@ -10,8 +10,11 @@ NAS-Bench-201 architectures whose output does not depend on their input (no path
 edges through the cell; 341 of 15,625) are left out: TFLite folds them to constants, so their
 Pixel 3 "latencies" (median 0.05 ms) measure nothing a kernel model could predict.
 
-Usage: python bench/adapt_pixel3.py [--workspace ~/.cache/edgelat-bench] [--draws 10]
-Writes bench/out/adapt_pixel3.json.
+With --recipe tuned the source is the workspace's tuned models (a tuned profile of the kinds these
+networks run: conv2d, dwconv2d, dense, pools, add, mul, activation, channel_shuffle, concat).
+
+Usage: python bench/adapt_pixel3.py [--workspace ~/.cache/edgelat-bench] [--recipe default] [--draws 10]
+Writes bench/out/adapt_pixel3.json (adapt_pixel3_tuned.json for the tuned source).
 """
 
 from __future__ import annotations
@@ -40,12 +43,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workspace", type=Path, default=DEFAULT)
     parser.add_argument("--source", default="local")
+    parser.add_argument("--recipe", default="default", help="the source's models: default (untuned) or tuned")
     parser.add_argument("--draws", type=int, default=10)
     args = parser.parse_args()
 
-    report: dict[str, object] = {"source": args.source, "draws": args.draws, "spaces": {}}
+    report: dict[str, object] = {"source": args.source, "recipe": args.recipe, "draws": args.draws, "spaces": {}}
     with open_workspace(args.workspace) as ws:
-        ensure_trained(ws)
+        if args.recipe == "default":
+            ensure_trained(ws)
         nb201 = load_nb201_table()
         constant = ~nb201["arch"].map(get_space("nb201").output_depends_on_input)
         report["nb201_constant_output_excluded"] = int(constant.sum())
@@ -53,7 +58,7 @@ def main() -> None:
             space = get_space(space_name)
             start = time.time()
             oracle = device_oracle(
-                ws, args.source, space, on_block=lambda i, n, s=space_name: print(f"\r{s}: pricing blocks {i}/{n}", end="")
+                ws, args.source, space, args.recipe, on_block=lambda i, n, s=space_name: print(f"\r{s}: pricing blocks {i}/{n}", end="")
             )
             archs = [space.canonical(a) for a in table["arch"]]
             oracle.price_blocks([k for a in archs for k in space.blocks(a)])
@@ -74,7 +79,7 @@ def main() -> None:
                         pred = source_ms[test]
                     else:
                         t0 = time.time()
-                        adapter = fit_adapter([features[i] for i in train], y[train], args.source, "default")
+                        adapter = fit_adapter([features[i] for i in train], y[train], args.source, args.recipe)
                         fit_s.append(time.time() - t0)
                         pred = adapter.predict([features[i] for i in test])
                         within.append(float(np.mean(np.abs(pred / y[test] - 1) <= 0.10) * 100))
@@ -84,8 +89,8 @@ def main() -> None:
                              "within_10_min": min(within) if within else None, "fit_seconds": statistics.fmean(fit_s) if fit_s else 0.0})  # fmt: skip
             report["spaces"][space_name] = {"archs": len(y), "groups": groups, "rows": rows}  # type: ignore[index]
     OUT.mkdir(exist_ok=True)
-    (OUT / "adapt_pixel3.json").write_text(json.dumps(report, indent=2))
-    print(f"source {args.source} -> Pixel 3; {args.draws} random draws per K; scored on every other architecture")
+    (OUT / ("adapt_pixel3.json" if args.recipe == "default" else f"adapt_pixel3_{args.recipe}.json")).write_text(json.dumps(report, indent=2))
+    print(f"source {args.source} ({args.recipe}) -> Pixel 3; {args.draws} random draws per K; scored on every other architecture")
     print("| space | K | Spearman mean (min) | within ±10% mean (min) |")
     print("|---|---|---|---|")
     for name, data in report["spaces"].items():  # type: ignore[attr-defined]

@@ -171,19 +171,22 @@ def device_list(json_out: JsonOpt = False, workspace: WorkspaceOpt = None) -> No
 @device_app.command("show")
 @handle_errors
 def device_show(name: str, json_out: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
-    """Show one device, its preset's TVM target and its latest probe."""
+    """Show one device, the TVM target each recipe builds for on it, and its latest probe."""
     from edgelat.profiler import inventory
 
     with _ws(workspace) as ws:
         device = inventory.get_device(ws, name)
-        data = {**inventory.device_dict(device), "target": device.preset_info.target(), "latest_probe": inventory.latest_probe(ws, name)}
+        from edgelat.profiler.recipes import RECIPES
+
+        targets = {} if device.is_adapted else {"targets": {r: device.target(r) for r in RECIPES.names()}}
+        data = {**inventory.device_dict(device), **targets, "latest_probe": inventory.latest_probe(ws, name)}
         if json_out:
             _print_json(data)
             return
         table = Table("field", "value", show_header=False)
         # SSH fields mean nothing for this machine or an adapted device (no connection)
         hidden = {"latest_probe"} | ({"settings"} if not device.settings else set())
-        hidden |= {"python", "threads", "target"} if device.is_adapted else set()
+        hidden |= {"python", "threads"} if device.is_adapted else set()
         for key, value in data.items():
             if key not in hidden:
                 table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else str(value))
@@ -611,7 +614,10 @@ def measure_cmd(
 def validate_cmd(
     device: str,
     zoo: Annotated[
-        str, typer.Option(help="all (46 zoo networks + NB201 and FBNet samples), quick (10 small ones), or model names.")
+        str,
+        typer.Option(
+            help="all (46 zoo networks + NB201 and FBNet samples), quick (10 small ones), model names (at 160 and 224) or name@resolution, comma-separated (e.g. quick,resnet18@160)."
+        ),
     ] = "all",
     recipe: RecipeOpt = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Where the table, plot and report go.")] = None,

@@ -19,6 +19,7 @@ Standard library only: the tests import it, and a user runs it with the system's
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import re
 import shutil
@@ -92,6 +93,23 @@ def rootfs(release: str = RELEASE, cache: Path = CACHE, log: Path | None = None)
     if reason:
         raise EmulationUnavailable(reason)
     enable_binfmt()
+    (cache / release).mkdir(parents=True, exist_ok=True)
+    with open(cache / release / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a build already running (another process): wait, then use its tree
+        if (done / ".edgelat-complete").exists():
+            return done
+        return _build(release, cache, log, done)
+
+
+def wait_for_build(release: str = RELEASE, cache: Path = CACHE) -> None:
+    """Return once no process is building the root file system of ``release`` (at once if none is)."""
+    lock = cache / release / "build.lock"
+    if lock.exists():
+        with open(lock) as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+
+
+def _build(release: str, cache: Path, log: Path | None, done: Path) -> Path:
     partial = cache / release / "rootfs.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
@@ -257,10 +275,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("build", help="build the cached root file system (once) and print its path")
+    sub.add_parser("wait", help="wait until no other process is building the root file system")
     start = sub.add_parser("start", help="serve the emulated device over SSH until interrupted")
     start.add_argument("--port", type=int, default=0, help="loopback port (default: a free one)")
     start.add_argument("--work", type=Path, default=None, help="folder for its writable layer and keys (default: a temporary one)")
     args = parser.parse_args()
+    if args.command == "wait":
+        wait_for_build()
+        return 0
     try:
         base = rootfs(log=CACHE / "debootstrap.log")
         if args.command == "build":

@@ -203,7 +203,9 @@ def test_bad_input(ws: Workspace) -> None:
 @pytest.mark.slow
 def test_tuned_recipe_tunes_once_and_reuses_records(ws: Workspace) -> None:
     """MetaSchedule candidates are timed by the agent; a second campaign finds the records."""
-    cfg = ProfileConfig(ops=("dense",), samples=1, weighted=False, recipe="tuned", trials=4, repeat=3, min_repeat_ms=2.0)
+    # One small kernel (a sampled one can be a 4096-wide layer whose candidates take minutes to build).
+    kernel = ("dense", {"m": 1, "k": 128, "n": 64, "epilogue": "add.c+relu"})
+    cfg = ProfileConfig(configs=(kernel,), recipe="tuned", trials=4, repeat=3, min_repeat_ms=2.0)
     first = profile(ws, "local", cfg)
     (row,) = _rows(ws, first.campaign_id)
     assert row["status"] == "ok" and row["recipe"] == "tuned" and row["tune_s"] > 0

@@ -47,7 +47,8 @@ def test_add_list_show_remove(tmp_path: Path) -> None:
     assert set(devices) == {"local", "pi"}
     assert devices["pi"]["threads"] == 4 and devices["pi"]["address"] == "pi@10.0.0.7:22"
     code, out, _ = run("device", "show", "pi", "--json", "-w", w)
-    assert json.loads(out)["target"]["mcpu"] == "cortex-a72"
+    targets = json.loads(out)["targets"]  # per recipe
+    assert targets["default"]["mcpu"] == targets["tuned"]["mcpu"] == "cortex-a72"
     assert run("device", "remove", "pi", "-w", w)[0] == 0
     assert [d["name"] for d in json.loads(run("device", "list", "--json", "-w", w)[1])] == ["local"]
 

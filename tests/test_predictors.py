@@ -176,9 +176,53 @@ def test_schema_mismatch_is_a_clear_error(trained: Path, tmp_path: Path) -> None
         load_model(ws, "local")
 
 
+def test_training_takes_only_measurements_built_for_the_recipes_target(trained: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "ws"
+    shutil.copytree(trained, copy)
+    with open_workspace(copy) as ws:
+        ws.db.execute("UPDATE measurements SET target = ? WHERE op = 'dense'", (json.dumps({"kind": "llvm", "mcpu": "other"}),))
+        report = train_device(ws, "local")
+        assert {r.op for r in report.ops} == {"activation", "fallback"}
+        assert "built for another target" in report.skipped["(other targets)"]
+        assert json.loads((ws.model_dir("local", "default") / "meta.json").read_text())["target"] == ws_target(ws)
+        ws.db.execute("UPDATE measurements SET target = ?", (json.dumps({"kind": "llvm", "mcpu": "other"}),))
+        with pytest.raises(UsageError, match="another target.*edgelat profile local --recipe default"):
+            train_device(ws, "local")
+
+
+def ws_target(ws: Workspace) -> dict:
+    from edgelat.profiler.inventory import get_device
+
+    return get_device(ws, "local").target("default")
+
+
+def test_recipes_choose_their_target_flags() -> None:
+    from edgelat.profiler.recipes import get_recipe
+
+    x86 = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver5"}
+    arm = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a72", "mattr": ["+neon"]}
+    assert get_recipe("default").target(x86) == {**x86, "mattr": ["+prefer-no-gather"]}
+    assert get_recipe("default").target({"kind": "llvm", "mtriple": "x86_64-linux-gnu"}) == {"kind": "llvm", "mtriple": "x86_64-linux-gnu"}
+    assert get_recipe("default").target(arm) == arm and get_recipe("tuned").target(arm) == arm
+    assert get_recipe("tuned").target(x86) == x86
+
+
 def test_train_without_data(ws: Workspace) -> None:
     with pytest.raises(UsageError, match="no kernel measurements"):
         train_device(ws, "local")
+
+
+def test_validation_zoo_takes_sets_names_and_resolutions() -> None:
+    from edgelat.workflows.validate import QUICK_ZOO, validation_networks
+
+    labels = [label for label, _, _ in validation_networks("quick, resnet18@96,mobilenetv2_050")]
+    assert labels == [f"{n}@{r}" for n, r in QUICK_ZOO] + ["resnet18@96", "mobilenetv2_050@160", "mobilenetv2_050@224"]
+    with pytest.raises(UsageError, match="resolution"):
+        validation_networks("resnet18@x")
+    with pytest.raises(UsageError):
+        validation_networks("resnet18@160,no_such_net")
 
 
 def test_validate_writes_table_plot_and_metrics(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -290,7 +334,8 @@ def test_measure_cli_times_the_whole_network(trained: Path, tmp_path: Path) -> N
     data = json.loads(result.stdout)
     assert data["median_ms"] > 0 and data["min_ms"] <= data["median_ms"] <= data["max_ms"] and data["threads"] == 1
     assert [name for name, _ in data["kernels"]] == ["fused_matmul_add_relu", "fused_matmul1_add1"]
-    assert data["target"]["kind"] == "llvm" and "mcpu" in data["target"]  # what it was built for, kept with it
+    with open_workspace(trained) as ws:  # what it was built for, kept with it
+        assert data["target"] == ws_target(ws) and data["target"]["kind"] == "llvm"
     table = CliRunner().invoke(app, ["measure", "local", str(onnx_path), "--kernels", "-w", str(trained)])
     assert table.exit_code == 0 and "fused_matmul_add_relu" in table.stdout
 

@@ -76,15 +76,17 @@ class TrainReport:
     seconds: float
 
 
-def _training_data(ws: Workspace, device: str, recipe: str) -> pd.DataFrame:
+def _training_data(ws: Workspace, device: str, recipe: str, target: dict[str, Any]) -> tuple[pd.DataFrame, int]:
+    """The device's successful measurements built for ``target``, and how many were built for another."""
     rows = ws.db.execute(
-        """SELECT m.op, m.config_id, k.params, m.median_ms FROM measurements m JOIN kernel_configs k USING (config_id)
+        """SELECT m.op, m.config_id, k.params, m.median_ms, m.target FROM measurements m JOIN kernel_configs k USING (config_id)
            WHERE m.device = ? AND m.recipe = ? AND m.status = 'ok' AND m.median_ms > 0""",
         (device, recipe),
     ).fetchall()
-    frame = pd.DataFrame([dict(r) for r in rows], columns=["op", "config_id", "params", "median_ms"])
+    same = [dict(r) for r in rows if r["target"] is not None and json.loads(r["target"]) == target]
+    frame = pd.DataFrame(same, columns=["op", "config_id", "params", "median_ms"])
     # A config measured in several campaigns counts once, at the median of its medians.
-    return frame.groupby(["op", "config_id", "params"], as_index=False)["median_ms"].median()
+    return frame.groupby(["op", "config_id", "params"], as_index=False)["median_ms"].median(), len(rows) - len(same)
 
 
 def train_device(
@@ -104,15 +106,22 @@ def train_device(
     import edgelat
 
     start = time.time()
-    from edgelat.profiler.inventory import default_recipe
+    from edgelat.profiler.inventory import default_recipe, get_device
 
     recipe = recipe or default_recipe(ws, device)
-    data = _training_data(ws, device, recipe)
+    target = get_device(ws, device).target(recipe)
+    data, other_target = _training_data(ws, device, recipe, target)
+    if data.empty and other_target:
+        raise UsageError(
+            f"{device}'s {other_target} {recipe} measurements were built for another target than {recipe} builds for now "
+            f"({json.dumps(target)}): profile again (edgelat profile {device} --recipe {recipe})"
+        )
     if data.empty:
         raise UsageError(f"{device} has no successful {recipe} measurements to train on")
     out = ws.model_dir(device, recipe)
     out.mkdir(parents=True, exist_ok=True)
-    reports, skipped, saved = [], {}, {}
+    reports, saved = [], {}
+    skipped = {"(other targets)": f"{other_target} measurements built for another target"} if other_target else {}
     for op, group in data.groupby("op"):
         if len(group) < min_samples:
             skipped[str(op)] = f"{len(group)} measurements, fewer than {min_samples}"
@@ -142,6 +151,7 @@ def train_device(
         "feature_schema": FEATURE_SCHEMA_VERSION,
         "model_format": MODEL_FORMAT,
         "dataset_hash": dataset_hash,
+        "target": target,
         "versions": {
             "edgelat": edgelat.__version__,
             "xgboost": xgboost.__version__,

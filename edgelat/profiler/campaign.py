@@ -284,7 +284,7 @@ def profile(
         raise UsageError("--samples must be at least 1")
     device = get_device(ws, device_name)
     preset = device.preset_info
-    target = preset.target()
+    target = device.target(cfg.recipe)
     threads = cfg.threads or device.measure_threads
     row = _find_resumable(ws, device.name, cfg.recipe) if resume else None
     if resume and row is None:

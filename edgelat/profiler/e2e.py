@@ -103,14 +103,14 @@ def _build_for(
         workers = Builder(ws.cache_dir)
         tuner = KernelTuner(
             ws.tuning_dir(device.name),
-            preset.target(),
+            device.target(recipe.name),
             threads,
             preset.cross_compiler,
             lambda p, a: agent.time_library(Path(p), a),
             builder=workers,
         )
     try:
-        return build_network(mod, preset.target(), lib, preset.cross_compiler, recipe, tuner, trials)
+        return build_network(mod, device.target(recipe.name), lib, preset.cross_compiler, recipe, tuner, trials)
     finally:
         if tuner is not None:
             tuner.close()
@@ -202,16 +202,18 @@ def measure_network(
     chosen = get_recipe(recipe)
     chosen.check(trials)
     device = get_device(ws, device_name)
-    preset = device.preset_info
     n_threads = threads or device.measure_threads
+    target = device.target(recipe)
     key = network_hash(mod)
-    if reuse:
-        row = ws.db.execute(
-            "SELECT data FROM network_measurements WHERE device = ? AND recipe = ? AND network_hash = ? AND threads = ? ORDER BY id DESC LIMIT 1",
+    if reuse:  # the newest measurement of this network built the same way (recipe, threads, target)
+        rows = ws.db.execute(
+            "SELECT data FROM network_measurements WHERE device = ? AND recipe = ? AND network_hash = ? AND threads = ? ORDER BY id DESC",
             (device.name, recipe, key, n_threads),
-        ).fetchone()
-        if row is not None:
-            return NetworkMeasurement(**json.loads(row["data"]))
+        )
+        for row in rows:
+            stored = NetworkMeasurement(**json.loads(row["data"]))
+            if stored.target == target:
+                return stored
     with agent_session(ws, device, threads=n_threads) as agent, tempfile.TemporaryDirectory(prefix="edgelat-net-") as tmp:
         lib = Path(tmp) / f"{key}.so"
         inputs = _build_for(ws, device, agent, mod, lib, chosen, n_threads, trials)
@@ -229,7 +231,7 @@ def measure_network(
     result = NetworkMeasurement(
         device=device.name, recipe=recipe, name=name, median_ms=statistics.median(ms), mean_ms=statistics.fmean(ms),
         std_ms=statistics.pstdev(ms), min_ms=min(ms), max_ms=max(ms), repeats=len(ms), number=int(reply["number"]), threads=n_threads,
-        kernels=[[n, t * 1000] for n, t in reply.get("kernels", [])], target=preset.target(),
+        kernels=[[n, t * 1000] for n, t in reply.get("kernels", [])], target=target,
     )  # fmt: skip
     ws.db.execute(
         "INSERT INTO network_measurements (device, recipe, name, network_hash, threads, median_ms, data) VALUES (?,?,?,?,?,?,?)",

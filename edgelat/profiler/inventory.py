@@ -14,6 +14,7 @@ from typing import Any
 from edgelat.errors import DuplicateDeviceError, UnknownDeviceError, UsageError
 from edgelat.profiler.agent_client import AgentSession
 from edgelat.profiler.presets import ADAPTED, DevicePreset, get_preset
+from edgelat.profiler.recipes import get_recipe
 from edgelat.profiler.transports import TRANSPORTS, Transport, TransportKind
 from edgelat.workspace import Workspace
 
@@ -76,6 +77,10 @@ class Device:
     @property
     def measure_threads(self) -> int:
         return self.threads or self.preset_info.default_threads
+
+    def target(self, recipe: str) -> dict[str, Any]:
+        """The TVM target kernels and networks are built for on this device with ``recipe``."""
+        return get_recipe(recipe).target(self.preset_info.target())
 
     def address(self) -> str:
         if self.is_adapted:

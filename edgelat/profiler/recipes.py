@@ -1,20 +1,24 @@
 """Compile recipes: how a kernel is turned into the code a device runs.
 
 A recipe takes a network's or an op config's kernels (TIR PrimFuncs) and returns them scheduled;
-TVM then compiles them for the device's target. Measurements, trained models and predictions are
-kept per recipe, so a device profiled with two recipes has two sets of models. A new recipe is one
-subclass here, registered in :data:`RECIPES`.
+TVM then compiles them for the target the recipe derives from the device's (a recipe is its
+pipeline *and* its target flags). Measurements, trained models and predictions are kept per
+recipe, and every measurement records the target it was built for. A new recipe is one subclass
+here, registered in :data:`RECIPES`.
 """
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Mapping
 from typing import Any
 
 from edgelat.errors import UsageError
 from edgelat.registry import Registry
 
-__all__ = ["RECIPES", "DefaultRecipe", "Recipe", "TunedRecipe", "first_line", "get_recipe"]
+__all__ = ["RECIPES", "DefaultRecipe", "Recipe", "TunedRecipe", "first_line", "get_recipe", "is_x86"]
+
+Target = dict[str, Any]
 
 
 class Recipe:
@@ -29,6 +33,10 @@ class Recipe:
     def check(self, trials: int) -> None:
         """Refuse settings this recipe cannot work with (one line: a UsageError)."""
 
+    def target(self, device_target: Target) -> Target:
+        """The TVM target this recipe compiles for, given the device preset's."""
+        return dict(device_target)
+
     def schedule(self, funcs: Mapping[str, Any], tuner: Any = None, trials: int = 0) -> tuple[dict[str, Any], float]:
         """The kernels scheduled, by name, and the seconds spent searching."""
         return dict(funcs), 0.0
@@ -37,6 +45,17 @@ class Recipe:
 class DefaultRecipe(Recipe):
     name = "default"
     description = "stock TVM, untuned (the fastest to build)"
+
+    def target(self, device_target: Target) -> Target:
+        # Untuned loops read their operands with strides; for CPUs with AVX-512, LLVM's cost model
+        # vectorises such loads as gathers, which made untuned networks slower than the same code
+        # built for a generic x86-64 (README: "Target flags"). LLVM's own tuning feature keeps the
+        # CPU's vector width and forbids the gathers. Tuned schedules vectorise along contiguous
+        # axes themselves, so the tuned recipe keeps the device's target as it is.
+        target = dict(device_target)
+        if is_x86(target) and "mcpu" in target:
+            target["mattr"] = [*target.get("mattr", []), "+prefer-no-gather"]
+        return target
 
 
 class TunedRecipe(Recipe):
@@ -64,6 +83,12 @@ class TunedRecipe(Recipe):
             out[name] = outcome.func.with_attr("global_symbol", name)
             seconds += outcome.tune_s
         return out, seconds
+
+
+def is_x86(target: Target) -> bool:
+    """Whether ``target`` compiles for an x86 CPU (a target without a triple is this host's)."""
+    triple = str(target.get("mtriple") or platform.machine())
+    return triple.startswith(("x86_64", "i386", "i686", "AMD64"))
 
 
 def first_line(exc: BaseException) -> str:

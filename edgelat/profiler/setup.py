@@ -145,5 +145,7 @@ def _install_offline(transport: Transport, venv_python: str, machine: str, versi
     transport.run(["mkdir", "-p", remote_dir])
     for wheel in wheels:
         transport.put(wheel, f"{remote_dir}/{wheel.name}")
-    transport.run([venv_python, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", remote_dir, *TVM_REQUIREMENTS], timeout=1800)
+    transport.run(
+        [venv_python, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", remote_dir, *TVM_REQUIREMENTS], timeout=1800
+    )
     transport.run(["rm", "-rf", "--", remote_dir])

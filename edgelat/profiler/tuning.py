@@ -328,7 +328,7 @@ class KernelTuner:
         start, built, measured = time.perf_counter(), self.builder.seconds, self.runner.seconds
         schedule = self._lookup(mod)
         searched, transferred, kept = False, 0, False
-        if schedule is None and self.transfers:
+        if schedule is None:  # transferred schedules (if any) and the untuned kernel, timed first
             transferred, kept = self.transfer(mod)
             if kept:
                 schedule = self._lookup(mod)
@@ -371,10 +371,11 @@ class KernelTuner:
         The sources are tuned workloads with the same blocks (:func:`_block_names`), nearest in FLOPs
         first; each one's best trace is replayed on ``mod`` with its tile sizes snapped to divisors of
         the new loop extents (:func:`snap_tiles`), skipping traces that do not apply, until ``transfers``
-        did. Those are built, with ``mod`` untuned, in one batch, and timed on the device; the transferred
-        ones are kept as records. Returns how many were timed, and whether the best was ``keep_speedup``
-        times faster than the untuned kernel (then no search is needed: a schedule that only matches
-        untuned code is not worth keeping unsearched).
+        did. Those are built, with ``mod`` untuned, in one batch, and timed on the device; all are kept as
+        records, the untuned one too (an empty trace), so a kernel no schedule beats stays untuned in a
+        tuned build, whatever a search finds later. Returns how many schedules were transferred, and
+        whether the best was ``keep_speedup`` times faster than the untuned kernel (then no search is
+        needed: a schedule that only matches untuned code is not worth keeping unsearched).
         """
         from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
@@ -392,13 +393,12 @@ class KernelTuner:
             except Exception:  # noqa: BLE001 - a schedule that does not fit these loops: not a source
                 continue
             picked.append(sch)
-        if not picked:
-            return 0, False
         args = ArgInfo.from_prim_func(mod["main"])
-        built = self.builder.build([ms.builder.BuilderInput(m, self.target) for m in (mod, *(sch.mod for sch in picked))])
+        candidates = [tvm.s_tir.Schedule(mod), *picked]  # the untuned kernel first
+        built = self.builder.build([ms.builder.BuilderInput(sch.mod, self.target) for sch in candidates])
         seconds = [self._time(b, args) for b in built]
         workload = self.database.commit_workload(mod)
-        for sch, runs in zip(picked, seconds[1:], strict=True):
+        for sch, runs in zip(candidates, seconds, strict=True):
             if runs:
                 self.database.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, runs, self.target, args))
         self._remember(mod)
@@ -425,7 +425,7 @@ class KernelTuner:
         return self._sources
 
     def _add_source(self, record: Any) -> None:
-        if not record.run_secs:
+        if not record.run_secs or not list(record.trace.insts):  # an untuned kernel's record has nothing to replay
             return
         seconds = sum(float(t) for t in record.run_secs) / len(record.run_secs)
         key = int(tvm_ffi.structural_hash(record.workload.mod))
@@ -456,7 +456,8 @@ class KernelTuner:
         if record is None:
             return None
         sch = tvm.s_tir.Schedule(mod)
-        ms.trace_apply.schedule_using_anchor_trace(sch, record.trace, self.target)
+        if list(record.trace.insts):  # an empty trace: the untuned kernel was the fastest, kept as it is
+            ms.trace_apply.schedule_using_anchor_trace(sch, record.trace, self.target)
         return sch
 
     def close(self) -> None:

@@ -27,24 +27,25 @@ QUICK_ZOO = [("mobilenetv2_050", 128), ("mobilenetv3_small_100", 160), ("resnet1
 def validation_networks(zoo: str = "all", seed: int = 0) -> list[tuple[str, Callable[[], Any], int]]:
     """(label, factory, resolution) of the validation zoo.
 
-    ``all``: every (model, resolution) of :data:`edgelat.datasets.zoo.VALIDATION_ZOO` plus
-    NAS-Bench-201 and FBNet samples at 32x32; ``quick``: ten small networks; otherwise a
-    comma-separated list of zoo model names (at 160 and 224).
+    A comma-separated list of: ``all`` (every (model, resolution) of
+    :data:`edgelat.datasets.zoo.VALIDATION_ZOO` plus NAS-Bench-201 and FBNet samples at 32x32),
+    ``quick`` (ten small networks), ``name@resolution``, or a zoo model name (at 160 and 224).
     """
     from edgelat.datasets import fbnet, nb201
     from edgelat.datasets import zoo as model_zoo
 
-    if zoo == "all":
-        pairs = list(model_zoo.VALIDATION_ZOO)
-    elif zoo == "quick":
-        pairs = list(QUICK_ZOO)
-    else:
-        names = [n.strip() for n in zoo.split(",") if n.strip()]
-        for n in names:
-            model_zoo.create_model(n)  # unknown names fail here, with close matches
-        pairs = [(n, r) for n in names for r in (160, 224)]
+    pairs: list[tuple[str, int]] = []
+    for token in [t.strip() for t in zoo.split(",") if t.strip()]:
+        if token in ("all", "quick"):
+            pairs += model_zoo.VALIDATION_ZOO if token == "all" else QUICK_ZOO
+            continue
+        name, _, res = token.partition("@")
+        model_zoo.create_model(name)  # unknown names fail here, with close matches
+        if res and not (res.isdigit() and int(res) >= 32):
+            raise UsageError(f"{token!r}: the resolution after @ must be a whole number of pixels, at least 32")
+        pairs += [(name, int(res))] if res else [(name, 160), (name, 224)]
     nets: list[tuple[str, Callable[[], Any], int]] = [(f"{n}@{r}", partial(model_zoo.create_model, n), r) for n, r in pairs]
-    if zoo == "all":
+    if "all" in [t.strip() for t in zoo.split(",")]:
         rng = np.random.default_rng(seed)
         for _ in range(3):
             cells = [f"{nb201.OPS[int(rng.integers(1, len(nb201.OPS)))]}~{i}" for j in range(3) for i in range(j + 1)]

@@ -1,0 +1,119 @@
+"""What a user would pick instead: networks on `local`, one thread, side by side in one run, built tuned (the
+workspace's tuning database; kernels it lacks are transferred or tuned with --trials, as `measure --recipe tuned`
+does), built untuned (`default`), and run by ONNX Runtime (CPU provider, one thread, all graph optimisations) from
+the same weights. TVM builds are timed by the device agent, ONNX Runtime in this process, with the same protocol
+(a warm-up, then 7 repeats of at least 100 ms each; medians).
+
+Also the tuning cost of each network: the seconds its tuned build took (tuning included) and how many kernels the
+tuning database learnt for it.
+
+Usage: python bench/tuned_vs_ort.py --workspace WS [--networks quick,mobilenetv2_100@160,resnet18@160] [--trials 16]
+Writes bench/out/tuned_vs_ort.{json,csv}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TVM_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from edgelat.datasets.zoo.export import export_module_onnx  # noqa: E402
+from edgelat.ops.network import network_kernels, relax_from_torch  # noqa: E402
+from edgelat.profiler.e2e import measure_network  # noqa: E402
+from edgelat.workflows.validate import validation_networks  # noqa: E402
+from edgelat.workspace import Workspace, open_workspace  # noqa: E402
+
+OUT = Path(__file__).parent / "out"
+
+
+def ort_ms(model: torch.nn.Module, x: torch.Tensor, repeat: int = 7, min_repeat_ms: float = 100.0) -> float:
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_module_onnx(model, tuple(x.shape), Path(tmp) / "net.onnx")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x.numpy()}
+    sess.run(None, feed)
+    once = time.perf_counter()
+    sess.run(None, feed)
+    number = max(1, int(min_repeat_ms / 1000 / max(time.perf_counter() - once, 1e-7)))
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            sess.run(None, feed)
+        times.append((time.perf_counter() - start) / number * 1000)
+    return statistics.median(times)
+
+
+def workloads(ws: Workspace) -> int:
+    return sum(len(f.read_text().splitlines()) for f in ws.tuning_dir("local").glob("*workload*.json"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workspace", required=True, help="a workspace whose `local` device has a tuning database")
+    parser.add_argument("--networks", default="quick,mobilenetv2_100@160,resnet18@160", help="as `edgelat validate --zoo`")
+    parser.add_argument("--trials", type=int, default=16)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows: list[dict[str, Any]] = []
+    with open_workspace(args.workspace) as ws:
+        for label, factory, res in validation_networks(args.networks):
+            torch.manual_seed(0)
+            model = factory().eval()
+            x = torch.randn(1, 3, res, res)
+            mod = relax_from_torch(model, x)
+            before, start = workloads(ws), time.perf_counter()
+            tuned = measure_network(ws, "local", mod, name=label, recipe="tuned", trials=args.trials, per_kernel=False)
+            tuned_s = time.perf_counter() - start
+            row = {
+                "network": label,
+                "kernels": len(network_kernels(mod)),
+                "kernels_tuned_now": workloads(ws) - before,
+                "tuned_build_s": round(tuned_s, 1),
+                "tuned_ms": tuned.median_ms,
+                "default_ms": measure_network(ws, "local", mod, name=label, recipe="default", per_kernel=False).median_ms,
+                "ort_ms": ort_ms(model, x),
+            }
+            row["tuned_over_ort"] = row["tuned_ms"] / row["ort_ms"]
+            row["default_over_ort"] = row["default_ms"] / row["ort_ms"]
+            row["default_over_tuned"] = row["default_ms"] / row["tuned_ms"]
+            rows.append(row)
+            print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+    summary = {
+        "networks": len(rows),
+        "median_tuned_over_ort": float(np.median([r["tuned_over_ort"] for r in rows])),
+        "median_default_over_ort": float(np.median([r["default_over_ort"] for r in rows])),
+        "median_default_over_tuned": float(np.median([r["default_over_tuned"] for r in rows])),
+        "tuning_s_total": float(sum(r["tuned_build_s"] for r in rows)),
+    }
+    print(summary)
+    OUT.mkdir(exist_ok=True)
+    report = {"when": time.strftime("%Y-%m-%d"), "trials": args.trials, "summary": summary, "rows": rows}
+    (OUT / "tuned_vs_ort.json").write_text(json.dumps(report, indent=2))
+    with (OUT / "tuned_vs_ort.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()
