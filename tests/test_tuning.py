@@ -119,6 +119,28 @@ def test_a_schedule_transferred_to_another_shape_computes_the_same(tmp_path: Pat
     np.testing.assert_allclose(_run(moved.func, inputs), _run(target_func, inputs), rtol=1e-4, atol=1e-4)
 
 
+def test_a_kernel_no_schedule_beats_stays_untuned(tmp_path: Path) -> None:
+    """The untuned kernel is timed first and kept as a record: when the search finds nothing faster, a tuned
+    build runs the untuned code (the timings are made up so that the untuned kernel wins)."""
+    import tvm
+
+    calls: list[str] = []
+
+    def measure(path: str, args: list[list[Any]]) -> list[float]:
+        calls.append(path)
+        return [1e-6] if len(calls) == 1 else [1.0]
+
+    func = _conv(16, 8, 32)
+    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure)
+    try:
+        outcome = tuner.tune(func, 4)
+        assert outcome.searched and len(calls) > 1  # the search ran, and timed its candidates
+        assert tuner.best_seconds(func) == pytest.approx(1e-6)
+        assert tvm.ir.structural_equal(outcome.func.body, func.body)  # untuned: no schedule applied
+    finally:
+        tuner.close()
+
+
 def test_a_runaway_build_is_cut_off_and_its_worker_replaced(tmp_path: Path) -> None:
     import operator
     import time
