@@ -24,6 +24,7 @@ from pathlib import Path
 from edgelat.profiler.builds import Builder, BuildRequest
 from edgelat.profiler.campaign import plan_configs
 from edgelat.profiler.presets import get_preset
+from edgelat.profiler.recipes import get_recipe
 
 OUT = Path(__file__).parent / "out"
 
@@ -51,14 +52,15 @@ def _cluster(workers: int, logs: Path) -> tuple[str, list[subprocess.Popen[bytes
 
 def _rate(configs: list[tuple[str, dict]], preset: str, workers: int, scheduler: str | None) -> dict[str, float]:
     p = get_preset(preset)
+    target = get_recipe("default").target(p.target())  # what a default campaign builds for
     with tempfile.TemporaryDirectory(prefix="edgelat-scaling-") as cache:
         builder = Builder(Path(cache), workers=workers, scheduler=scheduler, cross_compiler=p.cross_compiler)
         try:
             # Warm every worker (TVM imported, code paged in) on two builds not counted.
-            for future in [builder.submit(BuildRequest(op, cfg, p.target(), p.cross_compiler, p.arch)) for op, cfg in configs[:2]]:
+            for future in [builder.submit(BuildRequest(op, cfg, target, p.cross_compiler, p.arch)) for op, cfg in configs[:2]]:
                 future.result()
             start = time.perf_counter()
-            futures = [builder.submit(BuildRequest(op, cfg, p.target(), p.cross_compiler, p.arch)) for op, cfg in configs[2:]]
+            futures = [builder.submit(BuildRequest(op, cfg, target, p.cross_compiler, p.arch)) for op, cfg in configs[2:]]
             results = [f.result() for f in futures]
             elapsed = time.perf_counter() - start
         finally:
