@@ -122,7 +122,7 @@ def test_a_schedule_transferred_to_another_shape_computes_the_same(tmp_path: Pat
 def test_a_kernel_no_schedule_beats_stays_untuned(tmp_path: Path) -> None:
     """The untuned kernel is timed first and kept as a record: when the search finds nothing faster, a tuned
     build runs the untuned code (the timings are made up so that the untuned kernel wins)."""
-    import tvm
+    import tvm_ffi
 
     calls: list[str] = []
 
@@ -136,7 +136,7 @@ def test_a_kernel_no_schedule_beats_stays_untuned(tmp_path: Path) -> None:
         outcome = tuner.tune(func, 4)
         assert outcome.searched and len(calls) > 1  # the search ran, and timed its candidates
         assert tuner.best_seconds(func) == pytest.approx(1e-6)
-        assert tvm.ir.structural_equal(outcome.func.body, func.body)  # untuned: no schedule applied
+        assert tvm_ffi.structural_equal(outcome.func.body, func.body)  # untuned: no schedule applied
     finally:
         tuner.close()
 

@@ -269,6 +269,19 @@ def _block_names(mod: tvm.IRModule) -> tuple[str, ...]:
     return tuple(sorted(sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))))
 
 
+def _untuned(mod: tvm.IRModule) -> tvm.s_tir.Schedule:
+    """``mod`` unscheduled, with a trace that only looks its root block up: MetaSchedule's database drops
+    records whose trace is empty, and this one changes nothing."""
+    sch = tvm.s_tir.Schedule(mod)
+    sch.get_sblock("root")
+    return sch
+
+
+def _is_untuned(trace: Any) -> bool:
+    """Whether ``trace`` only looks blocks and loops up (an untuned kernel's record)."""
+    return all(inst.kind.name in ("GetSBlock", "GetLoops") for inst in trace.insts)
+
+
 @dataclass
 class _Source:
     """A tuned workload whose best schedule other kernels may try: what picking it needs, computed once."""
@@ -372,7 +385,7 @@ class KernelTuner:
         first; each one's best trace is replayed on ``mod`` with its tile sizes snapped to divisors of
         the new loop extents (:func:`snap_tiles`), skipping traces that do not apply, until ``transfers``
         did. Those are built, with ``mod`` untuned, in one batch, and timed on the device; all are kept as
-        records, the untuned one too (an empty trace), so a kernel no schedule beats stays untuned in a
+        records, the untuned one too (:func:`_untuned`), so a kernel no schedule beats stays untuned in a
         tuned build, whatever a search finds later. Returns how many schedules were transferred, and
         whether the best was ``keep_speedup`` times faster than the untuned kernel (then no search is
         needed: a schedule that only matches untuned code is not worth keeping unsearched).
@@ -394,7 +407,7 @@ class KernelTuner:
                 continue
             picked.append(sch)
         args = ArgInfo.from_prim_func(mod["main"])
-        candidates = [tvm.s_tir.Schedule(mod), *picked]  # the untuned kernel first
+        candidates = [_untuned(mod), *picked]
         built = self.builder.build([ms.builder.BuilderInput(sch.mod, self.target) for sch in candidates])
         seconds = [self._time(b, args) for b in built]
         workload = self.database.commit_workload(mod)
@@ -425,7 +438,7 @@ class KernelTuner:
         return self._sources
 
     def _add_source(self, record: Any) -> None:
-        if not record.run_secs or not list(record.trace.insts):  # an untuned kernel's record has nothing to replay
+        if not record.run_secs or _is_untuned(record.trace):  # nothing to replay
             return
         seconds = sum(float(t) for t in record.run_secs) / len(record.run_secs)
         key = int(tvm_ffi.structural_hash(record.workload.mod))
@@ -456,7 +469,7 @@ class KernelTuner:
         if record is None:
             return None
         sch = tvm.s_tir.Schedule(mod)
-        if list(record.trace.insts):  # an empty trace: the untuned kernel was the fastest, kept as it is
+        if not _is_untuned(record.trace):  # else the untuned kernel was the fastest: kept as it is
             ms.trace_apply.schedule_using_anchor_trace(sch, record.trace, self.target)
         return sch
 
