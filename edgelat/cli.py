@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
@@ -82,6 +84,21 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a batch system's stop) ends the work as Ctrl-C does: what is measured stays stored and the
+    campaign is marked interrupted, ready to resume."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _ws(path: Path | None) -> Workspace:
@@ -176,8 +193,6 @@ def device_show(name: str, json_out: JsonOpt = False, workspace: WorkspaceOpt = 
 
     with _ws(workspace) as ws:
         device = inventory.get_device(ws, name)
-        from edgelat.profiler.recipes import RECIPES
-
         targets = {} if device.is_adapted else {"targets": {r: device.target(r) for r in RECIPES.names()}}
         data = {**inventory.device_dict(device), **targets, "latest_probe": inventory.latest_probe(ws, name)}
         if json_out:
@@ -349,7 +364,8 @@ def profile_cmd(
             bar.update(task, total=p.total, completed=p.done, rate=rate, failed=p.failed, description=f"profiling {device} ({p.last_op})")
 
         try:
-            result = profile(ws, device, cfg, resume=resume, on_update=update)
+            with _terminate_as_interrupt():
+                result = profile(ws, device, cfg, resume=resume, on_update=update)
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/yellow]: everything measured so far is stored; continue with --resume")
             raise typer.Exit(130) from None

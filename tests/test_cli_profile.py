@@ -47,3 +47,40 @@ def test_profile_bad_input(tmp_path: Path) -> None:
 def test_ops_lists_the_registry() -> None:
     result = runner.invoke(app, ["ops"])
     assert result.exit_code == 0 and "dwconv2d" in result.stdout and "squeeze_excite" in result.stdout
+
+
+def test_a_terminated_campaign_is_marked_interrupted_and_resumes(tmp_path: Path) -> None:
+    """`kill` (SIGTERM) stops a campaign as Ctrl-C does: exit 130, status `interrupted`, --resume finishes it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ws = tmp_path / "ws"
+    cmd = [sys.executable, "-m", "edgelat.cli", "profile", "local", "--ops", "add", "--samples", "12", "--repeat", "2",
+           "--min-repeat-ms", "2", "--workspace", str(ws)]  # fmt: skip
+    host = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def measured() -> int:
+        if not (ws / "edgelat.db").exists():
+            return 0
+        with sqlite3.connect(ws / "edgelat.db") as db:
+            try:
+                return int(db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0])
+            except sqlite3.OperationalError:  # not created yet
+                return 0
+
+    deadline = time.time() + 300
+    while measured() < 2 and host.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert host.poll() is None, "the campaign ended before it could be stopped"
+    host.send_signal(signal.SIGTERM)
+    _, stderr = host.communicate(timeout=120)
+    assert host.returncode == 130 and "continue with --resume" in stderr, stderr
+    with sqlite3.connect(ws / "edgelat.db") as db:
+        assert db.execute("SELECT status FROM campaigns").fetchall() == [("interrupted",)]
+    result = CliRunner().invoke(app, ["profile", "local", "--resume", "--workspace", str(ws)])
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(ws / "edgelat.db") as db:
+        assert db.execute("SELECT status FROM campaigns").fetchall() == [("done",)]
+        assert db.execute("SELECT COUNT(DISTINCT config_id) FROM measurements").fetchone()[0] == 12
