@@ -591,22 +591,21 @@ def measure_cmd(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Compile a whole network for the device and time it there end to end (ground truth)."""
-    from dataclasses import asdict
 
     from edgelat.errors import OutputMismatchError
     from edgelat.predictors.predict import load_network
-    from edgelat.profiler.e2e import check_outputs, measure_network
+    from edgelat.profiler.e2e import measure_network
     from edgelat.profiler.inventory import get_device
 
     with _ws(workspace) as ws:
         get_device(ws, device)  # before the slow import
         mod = load_network(model, _shapes(input_shape))
-        result = measure_network(ws, device, mod, name=model.name, recipe=recipe, threads=threads)
-        checked = check_outputs(ws, device, mod, recipe=recipe) if check else None
+        result = measure_network(ws, device, mod, name=model.name, recipe=recipe, threads=threads, check=check)
+    checked = result.check
     if json_out:
         _print_json({"device": result.device, "recipe": result.recipe, "median_ms": result.median_ms, "std_ms": result.std_ms, "min_ms": result.min_ms,
                      "max_ms": result.max_ms, "repeats": result.repeats, "threads": result.threads, "kernels": result.kernels,
-                     "target": result.target, "check": {**asdict(checked), "ok": checked.ok} if checked else None})  # fmt: skip
+                     "target": result.target, "check": checked})  # fmt: skip
     else:
         out.print(f"{result.name} on {result.device} ({result.recipe}, {result.threads} thread(s)): median [bold]{_ms(result.median_ms)} ms[/bold] "
                   f"(std {_ms(result.std_ms)}, min {_ms(result.min_ms)}, max {_ms(result.max_ms)}, {result.repeats} repeats); "
@@ -618,11 +617,11 @@ def measure_cmd(
             out.print(table)
     if checked is not None:
         if not json_out:
-            out.print(f"outputs on {result.device} vs this host's build: max abs error {checked.max_abs_error:.3g} "
-                      f"(outputs up to {checked.max_abs_output:.3g}; tolerance {checked.tolerance:.3g})")  # fmt: skip
-        if not checked.ok:
+            out.print(f"outputs on {result.device} vs this host's build: max abs error {checked['max_abs_error']:.3g} "
+                      f"(outputs up to {checked['max_abs_output']:.3g}; tolerance {checked['tolerance']:.3g})")  # fmt: skip
+        if not checked["ok"]:
             raise OutputMismatchError(f"{result.device} computes something else than this host's build of {model.name} "
-                                      f"(max abs error {checked.max_abs_error:.3g} > {checked.tolerance:.3g})")  # fmt: skip
+                                      f"(max abs error {checked['max_abs_error']:.3g} > {checked['tolerance']:.3g})")  # fmt: skip
 
 
 @app.command("validate")

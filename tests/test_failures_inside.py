@@ -69,8 +69,12 @@ def test_measure_check_compares_the_device_with_the_host_build(tmp_path: Path, m
     from edgelat.profiler import e2e
 
     net, w = _net(tmp_path / "n.onnx"), str(tmp_path / "ws")
+    builds: list[int] = []
+    build = e2e.build_network
+    monkeypatch.setattr(e2e, "build_network", lambda *a, **k: builds.append(1) or build(*a, **k))
     same = CliRunner().invoke(app, ["measure", "local", str(net), "--check", "--json", "-w", w])
     assert same.exit_code == 0, same.output
+    assert len(builds) == 1  # the library timed is the one checked
     check = json.loads(same.stdout)["check"]
     assert check["ok"] and check["max_abs_error"] < 1e-5 < check["max_abs_output"]
     real = e2e.run_on_host

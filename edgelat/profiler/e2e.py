@@ -54,6 +54,8 @@ class NetworkMeasurement:
     kernels: list[list[Any]] = field(default_factory=list)
     # The TVM target the network was built for (None in measurements made before it was recorded).
     target: dict[str, Any] | None = None
+    # With ``check``: the library timed, run once on a random input against this host's build (OutputCheck's fields).
+    check: dict[str, Any] | None = None
 
 
 def network_hash(mod: tvm.IRModule) -> str:
@@ -163,6 +165,12 @@ class OutputCheck:
 
 def check_outputs(ws: Workspace, device_name: str, mod: tvm.IRModule, *, recipe: str = "default", seed: int = 0) -> OutputCheck:
     """Run ``mod`` once on the device and once built for this host; how far apart their outputs are."""
+    inputs = random_inputs(mod, seed)
+    return compare_outputs(run_network(ws, device_name, mod, inputs, recipe=recipe), run_on_host(mod, inputs))
+
+
+def random_inputs(mod: tvm.IRModule, seed: int = 0) -> list[Any]:
+    """One random input per parameter of ``mod``'s main function (normal floats; integers 0 or 1)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -170,7 +178,13 @@ def check_outputs(ws: Workspace, device_name: str, mod: tvm.IRModule, *, recipe:
     for p in mod["main"].params:
         shape, dtype = [int(d) for d in shape_of(p) or ()], str(p.ty.dtype)
         inputs.append(rng.standard_normal(shape).astype(dtype) if "float" in dtype else rng.integers(0, 2, size=shape).astype(dtype))
-    device_outs, host_outs = run_network(ws, device_name, mod, inputs, recipe=recipe), run_on_host(mod, inputs)
+    return inputs
+
+
+def compare_outputs(device_outs: Sequence[Any], host_outs: Sequence[Any]) -> OutputCheck:
+    """How far the device's outputs are from the host's (a BuildError when their shapes differ)."""
+    import numpy as np
+
     if len(device_outs) != len(host_outs) or any(d.shape != h.shape for d, h in zip(device_outs, host_outs, strict=False)):
         raise BuildError(f"the device returned outputs of shapes {[d.shape for d in device_outs]}, the host {[h.shape for h in host_outs]}")
     error = max(
@@ -193,11 +207,13 @@ def measure_network(
     per_kernel: bool = True,
     trials: int = 16,
     reuse: bool = False,
+    check: bool = False,
 ) -> NetworkMeasurement:
     """Build ``mod`` for ``device_name`` and time it there end to end; stored in the workspace.
 
     With ``reuse``, a stored measurement of the same network, recipe and threads is returned
-    instead of measuring again.
+    instead of measuring again. With ``check``, the library timed also runs once on a random input
+    and its outputs are compared with this host's build (``result.check``; see :class:`OutputCheck`).
     """
     chosen = get_recipe(recipe)
     chosen.check(trials)
@@ -205,7 +221,7 @@ def measure_network(
     n_threads = threads or device.measure_threads
     target = device.target(recipe)
     key = network_hash(mod)
-    if reuse:  # the newest measurement of this network built the same way (recipe, threads, target)
+    if reuse and not check:  # the newest measurement of this network built the same way (recipe, threads, target)
         rows = ws.db.execute(
             "SELECT data FROM network_measurements WHERE device = ? AND recipe = ? AND network_hash = ? AND threads = ? ORDER BY id DESC",
             (device.name, recipe, key, n_threads),
@@ -225,13 +241,18 @@ def measure_network(
                 {"lib": remote, "inputs": inputs, "repeat": repeat, "min_repeat_ms": min_repeat_ms, "per_kernel": per_kernel},
                 timeout=1800,
             )
+            checked = None
+            if check:
+                inputs_now = random_inputs(mod)
+                outcome = compare_outputs(agent.run(lib, inputs_now), run_on_host(mod, inputs_now))
+                checked = {**asdict(outcome), "ok": outcome.ok}
         except AgentReplyError as exc:
             raise BuildError(f"the device could not run the network: {exc.remote_message}") from exc
     ms = [s * 1000 for s in reply["seconds"]]
     result = NetworkMeasurement(
         device=device.name, recipe=recipe, name=name, median_ms=statistics.median(ms), mean_ms=statistics.fmean(ms),
         std_ms=statistics.pstdev(ms), min_ms=min(ms), max_ms=max(ms), repeats=len(ms), number=int(reply["number"]), threads=n_threads,
-        kernels=[[n, t * 1000] for n, t in reply.get("kernels", [])], target=target,
+        kernels=[[n, t * 1000] for n, t in reply.get("kernels", [])], target=target, check=checked,
     )  # fmt: skip
     ws.db.execute(
         "INSERT INTO network_measurements (device, recipe, name, network_hash, threads, median_ms, data) VALUES (?,?,?,?,?,?,?)",
