@@ -75,11 +75,11 @@ def _check_worker(cross_compiler: str | None) -> dict[str, Any]:
     return info
 
 
-def run_logged(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` on a Dask worker, said in its log (which builds ran where)."""
+def run_logged(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` on a Dask worker, said in its log (which builds ran where)."""
     log = logging.getLogger("distributed.worker")
     start = time.perf_counter()
-    result = fn(*args)
+    result = fn(*args, **kwargs)
     log.info("edgelat: %s done in %.2f s on %s", getattr(fn, "__name__", fn), time.perf_counter() - start, socket.gethostname())
     return result
 
