@@ -141,6 +141,40 @@ def test_a_kernel_no_schedule_beats_stays_untuned(tmp_path: Path) -> None:
         tuner.close()
 
 
+def test_a_record_that_anchor_scheduling_refuses_is_replayed_or_left_untuned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MetaSchedule's anchor-trace scheduling fails on kernels without an anchor block (a channel shuffle's concat,
+    transposes and split): the record's trace is then replayed as it is, and where that fails too the kernel
+    stays untuned; a tuned build never fails for it. (The failures are forced here.)"""
+    import tvm
+    import tvm_ffi
+    from tvm.s_tir import meta_schedule as ms
+
+    calls: list[str] = []
+
+    def measure(path: str, args: list[list[Any]]) -> list[float]:
+        calls.append(path)
+        return [1.0] if len(calls) == 1 else [1e-3]  # the untuned kernel (timed first) loses
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise tvm.error.InternalError("All blocks should have been scheduled or only one (fused) spatial block can remain")
+
+    func = _conv(16, 8, 32)
+    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure)
+    try:
+        assert tuner.tune(func, 4).searched
+        monkeypatch.setattr(ms.trace_apply, "schedule_using_anchor_trace", refuse)
+        replayed = tuner.tune(func, 4)
+        assert not replayed.searched and not tvm_ffi.structural_equal(replayed.func.body, func.body)
+        monkeypatch.setattr(tvm.s_tir.Trace, "apply_to_schedule", refuse)
+        untuned = tuner.tune(func, 4)
+        assert not untuned.searched and tvm_ffi.structural_equal(untuned.func.body, func.body)
+    finally:
+        tuner.close()
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(func)[:-1]]
+    np.testing.assert_allclose(_run(replayed.func, inputs), _run(func, inputs), rtol=1e-4, atol=1e-4)
+
+
 def test_a_runaway_build_is_cut_off_and_its_worker_replaced(tmp_path: Path) -> None:
     import operator
     import time

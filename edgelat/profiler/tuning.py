@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import math
 import shutil
 import sys
@@ -32,6 +33,8 @@ from edgelat.profiler.recipes import first_line
 from edgelat.registry import Registry
 
 __all__ = ["SEARCH_SETTINGS", "KernelTuner", "TuneOutcome", "kernel_args", "snap_tiles"]
+
+logger = logging.getLogger(__name__)
 
 # measure(artifact_path, args) -> seconds per call of each repeat
 MeasureFn = Callable[[str, list[list[Any]]], list[float]]
@@ -468,10 +471,23 @@ class KernelTuner:
         record = self.database.query_tuning_record(mod, self.target, "main")
         if record is None:
             return None
-        sch = tvm.s_tir.Schedule(mod)
-        if not _is_untuned(record.trace):  # else the untuned kernel was the fastest: kept as it is
-            ms.trace_apply.schedule_using_anchor_trace(sch, record.trace, self.target)
-        return sch
+        if _is_untuned(record.trace):  # the untuned kernel was the fastest: kept as it is
+            return tvm.s_tir.Schedule(mod)
+        # MetaSchedule's anchor-trace scheduling assumes an anchor block (a conv, a matmul, a pool); a kernel of
+        # data movement only (concat, transposes, split) can have none. Then the trace is replayed as it is,
+        # and where that does not fit either, the kernel stays untuned rather than failing the build.
+        for apply in (
+            lambda sch: ms.trace_apply.schedule_using_anchor_trace(sch, record.trace, self.target),
+            lambda sch: record.trace.apply_to_schedule(sch, remove_postproc=False),
+        ):
+            sch = tvm.s_tir.Schedule(mod)
+            try:
+                apply(sch)
+            except Exception as exc:  # noqa: BLE001 - TVM raises InternalError or TVMError for a trace that does not fit
+                logger.debug("a tuning record does not apply to %s: %s", _block_names(mod), first_line(exc))
+                continue
+            return sch
+        return tvm.s_tir.Schedule(mod)
 
     def close(self) -> None:
         self._artifacts.cleanup()

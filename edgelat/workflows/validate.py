@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edgelat.errors import UsageError
+from edgelat.errors import BuildError, UsageError
 from edgelat.ops.network import network_kernels, relax_from_torch
 from edgelat.predictors.predict import DeviceLatencyModel, load_model, predict_kernels
 from edgelat.predictors.train import accuracy_metrics
@@ -112,7 +112,7 @@ def validate_device(
             pred = predict_kernels(model, kernels)
             base = predict_kernels(flops, kernels)
             measured = measure_network(ws, device, mod, name=label, recipe=model.recipe, per_kernel=False, reuse=True)
-        except UsageError as exc:
+        except (UsageError, BuildError) as exc:  # one network that cannot be built or priced: reported, the rest go on
             report.failures[label] = str(exc)
             if on_network:
                 on_network(label, None)
