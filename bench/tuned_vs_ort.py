@@ -2,7 +2,8 @@
 workspace's tuning database; kernels it lacks are transferred or tuned with --trials, as `measure --recipe tuned`
 does), built untuned (`default`), and run by ONNX Runtime (CPU provider, one thread, all graph optimisations) from
 the same weights. TVM builds are timed by the device agent, ONNX Runtime in this process, with the same protocol
-(a warm-up, then 7 repeats of at least 100 ms each; medians).
+(a warm-up, then 7 repeats of at least 100 ms each; medians). Each network is also predicted by the workspace's
+tuned and default models (what `validate` does, measured here side by side with the rest).
 
 Also the tuning cost of each network: the seconds its tuned build took (tuning included) and how many kernels the
 tuning database learnt for it.
@@ -32,7 +33,12 @@ import torch  # noqa: E402
 
 from edgelat.datasets.zoo.export import export_module_onnx  # noqa: E402
 from edgelat.ops.network import network_kernels, relax_from_torch  # noqa: E402
-from edgelat.profiler.e2e import measure_network  # noqa: E402
+from edgelat.predictors.predict import load_model, predict_kernels  # noqa: E402
+from edgelat.profiler.builds import Builder  # noqa: E402
+from edgelat.profiler.e2e import build_network  # noqa: E402
+from edgelat.profiler.inventory import agent_session, get_device  # noqa: E402
+from edgelat.profiler.recipes import get_recipe  # noqa: E402
+from edgelat.profiler.tuning import KernelTuner  # noqa: E402
 from edgelat.workflows.validate import validation_networks  # noqa: E402
 from edgelat.workspace import Workspace, open_workspace  # noqa: E402
 
@@ -75,35 +81,68 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows: list[dict[str, Any]] = []
-    with open_workspace(args.workspace) as ws:
+    with (
+        open_workspace(args.workspace) as ws,
+        tempfile.TemporaryDirectory() as tmp,
+        agent_session(ws, get_device(ws, "local"), threads=1) as agent,
+        Builder(ws.cache_dir) as builder,
+    ):
+        device = get_device(ws, "local")
+        models = {r: load_model(ws, "local", r) for r in ("default", "tuned")}
+        # One tuner for the run (opening a large tuning database takes minutes), as `measure --recipe tuned` uses.
+        tuner = KernelTuner(
+            ws.tuning_dir("local"), device.target("tuned"), 1, None, lambda p, a: agent.time_library(Path(p), a), builder=builder
+        )
+
+        def timed(mod: Any, recipe: str) -> tuple[float, float]:
+            """(median ms on the device, seconds the build took)"""
+            lib = Path(tmp) / f"net-{recipe}.so"
+            start = time.perf_counter()
+            inputs = build_network(mod, device.target(recipe), lib, None, get_recipe(recipe), tuner, args.trials)
+            built = time.perf_counter() - start
+            remote = agent.remote_path(lib.name)
+            agent.transport.put(lib, remote)
+            reply = agent.request(
+                "bench_network", {"lib": remote, "inputs": inputs, "repeat": 7, "min_repeat_ms": 100.0, "per_kernel": False}, timeout=1800
+            )
+            return statistics.median(reply["seconds"]) * 1000, built
+
         for label, factory, res in validation_networks(args.networks):
             torch.manual_seed(0)
             model = factory().eval()
             x = torch.randn(1, 3, res, res)
             mod = relax_from_torch(model, x)
-            before, start = workloads(ws), time.perf_counter()
-            tuned = measure_network(ws, "local", mod, name=label, recipe="tuned", trials=args.trials, per_kernel=False)
-            tuned_s = time.perf_counter() - start
+            kernels = network_kernels(mod)
+            before = workloads(ws)
+            tuned_ms, tuned_s = timed(mod, "tuned")
+            default_ms, _ = timed(mod, "default")
             row = {
                 "network": label,
-                "kernels": len(network_kernels(mod)),
+                "kernels": len(kernels),
                 "kernels_tuned_now": workloads(ws) - before,
                 "tuned_build_s": round(tuned_s, 1),
-                "tuned_ms": tuned.median_ms,
-                "default_ms": measure_network(ws, "local", mod, name=label, recipe="default", per_kernel=False).median_ms,
+                "tuned_ms": tuned_ms,
+                "default_ms": default_ms,
                 "ort_ms": ort_ms(model, x),
+                "tuned_predicted_ms": predict_kernels(models["tuned"], kernels).total_ms,
+                "default_predicted_ms": predict_kernels(models["default"], kernels).total_ms,
             }
             row["tuned_over_ort"] = row["tuned_ms"] / row["ort_ms"]
             row["default_over_ort"] = row["default_ms"] / row["ort_ms"]
             row["default_over_tuned"] = row["default_ms"] / row["tuned_ms"]
+            row["tuned_error_pct"] = 100 * (row["tuned_predicted_ms"] / row["tuned_ms"] - 1)
+            row["default_error_pct"] = 100 * (row["default_predicted_ms"] / row["default_ms"] - 1)
             rows.append(row)
             print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+        tuner.close()
     summary = {
         "networks": len(rows),
         "median_tuned_over_ort": float(np.median([r["tuned_over_ort"] for r in rows])),
         "median_default_over_ort": float(np.median([r["default_over_ort"] for r in rows])),
         "median_default_over_tuned": float(np.median([r["default_over_tuned"] for r in rows])),
         "tuning_s_total": float(sum(r["tuned_build_s"] for r in rows)),
+        "tuned_within_10": float(np.mean([abs(r["tuned_error_pct"]) <= 10 for r in rows]) * 100),
+        "default_within_10": float(np.mean([abs(r["default_error_pct"]) <= 10 for r in rows]) * 100),
     }
     print(summary)
     OUT.mkdir(exist_ok=True)
