@@ -94,9 +94,9 @@ def main() -> None:
             ws.tuning_dir("local"), device.target("tuned"), 1, None, lambda p, a: agent.time_library(Path(p), a), builder=builder
         )
 
-        def timed(mod: Any, recipe: str) -> tuple[float, float]:
+        def timed(mod: Any, recipe: str, n: int) -> tuple[float, float]:
             """(median ms on the device, seconds the build took)"""
-            lib = Path(tmp) / f"net-{recipe}.so"
+            lib = Path(tmp) / f"net{n}-{recipe}.so"  # a new name each time: a library the agent loaded stays mapped
             start = time.perf_counter()
             inputs = build_network(mod, device.target(recipe), lib, None, get_recipe(recipe), tuner, args.trials)
             built = time.perf_counter() - start
@@ -107,15 +107,15 @@ def main() -> None:
             )
             return statistics.median(reply["seconds"]) * 1000, built
 
-        for label, factory, res in validation_networks(args.networks):
+        for n, (label, factory, res) in enumerate(validation_networks(args.networks)):
             torch.manual_seed(0)
             model = factory().eval()
             x = torch.randn(1, 3, res, res)
             mod = relax_from_torch(model, x)
             kernels = network_kernels(mod)
             before = workloads(ws)
-            tuned_ms, tuned_s = timed(mod, "tuned")
-            default_ms, _ = timed(mod, "default")
+            tuned_ms, tuned_s = timed(mod, "tuned", n)
+            default_ms, _ = timed(mod, "default", n)
             row = {
                 "network": label,
                 "kernels": len(kernels),
