@@ -455,8 +455,10 @@ class KernelTuner:
         """Make ``mod``'s best record (just tuned or transferred) a source for the kernels after it."""
         if self._sources is None:
             return  # read in full on first use
-        record = self.database.query_tuning_record(mod, self.target, "main")
-        if record is not None:
+        if not self.database.has_workload(mod):
+            return
+        # The best record may be the untuned kernel's (no schedule to lend): the best tuned one after it is.
+        for record in self.database.get_top_k(self.database.commit_workload(mod), 2):
             self._add_source(record)
 
     def best_seconds(self, func: Any) -> float:
