@@ -1,14 +1,59 @@
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edgelat.profiler import inventory
+from edgelat.profiler.agent_client import AgentSession
 from edgelat.workspace import Workspace, open_workspace
 from tests.sshd import SSHServer, find_sshd, start_sshd
+
+# The agent's requests that time something on the device. A test marked `untimed` runs beside another one
+# (make test), so its own body must send none (checked after each test; a shared fixture that profiles in
+# its set-up is allowed: its timings are noisy, and a test that trusts them is not untimed). Set
+# EDGELAT_TIMINGS_REPORT to a file to have each test's counts (set-up, body) appended there, which shows
+# the tests that could be marked untimed.
+TIMING_REQUESTS = frozenset({"bench", "bench_network"})
+_timings = [0]
+_in_setup = pytest.StashKey[int]()
+_request = AgentSession.request
+
+
+def _counting_request(self: AgentSession, cmd: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    if cmd in TIMING_REQUESTS:
+        _timings[0] += 1
+    return _request(self, cmd, *args, **kwargs)
+
+
+AgentSession.request = _counting_request  # type: ignore[method-assign]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    _timings[0] = 0
+    result = yield
+    if report := os.environ.get("EDGELAT_TIMINGS_REPORT"):
+        setup = item.stash.get(_in_setup, 0)
+        with open(report, "a") as f:
+            f.write(f"{setup}\t{_timings[0] - setup}\t{item.nodeid}\n")
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if call.when == "setup":
+        item.stash[_in_setup] = _timings[0]
+    elif call.when == "call" and report.passed and item.get_closest_marker("untimed") is not None:
+        if timed := _timings[0] - item.stash.get(_in_setup, 0):
+            report.outcome = "failed"
+            report.longrepr = f"marked untimed, but it sent {timed} timing request(s) to a device agent"
+    return report
 
 
 @pytest.fixture(autouse=True)

@@ -275,3 +275,53 @@ def test_upsampling_and_reductions_have_kinds(tmp_path: Path) -> None:
     assert sorted(k.config["reducer"] for k in kernels if k.op == "reduce") == ["max", "sum"]
     deconv = _kernels(nn.Sequential(nn.ConvTranspose2d(8, 4, 2, stride=2), nn.ReLU()), (1, 8, 10, 10), tmp_path)
     assert [(k.op, k.config["epilogue"]) for k in deconv] == [("conv2d_transpose", "add.c+relu")]
+
+
+# -- prediction's shortcut: constants stand in for weights computed at build time -----------------
+
+
+@pytest.mark.parametrize("name", ["vit_sdpa_erf", "centernet_topk", "resnet_cifar_option_a", "unet_bilinear_pad", "nonlocal_shape_arith"])
+def test_constants_that_stand_in_give_the_kernels_a_real_fold_gives(name: str) -> None:
+    """Prediction folds computations on weights alone into zeros of their shape, without building them
+    (:class:`StandInConstants`): the kernels (kinds, configs, names, ops) are those TVM's FoldConstant gives,
+    including its refusal to materialise large tensors made from nothing (an attention mask's ``full``)."""
+    from edgelat.ops.lowering import fuse, fused_groups
+    from edgelat.ops.network import is_view, match_kernel
+    from tests.corpus import example_inputs, get
+
+    net = get(name)
+    example = example_inputs(net)
+    mod = relax_from_torch(net.build(), example if len(example) > 1 else example[0])
+
+    def kernels(values: bool) -> list[tuple[object, ...]]:
+        fused, attrs = fuse(mod, values=values)
+        found = [match_kernel(g) for g in fused_groups(fused, attrs) if not is_view(g)]
+        return [(k.op, k.config, k.group.name, tuple(k.group.ops)) for k in found]
+
+    assert kernels(values=False) == kernels(values=True)
+
+
+def test_stand_in_constants_leave_no_call_on_constants_alone() -> None:
+    """A conv's bias reshaped for broadcasting is a computation on a constant: folded without a build."""
+    import tvm
+    from tvm import relax
+
+    from edgelat.ops.lowering import _passes
+    from edgelat.ops.rewrites import StandInConstants
+
+    mod = relax_from_torch(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()).eval(), torch.randn(1, 3, 8, 8))
+    legalized = tvm.transform.Sequential(_passes()[:6])(mod)
+
+    def calls_on_constants(m: tvm.IRModule) -> int:
+        found = []
+
+        def visit(expr: object) -> None:
+            if isinstance(expr, relax.Call) and expr.op == tvm.ir.Op.get("relax.call_tir"):
+                fields = expr.args[1].fields
+                found.append(bool(fields) and all(isinstance(f, tvm.ir.expr.Constant) for f in fields))
+
+        relax.analysis.post_order_visit(m["main"], visit)
+        return sum(found)
+
+    assert calls_on_constants(legalized) >= 1  # the bias's reshape, before
+    assert calls_on_constants(StandInConstants(legalized)) == 0

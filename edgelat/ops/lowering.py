@@ -34,8 +34,8 @@ __all__ = [
 FUSION_PIPELINE_VERSION = 2
 
 
-def _passes() -> list[tvm.transform.Pass]:
-    from edgelat.ops.rewrites import FoldPadIntoConv
+def _passes(values: bool = True) -> list[tvm.transform.Pass]:
+    from edgelat.ops.rewrites import FoldPadIntoConv, StandInConstants
 
     return [
         FoldPadIntoConv,
@@ -44,18 +44,22 @@ def _passes() -> list[tvm.transform.Pass]:
         relax.transform.DeadCodeElimination(),
         relax.transform.LegalizeOps(),
         relax.transform.AnnotateTIROpPattern(),
+        *([] if values else [StandInConstants]),
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),
     ]
 
 
-def fuse(mod: tvm.IRModule) -> tuple[tvm.IRModule, OpAttrs]:
+def fuse(mod: tvm.IRModule, values: bool = True) -> tuple[tvm.IRModule, OpAttrs]:
     """Legalize and group ``mod`` into fused functions (not yet merged into single PrimFuncs).
 
-    Also returns the attributes of the ops that legalization turns into plain loops.
+    Also returns the attributes of the ops that legalization turns into plain loops. With
+    ``values=False`` the constants computed from weights alone are zeros of the right shape (the
+    same kernels, far sooner, for prediction; never for a build that runs).
     """
-    decomposed = tvm.transform.Sequential(_passes()[:4])(mod)
-    return tvm.transform.Sequential(_passes()[4:])(decomposed), op_attrs(decomposed)
+    passes = _passes(values)
+    decomposed = tvm.transform.Sequential(passes[:4])(mod)
+    return tvm.transform.Sequential(passes[4:])(decomposed), op_attrs(decomposed)
 
 
 def kernel_funcs(fused: tvm.IRModule) -> tvm.IRModule:

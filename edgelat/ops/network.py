@@ -98,7 +98,7 @@ def is_view(group: FusedGroup) -> bool:
 
 def network_kernels(mod: tvm.IRModule) -> list[Kernel]:
     """Every kernel ``mod`` runs after fusion, matched to the first registered kind that claims it."""
-    fused, attrs = fuse(mod)
+    fused, attrs = fuse(mod, values=False)
     specs = [get_op(name) for name in list_ops() if not get_op(name).composite]
     kernels = []
     for group in fused_groups(fused, attrs):
