@@ -32,15 +32,15 @@ demo: install
 	$(EDGELAT) measure local $(DEMO_WS)/mobilenetv2_160.onnx --workspace $(DEMO_WS)
 	$(PYTHON) -m edgelat.demo $(DEMO_WS)
 
-# Tests that time kernels run one at a time (a timing beside a build is noise). The untimed ones (import
-# and pricing of the network corpus, a Dask cluster) run first on both cores, beside the emulated aarch64
-# device's root file system if .ci/run is building it; the timed ones wait for that build to end; the
-# aarch64 tests come last, on both cores (xdist's loadgroup does not group under pytest 9: each worker
-# starts its own device).
+# Tests that time kernels and check what they measured (marked timed) run one at a time: a timing beside
+# a build is noise. The rest (import and pricing of the network corpus, a Dask cluster, campaigns whose
+# times nothing checks) run first on both cores, beside the emulated aarch64 device's root file system
+# if .ci/run is building it; the timed ones wait for that build to end; the aarch64 tests come last, on
+# both cores (xdist's loadgroup does not group under pytest 9: each worker starts its own device).
 test: install
-	$(PYTHON) -m pytest -q -m "untimed and not aarch64" -n 2 --durations=15
+	$(PYTHON) -m pytest -q -m "not timed and not aarch64" -n 2 --durations=15
 	$(PYTHON) scripts/emulated_device.py wait
-	$(PYTHON) -m pytest -q -m "not untimed" --durations=15
+	$(PYTHON) -m pytest -q -m timed --durations=15
 	$(PYTHON) -m pytest -q -m aarch64 -n 2 --durations=15
 
 bench: install

@@ -2,7 +2,7 @@
 
 One device for the module (per xdist worker: no test relies on another having run): add, probe, setup
 --offline, profile, measure, a numerical check, remove. Timings under emulation mean nothing, so these
-are `untimed` and share the machine.
+are `timings_ignored` and share the machine.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from edgelat.cli import app
 from tests.test_builds import CONV
 
-pytestmark = [pytest.mark.aarch64, pytest.mark.untimed, pytest.mark.slow]
+pytestmark = [pytest.mark.aarch64, pytest.mark.timings_ignored, pytest.mark.slow]
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "emulated_device.py"
 NAME = "emu"

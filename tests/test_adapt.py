@@ -97,6 +97,7 @@ def _mlp(width: int) -> nn.Module:
     return nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
 
 
+@pytest.mark.timed
 @pytest.mark.slow
 def test_adapt_cli_creates_a_device_that_predicts_like_any_other(tmp_path: Path) -> None:
     root = tmp_path / "ws"

@@ -12,9 +12,6 @@ from edgelat.ops import get_op
 from edgelat.profiler.builds import Builder, BuildRequest, build_kernel, elf_machine
 from edgelat.profiler.presets import get_preset
 
-# Nothing here times a kernel: these run on both cores, beside other untimed tests.
-pytestmark = pytest.mark.untimed
-
 CONV = {
     "n": 1,
     "cin": 16,

@@ -85,6 +85,7 @@ def test_the_machine_itself_is_recognised_whatever_the_transport() -> None:
     assert not ssh(host="127.0.0.1", jump="gateway").shares_host_cpu  # a tunnel ends elsewhere
 
 
+@pytest.mark.timed
 def test_small_campaign_on_local(ws: Workspace, tmp_path: Path) -> None:
     result = profile(ws, "local", ProfileConfig(ops=("conv2d", "add", "dense"), samples=2, **FAST))
     assert (result.status, result.planned, result.measured, result.failed) == ("done", 6, 6, 0)
@@ -102,6 +103,7 @@ def test_small_campaign_on_local(ws: Workspace, tmp_path: Path) -> None:
     assert len(pd.read_csv(csv)) == 6 and len(pd.read_parquet(parquet)) == 6
 
 
+@pytest.mark.timed
 def test_interrupted_campaign_resumes_without_loss_or_repeats(ws: Workspace) -> None:
     cfg = ProfileConfig(ops=("add", "activation"), samples=3, **FAST)
 
@@ -124,6 +126,7 @@ def test_interrupted_campaign_resumes_without_loss_or_repeats(ws: Workspace) -> 
         profile(ws, "local", cfg, resume=True)
 
 
+@pytest.mark.timed
 @pytest.mark.ssh
 def test_campaign_over_ssh_survives_the_server_dying(ws: Workspace, ssh_device: inventory.Device, sshd_server: SSHServer) -> None:
     cfg = ProfileConfig(ops=("add", "max_pool2d"), samples=2, **FAST)
@@ -175,6 +178,7 @@ def crashing_op() -> str:
     unregister_op("test_crash")
 
 
+@pytest.mark.timed
 def test_crashing_kernel_is_recorded_and_the_campaign_goes_on(ws: Workspace, crashing_op: str) -> None:
     result = profile(ws, "local", ProfileConfig(ops=("add", crashing_op), samples=2, **FAST))
     rows = {r["op"]: r for r in _rows(ws)}
@@ -183,6 +187,7 @@ def test_crashing_kernel_is_recorded_and_the_campaign_goes_on(ws: Workspace, cra
     assert [r["status"] for r in _rows(ws) if r["op"] == "add"] == ["ok", "ok"]
 
 
+@pytest.mark.timed
 def test_hanging_kernel_times_out_and_the_agent_restarts(ws: Workspace) -> None:
     cfg = ProfileConfig(ops=("add",), samples=2, repeat=3, min_repeat_ms=4000.0, kernel_timeout_s=1.0, build_workers=0)
     result = profile(ws, "local", cfg)
@@ -200,6 +205,7 @@ def test_bad_input(ws: Workspace) -> None:
         profile(ws, "pi", ProfileConfig())
 
 
+@pytest.mark.timed
 @pytest.mark.slow
 def test_tuned_recipe_tunes_once_and_reuses_records(ws: Workspace) -> None:
     """MetaSchedule candidates are timed by the agent; a second campaign finds the records."""
@@ -218,6 +224,7 @@ def test_tuned_recipe_tunes_once_and_reuses_records(ws: Workspace) -> None:
     assert again["status"] == "ok" and again["tune_s"] < row["tune_s"] / 2
 
 
+@pytest.mark.timed
 @pytest.mark.slow
 def test_tuned_network_build_reuses_the_campaigns_records_and_tunes_only_what_is_missing(ws: Workspace) -> None:
     import torch

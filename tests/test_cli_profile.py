@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from edgelat.cli import app
@@ -13,6 +14,7 @@ from edgelat.cli import app
 runner = CliRunner()
 
 
+@pytest.mark.timed
 def test_profile_20_conv2d_then_export(tmp_path: Path) -> None:
     w = str(tmp_path / "W")
     result = runner.invoke(
@@ -49,6 +51,7 @@ def test_ops_lists_the_registry() -> None:
     assert result.exit_code == 0 and "dwconv2d" in result.stdout and "squeeze_excite" in result.stdout
 
 
+@pytest.mark.timed
 def test_a_terminated_campaign_is_marked_interrupted_and_resumes(tmp_path: Path) -> None:
     """`kill` (SIGTERM) stops a campaign as Ctrl-C does: exit 130, status `interrupted`, --resume finishes it."""
     import signal

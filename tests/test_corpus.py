@@ -19,7 +19,6 @@ from tests.corpus import EXPORTERS, corpus, example_inputs, export_onnx, get
 NETS = [net.name for net in corpus()]
 
 # Import and pricing only: nothing here times a kernel (the trained fixture measures its own, per process).
-pytestmark = pytest.mark.untimed
 
 
 def test_the_corpus_is_varied() -> None:

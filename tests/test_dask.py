@@ -1,7 +1,7 @@
 """Builds on a real Dask cluster: a `dask scheduler` and two `dask worker` processes on 127.0.0.1.
 
 The kernels are timed on `local`, but only that every one is measured once matters here, so these
-share the machine (`untimed`); each xdist worker that runs some starts its own cluster.
+share the machine (`timings_ignored`); each xdist worker that runs some starts its own cluster.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from edgelat.profiler.executors import dask_executor, scheduler_address
 from edgelat.workspace import open_workspace
 from tests.sshd import free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.untimed]
+pytestmark = [pytest.mark.slow, pytest.mark.timings_ignored]
 
 BUILT = "edgelat: compile_kernel done"
 

@@ -61,6 +61,7 @@ def test_verbose_logs_what_the_fallback_priced(trained: Path, tmp_path: Path) ->
     assert loud.exit_code == 0 and "priced by the fallback model: conv2d" in loud.stderr, loud.stderr
 
 
+@pytest.mark.timed
 def test_measure_check_compares_the_device_with_the_host_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`measure --check`: the device's outputs next to this host's build; a device computing something else
     exits 1 with one line."""

@@ -16,9 +16,6 @@ from torch import nn
 from edgelat.errors import ModelImportError
 from edgelat.ops.network import Kernel, network_kernels, relax_from_onnx, relax_from_torch
 
-# Nothing here times a kernel: these run on both cores, beside other untimed tests.
-pytestmark = pytest.mark.untimed
-
 
 def _export(module: nn.Module, shapes: list[tuple[int, ...]], path: Path, *, opset: int = 17, dynamo: bool = False,
             dynamic: dict | None = None) -> Path:  # fmt: skip

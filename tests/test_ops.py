@@ -11,9 +11,6 @@ from edgelat.datasets.shapes import real_network_configs
 from edgelat.errors import UnknownOpError, UsageError
 from edgelat.ops import config_id, fuse, fused_groups, get_op, list_ops
 
-# Nothing here times a kernel: these run on both cores, beside other untimed tests.
-pytestmark = pytest.mark.untimed
-
 
 @pytest.mark.parametrize("op", list_ops())
 def test_sample_emit_match_roundtrip(op: str) -> None:

@@ -224,6 +224,7 @@ def test_validation_zoo_takes_sets_names_and_resolutions() -> None:
         validation_networks("resnet18@160,no_such_net")
 
 
+@pytest.mark.timed
 def test_validate_writes_table_plot_and_metrics(trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from edgelat.workflows import validate
 
@@ -325,6 +326,7 @@ def test_block_kernels_are_found_once_and_priced_by_any_model(trained: Path, mon
     assert done.stdout.split()[-2:] == ["False", "False"], done.stdout[-200:]
 
 
+@pytest.mark.timed
 def test_measure_cli_times_the_whole_network(trained: Path, tmp_path: Path) -> None:
     onnx_path = tmp_path / "mlp.onnx"
     torch.onnx.export(_mlp().eval(), (torch.randn(1, 64),), str(onnx_path), dynamo=False)

@@ -24,9 +24,6 @@ from edgelat.nas.proxies import (
     zico,
 )
 
-# Nothing here times a kernel: these run on both cores, beside other untimed tests.
-pytestmark = pytest.mark.untimed
-
 SHAPE = (1, 3, 32, 32)
 MIXED = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 ALL_NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"

@@ -88,6 +88,7 @@ def test_factories_are_loaded_from_files(tmp_path: Path) -> None:
         load_factory("model.onnx")
 
 
+@pytest.mark.timed
 @pytest.mark.slow
 def test_prune_cli_meets_the_target_on_the_device(tmp_path: Path) -> None:
     root = tmp_path / "ws"

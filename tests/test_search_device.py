@@ -40,6 +40,7 @@ def nb201_device(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]
     return root, round(budget, 4)
 
 
+@pytest.mark.timed
 @pytest.mark.slow
 def test_search_cli_returns_a_network_that_meets_its_budget_when_measured(nb201_device: tuple[Path, float], tmp_path: Path) -> None:
     root, budget = nb201_device
@@ -70,6 +71,7 @@ def test_search_cli_needs_a_trained_device(tmp_path: Path) -> None:
     assert "no kernel measurements" in result.output and "edgelat profile local" in result.output
 
 
+@pytest.mark.timed
 @pytest.mark.slow
 def test_search_then_prune_compares_both_routes(nb201_device: tuple[Path, float], tmp_path: Path) -> None:
     root, budget = nb201_device

@@ -13,8 +13,7 @@ from edgelat.profiler import inventory, setup
 from edgelat.workspace import Workspace
 from tests.sshd import SSHServer
 
-# Nothing here times a kernel: these run on both cores, beside other untimed tests.
-pytestmark = [pytest.mark.ssh, pytest.mark.untimed]
+pytestmark = pytest.mark.ssh
 
 
 def test_device_with_tvm_needs_nothing(ws: Workspace, ssh_device: inventory.Device) -> None:

@@ -14,9 +14,6 @@ from edgelat.ops import config_id
 from edgelat.profiler.campaign import stored_configs
 from edgelat.workspace import connect, open_workspace, transaction
 
-# Nothing here times a kernel: these run on both cores, beside other untimed tests.
-pytestmark = pytest.mark.untimed
-
 
 def test_a_failed_transaction_is_rolled_back(tmp_path: Path) -> None:
     with open_workspace(tmp_path / "ws") as ws:

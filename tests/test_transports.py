@@ -10,9 +10,6 @@ import pytest
 from edgelat.errors import RemoteCommandError
 from edgelat.profiler.transports import LocalTransport, _command_line
 
-# Nothing here times a kernel: these run on both cores, beside other untimed tests.
-pytestmark = pytest.mark.untimed
-
 
 def test_run_returns_output_and_raises_with_evidence() -> None:
     t = LocalTransport()

@@ -78,6 +78,7 @@ def _run(func: Any, inputs: list[np.ndarray]) -> np.ndarray:
     return out.numpy()
 
 
+@pytest.mark.timed
 @pytest.mark.slow
 def test_a_schedule_transferred_to_another_shape_computes_the_same(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """A kernel tuned (a few trials) lends its schedule to the same ops at another shape: tiles refitted, timed

@@ -16,9 +16,6 @@ from torch import nn
 from edgelat.datasets import fbnet, nb201, zoo
 from edgelat.errors import UsageError
 
-# Nothing here times a kernel: these run on both cores, beside other untimed tests.
-pytestmark = pytest.mark.untimed
-
 NB201_ARCH = "|none~0|+|skip_connect~0|nor_conv_3x3~1|+|none~0|avg_pool_3x3~1|nor_conv_1x1~2|"  # a zero node, every op
 # skip at stage starts (a projection there), group-2 blocks (channel shuffle), all kernel sizes
 FBNET_ARCH = "k5_e6 skip k3_e1_g2 skip k5_e1 skip skip skip k5_e6 k5_e1 k3_e1_g2 k5_e1 k5_e6 k3_e6 k3_e3 k5_e6 k3_e6 k3_e3 k5_e1 k3_e3 k5_e1 k5_e1_g2"
