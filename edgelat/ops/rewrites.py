@@ -7,9 +7,9 @@ fusion; this pass gives it to every path (torch.export too), inside the one pass
 prediction and measurement share (:mod:`edgelat.ops.lowering`).
 
 Prediction needs the kernels a network runs, not the values of its constants: ``FoldConstant``
-compiles and runs every computation on weights alone (batch norm's ``rsqrt(var + eps) * gamma``
-for each conv, in a ``torch.export`` graph) with LLVM, one build each, and a network can have
-hundreds. :data:`StandInConstants` folds those into zeros of the right shape and type instead, so
+compiles and runs every computation on weights alone (a conv's bias reshaped for broadcasting, a
+batch norm's ``rsqrt(var + eps) * gamma`` where none was folded into a conv) with LLVM, one build
+each, and a network can have hundreds. :data:`StandInConstants` folds those into zeros of the right shape and type instead, so
 the kernels come out the same, without a build (small integer results may be shapes, and are
 left to ``FoldConstant``).
 """
