@@ -71,6 +71,15 @@ class UnknownPresetError(UsageError):
     pass
 
 
+class AlreadyMeetsTargetError(UsageError):
+    """Pruning was asked for a network that already meets its latency target (``latency_ms``: measured
+    when a device measured it, else predicted)."""
+
+    def __init__(self, message: str, latency_ms: float) -> None:
+        super().__init__(message)
+        self.latency_ms = latency_ms
+
+
 class UnknownDeviceError(UsageError):
     pass
 

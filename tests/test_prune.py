@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from edgelat.cli import app
 from edgelat.datasets.zoo import create_model
-from edgelat.errors import UsageError
+from edgelat.errors import AlreadyMeetsTargetError, UsageError
 from edgelat.nas import get_space
 from edgelat.nas.prune import layer_configs, prune_to_latency, uniform_prune
 from edgelat.ops import get_op
@@ -75,8 +75,9 @@ def test_pruning_meets_the_predicted_target_and_stays_a_working_model(tmp_path: 
     # The baseline prunes every layer by one ratio to the same target.
     uniform, ratio, ms = uniform_prune(model, example, 0.75 * base, pricer, iterations=4)
     assert ms <= 0.75 * base and 0 < ratio < 0.9
-    with pytest.raises(UsageError, match="already runs"):
+    with pytest.raises(AlreadyMeetsTargetError, match="already runs") as refused:
         prune_to_latency(model, example, 2 * base, pricer)
+    assert refused.value.latency_ms == pytest.approx(base)
 
 
 def test_factories_are_loaded_from_files(tmp_path: Path) -> None:

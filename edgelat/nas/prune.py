@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgelat.errors import EdgelatError, UsageError
+from edgelat.errors import AlreadyMeetsTargetError, EdgelatError, UsageError
 from edgelat.nas import IMPORTANCES
 
 __all__ = [
@@ -223,7 +223,8 @@ def prune_to_latency(
     ratio = base_meas / base_pred if base_meas else 1.0
     aim = target_ms / ratio * (1 - margin)
     if aim >= base_pred:
-        raise UsageError(f"the network already runs in {base_meas or base_pred:.2f} ms, within the {target_ms:g} ms target")
+        latency = base_meas or base_pred
+        raise AlreadyMeetsTargetError(f"the network already runs in {latency:.2f} ms, within the {target_ms:g} ms target", latency)
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
     # Every group keeps at least a fifth of the channels it started with.
     original: dict[nn.Module, int] = {}

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgelat.errors import UsageError
+from edgelat.errors import AlreadyMeetsTargetError, UsageError
 from edgelat.nas.spaces import get_space
 from edgelat.workflows.prune import PruneOptions, prune_device
 from edgelat.workflows.search import DeviceSearch, SearchOptions, search_device
@@ -62,18 +62,26 @@ def search_then_prune(
     if loose.result.chosen is None:
         raise UsageError(f"no verified network met the looser budget {budget_ms * looser:g} ms; nothing to prune")
     arch = loose.result.chosen.arch
-    if loose.result.chosen.measured_ms <= budget_ms:  # the looser search's winner already fits: nothing to prune
-        routes["search_then_prune"] = {"arch": arch, "searched_ms": loose.result.chosen.measured_ms, "measured_ms": loose.result.chosen.measured_ms,
-                                       **trained(arch), "onnx": loose.paths.get("onnx"), "pruned": False}  # fmt: skip
+    searched_ms = loose.result.chosen.measured_ms
+
+    def as_searched(measured_ms: float) -> dict[str, Any]:
+        return {"arch": arch, "searched_ms": searched_ms, "measured_ms": measured_ms, **trained(arch), "onnx": loose.paths.get("onnx"), "pruned": False}
+
+    if searched_ms <= budget_ms:  # the looser search's winner already fits: nothing to prune
+        routes["search_then_prune"] = as_searched(searched_ms)
     else:
-        pruned = prune_device(
-            ws, device, space.build(arch), input_shape=space.input_shape(arch), target_ms=budget_ms,
-            options=PruneOptions(**{**prune.__dict__, "recipe": prune.recipe or search.recipe}), out_dir=out / "pruned", on_step=on_step,
-        )  # fmt: skip
-        r = pruned.result
-        routes["search_then_prune"] = {"arch": arch, "searched_ms": loose.result.chosen.measured_ms, "measured_ms": r.measured_ms,
-                                       "params": sum(p.numel() for p in r.model.parameters()), "accuracy": r.accuracy,
-                                       "onnx": pruned.paths["onnx"], "pruned": True}  # fmt: skip
+        try:
+            pruned = prune_device(
+                ws, device, space.build(arch), input_shape=space.input_shape(arch), target_ms=budget_ms,
+                options=PruneOptions(**{**prune.__dict__, "recipe": prune.recipe or search.recipe}), out_dir=out / "pruned", on_step=on_step,
+            )  # fmt: skip
+        except AlreadyMeetsTargetError as exc:  # measured again before pruning, it fits after all (a noisy device)
+            routes["search_then_prune"] = as_searched(exc.latency_ms)
+        else:
+            r = pruned.result
+            routes["search_then_prune"] = {"arch": arch, "searched_ms": searched_ms, "measured_ms": r.measured_ms,
+                                           "params": sum(p.numel() for p in r.model.parameters()), "accuracy": r.accuracy,
+                                           "onnx": pruned.paths["onnx"], "pruned": True}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     import json
 
