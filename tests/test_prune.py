@@ -95,7 +95,7 @@ def test_prune_cli_meets_the_target_on_the_device(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     with open_workspace(root) as ws:
         ops = ("conv2d", "dwconv2d", "add", "activation", "dense", "global_avg_pool")
-        profile(ws, "local", ProfileConfig(ops=ops, samples=30, repeat=3, min_repeat_ms=5.0, weighted=False))
+        profile(ws, "local", ProfileConfig(ops=ops, samples=20, repeat=3, min_repeat_ms=5.0, weighted=False))
         train_device(ws, "local")
     (tmp_path / "net.py").write_text(
         "from edgelat.datasets.zoo import create_model\n\ndef net():\n    return create_model('mobilenetv2_050', num_classes=10)\n"
