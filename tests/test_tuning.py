@@ -192,3 +192,29 @@ def test_a_runaway_build_is_cut_off_and_its_worker_replaced(tmp_path: Path) -> N
             builder.wait(runaway, 1.0)
         # The one worker was still sleeping: only a replaced worker can answer this.
         assert builder.wait(builder.call(operator.add, 2, 3), 120) == 5
+
+
+def test_a_tuning_database_is_read_once_per_process_until_someone_else_writes_to_it(tmp_path: Path) -> None:
+    """Opening a large database takes minutes, so a process's tuners share the one they opened (a validation run
+    builds a dozen networks); when another writer changed its files since, it is read again."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from edgelat.profiler.tuning import MODULE_EQUALITY
+
+    def measure(path: str, args: list[list[Any]]) -> list[float]:
+        return [1.0]
+
+    first = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure)
+    first.close()
+    second = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure)
+    assert second.database is first.database
+    second.close()
+    other = ms.database.JSONDatabase(work_dir=str(tmp_path / "db"), module_equality=MODULE_EQUALITY)  # another process
+    other.commit_workload(tvm.IRModule({"main": _conv(8, 4, 8).with_attr("global_symbol", "main")}))
+    third = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure)
+    try:
+        assert third.database is not first.database and len(third.database) == 0  # read again (a workload, no records)
+        assert third.database.has_workload(tvm.IRModule({"main": _conv(8, 4, 8).with_attr("global_symbol", "main")}))
+    finally:
+        third.close()

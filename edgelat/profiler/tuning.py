@@ -143,6 +143,32 @@ class TuneOutcome:
 
 MODULE_EQUALITY = "anchor-block"
 
+# Tuning databases this process opened, by folder: opening one of 10k records takes minutes, and a validation
+# run builds many networks. One is reused while its files are as this process's tuners left them (another
+# process that tuned into the folder since makes it read again).
+_OPEN_DATABASES: dict[Path, tuple[tuple[tuple[int, int], ...], Any]] = {}
+
+
+def _files_signature(work_dir: Path) -> tuple[tuple[int, int], ...]:
+    """Size and modification time of each file of the database in ``work_dir`` (what changes when records land)."""
+    return tuple((st.st_size, st.st_mtime_ns) for p in sorted(Path(work_dir).glob("database_*.json")) for st in [p.stat()])
+
+
+def _open_database(work_dir: Path) -> Any:
+    """The MetaSchedule database in ``work_dir``: opened once per process while no one else writes to it."""
+    key = work_dir.resolve()
+    known = _OPEN_DATABASES.get(key)
+    if known is not None and known[0] == _files_signature(work_dir):
+        return known[1]
+    try:
+        database = ms.database.JSONDatabase(work_dir=str(work_dir), module_equality=MODULE_EQUALITY)
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged file makes TVM raise, it is one reason
+        raise DamagedFileError(
+            f"the tuning database in {work_dir} cannot be read ({first_line(exc)[:200]}); move the folder away to tune from scratch"
+        ) from None
+    _OPEN_DATABASES[key] = (_files_signature(work_dir), database)
+    return database
+
 # A candidate compiles in about a second; some (huge unrolls) keep LLVM busy for many minutes. Built in
 # workers, one still compiling after this long is dropped and its worker replaced (MetaSchedule's own
 # LocalBuilder stops at 30 s).
@@ -325,12 +351,7 @@ class KernelTuner:
         # where the epilogue differs (``b + x`` for ``x + b``, or another activation), and the anchor's
         # trace is applied to it (epilogue blocks inlined), as MetaSchedule's Relax integration does.
         # So a campaign tunes each anchor once; kernels sharing it get its schedule.
-        try:
-            self.database = ms.database.JSONDatabase(work_dir=str(self.work_dir), module_equality=MODULE_EQUALITY)
-        except Exception as exc:  # noqa: BLE001 - whatever a damaged file makes TVM raise, it is one reason
-            raise DamagedFileError(
-                f"the tuning database in {self.work_dir} cannot be read ({first_line(exc)[:200]}); move the folder away to tune from scratch"
-            ) from None
+        self.database = _open_database(self.work_dir)
         # Transfer sources by workload, read from the database on first use and kept current as kernels are
         # tuned: scanning every record per kernel would make a campaign quadratic in its records.
         self._sources: dict[int, _Source] | None = None
@@ -492,4 +513,5 @@ class KernelTuner:
         return tvm.s_tir.Schedule(mod)
 
     def close(self) -> None:
+        _OPEN_DATABASES[self.work_dir.resolve()] = (_files_signature(self.work_dir), self.database)  # its own commits
         self._artifacts.cleanup()
