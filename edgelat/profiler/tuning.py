@@ -169,6 +169,7 @@ def _open_database(work_dir: Path) -> Any:
     _OPEN_DATABASES[key] = (_files_signature(work_dir), database)
     return database
 
+
 # A candidate compiles in about a second; some (huge unrolls) keep LLVM busy for many minutes. Built in
 # workers, one still compiling after this long is dropped and its worker replaced (MetaSchedule's own
 # LocalBuilder stops at 30 s).
