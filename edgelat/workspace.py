@@ -119,6 +119,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE devices DROP COLUMN key_file;
     ALTER TABLE devices DROP COLUMN jump;
     """,
+    # 5: how a kernel was timed ("warm" or "flushed" caches: edgelat.profiler.recipes.Recipe.caches)
+    """
+    ALTER TABLE measurements ADD COLUMN caches TEXT NOT NULL DEFAULT 'warm';
+    """,
 ]
 
 

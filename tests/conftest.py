@@ -88,6 +88,31 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+# The kernel kinds the timed search and pruning tests need: NB201 cells and MobileNetV2.
+SEARCH_AND_PRUNE_OPS = ("conv2d", "dwconv2d", "avg_pool2d", "activation", "add", "mul", "dense", "global_avg_pool")
+
+
+@pytest.fixture(scope="session")
+def _profiled_for_search(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from edgelat.predictors.train import train_device
+    from edgelat.profiler.campaign import ProfileConfig, profile
+
+    root = tmp_path_factory.mktemp("profiled") / "ws"
+    with open_workspace(root) as ws:
+        profile(ws, "local", ProfileConfig(ops=SEARCH_AND_PRUNE_OPS, samples=16, repeat=3, min_repeat_ms=5.0, weighted=False))
+        train_device(ws, "local")
+    return root
+
+
+@pytest.fixture
+def profiled_for_search(_profiled_for_search: Path, tmp_path: Path) -> Path:
+    """A workspace of its own whose local device is profiled and trained on the kinds search and pruning
+    tests run (profiled once per session, copied per test so no test sees another's measurements)."""
+    import shutil
+
+    return Path(shutil.copytree(_profiled_for_search, tmp_path / "profiled-ws"))
+
+
 @pytest.fixture(scope="session")
 def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
     if find_sshd() is None:

@@ -91,6 +91,7 @@ def test_small_campaign_on_local(ws: Workspace, tmp_path: Path) -> None:
     assert (result.status, result.planned, result.measured, result.failed) == ("done", 6, 6, 0)
     rows = _rows(ws)
     assert all(r["status"] == "ok" and r["median_ms"] > 0 and r["repeats"] == 3 and r["threads"] == 1 for r in rows)
+    assert all(r["caches"] == "warm" for r in rows)  # the default recipe times kernels on warm caches
     assert all(r["min_ms"] <= r["median_ms"] <= r["max_ms"] for r in rows)
     assert json.loads(rows[0]["state_before"])["t"] > 0
     frame = measurements_frame(ws, "local")
@@ -215,6 +216,8 @@ def test_tuned_recipe_tunes_once_and_reuses_records(ws: Workspace) -> None:
     first = profile(ws, "local", cfg)
     (row,) = _rows(ws, first.campaign_id)
     assert row["status"] == "ok" and row["recipe"] == "tuned" and row["tune_s"] > 0
+    # Timed as in a network: one call per repeat after its weights and output are flushed, at least as many repeats.
+    assert row["caches"] == "flushed" and row["number"] == 1 and row["repeats"] >= 3
     assert list((ws.root / "tuning" / "local").glob("*.json")), "no MetaSchedule database in the workspace"
     import shutil
 

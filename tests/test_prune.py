@@ -20,10 +20,7 @@ from edgelat.nas import get_space
 from edgelat.nas.prune import layer_configs, prune_to_latency, uniform_prune
 from edgelat.ops import get_op
 from edgelat.ops.network import network_kernels, relax_from_torch
-from edgelat.predictors.train import train_device
-from edgelat.profiler.campaign import ProfileConfig, profile
 from edgelat.workflows import load_factory
-from edgelat.workspace import open_workspace
 
 
 class PseudoPricer:
@@ -91,12 +88,8 @@ def test_factories_are_loaded_from_files(tmp_path: Path) -> None:
 
 @pytest.mark.timed
 @pytest.mark.slow
-def test_prune_cli_meets_the_target_on_the_device(tmp_path: Path) -> None:
-    root = tmp_path / "ws"
-    with open_workspace(root) as ws:
-        ops = ("conv2d", "dwconv2d", "add", "activation", "dense", "global_avg_pool")
-        profile(ws, "local", ProfileConfig(ops=ops, samples=20, repeat=3, min_repeat_ms=5.0, weighted=False))
-        train_device(ws, "local")
+def test_prune_cli_meets_the_target_on_the_device(profiled_for_search: Path, tmp_path: Path) -> None:
+    root = profiled_for_search
     (tmp_path / "net.py").write_text(
         "from edgelat.datasets.zoo import create_model\n\ndef net():\n    return create_model('mobilenetv2_050', num_classes=10)\n"
     )
@@ -125,7 +118,6 @@ def test_prune_cli_meets_the_target_on_the_device(tmp_path: Path) -> None:
     assert sum(p.numel() for p in model.parameters()) < unpruned
 
 
-
 @pytest.mark.parametrize("name", ["mobilenetv2_050", "resnet18"])
 def test_a_pruned_network_rebuilds_from_its_factory_and_weights(name: str, tmp_path: Path) -> None:
     """No pickled module: the structure as JSON, the weights as a plain state dict, the factory builds the rest."""
@@ -139,7 +131,9 @@ def test_a_pruned_network_rebuilds_from_its_factory_and_weights(name: str, tmp_p
     torch.save(model.state_dict(), tmp_path / "state.pt")
     (tmp_path / "structure.json").write_text(json.dumps(pruned_structure(model)))
     rebuilt = rebuild_pruned(
-        create_model(name, num_classes=10), json.loads((tmp_path / "structure.json").read_text()), torch.load(tmp_path / "state.pt", weights_only=True)
+        create_model(name, num_classes=10),
+        json.loads((tmp_path / "structure.json").read_text()),
+        torch.load(tmp_path / "state.pt", weights_only=True),
     ).eval()
     with torch.no_grad():
         assert torch.equal(rebuilt(example), model(example))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,23 +13,16 @@ from typer.testing import CliRunner
 from edgelat.cli import app
 from edgelat.nas import get_space
 from edgelat.nas.search import min_latency
-from edgelat.predictors.train import train_device
-from edgelat.profiler.campaign import ProfileConfig, profile
 from edgelat.workflows import device_oracle, measure_arch
 from edgelat.workspace import open_workspace
 
-# The kernel kinds NB201 networks run.
-NB201_OPS = ("conv2d", "avg_pool2d", "activation", "add", "mul", "dense", "global_avg_pool")
-
 
 @pytest.fixture(scope="module")
-def nb201_device(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+def nb201_device(_profiled_for_search: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
     """A workspace whose local device is trained on the kinds NB201 runs, and a budget some archs meet."""
-    root = tmp_path_factory.mktemp("search") / "ws"
+    root = Path(shutil.copytree(_profiled_for_search, tmp_path_factory.mktemp("search") / "ws"))
     space = get_space("nb201")
     with open_workspace(root) as ws:
-        profile(ws, "local", ProfileConfig(ops=NB201_OPS, samples=12, repeat=3, min_repeat_ms=5.0, weighted=False))
-        train_device(ws, "local")
         # A budget some but not all architectures meet: the median of a few measured ones, raised to half again the
         # measured latency of the fastest architecture this weakly trained predictor knows, so that neither its
         # error nor a noisy machine (measurements here drift by a third between minutes) leaves nothing to return.
@@ -108,6 +102,8 @@ def test_a_looser_winner_that_fits_when_measured_again_is_kept_unpruned(tmp_path
 
     monkeypatch.setattr(routes, "prune_device", refuse)
     with open_workspace(tmp_path / "ws") as ws:
-        out = routes.search_then_prune(ws, "local", "nb201", 8.5, prune=PruneOptions(steps=1, pretrain_steps=1, finetune_steps=1), out_dir=tmp_path / "out")
+        out = routes.search_then_prune(
+            ws, "local", "nb201", 8.5, prune=PruneOptions(steps=1, pretrain_steps=1, finetune_steps=1), out_dir=tmp_path / "out"
+        )
     kept = out["search_then_prune"]
     assert kept["pruned"] is False and kept["searched_ms"] == 9.0 and kept["measured_ms"] == 8.0 and kept["arch"] == arch

@@ -30,7 +30,9 @@ import time
 import traceback
 
 PROTOCOL_VERSION = 1
-AGENT_VERSION = "0.1.0"
+AGENT_VERSION = "0.2.0"
+# A flushed repeat is one call: this many at most (a kernel of microseconds would otherwise make thousands).
+MAX_FLUSHED_REPEATS = 100
 
 
 def _read(path, default=None):
@@ -252,7 +254,8 @@ def handle_bench(args):
 
     args: ``lib`` (path on this device), ``kernels`` ([{"name", "args": [[shape, dtype], ...]}]),
     ``repeat``, ``min_repeat_ms`` (``number`` is chosen so a repeat lasts at least this),
-    ``flush`` (flush caches before each repeat), ``cooldown_ms`` (sleep before timing).
+    ``flush`` (each repeat one call, after the arguments but the first are flushed from the caches),
+    ``cooldown_ms`` (sleep before timing).
     Returns per-kernel seconds-per-call of every repeat, the ``number`` used, and the device
     state before and after.
     """
@@ -286,6 +289,11 @@ def handle_bench(args):
         func(*arrays)
         once = max(time.perf_counter() - start, 1e-7)
         number = max(1, int(min_repeat_ms / 1000.0 / once + 0.999))
+        if flush:
+            # Each repeat is one call after every argument but the first (the input, which the previous kernel of a
+            # network has just written) is flushed from every cache level: what a kernel meets inside a network,
+            # whose weights and outputs other kernels have evicted. The calls a warm repeat would make, each timed.
+            number, repeat = 1, min(max(repeat, number), MAX_FLUSHED_REPEATS)
         timer = module.time_evaluator(name, dev, number=number, repeat=repeat, f_preproc="cache_flush_cpu_non_first_arg" if flush else "")
         res = timer(*arrays)
         results.append({"name": name, "number": number, "seconds": [float(r) for r in res.results]})

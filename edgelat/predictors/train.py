@@ -16,6 +16,7 @@ from edgelat.ops import get_op
 from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
 from edgelat.predictors import FALLBACK
 from edgelat.predictors.estimators import MODEL_FORMAT, FlopsLinear, KernelLatencyRegressor, make_baselines, save_estimator
+from edgelat.profiler.recipes import get_recipe
 from edgelat.workspace import Workspace
 
 __all__ = ["FALLBACK", "OpReport", "TrainReport", "accuracy_metrics", "feature_frame", "generic_frame", "train_device"]
@@ -77,13 +78,15 @@ class TrainReport:
 
 
 def _training_data(ws: Workspace, device: str, recipe: str, target: dict[str, Any]) -> tuple[pd.DataFrame, int]:
-    """The device's successful measurements built for ``target``, and how many were built for another."""
+    """The device's successful measurements built for ``target`` and timed as ``recipe`` times kernels, and how
+    many were built for another target or timed another way."""
+    caches = get_recipe(recipe).caches
     rows = ws.db.execute(
-        """SELECT m.op, m.config_id, k.params, m.median_ms, m.target FROM measurements m JOIN kernel_configs k USING (config_id)
+        """SELECT m.op, m.config_id, k.params, m.median_ms, m.target, m.caches FROM measurements m JOIN kernel_configs k USING (config_id)
            WHERE m.device = ? AND m.recipe = ? AND m.status = 'ok' AND m.median_ms > 0""",
         (device, recipe),
     ).fetchall()
-    same = [dict(r) for r in rows if r["target"] is not None and json.loads(r["target"]) == target]
+    same = [dict(r) for r in rows if r["target"] is not None and json.loads(r["target"]) == target and r["caches"] == caches]
     frame = pd.DataFrame(same, columns=["op", "config_id", "params", "median_ms"])
     # A config measured in several campaigns counts once, at the median of its medians.
     return frame.groupby(["op", "config_id", "params"], as_index=False)["median_ms"].median(), len(rows) - len(same)
@@ -113,15 +116,15 @@ def train_device(
     data, other_target = _training_data(ws, device, recipe, target)
     if data.empty and other_target:
         raise UsageError(
-            f"{device}'s {other_target} {recipe} measurements were built for another target than {recipe} builds for now "
-            f"({json.dumps(target)}): profile again (edgelat profile {device} --recipe {recipe})"
+            f"{device}'s {other_target} {recipe} measurements were built for another target or timed with other cache states than "
+            f"{recipe} uses now ({json.dumps(target)}, {get_recipe(recipe).caches} caches): profile again (edgelat profile {device} --recipe {recipe})"
         )
     if data.empty:
         raise UsageError(f"{device} has no successful {recipe} measurements to train on")
     out = ws.model_dir(device, recipe)
     out.mkdir(parents=True, exist_ok=True)
     reports, saved = [], {}
-    skipped = {"(other targets)": f"{other_target} measurements built for another target"} if other_target else {}
+    skipped = {"(built or timed otherwise)": f"{other_target} built for another target or timed otherwise"} if other_target else {}
     for op, group in data.groupby("op"):
         if len(group) < min_samples:
             skipped[str(op)] = f"{len(group)} measurements, fewer than {min_samples}"
@@ -152,6 +155,7 @@ def train_device(
         "model_format": MODEL_FORMAT,
         "dataset_hash": dataset_hash,
         "target": target,
+        "caches": get_recipe(recipe).caches,
         "versions": {
             "edgelat": edgelat.__version__,
             "xgboost": xgboost.__version__,

@@ -34,7 +34,7 @@ from edgelat.ops import config_id, get_op, list_ops
 from edgelat.profiler.agent_client import AgentSession
 from edgelat.profiler.builds import Builder, BuildRequest, BuiltKernel, build_kernel
 from edgelat.profiler.inventory import Device, agent_env, connect, get_device
-from edgelat.profiler.recipes import get_recipe
+from edgelat.profiler.recipes import Recipe, get_recipe
 from edgelat.profiler.tuning import KernelTuner
 from edgelat.workspace import Workspace, transaction
 
@@ -71,8 +71,6 @@ class ProfileConfig:
     # Timed repeats per kernel; each lasts at least ``min_repeat_ms`` (TVM's number is chosen so).
     repeat: int = 7
     min_repeat_ms: float = 40.0
-    # Flush caches before each repeat (cold-cache latency) or not (warm, what a network sees).
-    flush: bool = False
     # Pause before each kernel, so one kernel's heat does not slow the next.
     cooldown_ms: float = 0.0
     # A result whose coefficient of variation exceeds this is measured again, up to ``attempts`` times.
@@ -325,7 +323,7 @@ def profile(
                         break
                     op = configs[cid][0]
                     row_values = _measure_one(session, built, cfg)
-                    _store(ws, campaign_id, device.name, cid, op, cfg.recipe, threads, target, agent_version, built, row_values)
+                    _store(ws, campaign_id, device.name, cid, op, recipe, threads, target, agent_version, built, row_values)
                     progress.done += 1
                     progress.failed += row_values["status"] != "ok"
                     progress.last_op = op
@@ -418,7 +416,7 @@ def _measure_one(session: _Session, built: BuiltKernel, cfg: ProfileConfig) -> d
             "kernels": built.kernels,
             "repeat": cfg.repeat,
             "min_repeat_ms": cfg.min_repeat_ms,
-            "flush": cfg.flush,
+            "flush": get_recipe(cfg.recipe).caches == "flushed",
             "cooldown_ms": cfg.cooldown_ms,
         }
         try:
@@ -475,7 +473,7 @@ def _store(
     device: str,
     cid: str,
     op: str,
-    recipe: str,
+    recipe: Recipe,
     threads: int,
     target: dict[str, Any],
     agent_version: str | None,
@@ -493,6 +491,7 @@ def _store(
         "status",
         "threads",
         "target",
+        "caches",
         "tvm_version",
         "agent_version",
         "build_s",
@@ -504,10 +503,11 @@ def _store(
         device,
         cid,
         op,
-        recipe,
+        recipe.name,
         values["status"],
         threads,
         json.dumps(target),
+        recipe.caches,
         tvm.__version__,
         agent_version,
         built.build_s,
