@@ -95,7 +95,7 @@ def test_small_campaign_on_local(ws: Workspace, tmp_path: Path) -> None:
     assert all(r["min_ms"] <= r["median_ms"] <= r["max_ms"] for r in rows)
     assert json.loads(rows[0]["state_before"])["t"] > 0
     frame = measurements_frame(ws, "local")
-    for column in ("op", "config_id", "recipe", "median_ms", "std_ms", "status", "p_cin", "p_epilogue"):
+    for column in ("op", "config_id", "recipe", "caches", "median_ms", "std_ms", "status", "p_cin", "p_epilogue"):
         assert column in frame.columns
     csv = export_measurements(ws, "local", "csv", tmp_path / "k.csv")
     parquet = export_measurements(ws, "local", "parquet", tmp_path / "k.parquet")

@@ -17,6 +17,7 @@ _BASE = [
     "op",
     "config_id",
     "recipe",
+    "caches",
     "status",
     "median_ms",
     "mean_ms",
