@@ -104,6 +104,28 @@ def test_small_campaign_on_local(ws: Workspace, tmp_path: Path) -> None:
     assert len(pd.read_csv(csv)) == 6 and len(pd.read_parquet(parquet)) == 6
 
 
+def test_flushed_timings_are_unstable_when_they_shift_not_when_single_calls_spread() -> None:
+    from edgelat.profiler.campaign import _spread
+
+    spread_calls = [1.0, 3.0] * 20  # single calls far apart, the same all along: steady
+    assert _spread(spread_calls, cv=0.5, flushed=True) == 0.0
+    shifted = [1.0] * 20 + [1.5] * 20  # the machine slowed half-way: disturbed
+    assert _spread(shifted, cv=0.2, flushed=True) > 0.3
+    assert _spread(spread_calls, cv=0.5, flushed=False) == 0.5  # warm repeats: their coefficient of variation
+
+
+@pytest.mark.timings_ignored
+def test_a_kernel_of_several_functions_is_timed_flushed_as_one(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flushed repeats are single calls: every function of a multi-kernel op gets as many, summed repeat by repeat."""
+    from edgelat.profiler.recipes import get_recipe
+
+    monkeypatch.setattr(get_recipe("default"), "caches", "flushed")  # the tuned recipe's way, without tuning
+    result = profile(ws, "local", ProfileConfig(ops=("squeeze_excite",), samples=2, **FAST))
+    assert (result.measured, result.failed) == (2, 0)
+    rows = _rows(ws)
+    assert all(r["status"] == "ok" and r["caches"] == "flushed" and r["number"] == 1 and r["repeats"] >= 3 for r in rows)
+
+
 @pytest.mark.timed
 def test_interrupted_campaign_resumes_without_loss_or_repeats(ws: Workspace) -> None:
     cfg = ProfileConfig(ops=("add", "activation"), samples=3, **FAST)

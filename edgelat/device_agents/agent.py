@@ -277,7 +277,7 @@ def handle_bench(args):
     dev = tvm.cpu(0)
     rng = np.random.default_rng(0)
     before = _state()
-    results = []
+    prepared = []
     for kernel in args["kernels"]:
         name = kernel["name"]
         arrays = [
@@ -288,12 +288,16 @@ def handle_bench(args):
         start = time.perf_counter()
         func(*arrays)
         once = max(time.perf_counter() - start, 1e-7)
-        number = max(1, int(min_repeat_ms / 1000.0 / once + 0.999))
-        if flush:
-            # Each repeat is one call after every argument but the first (the input, which the previous kernel of a
-            # network has just written) is flushed from every cache level: what a kernel meets inside a network,
-            # whose weights and outputs other kernels have evicted. The calls a warm repeat would make, each timed.
-            number, repeat = 1, min(max(repeat, number), MAX_FLUSHED_REPEATS)
+        prepared.append((name, arrays, max(1, int(min_repeat_ms / 1000.0 / once + 0.999))))
+    if flush:
+        # Each repeat is one call after every argument but the first (the input, which the previous kernel of a
+        # network has just written) is flushed from every cache level: what a kernel meets inside a network, whose
+        # weights and outputs other kernels have evicted. As many repeats as the fastest kernel's warm repeat has
+        # calls (capped), the same for every kernel of the request, whose repeats are summed one by one.
+        repeat = min(max(repeat, *(number for _, _, number in prepared)), MAX_FLUSHED_REPEATS)
+        prepared = [(name, arrays, 1) for name, arrays, _ in prepared]
+    results = []
+    for name, arrays, number in prepared:
         timer = module.time_evaluator(name, dev, number=number, repeat=repeat, f_preproc="cache_flush_cpu_non_first_arg" if flush else "")
         res = timer(*arrays)
         results.append({"name": name, "number": number, "seconds": [float(r) for r in res.results]})
