@@ -184,3 +184,19 @@ def test_a_host_killed_mid_campaign_leaves_a_directory_the_next_agent_removes(tm
     finally:
         live.close()
     assert list(agents.glob("edgelat-agent.*")) == []
+
+
+def test_two_libraries_of_one_name_run_as_themselves_in_one_session(agent: AgentSession, tmp_path: Path) -> None:
+    """A network built twice (another recipe, another target) keeps its file name; on the device each runs as itself."""
+    import numpy as np
+    import torch
+
+    from edgelat.ops.network import relax_from_torch
+    from edgelat.profiler.e2e import build_network
+
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 8)).astype("float32")
+    for i, net in enumerate((torch.nn.ReLU(), torch.nn.Tanh())):
+        lib = tmp_path / str(i) / "net.so"
+        build_network(relax_from_torch(net, torch.from_numpy(x)), {"kind": "llvm"}, lib)
+        (out,) = agent.run(lib, [x])
+        assert np.allclose(out, net(torch.from_numpy(x)).numpy(), atol=1e-6), i

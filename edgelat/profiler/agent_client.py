@@ -87,6 +87,12 @@ class AgentSession:
         assert self.remote_dir is not None, "start() first"
         return f"{self.remote_dir.rstrip('/')}/{name}"
 
+    def remote_library(self, lib: Path, prefix: str = "") -> str:
+        """Where to ship ``lib``: a path named after its content, so two libraries never share one on the device
+        (the dynamic loader hands back the library first loaded from a path, and overwriting a loaded one crashes)."""
+        digest = hashlib.sha256(lib.read_bytes()).hexdigest()[:16]
+        return self.remote_path(f"{prefix}{lib.stem}-{digest}{lib.suffix}")
+
     def restart(self) -> None:
         """Kill the agent process (if alive) and start a new one in the same directory."""
         if self.process is not None:
@@ -155,7 +161,7 @@ class AgentSession:
         """
         import numpy as np
 
-        shipped = [self.remote_path(f"run-{lib.name}")]
+        shipped = [self.remote_library(lib, "run-")]
         with tempfile.TemporaryDirectory(prefix="edgelat-run-") as tmp:
             self.transport.put(lib, shipped[0])
             for i, array in enumerate(inputs):

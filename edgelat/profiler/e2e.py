@@ -233,7 +233,7 @@ def measure_network(
     with agent_session(ws, device, threads=n_threads) as agent, tempfile.TemporaryDirectory(prefix="edgelat-net-") as tmp:
         lib = Path(tmp) / f"{key}.so"
         inputs = _build_for(ws, device, agent, mod, lib, chosen, n_threads, trials)
-        remote = agent.remote_path(lib.name)
+        remote = agent.remote_library(lib)
         agent.transport.put(lib, remote)
         try:
             reply = agent.request(
