@@ -107,7 +107,8 @@ def _ws(path: Path | None) -> Workspace:
 
 def _ms(value: float) -> str:
     """Milliseconds with the precision they carry: 4 significant digits (0.009231, 1.234, 123.4; 12345 whole)."""
-    return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
+    # "#" keeps trailing zeros (0.007270, not 0.00727): every figure shows the digits it carries.
+    return f"{value:#.4g}".rstrip(".") if abs(value) < 1e4 else f"{value:.0f}"
 
 
 def _print_json(data: Any) -> None:
