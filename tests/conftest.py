@@ -99,7 +99,7 @@ def _profiled_for_search(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("profiled") / "ws"
     with open_workspace(root) as ws:
-        profile(ws, "local", ProfileConfig(ops=SEARCH_AND_PRUNE_OPS, samples=16, repeat=3, min_repeat_ms=5.0, weighted=False))
+        profile(ws, "local", ProfileConfig(ops=SEARCH_AND_PRUNE_OPS, samples=20, repeat=3, min_repeat_ms=5.0, weighted=False))
         train_device(ws, "local")
     return root
 
