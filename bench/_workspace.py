@@ -1,9 +1,11 @@
-"""The bench workspace: `local` profiled and trained once, then shared by the benchmarks."""
+"""What the benchmarks share: the bench workspace (`local` profiled and trained once) and how results are written."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
+from typing import Any
 
 from edgelat.predictors.train import train_device
 from edgelat.profiler.campaign import ProfileConfig, profile
@@ -11,6 +13,17 @@ from edgelat.profiler.inventory import get_device
 from edgelat.workspace import Workspace
 
 DEFAULT = Path.home() / ".cache" / "edgelat-bench"
+OUT = Path(__file__).parent / "out"
+
+
+def write_outputs(stem: str, summary: Any, rows: list[dict[str, Any]], indent: int = 1) -> None:
+    """bench/out/STEM.json (the summary and every row) and bench/out/STEM.csv (the rows, one line each)."""
+    OUT.mkdir(exist_ok=True)
+    (OUT / f"{stem}.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=indent))
+    with open(OUT / f"{stem}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def ensure_trained(ws: Workspace, samples: int = 100) -> None:

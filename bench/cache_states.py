@@ -13,8 +13,6 @@ Writes bench/out/cache_states.{json,csv}.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import re
 import statistics
@@ -30,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import tvm  # noqa: E402
+from _workspace import write_outputs  # noqa: E402  (bench/ is the script's folder)
 from tvm.runtime.vm import VirtualMachine  # noqa: E402
 
 from edgelat.ops.network import relax_from_torch  # noqa: E402
@@ -39,7 +38,6 @@ from edgelat.profiler.recipes import get_recipe  # noqa: E402
 from edgelat.workflows.validate import validation_networks  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
 
-OUT = Path(__file__).parent / "out"
 RUNS = 6  # the first is a warm-up
 CALLS = 5
 
@@ -118,12 +116,7 @@ def main() -> None:
                     "median_kernel_flushed_over_flow": statistics.median(k["flushed_ms"] / k["flow_ms"] for k in kernels),
                 }
                 print(name, recipe, {k: round(v, 3) for k, v in summary[f"{name} {recipe}"].items()}, flush=True)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "cache_states.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
-    with open(OUT / "cache_states.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_outputs("cache_states", summary, rows)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ Writes bench/out/standin_constants.json and bench/out/standin_constants.csv.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 import tempfile
 import time
@@ -22,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-OUT = Path(__file__).parent / "out"
+from _workspace import write_outputs  # noqa: E402  (bench/ is the script's folder)
 
 
 def _kernels(mod: Any, values: bool) -> tuple[list[Any], float]:
@@ -67,12 +65,7 @@ def main() -> None:
         mine = [r for r in rows if r["path"] == path]
         summary[path] = {"networks": len(mine), "same": sum(r["same"] for r in mine),
                          "real_fold_s": round(sum(r["real_fold_s"] for r in mine), 1), "standin_s": round(sum(r["standin_s"] for r in mine), 1)}  # fmt: skip
-    OUT.mkdir(exist_ok=True)
-    (OUT / "standin_constants.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=2))
-    with open(OUT / "standin_constants.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_outputs("standin_constants", summary, rows, indent=2)
     for path, s in summary.items():
         print(f"{path}: {s['same']}/{s['networks']} networks with the same kernels; finding them took {s['real_fold_s']} s with the real fold, {s['standin_s']} s with stand-ins")
     if any(not r["same"] for r in rows):

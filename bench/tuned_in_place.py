@@ -9,7 +9,6 @@ Writes bench/out/tuned_in_place.{json,csv}.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -21,6 +20,7 @@ os.environ.setdefault("TVM_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from _workspace import write_outputs  # noqa: E402  (bench/ is the script's folder)
 
 from edgelat.ops import config_id  # noqa: E402
 from edgelat.ops.network import network_kernels, relax_from_torch  # noqa: E402
@@ -29,8 +29,6 @@ from edgelat.predictors.predict import load_model  # noqa: E402
 from edgelat.profiler.e2e import measure_network  # noqa: E402
 from edgelat.workflows.validate import validation_networks  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
-
-OUT = Path(__file__).parent / "out"
 
 
 def main() -> None:
@@ -73,12 +71,7 @@ def main() -> None:
                           for op in sorted({r["op"] for r in mine}) for sub in [[r for r in mine if r["op"] == op]]},
             }  # fmt: skip
             print(json.dumps({name: summary[name]}, indent=1), flush=True)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "tuned_in_place.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
-    with open(OUT / "tuned_in_place.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_outputs("tuned_in_place", summary, rows)
 
 
 if __name__ == "__main__":
