@@ -112,12 +112,12 @@ def train_device(
     from edgelat.profiler.inventory import default_recipe, get_device
 
     recipe = recipe or default_recipe(ws, device)
-    target = get_device(ws, device).target(recipe)
+    target, caches = get_device(ws, device).target(recipe), get_recipe(recipe).caches
     data, other_target = _training_data(ws, device, recipe, target)
     if data.empty and other_target:
         raise UsageError(
             f"{device}'s {other_target} {recipe} measurements were built for another target or timed with other cache states than "
-            f"{recipe} uses now ({json.dumps(target)}, {get_recipe(recipe).caches} caches): profile again (edgelat profile {device} --recipe {recipe})"
+            f"{recipe} uses now ({json.dumps(target)}, {caches} caches): profile again (edgelat profile {device} --recipe {recipe})"
         )
     if data.empty:
         raise UsageError(f"{device} has no successful {recipe} measurements to train on")
@@ -155,7 +155,7 @@ def train_device(
         "model_format": MODEL_FORMAT,
         "dataset_hash": dataset_hash,
         "target": target,
-        "caches": get_recipe(recipe).caches,
+        "caches": caches,
         "versions": {
             "edgelat": edgelat.__version__,
             "xgboost": xgboost.__version__,
