@@ -27,6 +27,9 @@ app = typer.Typer(help="edgelat: hardware-aware latency prediction and device pr
                   rich_markup_mode=None, pretty_exceptions_enable=False)  # fmt: skip
 device_app = typer.Typer(help="Manage the device inventory.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(device_app, name="device")
+group_app = typer.Typer(help="Groups of identical devices (fleets): one campaign shared among them, one set of models.",
+                        no_args_is_help=True, rich_markup_mode=None)  # fmt: skip
+device_app.add_typer(group_app, name="group")
 data_app = typer.Typer(help="Export what the store holds.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
 zoo_app = typer.Typer(help="The built-in model zoo (plain torch modules, random weights).", no_args_is_help=True, rich_markup_mode=None)
@@ -240,6 +243,25 @@ def device_probe(name: str, json_out: JsonOpt = False, trust_new_host: TrustOpt 
         _print_probe(data)
 
 
+@group_app.command("add")
+@handle_errors
+def device_group_add(
+    name: str,
+    members: Annotated[list[str], typer.Argument(help="Devices of the group: one preset, identical by probe.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Add a group of identical devices: `profile NAME` shares a campaign among them, `train NAME` trains one model set."""
+    from edgelat.profiler import inventory
+
+    with _ws(workspace) as ws:
+        group, probes = inventory.add_group(ws, name, members)
+    first = probes[group.members[0]]
+    out.print(
+        f"added group [bold]{group.name}[/bold] ({group.preset}) of {', '.join(group.members)}: "
+        f"probes agree ({first.get('cpu_model')}, {first.get('cpu_count')} cores, {first.get('mem_total_mb')} MB)"
+    )
+
+
 @device_app.command("setup")
 @handle_errors
 def device_setup(
@@ -324,6 +346,8 @@ def profile_cmd(
 
     from edgelat.profiler.campaign import ProfileConfig, profile
     from edgelat.profiler.executors import scheduler_address
+    from edgelat.profiler.fleet import profile_group
+    from edgelat.profiler.inventory import get_device
 
     cfg = ProfileConfig(
         ops=tuple(o.strip() for o in ops.split(",") if o.strip()) if ops else (),
@@ -364,17 +388,36 @@ def profile_cmd(
             rate = (p.done - session_start[1]) / elapsed * 60
             bar.update(task, total=p.total, completed=p.done, rate=rate, failed=p.failed, description=f"profiling {device} ({p.last_op})")
 
+        fleet = None
         try:
             with _terminate_as_interrupt():
-                result = profile(ws, device, cfg, resume=resume, on_update=update)
+                if get_device(ws, device).is_group:
+                    result, fleet = profile_group(ws, get_device(ws, device), cfg, resume=resume, on_update=update)
+                else:
+                    result = profile(ws, device, cfg, resume=resume, on_update=update)
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/yellow]: everything measured so far is stored; continue with --resume")
             raise typer.Exit(130) from None
         bar.stop()
         _print_summary(ws, result.campaign_id)
+        if fleet is not None:
+            _print_fleet(fleet)
         out.print(
             f"campaign {result.campaign_id}: {result.status}, {result.measured}/{result.planned} kernels stored ({result.failed} failed) in {result.elapsed_s:.0f} s"
         )
+
+
+def _print_fleet(fleet: Any) -> None:
+    table = Table("member", "rows this run", "sentinels before", "sentinels after", "status", title="members")
+    for member, rows in fleet.rows.items():
+        devs = [fleet.deviations.get(phase, {}).get(member) for phase in ("before", "after")]
+        status = "ok"
+        if member in fleet.dropped:
+            status = f"left: {fleet.dropped[member]}"
+        elif member in fleet.flagged:
+            status = "rows flagged"
+        table.add_row(member, str(rows), *("-" if d is None else f"{d:+.1%}" for d in devs), status)
+    out.print(table)
 
 
 def _print_summary(ws: Workspace, campaign_id: int) -> None:

@@ -123,6 +123,23 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE measurements ADD COLUMN caches TEXT NOT NULL DEFAULT 'warm';
     """,
+    # 6: fleets (edgelat.profiler.fleet): the member of a device group that measured a row, why its rows are
+    # flagged (sentinels off the group's), and the sentinel kernels every member times before and after
+    """
+    ALTER TABLE measurements ADD COLUMN member TEXT;
+    ALTER TABLE measurements ADD COLUMN flagged TEXT;
+    UPDATE measurements SET member = device;
+    CREATE TABLE sentinels (
+        id INTEGER PRIMARY KEY,
+        campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+        member TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        config_id TEXT NOT NULL,
+        median_ms REAL,
+        measured_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        UNIQUE (campaign_id, member, phase, config_id)
+    );
+    """,
 ]
 
 

@@ -77,19 +77,23 @@ class TrainReport:
     seconds: float
 
 
-def _training_data(ws: Workspace, device: str, recipe: str, target: dict[str, Any]) -> tuple[pd.DataFrame, int]:
-    """The device's successful measurements built for ``target`` and timed as ``recipe`` times kernels, and how
-    many were built for another target or timed another way."""
+def _training_data(ws: Workspace, device: str, recipe: str, target: dict[str, Any]) -> tuple[pd.DataFrame, int, int]:
+    """The device's successful measurements built for ``target`` and timed as ``recipe`` times kernels; how many
+    were built for another target or timed another way; how many a group member measured whose sentinels were
+    off the group's (flagged: :mod:`edgelat.profiler.fleet`)."""
     caches = get_recipe(recipe).caches
     rows = ws.db.execute(
-        """SELECT m.op, m.config_id, k.params, m.median_ms, m.target, m.caches FROM measurements m JOIN kernel_configs k USING (config_id)
+        """SELECT m.op, m.config_id, k.params, m.median_ms, m.target, m.caches, m.flagged
+           FROM measurements m JOIN kernel_configs k USING (config_id)
            WHERE m.device = ? AND m.recipe = ? AND m.status = 'ok' AND m.median_ms > 0""",
         (device, recipe),
     ).fetchall()
     same = [dict(r) for r in rows if r["target"] is not None and json.loads(r["target"]) == target and r["caches"] == caches]
-    frame = pd.DataFrame(same, columns=["op", "config_id", "params", "median_ms"])
+    kept = [r for r in same if r["flagged"] is None]
+    frame = pd.DataFrame(kept, columns=["op", "config_id", "params", "median_ms"])
     # A config measured in several campaigns counts once, at the median of its medians.
-    return frame.groupby(["op", "config_id", "params"], as_index=False)["median_ms"].median(), len(rows) - len(same)
+    grouped = frame.groupby(["op", "config_id", "params"], as_index=False)["median_ms"].median()
+    return grouped, len(rows) - len(same), len(same) - len(kept)
 
 
 def train_device(
@@ -113,7 +117,7 @@ def train_device(
 
     recipe = recipe or default_recipe(ws, device)
     target, caches = get_device(ws, device).target(recipe), get_recipe(recipe).caches
-    data, other_target = _training_data(ws, device, recipe, target)
+    data, other_target, flagged = _training_data(ws, device, recipe, target)
     if data.empty and other_target:
         raise UsageError(
             f"{device}'s {other_target} {recipe} measurements were built for another target or timed with other cache states than "
@@ -125,6 +129,8 @@ def train_device(
     out.mkdir(parents=True, exist_ok=True)
     reports, saved = [], {}
     skipped = {"(built or timed otherwise)": f"{other_target} built for another target or timed otherwise"} if other_target else {}
+    if flagged:
+        skipped["(flagged members)"] = f"{flagged} measured by group members whose sentinels were off the group's"
     for op, group in data.groupby("op"):
         if len(group) < min_samples:
             skipped[str(op)] = f"{len(group)} measurements, fewer than {min_samples}"

@@ -253,6 +253,17 @@ class Builder:
         else:
             self._executor = self._new_pool() if self.workers else None
 
+    def builds_beside(self, device: Any) -> bool:
+        """Whether a build can run on a core ``device`` times on: this host's workers beside ``local`` or a loopback
+        device, or a Dask worker on the device's machine (found by its address)."""
+        from edgelat.profiler.executors import DaskExecutor, builds_beside
+
+        device_ip = None if device.shares_host_cpu else device.transport_kind.ip(device.settings)
+        if device_ip is None and not device.shares_host_cpu:
+            return False  # a device whose address is not known here (behind a jump host): not a worker of ours
+        workers = self._executor.worker_ips() if isinstance(self._executor, DaskExecutor) else None
+        return builds_beside(device_ip, workers)
+
     def _new_pool(self) -> Executor:
         from edgelat.profiler.executors import local_executor
 

@@ -84,9 +84,10 @@ class ProfileConfig:
     build_workers: int | None = None
     # A Dask scheduler's address: builds run on its workers instead of local processes.
     scheduler: str | None = None
-    # Build the next batches while the device times this one. None: yes, unless the device is this
-    # machine, where builds take the cores the timed kernel runs on (bench/measurement_repeatability.py:
-    # kernels timed beside builds ran a median 1.20x, up to 2.05x, their time alone).
+    # Build the next batches while the device times this one. None: yes, unless builds run on the device's
+    # machine (local workers beside `local` or a loopback device, or a Dask worker on the device), where they
+    # take the cores the timed kernel runs on (bench/measurement_repeatability.py: kernels timed beside builds
+    # ran a median 1.20x, up to 2.05x, their time alone).
     overlap_builds: bool | None = None
 
 
@@ -282,6 +283,8 @@ def profile(
     if cfg.samples is not None and cfg.samples < 1:
         raise UsageError("--samples must be at least 1")
     device = get_device(ws, device_name)
+    if device.is_group:  # (fleet builds on this module: it cannot be called from here)
+        raise UsageError(f"{device.name} is a device group: its campaigns run through edgelat.profiler.fleet.profile_group")
     preset = device.preset_info
     target = device.target(cfg.recipe)
     threads = cfg.threads or device.measure_threads
@@ -312,7 +315,7 @@ def profile(
                 )
                 chunks = _tuned_builds(todo, tuner, ws.cache_dir, configs, target, preset.cross_compiler, preset.arch, cfg)
             else:
-                overlap = not device.shares_host_cpu if cfg.overlap_builds is None else cfg.overlap_builds
+                overlap = not builder.builds_beside(device) if cfg.overlap_builds is None else cfg.overlap_builds
                 chunks = _batches(todo, builder, configs, target, preset.cross_compiler, preset.arch, cfg, overlap=overlap)
             for chunk in chunks:
                 session.ship([b for _, b in chunk if b.error is None])
@@ -493,7 +496,9 @@ def _store(
     agent_version: str | None,
     built: BuiltKernel,
     values: dict[str, Any],
+    member: str | None = None,
 ) -> None:
+    """One measurement row; ``member``: the group member that measured it (a single device is its own)."""
     import tvm
 
     cols = [
@@ -510,6 +515,7 @@ def _store(
         "agent_version",
         "build_s",
         "tune_s",
+        "member",
         *_COLUMNS,
     ]
     row = [
@@ -526,6 +532,7 @@ def _store(
         agent_version,
         built.build_s,
         built.tune_s or None,
+        member or device,
     ]
     row += [values.get(c) for c in _COLUMNS]
     ws.db.execute(f"INSERT OR REPLACE INTO measurements ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", row)

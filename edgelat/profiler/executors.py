@@ -24,7 +24,7 @@ from typing import Any
 
 from edgelat.errors import BuildError, UsageError
 
-__all__ = ["SCHEDULER_ENV", "dask_executor", "local_executor", "scheduler_address"]
+__all__ = ["SCHEDULER_ENV", "builds_beside", "dask_executor", "local_executor", "scheduler_address"]
 
 SCHEDULER_ENV = "EDGELAT_DASK_SCHEDULER"
 
@@ -56,6 +56,25 @@ def _exit_with_parent(parent: int) -> None:
 def local_executor(workers: int) -> ProcessPoolExecutor:
     """``workers`` long-lived processes on this host (TVM imported once in each)."""
     return ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(os.getpid(),))
+
+
+def this_host_ips() -> set[str]:
+    """Every address of this machine's network interfaces."""
+    import psutil
+
+    return {a.address for addrs in psutil.net_if_addrs().values() for a in addrs if a.family in (socket.AF_INET, socket.AF_INET6)}
+
+
+def builds_beside(device_ip: str | None, worker_ips: set[str] | None) -> bool:
+    """Whether builds run on the machine that times: ``device_ip`` None is this machine (``local``, or SSH to a
+    loopback address); ``worker_ips`` None are this machine's worker processes, else a Dask cluster's workers."""
+    import ipaddress
+
+    here = this_host_ips()
+    if worker_ips is None:
+        return device_ip is None or device_ip in here
+    on_this_host = any(ip in here or (ip and ipaddress.ip_address(ip.split("%")[0]).is_loopback) for ip in worker_ips)
+    return on_this_host if device_ip is None else device_ip in worker_ips or (device_ip in here and on_this_host)
 
 
 # -- a Dask cluster -----------------------------------------------------------------------------
@@ -90,6 +109,12 @@ class DaskExecutor(Executor):
     def __init__(self, client: Any) -> None:
         self.client = client
         self._executor = client.get_executor(pure=False)
+
+    def worker_ips(self) -> set[str]:
+        """The addresses of the cluster's workers now."""
+        from urllib.parse import urlparse
+
+        return {urlparse(address).hostname or "" for address in self.client.scheduler_info()["workers"]}
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         return self._executor.submit(run_logged, fn, *args, **kwargs)

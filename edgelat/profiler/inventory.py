@@ -23,6 +23,7 @@ __all__ = [
     "add_adapted_device",
     "Device",
     "add_device",
+    "add_group",
     "agent_session",
     "connect",
     "get_device",
@@ -69,6 +70,15 @@ class Device:
     def is_adapted(self) -> bool:
         """Known from end-to-end measurements only (``edgelat adapt``): nothing to connect to."""
         return self.preset == ADAPTED
+
+    @property
+    def is_group(self) -> bool:
+        """A group of identical devices (:func:`add_group`): profiled through its members, one set of models."""
+        return self.transport == "group"
+
+    @property
+    def members(self) -> list[str]:
+        return list(self.settings.get("members", [])) if self.is_group else []
 
     @property
     def preset_info(self) -> DevicePreset:
@@ -169,13 +179,57 @@ def add_adapted_device(ws: Workspace, name: str) -> Device:
     return Device(name=name, preset=ADAPTED, transport="none")
 
 
+# Probe fields identical boards share (frequencies, temperatures and free memory move; these do not).
+SAME_BOARD = ("arch", "cpu_model", "cpu_count", "mem_total_mb", "os_release", "python", "tvm_version")
+
+
+def add_group(ws: Workspace, name: str, members: list[str]) -> tuple[Device, dict[str, dict[str, Any]]]:
+    """Add a group of identical devices: every member an existing connected device of one preset, and their
+    probes (taken now, and stored) agreeing on :data:`SAME_BOARD`. Returns the group and the members' probes."""
+    validate_name(name)
+    _ensure_local(ws)
+    if ws.db.execute("SELECT 1 FROM devices WHERE name = ?", (name,)).fetchone():
+        raise DuplicateDeviceError(f"device {name!r} already exists; remove it first or pick another name")
+    if not members:
+        raise UsageError("a group needs at least one member")
+    if len(set(members)) != len(members):
+        raise UsageError(f"a member is named twice: {' '.join(members)}")
+    devices = [get_device(ws, m) for m in members]
+    for d in devices:
+        if d.is_group or d.is_adapted:
+            raise UsageError(f"{d.name} is {'a group' if d.is_group else 'adapted (no connection)'}: members must be real devices")
+    presets = sorted({d.preset for d in devices})
+    if len(presets) > 1:
+        raise UsageError(f"a group's members share one preset; these have {', '.join(presets)}")
+    probes = {d.name: probe_device(ws, d.name) for d in devices}
+    first = devices[0].name
+    differ = [
+        f"{key}: {first} {probes[first].get(key)!r}, {d.name} {probes[d.name].get(key)!r}"
+        for d in devices[1:]
+        for key in SAME_BOARD
+        if probes[d.name].get(key) != probes[first].get(key)
+    ]
+    if differ:
+        raise UsageError("the members are not identical boards (" + "; ".join(differ) + ")")
+    group = Device(name=name, preset=presets[0], transport="group", settings={"members": list(members)})
+    ws.db.execute(
+        "INSERT INTO devices (name, preset, transport, settings, python) VALUES (?, ?, 'group', ?, 'python3')",
+        (name, group.preset, json.dumps(group.settings)),
+    )
+    return group, probes
+
+
 def remove_device(ws: Workspace, name: str) -> None:
     """Remove ``name`` and everything the workspace keeps of it: probes, campaigns, measurements and network
     measurements (the store cascades), and its models, adapter, block-price caches, tuning databases, searches,
-    pruning and validation runs and exports. A new device of the same name starts clean."""
+    pruning and validation runs and exports. A new device of the same name starts clean. A removed member
+    leaves its groups (what it measured for them stays theirs)."""
     if name == LOCAL:
         raise UsageError("the local device is built in and cannot be removed")
     get_device(ws, name)
+    for group in [d for d in list_devices(ws) if name in d.members]:
+        settings = {"members": [m for m in group.members if m != name]}
+        ws.db.execute("UPDATE devices SET settings = ? WHERE name = ?", (json.dumps(settings), group.name))
     ws.db.execute("DELETE FROM devices WHERE name = ?", (name,))
     for folder in ws.DEVICE_FOLDERS:
         shutil.rmtree(ws.device_dir(folder, name), ignore_errors=True)

@@ -496,6 +496,10 @@ class TransportKind:
         """Whether work on this host (builds) competes with timing on the device."""
         return False
 
+    def ip(self, settings: Mapping[str, Any]) -> str | None:
+        """The device's IP address as this host reaches it, if it has one (to tell a build worker on it)."""
+        return None
+
 
 class LocalKind(TransportKind):
     name = "local"
@@ -536,6 +540,17 @@ class SSHKind(TransportKind):
         c = self.config(settings)
         return f"{c.user + '@' if c.user else ''}{c.host}:{c.port}" + (f" via {c.jump}" if c.jump else "")
 
+    def ip(self, settings: Mapping[str, Any]) -> str | None:
+        import socket
+
+        c = self.config(settings)
+        if c.jump:
+            return None  # resolved on the far side of the jump host
+        try:
+            return socket.gethostbyname(c.host)
+        except OSError:
+            return None
+
     def shares_host_cpu(self, settings: Mapping[str, Any]) -> bool:
         """Over SSH to a loopback address (not through a jump host, whose tunnel ends elsewhere)."""
         import ipaddress
@@ -564,6 +579,30 @@ class NoConnection(TransportKind):
         return "(no connection)"
 
 
+class GroupKind(TransportKind):
+    """A group of identical devices (``edgelat device group add``), reached through its members: a campaign on
+    the group is shared among them (:mod:`edgelat.profiler.fleet`); anything else runs on one member."""
+
+    name = "group"
+    connects = False
+
+    def check(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        members = settings.get("members")
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise UsageError(f"a group's members must be a list of device names, got {members!r}")
+        return {"members": list(members)}
+
+    def open(self, settings: Mapping[str, Any], known_hosts: Path, *, trust_new_host: bool, name: str, trust_hint: str) -> Transport:
+        members = ", ".join(settings.get("members", [])) or "none yet"
+        raise UsageError(
+            f"{name} is a group of identical devices (members: {members}): `profile {name}` shares a campaign among them and "
+            f"`train`/`predict {name}` use its models; measure, probe or set up one member by its own name"
+        )
+
+    def address(self, settings: Mapping[str, Any]) -> str:
+        return "group of " + (", ".join(settings.get("members", [])) or "no members")
+
+
 TRANSPORTS: Registry[TransportKind] = Registry("transport")
-for _kind in (LocalKind(), SSHKind(), NoConnection()):
+for _kind in (LocalKind(), SSHKind(), NoConnection(), GroupKind()):
     TRANSPORTS.register(_kind.name, _kind)

@@ -234,13 +234,18 @@ def arch_kernels(space: SearchSpace, arch: str) -> list[tuple[str, dict[str, Any
 def refit_on_archs(ws: Workspace, device: str, space: SearchSpace, archs: Sequence[str], recipe: str | None = None) -> int:
     """Profile every kernel of ``archs`` on ``device`` and retrain its predictors; returns the kernels profiled."""
     from edgelat.profiler.campaign import ProfileConfig, profile
-    from edgelat.profiler.inventory import default_recipe
+    from edgelat.profiler.fleet import profile_group
+    from edgelat.profiler.inventory import default_recipe, get_device
 
     recipe = recipe or default_recipe(ws, device)
     configs = tuple(kc for arch in archs for kc in arch_kernels(space, arch))
     if configs:
         from edgelat.predictors.train import train_device
 
-        profile(ws, device, ProfileConfig(configs=configs, recipe=recipe))
+        cfg = ProfileConfig(configs=configs, recipe=recipe)
+        if get_device(ws, device).is_group:
+            profile_group(ws, get_device(ws, device), cfg)
+        else:
+            profile(ws, device, cfg)
         train_device(ws, device, recipe)
     return len(configs)
