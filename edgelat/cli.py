@@ -68,6 +68,10 @@ WorkspaceOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 TrustOpt = Annotated[bool, typer.Option("--trust-new-host", help="Record the SSH host key if this host is not yet known.")]
+SchedulerOpt = Annotated[
+    Optional[str],
+    typer.Option(help="Build on this Dask cluster (tcp://HOST:8786; default $EDGELAT_DASK_SCHEDULER) instead of on this host."),
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -335,10 +339,7 @@ def profile_cmd(
     repeat: Annotated[int, typer.Option(help="Timed repeats per kernel.")] = 7,
     min_repeat_ms: Annotated[float, typer.Option(help="Minimum duration of one repeat.")] = 40.0,
     resume: Annotated[bool, typer.Option(help="Continue the device's last unfinished campaign.")] = False,
-    scheduler: Annotated[
-        Optional[str],
-        typer.Option(help="Build on this Dask cluster (tcp://HOST:8786; default $EDGELAT_DASK_SCHEDULER) instead of local processes."),
-    ] = None,
+    scheduler: SchedulerOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Profile operator kernels on a device: build with TVM, time through the agent, store."""
@@ -631,6 +632,7 @@ def measure_cmd(
             "--check", help="Also run it once on the device and compare its outputs with this host's build (exit 1 if they differ)."
         ),
     ] = False,
+    scheduler: SchedulerOpt = None,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -639,12 +641,14 @@ def measure_cmd(
     from edgelat.errors import OutputMismatchError
     from edgelat.predictors.predict import load_network
     from edgelat.profiler.e2e import measure_network
+    from edgelat.profiler.executors import scheduler_address
     from edgelat.profiler.inventory import get_device
 
+    address = scheduler_address(scheduler)
     with _ws(workspace) as ws:
         get_device(ws, device)  # before the slow import
         mod = load_network(model, _shapes(input_shape))
-        result = measure_network(ws, device, mod, name=model.name, recipe=recipe, threads=threads, check=check)
+        result = measure_network(ws, device, mod, name=model.name, recipe=recipe, threads=threads, check=check, scheduler=address)
     checked = result.check
     if json_out:
         _print_json({"device": result.device, "recipe": result.recipe, "median_ms": result.median_ms, "std_ms": result.std_ms, "min_ms": result.min_ms,

@@ -6,6 +6,7 @@ share the machine (`timings_ignored`); each xdist worker that runs some starts i
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -40,9 +41,9 @@ class Cluster:
                "--no-dashboard", "--host", "127.0.0.1"]  # fmt: skip
         self.workers[name] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.logs / f"{name}.log", "ab"))
 
-    def builds(self) -> dict[str, int]:
+    def builds(self, said: str = BUILT) -> dict[str, int]:
         """Builds each worker's log says it ran."""
-        return {name: (self.logs / f"{name}.log").read_text().count(BUILT) for name in self.workers}
+        return {name: (self.logs / f"{name}.log").read_text().count(said) for name in self.workers}
 
     def wait_for_workers(self, n: int) -> None:
         from distributed import Client
@@ -110,6 +111,17 @@ def test_a_worker_killed_mid_campaign_loses_nothing(cluster: Cluster, tmp_path: 
         cluster.start_worker("w2")  # for what follows
     rows = _rows(root)
     assert len(rows) == 20 and len({cid for cid, _ in rows}) == 20 and all(status == "ok" for _, status in rows)
+
+
+def test_measure_builds_the_network_on_a_worker(cluster: Cluster, tmp_path: Path) -> None:
+    onnx = tmp_path / "net.onnx"
+    exported = CliRunner().invoke(app, ["zoo", "export", "mobilenetv2_050", "--resolution", "64", "--output", str(onnx)])
+    assert exported.exit_code == 0, exported.output
+    said = "edgelat: compile_network done"
+    before = sum(cluster.builds(said).values())
+    result = CliRunner().invoke(app, ["measure", "local", str(onnx), "--scheduler", cluster.address, "--json", "-w", str(tmp_path / "ws")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["median_ms"] > 0 and sum(cluster.builds(said).values()) == before + 1
 
 
 def test_workers_that_cannot_build_are_refused_when_connecting(cluster: Cluster) -> None:

@@ -81,7 +81,7 @@ def build_network(
     for name, (gv, func) in prims.items():
         if scheduled[name] is not func:
             fused[gv] = scheduled[name].with_attrs(func.attrs) if func.attrs else scheduled[name]
-    inputs = [[list(shape_of(p) or ()), str(p.ty.dtype)] for p in mod["main"].params]
+    inputs = _input_specs(mod)
     try:
         executable = tvm.compile(fused, target=tvm.target.Target(target))
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -91,18 +91,52 @@ def build_network(
     return inputs
 
 
+def _input_specs(mod: tvm.IRModule) -> list[list[Any]]:
+    return [[list(shape_of(p) or ()), str(p.ty.dtype)] for p in mod["main"].params]
+
+
+def compile_network(mod_json: str, target: dict[str, Any], cross_compiler: str | None, recipe: str) -> bytes:
+    """An untuned network (``tvm.ir.save_json`` of its module) built into a shared library's bytes: a pure
+    function of its arguments, run in a build worker (:mod:`edgelat.profiler.executors`)."""
+    with tempfile.TemporaryDirectory(prefix="edgelat-net-") as tmp:
+        out = Path(tmp) / "net.so"
+        build_network(tvm.ir.load_json(mod_json), target, out, cross_compiler, get_recipe(recipe))
+        return out.read_bytes()
+
+
+# Seconds a whole-network build may take in a build worker before it is presumed stuck.
+NETWORK_BUILD_TIMEOUT_S = 1800.0
+
+
 def _build_for(
-    ws: Workspace, device: Any, agent: Any, mod: tvm.IRModule, lib: Path, recipe: Recipe, threads: int, trials: int
+    ws: Workspace,
+    device: Any,
+    agent: Any,
+    mod: tvm.IRModule,
+    lib: Path,
+    recipe: Recipe,
+    threads: int,
+    trials: int,
+    scheduler: str | None = None,
 ) -> list[list[Any]]:
-    """Build ``mod`` into ``lib`` for ``device`` with ``recipe`` (a tuned one times candidates through ``agent``)."""
+    """Build ``mod`` into ``lib`` for ``device`` with ``recipe`` (a tuned one times candidates through ``agent``).
+
+    With ``scheduler`` (a Dask cluster) an untuned network is built on a worker, a tuned one's candidates are;
+    without, an untuned network builds in this process (starting workers would cost more than the build)."""
+    from edgelat.profiler.builds import Builder
+
     preset = device.preset_info
     tuner, workers = None, None
+    if not recipe.tunes and scheduler is not None:
+        with Builder(ws.cache_dir, scheduler=scheduler, cross_compiler=preset.cross_compiler) as cluster:
+            job = cluster.call(compile_network, tvm.ir.save_json(mod), device.target(recipe.name), preset.cross_compiler, recipe.name)
+            lib.write_bytes(cluster.wait(job, NETWORK_BUILD_TIMEOUT_S))
+        return _input_specs(mod)
     if recipe.tunes:
-        from edgelat.profiler.builds import Builder
         from edgelat.profiler.tuning import KernelTuner
 
         # Candidates are built in workers (in parallel, and a runaway compile is cut off), between timings.
-        workers = Builder(ws.cache_dir)
+        workers = Builder(ws.cache_dir, scheduler=scheduler, cross_compiler=preset.cross_compiler)
         tuner = KernelTuner(
             ws.tuning_dir(device.name),
             device.target(recipe.name),
@@ -208,12 +242,14 @@ def measure_network(
     trials: int = 16,
     reuse: bool = False,
     check: bool = False,
+    scheduler: str | None = None,
 ) -> NetworkMeasurement:
     """Build ``mod`` for ``device_name`` and time it there end to end; stored in the workspace.
 
     With ``reuse``, a stored measurement of the same network, recipe and threads is returned
     instead of measuring again. With ``check``, the library timed also runs once on a random input
     and its outputs are compared with this host's build (``result.check``; see :class:`OutputCheck`).
+    ``scheduler``: build on this Dask cluster (see :func:`_build_for`).
     """
     chosen = get_recipe(recipe)
     chosen.check(trials)
@@ -232,7 +268,7 @@ def measure_network(
                 return stored
     with agent_session(ws, device, threads=n_threads) as agent, tempfile.TemporaryDirectory(prefix="edgelat-net-") as tmp:
         lib = Path(tmp) / f"{key}.so"
-        inputs = _build_for(ws, device, agent, mod, lib, chosen, n_threads, trials)
+        inputs = _build_for(ws, device, agent, mod, lib, chosen, n_threads, trials, scheduler)
         remote = agent.remote_library(lib)
         agent.transport.put(lib, remote)
         try:

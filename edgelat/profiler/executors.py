@@ -117,7 +117,12 @@ class DaskExecutor(Executor):
         return {urlparse(address).hostname or "" for address in self.client.scheduler_info()["workers"]}
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        return self._executor.submit(run_logged, fn, *args, **kwargs)
+        import warnings
+
+        with warnings.catch_warnings():
+            # A whole network's module (weights included) is one argument, sent once: that is the point.
+            warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
+            return self._executor.submit(run_logged, fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         try:
