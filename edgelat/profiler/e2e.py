@@ -122,7 +122,8 @@ def _build_for(
     """Build ``mod`` into ``lib`` for ``device`` with ``recipe`` (a tuned one times candidates through ``agent``).
 
     With ``scheduler`` (a Dask cluster) an untuned network is built on a worker, a tuned one's candidates are;
-    without, an untuned network builds in this process (starting workers would cost more than the build)."""
+    without, an untuned network builds in this process (a fresh worker would import TVM again for each network,
+    seconds that measure, validate and every verified search candidate would pay)."""
     from edgelat.profiler.builds import Builder
 
     preset = device.preset_info
