@@ -118,6 +118,10 @@ def _ms(value: float) -> str:
     return f"{value:#.4g}".rstrip(".") if abs(value) < 1e4 else f"{value:.0f}"
 
 
+def _mb(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f} MB"
+
+
 def _print_json(data: Any) -> None:
     if isinstance(data, list):  # one item a line: indenting thousands of items takes json's slow encoder
         sys.stdout.write("[\n" + ",\n".join(json.dumps(item, default=str) for item in data) + "\n]\n")
@@ -615,6 +619,10 @@ def _print_kernels(pred: Any) -> None:
             else ""
         )
     )
+    if (m := pred.memory) is not None:
+        how = "fitted on the device's measured networks" if m.fitted else "not fitted: measure a few networks on the device"
+        out.print(f"predicted peak memory [bold]{_mb(m.memory_mb)}[/bold], library {_mb(m.size_mb)} ({_mb(m.params_mb)} weights, "
+                  f"{_mb(m.activation_mb)} activations planned; {how})")  # fmt: skip
 
 
 @app.command("measure")
@@ -653,11 +661,15 @@ def measure_cmd(
     if json_out:
         _print_json({"device": result.device, "recipe": result.recipe, "median_ms": result.median_ms, "std_ms": result.std_ms, "min_ms": result.min_ms,
                      "max_ms": result.max_ms, "repeats": result.repeats, "threads": result.threads, "kernels": result.kernels,
-                     "target": result.target, "check": checked})  # fmt: skip
+                     "target": result.target, "check": checked, "peak_memory_mb": result.peak_memory_mb,
+                     "runtime_memory_mb": result.runtime_memory_mb, "size_mb": result.size_mb, "params_mb": result.params_mb,
+                     "planned_activation_mb": result.planned_activation_mb})  # fmt: skip
     else:
         out.print(f"{result.name} on {result.device} ({result.recipe}, {result.threads} thread(s)): median [bold]{_ms(result.median_ms)} ms[/bold] "
                   f"(std {_ms(result.std_ms)}, min {_ms(result.min_ms)}, max {_ms(result.max_ms)}, {result.repeats} repeats); "
                   f"{len(result.kernels)} kernels called, summing to {_ms(sum(k[1] for k in result.kernels))} ms in place")  # fmt: skip
+        out.print(f"peak memory [bold]{_mb(result.peak_memory_mb)}[/bold] ({_mb(result.runtime_memory_mb)} of it Python and TVM's runtime); "
+                  f"library {_mb(result.size_mb)} ({_mb(result.params_mb)} weights); activations planned {_mb(result.planned_activation_mb)}")  # fmt: skip
         if kernels:
             table = Table("#", "kernel", "measured ms (in place, one run)", title="kernels the VM called")
             for i, (name, ms) in enumerate(result.kernels):
@@ -716,6 +728,20 @@ def validate_cmd(
     out.print(
         f"edgelat: {m['within_10']:.1f}% within ±10%, RMSPE {m['rmspe']:.1f}%   |   FLOPs baseline: {f['within_10']:.1f}% within ±10%, RMSPE {f['rmspe']:.1f}%"
     )
+    light = Table("network", "weights MB", "library MB (predicted)", "peak memory MB (predicted)", "network's own MB (predicted)",
+                  title="memory and storage (predicted: fitted on the device's other networks)")  # fmt: skip
+    for r in report.rows:
+
+        def pair(measured: float | None, predicted: float | None) -> str:
+            return "-" if measured is None else f"{measured:.1f}" + ("" if predicted is None else f" ({predicted:.1f})")
+
+        light.add_row(r.network, "-" if r.params_mb is None else f"{r.params_mb:.2f}", pair(r.size_mb, r.predicted_size_mb),
+                      pair(r.memory_mb, r.predicted_memory_mb), pair(r.network_memory_mb, r.predicted_network_memory_mb))  # fmt: skip
+    out.print(light)
+    for name, metrics in (("peak memory", report.memory_metrics), ("the network's own memory", report.network_memory_metrics),
+                          ("library size", report.size_metrics)):  # fmt: skip
+        if metrics:
+            out.print(f"{name}: {metrics['within_10']:.1f}% within ±10%, RMSPE {metrics['rmspe']:.1f}%")
     for label, why in report.failures.items():
         out.print(f"[yellow]not predicted[/yellow] {label}: {why}")
     out.print(f"table: {report.table}\nplot: {report.plot}")

@@ -30,7 +30,7 @@ import time
 import traceback
 
 PROTOCOL_VERSION = 1
-AGENT_VERSION = "0.2.0"
+AGENT_VERSION = "0.3.0"
 # A flushed repeat is one call: this many at most (a kernel of microseconds would otherwise make thousands).
 MAX_FLUSHED_REPEATS = 100
 
@@ -344,6 +344,59 @@ def handle_bench_network(args):
     return result
 
 
+def _status_kb(field):
+    """A line of /proc/self/status in kB (VmRSS, VmHWM), or None where there is no /proc."""
+    for line in (_read("/proc/self/status") or "").splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return None
+
+
+def _peak_kb():
+    import resource
+
+    return _status_kb("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
+
+
+def memory_child(lib, inputs):
+    """Run in a fresh interpreter (``agent.py --memory LIB INPUTS``): load the network, run it twice, and say
+    the process's resident memory with the runtime alone, and its peak (VmHWM, reset after the imports
+    where the kernel allows it, else the peak since start)."""
+    import numpy as np
+    import tvm
+    from tvm.runtime.vm import VirtualMachine
+
+    dev = tvm.cpu(0)
+    tvm.runtime.tensor(np.zeros(1, "float32"), dev)  # the runtime initialised
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current resident size (Linux 4.0+)
+    except (IOError, OSError):
+        pass
+    runtime_kb = _status_kb("VmRSS") or _peak_kb()
+    vm = VirtualMachine(tvm.runtime.load_module(lib), dev)
+    rng = np.random.default_rng(0)
+    tensors = [tvm.runtime.tensor(rng.uniform(0.1, 1.0, size=[int(d) for d in shape]).astype(dtype), dev) for shape, dtype in inputs]
+    loaded_kb = _status_kb("VmRSS")
+    for _ in range(2):
+        vm["main"](*tensors)
+    return {"runtime_mb": runtime_kb / 1024.0, "loaded_mb": None if loaded_kb is None else loaded_kb / 1024.0, "peak_mb": _peak_kb() / 1024.0}
+
+
+def handle_memory_network(args):
+    """Peak resident memory of running a network (a Relax VM library), measured in a fresh process: this
+    agent's own memory holds whatever it loaded and timed before.
+
+    args: ``lib``, ``inputs`` ([[shape, dtype], ...]). Returns runtime_mb (the process with Python and TVM's
+    runtime loaded), loaded_mb (and the library and inputs) and peak_mb (after running it)."""
+    argv = [sys.executable, os.path.abspath(__file__), "--memory", args["lib"], json.dumps(args["inputs"])]
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=float(args.get("timeout", 600)))
+    lines = proc.stdout.decode("utf-8", "replace").strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError("the memory run failed (exit %s): %s" % (proc.returncode, proc.stderr.decode("utf-8", "replace")[-1500:]))
+    return json.loads(lines[-1])
+
+
 def handle_run(args):
     """Run a compiled library once on the host's inputs and save what it computes (to check it is right).
 
@@ -401,6 +454,7 @@ HANDLERS = {
     "health": handle_health,
     "bench": handle_bench,
     "bench_network": handle_bench_network,
+    "memory_network": handle_memory_network,
     "remove": handle_remove,
     "run": handle_run,
 }
@@ -547,6 +601,9 @@ def _claim_directory():
 
 
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--memory":  # a child of handle_memory_network
+        print(json.dumps(memory_child(sys.argv[2], json.loads(sys.argv[3]))))
+        return 0
     # Replies go to the real stdout; anything a library prints goes to stderr instead.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())

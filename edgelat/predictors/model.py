@@ -135,12 +135,20 @@ class Prediction:
     kernels: list[KernelPrediction] = field(default_factory=list)
     # Share of the predicted time priced by a dedicated kind's model (the rest by the fallback).
     coverage: float = 1.0
+    # Memory and storage (edgelat.predictors.memory.MemoryPrediction), when asked for.
+    memory: Any = None
 
     def as_dict(self) -> dict[str, Any]:
+        lightness = {}
+        if self.memory is not None:
+            m = self.memory
+            lightness = {"memory_mb": m.memory_mb, "size_mb": m.size_mb, "params_mb": m.params_mb,
+                         "planned_activation_mb": m.activation_mb, "memory_fitted": m.fitted}  # fmt: skip
         return {
             "device": self.device,
             "recipe": self.recipe,
             "total_ms": self.total_ms,
+            **lightness,
             "coverage": self.coverage,
             "kernels": [k.__dict__ for k in self.kernels],
         }

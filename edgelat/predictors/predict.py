@@ -78,10 +78,19 @@ def predict_network(
     input_shape: ShapeArg = None,
     recipe: str | None = None,
     strict: bool = False,
+    memory: bool = True,
 ) -> Prediction:
-    """Predicted latency of ``network`` (ONNX path, torch module or Relax module) on ``device``."""
+    """Predicted latency of ``network`` (ONNX path, torch module or Relax module) on ``device``; with
+    ``memory``, its peak memory and deployable size too (``prediction.memory``: :mod:`edgelat.predictors.memory`)."""
     model = load_model(ws, device, recipe)
-    return predict_kernels(model, network_kernels(load_network(network, input_shape)), strict=strict)
+    mod = load_network(network, input_shape)
+    prediction = predict_kernels(model, network_kernels(mod), strict=strict)
+    if memory:
+        from edgelat.ops.footprint import network_footprint
+        from edgelat.predictors.memory import MemoryModel
+
+        prediction.memory = MemoryModel.for_device(ws, device).predict(network_footprint(mod))
+    return prediction
 
 
 def covered_ops(model: DeviceLatencyModel) -> list[str]:

@@ -20,6 +20,7 @@ import tvm
 
 from edgelat.errors import AgentReplyError, BuildError
 from edgelat.ops import fuse, kernel_funcs
+from edgelat.ops.footprint import network_footprint
 from edgelat.ops.lowering import shape_of
 from edgelat.profiler.inventory import agent_session, get_device
 from edgelat.profiler.recipes import Recipe, first_line, get_recipe
@@ -56,6 +57,28 @@ class NetworkMeasurement:
     target: dict[str, Any] | None = None
     # With ``check``: the library timed, run once on a random input against this host's build (OutputCheck's fields).
     check: dict[str, Any] | None = None
+    # Lightness (None in measurements made before they were recorded). The deployable size: the library
+    # shipped, weights included. Peak resident memory of a fresh process loading and running the network once
+    # (Python and TVM's runtime included: runtime_memory_mb is that process before loading it).
+    size_bytes: int | None = None
+    peak_memory_mb: float | None = None
+    runtime_memory_mb: float | None = None
+    # From the module (edgelat.ops.footprint): weights embedded, activation memory Relax's planner allocates, kernels.
+    params_bytes: int | None = None
+    planned_activation_bytes: int | None = None
+    kernels_built: int | None = None
+
+    @property
+    def size_mb(self) -> float | None:
+        return None if self.size_bytes is None else self.size_bytes / 2**20
+
+    @property
+    def params_mb(self) -> float | None:
+        return None if self.params_bytes is None else self.params_bytes / 2**20
+
+    @property
+    def planned_activation_mb(self) -> float | None:
+        return None if self.planned_activation_bytes is None else self.planned_activation_bytes / 2**20
 
 
 def network_hash(mod: tvm.IRModule) -> str:
@@ -265,11 +288,13 @@ def measure_network(
         )
         for row in rows:
             stored = NetworkMeasurement(**json.loads(row["data"]))
-            if stored.target == target:
+            if stored.target == target and stored.peak_memory_mb is not None:  # (older rows have no memory: measured again)
                 return stored
+    footprint = network_footprint(mod)
     with agent_session(ws, device, threads=n_threads) as agent, tempfile.TemporaryDirectory(prefix="edgelat-net-") as tmp:
         lib = Path(tmp) / f"{key}.so"
         inputs = _build_for(ws, device, agent, mod, lib, chosen, n_threads, trials, scheduler)
+        size_bytes = lib.stat().st_size
         remote = agent.remote_library(lib)
         agent.transport.put(lib, remote)
         try:
@@ -278,6 +303,7 @@ def measure_network(
                 {"lib": remote, "inputs": inputs, "repeat": repeat, "min_repeat_ms": min_repeat_ms, "per_kernel": per_kernel},
                 timeout=1800,
             )
+            memory = agent.request("memory_network", {"lib": remote, "inputs": inputs}, timeout=900)
             checked = None
             if check:
                 inputs_now = random_inputs(mod)
@@ -289,7 +315,9 @@ def measure_network(
     result = NetworkMeasurement(
         device=device.name, recipe=recipe, name=name, median_ms=statistics.median(ms), mean_ms=statistics.fmean(ms),
         std_ms=statistics.pstdev(ms), min_ms=min(ms), max_ms=max(ms), repeats=len(ms), number=int(reply["number"]), threads=n_threads,
-        kernels=[[n, t * 1000] for n, t in reply.get("kernels", [])], target=target, check=checked,
+        kernels=[[n, t * 1000] for n, t in reply.get("kernels", [])], target=target, check=checked, size_bytes=size_bytes,
+        peak_memory_mb=memory["peak_mb"], runtime_memory_mb=memory["runtime_mb"], params_bytes=footprint.params_bytes,
+        planned_activation_bytes=footprint.activation_bytes, kernels_built=footprint.kernels,
     )  # fmt: skip
     ws.db.execute(
         "INSERT INTO network_measurements (device, recipe, name, network_hash, threads, median_ms, data) VALUES (?,?,?,?,?,?,?)",

@@ -67,6 +67,16 @@ class ValidationRow:
     measured_ms: float
     error_pct: float
     flops_error_pct: float
+    # Lightness. Weights (exact, from the module) and the library's size, measured and predicted; peak
+    # resident memory measured and predicted (fitted on the device's other measured networks: leave one out)
+    # and the part of it the network adds to the runtime's, measured and predicted.
+    params_mb: float | None = None
+    size_mb: float | None = None
+    predicted_size_mb: float | None = None
+    memory_mb: float | None = None
+    predicted_memory_mb: float | None = None
+    network_memory_mb: float | None = None
+    predicted_network_memory_mb: float | None = None
 
 
 @dataclass
@@ -77,6 +87,10 @@ class ValidationReport:
     failures: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     flops_metrics: dict[str, float] = field(default_factory=dict)
+    # Peak memory, the network's own part of it (peak - runtime), and the library's size: predicted vs measured.
+    memory_metrics: dict[str, float] = field(default_factory=dict)
+    network_memory_metrics: dict[str, float] = field(default_factory=dict)
+    size_metrics: dict[str, float] = field(default_factory=dict)
     plot: str | None = None
     table: str | None = None
 
@@ -99,11 +113,12 @@ def validate_device(
     """Predict and measure every network of ``zoo`` on ``device``; write a CSV table and a scatter plot."""
     import torch
 
-    from edgelat.profiler.e2e import measure_network
+    from edgelat.profiler.e2e import measure_network, network_hash
 
     model = load_model(ws, device, recipe)
     flops = _flops_baseline(ws, model)
     report = ValidationReport(device, model.recipe)
+    hashes: dict[str, str] = {}
     for label, factory, res in validation_networks(zoo):
         try:
             torch.manual_seed(0)
@@ -118,7 +133,9 @@ def validate_device(
                 on_network(label, None)
             continue
         row = ValidationRow(label, res, len(kernels), pred.total_ms, base.total_ms, measured.median_ms,
-                            100 * (pred.total_ms / measured.median_ms - 1), 100 * (base.total_ms / measured.median_ms - 1))  # fmt: skip
+                            100 * (pred.total_ms / measured.median_ms - 1), 100 * (base.total_ms / measured.median_ms - 1),
+                            params_mb=measured.params_mb, size_mb=measured.size_mb, memory_mb=measured.peak_memory_mb)  # fmt: skip
+        hashes[label] = network_hash(mod)
         report.rows.append(row)
         if on_network:
             on_network(label, row)
@@ -127,6 +144,7 @@ def validate_device(
     y = np.array([r.measured_ms for r in report.rows])
     report.metrics = accuracy_metrics(y, np.array([r.predicted_ms for r in report.rows]))
     report.flops_metrics = accuracy_metrics(y, np.array([r.flops_baseline_ms for r in report.rows]))
+    _lightness(ws, device, report, hashes)
     out_dir = out_dir or ws.run_dir("validation", device, model.recipe)
     out_dir.mkdir(parents=True, exist_ok=True)
     import pandas as pd
@@ -137,6 +155,33 @@ def validate_device(
     report.plot = str(_scatter(report, out_dir / "predicted_vs_measured.png"))
     (out_dir / "report.json").write_text(json.dumps(asdict(report), indent=2))
     return report
+
+
+def _lightness(ws: Workspace, device: str, report: ValidationReport, hashes: dict[str, str]) -> None:
+    """Each row's memory and size predicted by a model fitted on the device's other measured networks."""
+    from edgelat.predictors.memory import MemoryModel, measured_memory
+
+    measured = {m.network_hash: m for m in measured_memory(ws, device)}
+    for row in report.rows:
+        m = measured.get(hashes[row.network])
+        if m is None:
+            continue
+        others = MemoryModel([o for h, o in measured.items() if h != m.network_hash])
+        predicted = others.predict(m.footprint)
+        row.predicted_size_mb = predicted.size_mb
+        row.network_memory_mb = m.peak_mb - m.runtime_mb
+        if predicted.memory_mb is not None and others.runtime_mb is not None:
+            row.predicted_memory_mb = predicted.memory_mb
+            row.predicted_network_memory_mb = predicted.memory_mb - others.runtime_mb
+    rows = [r for r in report.rows if r.predicted_memory_mb is not None]
+    if rows:
+        report.memory_metrics = accuracy_metrics(np.array([r.memory_mb for r in rows]), np.array([r.predicted_memory_mb for r in rows]))
+        report.network_memory_metrics = accuracy_metrics(
+            np.array([r.network_memory_mb for r in rows]), np.array([r.predicted_network_memory_mb for r in rows])
+        )
+    sized = [r for r in report.rows if r.predicted_size_mb is not None]
+    if sized:
+        report.size_metrics = accuracy_metrics(np.array([r.size_mb for r in sized]), np.array([r.predicted_size_mb for r in sized]))
 
 
 def _scatter(report: ValidationReport, path: Path) -> Path:
