@@ -853,15 +853,23 @@ def search_cmd(
         bool, typer.Option("--then-prune", help="Also search at a looser budget and prune that winner to this one; compare.")
     ] = False,
     looser: Annotated[float, typer.Option(help="With --then-prune: the looser budget, as a multiple of --latency-ms.")] = 1.3,
+    memory_mb: Annotated[
+        Optional[float], typer.Option("--memory-mb", help="Peak memory the measured network must stay within (MB), a hard constraint.")
+    ] = None,
+    size_mb: Annotated[Optional[float], typer.Option("--size-mb", help="Library size (weights included) it must stay within (MB).")] = None,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Find the best network of a space under a latency budget; verify it on the device."""
+    """Find the best network of a space under a latency budget (and memory and size limits); verify it on the device."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from edgelat.nas.search import Limits
     from edgelat.workflows import SearchOptions, search_device, search_then_prune
 
-    options = SearchOptions(proxy, recipe, population, generations, minutes * 60 if minutes else None, rounds, top_k, seed)
+    limits = Limits(memory_mb, size_mb)
+    options = SearchOptions(proxy, recipe, population, generations, minutes * 60 if minutes else None, rounds, top_k, seed, limits)
+    if then_prune and limits.any:
+        raise UsageError("--then-prune does not take --memory-mb or --size-mb yet: search with them, or prune with --memory-mb")
     if then_prune:
         with _ws(workspace) as ws:
             routes = search_then_prune(ws, device, space, latency_ms, looser=looser, search=options, out_dir=out_dir)
@@ -892,8 +900,9 @@ def search_cmd(
 
         def on_verified(v: Any) -> None:
             bar.reset(gens)
+            light = f"; memory {_mb(v.measured_memory_mb)}, library {_mb(v.measured_size_mb)}" if limits.any else ""
             err.print(
-                f"round {v.round}: {v.arch}: predicted {_ms(v.predicted_ms)} ms, measured {_ms(v.measured_ms)} ms ({100 * v.error:+.1f}%)"
+                f"round {v.round}: {v.arch}: predicted {_ms(v.predicted_ms)} ms, measured {_ms(v.measured_ms)} ms ({100 * v.error:+.1f}%){light}"
             )
 
         found = search_device(
@@ -916,9 +925,12 @@ def search_cmd(
         out.print(table)
         if result["arch"]:
             out.print(f"best: {result['arch']}\n  measured {result['measured_ms']:.2f} ms (predicted {result['predicted_ms']:.2f} ms)")
+            if limits.any:
+                out.print(f"  peak memory {_mb(result['measured_memory_mb'])}, library {_mb(result['measured_size_mb'])} (measured)")
         out.print(f"outputs in {result['out_dir']} ({found.seconds:.0f} s)")
     if not result["met_budget"]:
-        err.print(f"[red]error:[/red] no verified pick met {latency_ms:g} ms when measured after {result['rounds']} round(s)")
+        wanted = f"{latency_ms:g} ms" + (f", {memory_mb:g} MB of memory" if memory_mb else "") + (f", a {size_mb:g} MB library" if size_mb else "")
+        err.print(f"[red]error:[/red] no verified pick met {wanted} when measured after {result['rounds']} round(s)")
         raise typer.Exit(1)
 
 

@@ -43,6 +43,9 @@ CASES: dict[str, tuple[str, str]] = {
     "an unknown device": ("predict nodevice {t}/net.onnx", "no device named 'nodevice'"),
     "an unknown device before slow work": ("measure nodevice {t}/net.onnx", "no device named 'nodevice'"),
     "train an unknown device": ("train nodevice", "no device named 'nodevice'"),
+    "search with a memory limit of 0": ("search local --space nb201 --latency-ms 5 --memory-mb 0", "--memory-mb must be positive"),
+    "a group of an unknown device": ("device group add g local nosuch", "no device named 'nosuch'"),
+    "measure on a bad scheduler address": ("measure local {t}/net.onnx --scheduler 127.0.0.1:8786", "tcp://HOST:8786"),
 }
 
 

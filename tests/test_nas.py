@@ -14,7 +14,7 @@ import torch
 from edgelat.errors import UsageError
 from edgelat.nas import get_space, list_spaces
 from edgelat.nas.oracle import BlockOracle, TableOracle
-from edgelat.nas.search import min_latency, random_search, search, search_and_verify
+from edgelat.nas.search import Limits, Measured, min_latency, random_search, search, search_and_verify
 from edgelat.ops import get_op
 from edgelat.ops.network import network_kernels, relax_from_torch
 
@@ -165,6 +165,38 @@ def test_verification_refits_until_a_measured_pick_meets_the_budget() -> None:
     assert result.chosen is not None and result.chosen.measured_ms <= budget and result.chosen.round == 2
     assert all(v.measured_ms > budget for v in result.verified if v.round == 1)
     assert all(abs(v.error) < 1e-9 for v in result.verified if v.round == 2)
+
+
+def test_memory_and_size_limits_are_hard_constraints_predicted_then_measured() -> None:
+    """A size law every candidate is judged by (here the number of conv3x3 in the cell, as MB): the front holds only
+    architectures within the limits; a pick whose *measured* memory exceeds the limit is not chosen."""
+    space = get_space("nb201")
+    lat_oracle, acc_oracle, lat, _ = _additive_tables("nb201")
+
+    def size(arch: str) -> float:
+        return 1.0 + arch.count("nor_conv_3x3")
+
+    def lightness(archs: Sequence[str]) -> np.ndarray:
+        return np.array([[10.0 * size(a), size(a)] for a in archs])
+
+    budget = max(lat.values())
+    free = search(space, lat_oracle, acc_oracle.predict, budget, population=16, generations=8)
+    limits = Limits(memory_mb=35.0, size_mb=3.0)
+    bound = search(space, lat_oracle, acc_oracle.predict, budget, population=16, generations=8, limits=limits, lightness=lightness)
+    assert any(size(c.arch) > 3.0 for c in free.front)  # the limit binds: unconstrained, the best cells are larger
+    assert bound.front and all(c.size_mb == size(c.arch) <= 3.0 and c.memory_mb is not None and c.memory_mb <= 35.0 for c in bound.front)
+    # Measured: the best pick's memory is five times its prediction, over the limit: another pick is chosen.
+    top = max(bound.front, key=lambda c: (c.score, -c.predicted_ms)).arch
+
+    def measure(arch: str) -> Measured:
+        return Measured(float(lat_oracle.predict([arch])[0]), 10.0 * size(arch) * (5.0 if arch == top else 1.0), size(arch))
+
+    result = search_and_verify(space, lambda: lat_oracle, acc_oracle.predict, budget, measure, rounds=2, top_k=3, population=16,
+                               generations=8, limits=limits, make_lightness=lambda: lightness)  # fmt: skip
+    assert top in {v.arch for v in result.verified} and all(v.predicted_memory_mb is not None for v in result.verified)
+    assert result.chosen is not None and result.chosen.arch != top and (result.chosen.measured_memory_mb or 99.0) <= 35.0
+    with pytest.raises(UsageError, match="--memory-mb must be positive"):
+        Limits(memory_mb=0)
 
 
 def test_nb201_parameters_that_cannot_reach_the_output_do_not_exist() -> None:

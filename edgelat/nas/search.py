@@ -29,10 +29,47 @@ from edgelat.errors import UsageError
 from edgelat.nas.oracle import LatencyOracle
 from edgelat.nas.spaces import SearchSpace
 
-__all__ = ["Candidate", "SearchResult", "Verified", "VerifiedSearch", "min_latency", "random_search", "search", "search_and_verify"]
+__all__ = [
+    "Candidate",
+    "Limits",
+    "Measured",
+    "SearchResult",
+    "Verified",
+    "VerifiedSearch",
+    "min_latency",
+    "random_search",
+    "search",
+    "search_and_verify",
+]
 
 # architectures -> accuracy score (higher is better)
 Scorer = Callable[[Sequence[str]], np.ndarray]
+# architectures -> predicted (peak memory MB, deployable size MB), one row each
+Lightness = Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Hard limits next to the latency budget: peak memory and deployable size, in MB (None: no limit)."""
+
+    memory_mb: float | None = None
+    size_mb: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in (("--memory-mb", self.memory_mb), ("--size-mb", self.size_mb)):
+            if value is not None and not value > 0:
+                raise UsageError(f"{name} must be positive, got {value}")
+
+    @property
+    def any(self) -> bool:
+        return self.memory_mb is not None or self.size_mb is not None
+
+    def excess(self, memory_mb: float | None, size_mb: float | None) -> list[float]:
+        """How far over each set limit (<= 0: within); an unknown value is within (not judged)."""
+        return [(value or 0.0) - limit for value, limit in ((memory_mb, self.memory_mb), (size_mb, self.size_mb)) if limit is not None]
+
+    def met(self, memory_mb: float | None, size_mb: float | None) -> bool:
+        return all(e <= 0 for e in self.excess(memory_mb, size_mb))
 
 
 @dataclass(frozen=True)
@@ -40,6 +77,9 @@ class Candidate:
     arch: str
     predicted_ms: float
     score: float
+    # Predicted peak memory and deployable size (only when a search has limits on them).
+    memory_mb: float | None = None
+    size_mb: float | None = None
 
 
 @dataclass
@@ -72,8 +112,8 @@ def _pareto(cands: Sequence[Candidate]) -> list[Candidate]:
 class _Evaluator:
     """Scores architectures once each and keeps the history."""
 
-    def __init__(self, oracle: LatencyOracle, scorer: Scorer) -> None:
-        self.oracle, self.scorer = oracle, scorer
+    def __init__(self, oracle: LatencyOracle, scorer: Scorer, lightness: Lightness | None = None) -> None:
+        self.oracle, self.scorer, self.lightness = oracle, scorer, lightness
         self.seen: dict[str, Candidate] = {}
         self.history: list[Candidate] = []
 
@@ -81,10 +121,19 @@ class _Evaluator:
         new = [a for a in dict.fromkeys(archs) if a not in self.seen]
         if new:
             ms, scores = self.oracle.predict(new), np.asarray(self.scorer(new), dtype=float)
-            for arch, m, s in zip(new, ms, scores, strict=True):
-                self.seen[arch] = Candidate(arch, float(m), float(s))
+            light = np.asarray(self.lightness(new), dtype=float) if self.lightness is not None else np.full((len(new), 2), np.nan)
+            for arch, m, s, (mem, size) in zip(new, ms, scores, light, strict=True):
+                self.seen[arch] = Candidate(arch, float(m), float(s), _known(mem), _known(size))
                 self.history.append(self.seen[arch])
         return [self.seen[a] for a in archs]
+
+
+def _known(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+def _feasible(c: Candidate, budget_ms: float, limits: Limits) -> bool:
+    return c.predicted_ms <= budget_ms and limits.met(c.memory_mb, c.size_mb)
 
 
 def min_latency(space: SearchSpace, oracle: LatencyOracle, seed: int = 0, starts: int = 3) -> Candidate:
@@ -138,8 +187,12 @@ def search(
     time_limit_s: float | None = None,
     seed: int = 0,
     on_generation: Callable[[int, int], None] | None = None,
+    limits: Limits = Limits(),
+    lightness: Lightness | None = None,
 ) -> SearchResult:
-    """NSGA-II over ``space``: maximise ``scorer``, minimise ``oracle`` latency, latency <= ``budget_ms``.
+    """NSGA-II over ``space``: maximise ``scorer``, minimise ``oracle`` latency, latency <= ``budget_ms``;
+    with ``limits``, also predicted peak memory and size (``lightness``) within them: hard constraints
+    (pymoo's inequality constraints), not penalties.
 
     Stops after ``generations`` generations, ``max_evaluations`` distinct architectures or
     ``time_limit_s`` seconds, whichever comes first. The fastest architecture (see
@@ -162,8 +215,10 @@ def search(
     from pymoo.termination.max_time import TimeBasedTermination
 
     start = time.time()
+    if limits.any and lightness is None:
+        raise UsageError("memory or size limits need a way to predict them (lightness)")
     fastest = _check_budget(space, oracle, budget_ms, seed)
-    evaluate = _Evaluator(oracle, scorer)
+    evaluate = _Evaluator(oracle, scorer, lightness if limits.any else None)
     rng = np.random.default_rng(seed)
     decode = space.decode
     generation = [0]
@@ -171,13 +226,14 @@ def search(
     class _Problem(Problem):
         def __init__(self) -> None:
             upper = np.asarray(space.choices) - 1
-            super().__init__(n_var=len(space.choices), n_obj=2, n_ieq_constr=1, xl=np.zeros_like(upper), xu=upper, vtype=int)
+            constraints = 1 + len(limits.excess(None, None))
+            super().__init__(n_var=len(space.choices), n_obj=2, n_ieq_constr=constraints, xl=np.zeros_like(upper), xu=upper, vtype=int)
 
         def _evaluate(self, x: np.ndarray, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
             cands = evaluate([decode(row) for row in x.astype(int)])
             ms = np.array([c.predicted_ms for c in cands])
             out["F"] = np.column_stack([-np.array([c.score for c in cands]), ms])
-            out["G"] = (ms - budget_ms)[:, None]
+            out["G"] = np.array([[c.predicted_ms - budget_ms, *limits.excess(c.memory_mb, c.size_mb)] for c in cands])
             generation[0] += 1
             if on_generation is not None:
                 on_generation(generation[0], len(evaluate.seen))
@@ -214,7 +270,7 @@ def search(
     if time_limit_s is not None:
         stops.append(TimeBasedTermination(time_limit_s))
     minimize(_Problem(), algorithm, TerminationCollection(*stops), seed=seed, verbose=False)
-    feasible = [c for c in evaluate.history if c.predicted_ms <= budget_ms]
+    feasible = [c for c in evaluate.history if _feasible(c, budget_ms, limits)]
     return SearchResult(
         space.name, budget_ms, _pareto(feasible), len(evaluate.history), generation[0], time.time() - start, evaluate.history
     )
@@ -250,6 +306,15 @@ def _picks(front: Sequence[Candidate], budget_ms: float, k: int, done: set[str],
 
 
 @dataclass(frozen=True)
+class Measured:
+    """What the device showed for one network: latency, and where measured, peak memory and size."""
+
+    ms: float
+    memory_mb: float | None = None
+    size_mb: float | None = None
+
+
+@dataclass(frozen=True)
 class Verified:
     """A pick measured on the device."""
 
@@ -258,6 +323,10 @@ class Verified:
     predicted_ms: float
     measured_ms: float
     round: int
+    predicted_memory_mb: float | None = None
+    measured_memory_mb: float | None = None
+    predicted_size_mb: float | None = None
+    measured_size_mb: float | None = None
 
     @property
     def error(self) -> float:
@@ -268,6 +337,7 @@ class Verified:
 @dataclass
 class VerifiedSearch:
     budget_ms: float
+    limits: Limits
     # The best-scoring verified pick whose measured latency meets the budget (None if none did).
     chosen: Verified | None
     verified: list[Verified]
@@ -278,6 +348,8 @@ class VerifiedSearch:
     def as_dict(self) -> dict[str, Any]:
         return {
             "budget_ms": self.budget_ms,
+            "memory_limit_mb": self.limits.memory_mb,
+            "size_limit_mb": self.limits.size_mb,
             "chosen": asdict(self.chosen) if self.chosen else None,
             "verified": [asdict(v) | {"error": v.error} for v in self.verified],
             "rounds": self.rounds,
@@ -292,7 +364,7 @@ def search_and_verify(
     make_oracle: Callable[[], LatencyOracle],
     scorer: Scorer,
     budget_ms: float,
-    measure: Callable[[str], float],
+    measure: Callable[[str], float | Measured],
     refit: Callable[[list[str]], object] | None = None,  # what it returns is not used
     *,
     rounds: int = 3,
@@ -300,6 +372,8 @@ def search_and_verify(
     tolerance: float = 0.1,
     margin: float = 0.1,
     on_verified: Callable[[Verified], None] | None = None,
+    limits: Limits = Limits(),
+    make_lightness: Callable[[], Lightness] | None = None,
     **search_kwargs: Any,
 ) -> VerifiedSearch:
     """Search, measure ``top_k`` picks, refit on disagreements, repeat.
@@ -308,28 +382,40 @@ def search_and_verify(
     ``1 - margin`` times it, under ``1 - 2 * margin`` times it, ...: a ladder of safety margins,
     so one predictor error does not sink every pick. A round ends the loop when one of its picks measures within the budget. Otherwise the
     picks whose prediction is off by more than ``tolerance`` go to ``refit`` and
-    ``make_oracle`` is asked for a fresh oracle for the next round.
+    ``make_oracle`` is asked for a fresh oracle for the next round. With ``limits`` (peak memory, size),
+    ``make_lightness`` predicts them each round and a pick meets its constraints only if its measured
+    memory and size (``measure`` returning :class:`Measured`) are within them too.
     """
     verified: list[Verified] = []
     refits = 0
     result: SearchResult | None = None
     for round_ in range(1, rounds + 1):
-        result = search(space, make_oracle(), scorer, budget_ms, **search_kwargs)
+        lightness = make_lightness() if make_lightness is not None and limits.any else None
+        result = search(space, make_oracle(), scorer, budget_ms, limits=limits, lightness=lightness, **search_kwargs)
         picks = _picks(result.front, budget_ms, top_k, {v.arch for v in verified}, margin)
         this_round = []
         for cand in picks:
-            v = Verified(cand.arch, cand.score, cand.predicted_ms, float(measure(cand.arch)), round_)
+            got = measure(cand.arch)
+            m = got if isinstance(got, Measured) else Measured(float(got))
+            v = Verified(cand.arch, cand.score, cand.predicted_ms, m.ms, round_, cand.memory_mb, m.memory_mb, cand.size_mb, m.size_mb)
             this_round.append(v)
             if on_verified is not None:
                 on_verified(v)
         verified += this_round
-        if any(v.measured_ms <= budget_ms for v in this_round) or round_ == rounds:
+        if any(_meets(v, budget_ms, limits) for v in this_round) or round_ == rounds:
             break
         off = [v.arch for v in this_round if abs(v.error) > tolerance]
         if refit is not None and off:
             refit(off)
             refits += 1
-    meeting = [v for v in verified if v.measured_ms <= budget_ms]
+    meeting = [v for v in verified if _meets(v, budget_ms, limits)]
     chosen = max(meeting, key=lambda v: (v.score, -v.measured_ms)) if meeting else None
     assert result is not None
-    return VerifiedSearch(budget_ms, chosen, verified, round_, refits, result)
+    return VerifiedSearch(budget_ms, limits, chosen, verified, round_, refits, result)
+
+
+def _meets(v: Verified, budget_ms: float, limits: Limits) -> bool:
+    """Measured within the budget and the limits (a limit whose value was not measured is not met)."""
+    if (limits.memory_mb is not None and v.measured_memory_mb is None) or (limits.size_mb is not None and v.measured_size_mb is None):
+        return False
+    return v.measured_ms <= budget_ms and limits.met(v.measured_memory_mb, v.measured_size_mb)

@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 import edgelat
 from edgelat.errors import UsageError
 from edgelat.files import write_text_atomic
 from edgelat.nas.oracle import BlockOracle
+from edgelat.nas.search import Measured
 from edgelat.nas.spaces import SearchSpace
 from edgelat.workspace import Workspace
 
@@ -214,13 +217,42 @@ def _example(space: SearchSpace, arch: str) -> Any:
 
 def measure_arch(ws: Workspace, device: str, space: SearchSpace, arch: str, recipe: str | None = None) -> float:
     """Median end-to-end milliseconds of ``arch`` built with TVM and timed on ``device`` (stored in the workspace)."""
+    return measure_arch_lightness(ws, device, space, arch, recipe).ms
+
+
+def measure_arch_lightness(ws: Workspace, device: str, space: SearchSpace, arch: str, recipe: str | None = None) -> Measured:
+    """``arch`` built with TVM and measured on ``device``: latency, peak memory and library size (stored)."""
     from edgelat.ops.network import relax_from_torch
     from edgelat.profiler.e2e import measure_network
     from edgelat.profiler.inventory import default_recipe
 
     recipe = recipe or default_recipe(ws, device)
     mod = relax_from_torch(space.build(arch), _example(space, arch))
-    return measure_network(ws, device, mod, name=f"{space.name}:{arch}", recipe=recipe, per_kernel=False, reuse=True).median_ms
+    m = measure_network(ws, device, mod, name=f"{space.name}:{arch}", recipe=recipe, per_kernel=False, reuse=True)
+    return Measured(m.median_ms, m.peak_memory_mb, m.size_mb)
+
+
+def arch_lightness(ws: Workspace, device: str, space: SearchSpace) -> Callable[[Sequence[str]], np.ndarray]:
+    """Predicted (peak memory MB, library MB) of architectures of ``space`` on ``device``: each one's footprint
+    (:mod:`edgelat.ops.footprint`, computed once per architecture) through the device's memory model,
+    fitted on its measured networks now."""
+    from edgelat.ops.footprint import network_footprint
+    from edgelat.ops.network import relax_from_torch
+    from edgelat.predictors.memory import MemoryModel
+
+    model = MemoryModel.for_device(ws, device)
+    if model.runtime_mb is None:
+        raise UsageError(f"{device} has no network measured with its memory yet: measure one (edgelat measure) before limiting memory")
+    cache: dict[str, tuple[float, float]] = {}
+
+    def predict(archs: Sequence[str]) -> np.ndarray:
+        for arch in archs:
+            if arch not in cache:
+                p = model.predict(network_footprint(relax_from_torch(space.build(arch), _example(space, arch))))
+                cache[arch] = (float("nan") if p.memory_mb is None else p.memory_mb, p.size_mb)
+        return np.array([cache[a] for a in archs])
+
+    return predict
 
 
 def arch_kernels(space: SearchSpace, arch: str) -> list[tuple[str, dict[str, Any]]]:

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 
 from edgelat.errors import UsageError
-from edgelat.nas.search import Verified, VerifiedSearch, search_and_verify
+from edgelat.nas.search import Limits, Verified, VerifiedSearch, search_and_verify
 from edgelat.nas.spaces import get_space
 from edgelat.predictors.predict import load_model
-from edgelat.workflows.oracle import device_oracle, measure_arch, refit_on_archs
+from edgelat.workflows.oracle import arch_lightness, device_oracle, measure_arch_lightness, refit_on_archs
 from edgelat.workspace import Workspace
 
 __all__ = ["DeviceSearch", "SearchOptions", "search_device"]
@@ -37,7 +37,11 @@ class DeviceSearch:
             "predicted_ms": chosen.predicted_ms if chosen else None,
             "measured_ms": chosen.measured_ms if chosen else None,
             "onnx": self.paths.get("onnx"),
+            "measured_memory_mb": chosen.measured_memory_mb if chosen else None,
+            "measured_size_mb": chosen.measured_size_mb if chosen else None,
             "budget_ms": self.result.budget_ms,
+            "memory_limit_mb": self.result.limits.memory_mb,
+            "size_limit_mb": self.result.limits.size_mb,
             "met_budget": chosen is not None,
             "rounds": self.result.rounds,
             "refits": self.result.refits,
@@ -63,6 +67,9 @@ class SearchOptions:
     rounds: int = 3
     top_k: int = 3
     seed: int = 0
+    # Hard limits on peak memory and library size, next to the latency budget (predicted in the search,
+    # measured on the picks).
+    limits: Limits = Limits()
 
 
 def search_device(
@@ -98,16 +105,23 @@ def search_device(
     scorer = ProxyScorer(o.proxy, space.build, space.proxy_input_shape, reference=reference)
     if o.rounds < 1 or o.top_k < 1:
         raise UsageError("--rounds and --top-k must be at least 1")
+    if o.limits.any:
+        from edgelat.predictors.memory import measured_memory
+
+        if not measured_memory(ws, device):  # the runtime's own memory on this device is learnt from one network
+            measure_arch_lightness(ws, device, space, space.sample(np.random.default_rng([o.seed, 2])), recipe)
     result = search_and_verify(
         space,
         lambda: device_oracle(ws, device, space, recipe, on_block),
         scorer.score,
         budget_ms,
-        lambda arch: measure_arch(ws, device, space, arch, recipe),
+        lambda arch: measure_arch_lightness(ws, device, space, arch, recipe),
         lambda archs: refit_on_archs(ws, device, space, archs, recipe),
         rounds=o.rounds,
         top_k=o.top_k,
         on_verified=on_verified,
+        limits=o.limits,
+        make_lightness=lambda: arch_lightness(ws, device, space),
         population=o.population,
         generations=o.generations,
         time_limit_s=o.time_limit_s,
