@@ -663,13 +663,18 @@ def measure_cmd(
                      "max_ms": result.max_ms, "repeats": result.repeats, "threads": result.threads, "kernels": result.kernels,
                      "target": result.target, "check": checked, "peak_memory_mb": result.peak_memory_mb,
                      "runtime_memory_mb": result.runtime_memory_mb, "size_mb": result.size_mb, "params_mb": result.params_mb,
-                     "planned_activation_mb": result.planned_activation_mb})  # fmt: skip
+                     "planned_activation_mb": result.planned_activation_mb, "energy_mj": result.energy_mj,
+                     "power_mw": result.power_mw, "power_rail": result.power_rail})  # fmt: skip
     else:
         out.print(f"{result.name} on {result.device} ({result.recipe}, {result.threads} thread(s)): median [bold]{_ms(result.median_ms)} ms[/bold] "
                   f"(std {_ms(result.std_ms)}, min {_ms(result.min_ms)}, max {_ms(result.max_ms)}, {result.repeats} repeats); "
                   f"{len(result.kernels)} kernels called, summing to {_ms(sum(k[1] for k in result.kernels))} ms in place")  # fmt: skip
         out.print(f"peak memory [bold]{_mb(result.peak_memory_mb)}[/bold] ({_mb(result.runtime_memory_mb)} of it Python and TVM's runtime); "
                   f"library {_mb(result.size_mb)} ({_mb(result.params_mb)} weights); activations planned {_mb(result.planned_activation_mb)}")  # fmt: skip
+        if result.energy_mj is not None:
+            out.print(f"energy [bold]{result.energy_mj:.3g} mJ[/bold] per inference ({result.power_mw:.0f} mW on {result.power_rail} while timed)")
+        else:
+            out.print("energy: not available (the device has no power monitor the agent can read)")
         if kernels:
             table = Table("#", "kernel", "measured ms (in place, one run)", title="kernels the VM called")
             for i, (name, ms) in enumerate(result.kernels):

@@ -39,7 +39,7 @@ def test_the_footprint_has_the_weights_and_what_the_planner_allocates() -> None:
 
 
 def _law(f: Footprint, runtime: float = 100.0) -> float:
-    return runtime + 2.0 * f.params_mb + 1.5 * f.activation_mb + 0.01 * f.kernels
+    return runtime + 2.0 * f.params_mb + f.activation_mb + 0.01 * f.kernels
 
 
 def test_the_memory_model_recovers_a_linear_law_and_says_when_it_cannot_fit() -> None:
@@ -70,6 +70,7 @@ def test_measured_memory_is_stored_and_predicted_from_the_device_networks(traine
             m = measure_network(ws, "local", relax_from_torch(_mlp(width), example), name=f"mlp{width}", per_kernel=False, repeat=2, min_repeat_ms=1)
             assert m.runtime_memory_mb is not None and m.peak_memory_mb is not None and m.size_bytes is not None
             assert 0 < m.runtime_memory_mb < m.peak_memory_mb and m.size_bytes > (m.params_bytes or 0) > 0
+            assert m.energy_mj is None and m.power_rail is None  # this machine has no power monitor the agent can read
         rows = measured_memory(ws, "local")
         assert sorted(r.name for r in rows) == sorted(f"mlp{w}" for w in widths)
         # The widest network's weights (about 9 MB more than the narrowest's) show in its measured peak.

@@ -194,6 +194,75 @@ def _gpu():
     return gpu
 
 
+# Rails that carry the whole module's input power, by the names Jetson boards give them (Nano: POM_5V_IN;
+# TX1, TX2, Xavier NX, Orin: VDD_IN; some Xavier NX images: 5V_IN). Without one, the rails are summed.
+POWER_INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "5V_IN")
+
+
+def power_rails(root="/sys"):
+    """The board's power monitors this process can read, as [{"rail": name, ...files}]: TI INA3221 channels,
+    through the mainline hwmon driver (``ina3221``: inN_label, inN_input in mV, currN_input in mA; Jetson Linux
+    34+) or NVIDIA's older IIO driver (``ina3221x``: rail_name_N, in_powerN_input in mW; Jetson Linux 32)."""
+    rails = []
+    for label in sorted(glob.glob(os.path.join(root, "bus/i2c/drivers/ina3221/*/hwmon/hwmon*/in*_label"))):
+        folder, name = os.path.split(label)
+        channel = name[2:-len("_label")]
+        volts, amps = os.path.join(folder, "in%s_input" % channel), os.path.join(folder, "curr%s_input" % channel)
+        if os.path.exists(volts) and os.path.exists(amps):  # (in7_label, the sum of shunt voltages, has no current)
+            rails.append({"rail": _read(label, "").strip(), "mv": volts, "ma": amps})
+    for label in sorted(glob.glob(os.path.join(root, "bus/i2c/drivers/ina3221x/*/iio:device*/rail_name_*"))):
+        folder, name = os.path.split(label)
+        power = os.path.join(folder, "in_power%s_input" % name.rsplit("_", 1)[1])
+        if os.path.exists(power):
+            rails.append({"rail": _read(label, "").strip(), "mw": power})
+    return rails
+
+
+def rails_mw(rails):
+    """Board power now, in mW: the input rail's if there is one, else the sum of the rails; and what it is."""
+    def mw(rail):
+        if "mw" in rail:
+            return float(_read_int(rail["mw"]) or 0)
+        return (_read_int(rail["mv"]) or 0) * (_read_int(rail["ma"]) or 0) / 1000.0
+
+    inputs = [r for r in rails if r["rail"] in POWER_INPUT_RAILS]
+    if inputs:
+        return mw(inputs[0]), inputs[0]["rail"]
+    return sum(mw(r) for r in rails), "+".join(r["rail"] for r in rails)
+
+
+class PowerSampler(object):
+    """Samples board power every ``period_s`` in a thread while a timed run goes on."""
+
+    def __init__(self, rails, period_s=0.01):
+        import threading
+
+        self.rails, self.period_s = rails, period_s
+        self.samples, self.rail = [], None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+        self._thread.daemon = True
+
+    def _run(self):
+        while not self._stop.is_set():
+            value, self.rail = rails_mw(self.rails)
+            self.samples.append(value)
+            self._stop.wait(self.period_s)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5.0)
+
+    def result(self):
+        if not self.samples:
+            return None
+        return {"rail": self.rail, "mean_mw": sum(self.samples) / len(self.samples), "samples": len(self.samples)}
+
+
 def handle_probe(args):
     uname = os.uname()
     online = _cpu_list(_read("/sys/devices/system/cpu/online", ""))
@@ -218,6 +287,7 @@ def handle_probe(args):
         "tvm_error": tvm_error,
         "gpu": _gpu(),
         "thermal": _thermal(),
+        "power_rails": [r["rail"] for r in power_rails()],
     }
 
 
@@ -325,8 +395,15 @@ def handle_bench_network(args):
     once = max(time.perf_counter() - start, 1e-7)
     number = max(1, int(float(args.get("min_repeat_ms", 40.0)) / 1000.0 / once + 0.999))
     before = _state()
-    res = vm.time_evaluator("invoke_stateful", dev, number=number, repeat=int(args.get("repeat", 7)))("main")
-    result = {"seconds": [float(r) for r in res.results], "number": number, "state_before": before, "state_after": _state()}
+    rails = power_rails()
+    power = None
+    if rails:
+        with PowerSampler(rails) as sampler:
+            res = vm.time_evaluator("invoke_stateful", dev, number=number, repeat=int(args.get("repeat", 7)))("main")
+        power = sampler.result()
+    else:
+        res = vm.time_evaluator("invoke_stateful", dev, number=number, repeat=int(args.get("repeat", 7)))("main")
+    result = {"seconds": [float(r) for r in res.results], "number": number, "state_before": before, "state_after": _state(), "power": power}
     if args.get("per_kernel"):
         calls = []
         started = {}

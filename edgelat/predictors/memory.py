@@ -5,7 +5,9 @@ library embeds and the activation memory Relax's static planner allocates. What 
 is fitted on the networks measured there (``edgelat measure``, ``validate``, search verifications):
 
 - peak resident memory = the runtime's fixed cost (the fresh process before it loads the network, its
-  median over the device's measurements) + a * weights + b * planned activations + c * kernels + d;
+  median over the device's measurements) + the planned activations (allocated and written once per run:
+  fixed at one, not fitted, as networks whose activations are small next to their weights cannot tell)
+  + a * weights + c * kernels + d;
 - deployable size = weights + e * kernels + f (the code around the weights).
 
 Coefficients are non-negative least squares (scikit-learn's ``LinearRegression(positive=True)``), fitted
@@ -76,7 +78,7 @@ def measured_memory(ws: Workspace, device: str) -> list[MeasuredMemory]:
 
 
 def _memory_features(f: Footprint) -> list[float]:
-    return [f.params_bytes / MB, f.activation_bytes / MB, float(f.kernels)]
+    return [f.params_bytes / MB, float(f.kernels)]
 
 
 class MemoryModel:
@@ -92,7 +94,8 @@ class MemoryModel:
         self._code: Any = None
         if self.fitted:
             x = np.array([_memory_features(m.footprint) for m in measured])
-            self._memory = LinearRegression(positive=True).fit(x, [m.peak_mb - m.runtime_mb for m in measured])
+            own = [m.peak_mb - m.runtime_mb - m.footprint.activation_bytes / MB for m in measured]
+            self._memory = LinearRegression(positive=True).fit(x, own)
             kernels = np.array([[float(m.footprint.kernels)] for m in measured])
             self._code = LinearRegression(positive=True).fit(kernels, [(m.size_bytes - m.footprint.params_bytes) / MB for m in measured])
 
@@ -104,7 +107,8 @@ class MemoryModel:
     def predict(self, footprint: Footprint) -> MemoryPrediction:
         params, activations = footprint.params_bytes / MB, footprint.activation_bytes / MB
         if self.fitted:
-            memory: float | None = float(self._memory.predict(np.array([_memory_features(footprint)]))[0]) + float(self.runtime_mb or 0.0)
+            fitted = float(self._memory.predict(np.array([_memory_features(footprint)]))[0])
+            memory: float | None = fitted + activations + float(self.runtime_mb or 0.0)
             size = params + max(0.0, float(self._code.predict(np.array([[float(footprint.kernels)]]))[0]))
         else:
             memory = None if self.runtime_mb is None else self.runtime_mb + params + activations

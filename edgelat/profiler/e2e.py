@@ -67,6 +67,11 @@ class NetworkMeasurement:
     params_bytes: int | None = None
     planned_activation_bytes: int | None = None
     kernels_built: int | None = None
+    # Energy, where the board has power monitors the agent can read (Jetson's INA3221): the mean board power
+    # sampled during the timed runs, the rail it came from, and that power times the median latency.
+    power_mw: float | None = None
+    power_rail: str | None = None
+    energy_mj: float | None = None
 
     @property
     def size_mb(self) -> float | None:
@@ -312,12 +317,14 @@ def measure_network(
         except AgentReplyError as exc:
             raise BuildError(f"the device could not run the network: {exc.remote_message}") from exc
     ms = [s * 1000 for s in reply["seconds"]]
+    power = reply.get("power") or {}
+    energy = {"power_mw": power["mean_mw"], "power_rail": power["rail"], "energy_mj": power["mean_mw"] * statistics.median(ms) / 1000} if power else {}
     result = NetworkMeasurement(
         device=device.name, recipe=recipe, name=name, median_ms=statistics.median(ms), mean_ms=statistics.fmean(ms),
         std_ms=statistics.pstdev(ms), min_ms=min(ms), max_ms=max(ms), repeats=len(ms), number=int(reply["number"]), threads=n_threads,
         kernels=[[n, t * 1000] for n, t in reply.get("kernels", [])], target=target, check=checked, size_bytes=size_bytes,
         peak_memory_mb=memory["peak_mb"], runtime_memory_mb=memory["runtime_mb"], params_bytes=footprint.params_bytes,
-        planned_activation_bytes=footprint.activation_bytes, kernels_built=footprint.kernels,
+        planned_activation_bytes=footprint.activation_bytes, kernels_built=footprint.kernels, **energy,
     )  # fmt: skip
     ws.db.execute(
         "INSERT INTO network_measurements (device, recipe, name, network_hash, threads, median_ms, data) VALUES (?,?,?,?,?,?,?)",
