@@ -36,23 +36,25 @@ def test_the_footprint_has_the_weights_and_what_the_planner_allocates() -> None:
     conv1_out, output = 8 * 32 * 32 * 4, 16 * 16 * 16 * 4
     assert conv1_out + output <= footprint.activation_bytes <= conv1_out + output + 3 * 4 * 32 * 32 * 4
     assert footprint.kernels >= 2 and footprint.unsized == 0
+    # The second conv pads its 8x32x32 input to 8x34x34 inside its kernel: workspace, not a planned tensor.
+    assert footprint.workspace_bytes >= 8 * 34 * 34 * 4
 
 
 def _law(f: Footprint, runtime: float = 100.0) -> float:
-    return runtime + 2.0 * f.params_mb + f.activation_mb + 0.01 * f.kernels
+    return runtime + 2.0 * f.params_mb + f.activation_mb + f.workspace_mb + 0.01 * f.kernels
 
 
 def test_the_memory_model_recovers_a_linear_law_and_says_when_it_cannot_fit() -> None:
-    footprints = [Footprint(p * 2**20, a * 2**20, k) for p, a, k in [(1, 2, 10), (5, 1, 20), (20, 4, 15), (3, 8, 40), (9, 3, 25)]]
+    footprints = [Footprint(p * 2**20, a * 2**20, k, 2**19) for p, a, k in [(1, 2, 10), (5, 1, 20), (20, 4, 15), (3, 8, 40), (9, 3, 25)]]
     measured = [MeasuredMemory(f"n{i}", f"h{i}", f, _law(f), 100.0, f.params_bytes + 4096 * f.kernels) for i, f in enumerate(footprints)]
     model = MemoryModel(measured)
-    new = Footprint(12 * 2**20, 5 * 2**20, 30)
+    new = Footprint(12 * 2**20, 5 * 2**20, 30, 2**20)
     predicted = model.predict(new)
     assert model.fitted and predicted.fitted
     assert predicted.memory_mb == pytest.approx(_law(new), rel=1e-6)
     assert predicted.size_mb == pytest.approx((new.params_bytes + 4096 * 30) / 2**20, rel=1e-6)
     few = MemoryModel(measured[: MIN_NETWORKS - 1]).predict(new)
-    assert not few.fitted and few.memory_mb == pytest.approx(100.0 + 12 + 5) and few.size_mb == pytest.approx(12.0)
+    assert not few.fitted and few.memory_mb == pytest.approx(100.0 + 12 + 5 + 1) and few.size_mb == pytest.approx(12.0)
     assert MemoryModel([]).predict(new).memory_mb is None
 
 

@@ -67,6 +67,7 @@ class NetworkMeasurement:
     params_bytes: int | None = None
     planned_activation_bytes: int | None = None
     kernels_built: int | None = None
+    workspace_bytes: int | None = None
     # Energy, where the board has power monitors the agent can read (Jetson's INA3221): the mean board power
     # sampled during the timed runs, the rail it came from, and that power times the median latency.
     power_mw: float | None = None
@@ -324,7 +325,8 @@ def measure_network(
         std_ms=statistics.pstdev(ms), min_ms=min(ms), max_ms=max(ms), repeats=len(ms), number=int(reply["number"]), threads=n_threads,
         kernels=[[n, t * 1000] for n, t in reply.get("kernels", [])], target=target, check=checked, size_bytes=size_bytes,
         peak_memory_mb=memory["peak_mb"], runtime_memory_mb=memory["runtime_mb"], params_bytes=footprint.params_bytes,
-        planned_activation_bytes=footprint.activation_bytes, kernels_built=footprint.kernels, **energy,
+        planned_activation_bytes=footprint.activation_bytes, kernels_built=footprint.kernels,
+        workspace_bytes=footprint.workspace_bytes, **energy,
     )  # fmt: skip
     ws.db.execute(
         "INSERT INTO network_measurements (device, recipe, name, network_hash, threads, median_ms, data) VALUES (?,?,?,?,?,?,?)",
