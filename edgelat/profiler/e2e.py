@@ -137,6 +137,23 @@ def compile_network(mod_json: str, target: dict[str, Any], cross_compiler: str |
 NETWORK_BUILD_TIMEOUT_S = 1800.0
 
 
+_LOCAL_NETWORK_BUILDER: Any = None
+
+
+def _network_builder(ws: Workspace, scheduler: str | None, cross_compiler: str | None) -> tuple[Any, bool]:
+    """Where an untuned network builds: a Dask cluster's worker (a builder closed after this network), or one
+    long-lived local worker process shared by every network this process builds (started once: it imports
+    TVM once, and a runaway compile can be cut off). Returns the builder and whether to close it."""
+    from edgelat.profiler.builds import Builder
+
+    global _LOCAL_NETWORK_BUILDER
+    if scheduler is not None:
+        return Builder(ws.cache_dir, scheduler=scheduler, cross_compiler=cross_compiler), True
+    if _LOCAL_NETWORK_BUILDER is None:
+        _LOCAL_NETWORK_BUILDER = Builder(ws.cache_dir, workers=1)
+    return _LOCAL_NETWORK_BUILDER, False
+
+
 def _build_for(
     ws: Workspace,
     device: Any,
@@ -150,38 +167,38 @@ def _build_for(
 ) -> list[list[Any]]:
     """Build ``mod`` into ``lib`` for ``device`` with ``recipe`` (a tuned one times candidates through ``agent``).
 
-    With ``scheduler`` (a Dask cluster) an untuned network is built on a worker, a tuned one's candidates are;
-    without, an untuned network builds in this process (a fresh worker would import TVM again for each network,
-    seconds that measure, validate and every verified search candidate would pay)."""
+    Builds go through an executor (:mod:`edgelat.profiler.executors`): an untuned network is built whole in a
+    build worker (:func:`_network_builder`); a tuned one is assembled here, between the device's timings of
+    its candidates, which are built in workers (a Dask cluster's with ``scheduler``)."""
     from edgelat.profiler.builds import Builder
 
     preset = device.preset_info
-    tuner, workers = None, None
-    if not recipe.tunes and scheduler is not None:
-        with Builder(ws.cache_dir, scheduler=scheduler, cross_compiler=preset.cross_compiler) as cluster:
-            job = cluster.call(compile_network, tvm.ir.save_json(mod), device.target(recipe.name), preset.cross_compiler, recipe.name)
-            lib.write_bytes(cluster.wait(job, NETWORK_BUILD_TIMEOUT_S))
+    if not recipe.tunes:
+        builder, owned = _network_builder(ws, scheduler, preset.cross_compiler)
+        try:
+            job = builder.call(compile_network, tvm.ir.save_json(mod), device.target(recipe.name), preset.cross_compiler, recipe.name)
+            lib.write_bytes(builder.wait(job, NETWORK_BUILD_TIMEOUT_S))
+        finally:
+            if owned:
+                builder.close()
         return _input_specs(mod)
-    if recipe.tunes:
-        from edgelat.profiler.tuning import KernelTuner
+    from edgelat.profiler.tuning import KernelTuner
 
-        # Candidates are built in workers (in parallel, and a runaway compile is cut off), between timings.
-        workers = Builder(ws.cache_dir, scheduler=scheduler, cross_compiler=preset.cross_compiler)
-        tuner = KernelTuner(
-            ws.tuning_dir(device.name),
-            device.target(recipe.name),
-            threads,
-            preset.cross_compiler,
-            lambda p, a: agent.time_library(Path(p), a),
-            builder=workers,
-        )
+    # Candidates are built in workers (in parallel, and a runaway compile is cut off), between timings.
+    workers = Builder(ws.cache_dir, scheduler=scheduler, cross_compiler=preset.cross_compiler)
+    tuner = KernelTuner(
+        ws.tuning_dir(device.name),
+        device.target(recipe.name),
+        threads,
+        preset.cross_compiler,
+        lambda p, a: agent.time_library(Path(p), a),
+        builder=workers,
+    )
     try:
         return build_network(mod, device.target(recipe.name), lib, preset.cross_compiler, recipe, tuner, trials)
     finally:
-        if tuner is not None:
-            tuner.close()
-        if workers is not None:
-            workers.close()
+        tuner.close()
+        workers.close()
 
 
 def run_network(
