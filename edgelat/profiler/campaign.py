@@ -254,6 +254,24 @@ def _create_campaign(ws: Workspace, device: Device, cfg: ProfileConfig, target: 
     return int(cur.lastrowid or 0), ids
 
 
+def open_campaign(ws: Workspace, device: Device, cfg: ProfileConfig, resume: bool) -> tuple[int, list[str], dict[str, Any], int]:
+    """The campaign to run on ``device`` (a device or a group), marked running: its id, plan, target and
+    threads. With ``resume``, the last unfinished one with ``cfg.recipe`` (a UsageError if there is none), as
+    it was planned; otherwise a new one planned from ``cfg``."""
+    target = device.target(cfg.recipe)
+    threads = cfg.threads or device.measure_threads
+    row = _find_resumable(ws, device.name, cfg.recipe) if resume else None
+    if resume and row is None:
+        raise UsageError(f"nothing to resume: {device.name} has no unfinished {cfg.recipe} campaign")
+    if row is not None:
+        campaign_id, plan_ids, threads = int(row["id"]), json.loads(row["plan"]), int(row["threads"])
+        target = json.loads(row["target"])
+    else:
+        campaign_id, plan_ids = _create_campaign(ws, device, cfg, target, threads)
+    _set_status(ws, campaign_id, "running")
+    return campaign_id, plan_ids, target, threads
+
+
 def stored_configs(ws: Workspace, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
     """The kernel configs with these ids: id -> (op, params)."""
     # One JSON parameter, not one placeholder per id (SQLite caps a statement's variables).
@@ -286,17 +304,7 @@ def profile(
     if device.is_group:  # (fleet builds on this module: it cannot be called from here)
         raise UsageError(f"{device.name} is a device group: its campaigns run through edgelat.profiler.fleet.profile_group")
     preset = device.preset_info
-    target = device.target(cfg.recipe)
-    threads = cfg.threads or device.measure_threads
-    row = _find_resumable(ws, device.name, cfg.recipe) if resume else None
-    if resume and row is None:
-        raise UsageError(f"nothing to resume: {device.name} has no unfinished {cfg.recipe} campaign")
-    if row is not None:
-        campaign_id, plan_ids, threads = int(row["id"]), json.loads(row["plan"]), int(row["threads"])
-        target = json.loads(row["target"])
-    else:
-        campaign_id, plan_ids = _create_campaign(ws, device, cfg, target, threads)
-    ws.db.execute("UPDATE campaigns SET status = 'running', updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?", (campaign_id,))
+    campaign_id, plan_ids, target, threads = open_campaign(ws, device, cfg, resume)
     done_ids = {r[0] for r in ws.db.execute("SELECT config_id FROM measurements WHERE campaign_id = ?", (campaign_id,))}
     todo = [i for i in plan_ids if i not in done_ids]
     configs = stored_configs(ws, todo)

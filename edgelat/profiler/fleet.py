@@ -15,7 +15,6 @@ members there is no majority: a gap over twice the tolerance flags both.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import queue
 import statistics
@@ -34,12 +33,11 @@ from edgelat.profiler.campaign import (
     ProfileConfig,
     Progress,
     _count_failed,
-    _create_campaign,
-    _find_resumable,
     _measure_one,
     _Session,
     _set_status,
     _store,
+    open_campaign,
     stored_configs,
 )
 from edgelat.profiler.inventory import Device, get_device
@@ -166,17 +164,7 @@ def profile_group(
     members = [get_device(ws, m) for m in group.members]
     if not members:
         raise UsageError(f"group {group.name} has no members left: add one with `edgelat device group add`")
-    target = group.target(cfg.recipe)
-    threads = cfg.threads or group.measure_threads
-    row = _find_resumable(ws, group.name, cfg.recipe) if resume else None
-    if resume and row is None:
-        raise UsageError(f"nothing to resume: {group.name} has no unfinished {cfg.recipe} campaign")
-    if row is not None:
-        campaign_id, plan_ids, threads = int(row["id"]), json.loads(row["plan"]), int(row["threads"])
-        target = json.loads(row["target"])
-    else:
-        campaign_id, plan_ids = _create_campaign(ws, group, cfg, target, threads)
-    _set_status(ws, campaign_id, "running")
+    campaign_id, plan_ids, target, threads = open_campaign(ws, group, cfg, resume)
     done_ids = {r[0] for r in ws.db.execute("SELECT config_id FROM measurements WHERE campaign_id = ?", (campaign_id,))}
     configs = stored_configs(ws, plan_ids)
     todo = [i for i in plan_ids if i not in done_ids]
