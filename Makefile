@@ -15,9 +15,9 @@ $(VENV)/bin/python:
 	python3 -m venv $(VENV)
 
 # Installs edgelat and its pinned dependencies (Python 3.10 or newer, as setup.cfg says; tested with 3.11): torch's CPU build first, from a
-# local wheel if pip finds one (find-links), else from PyTorch's CPU index.
+# local wheel if pip finds one (find-links; its dependencies from the package index), else from PyTorch's CPU index.
 install: $(if $(filter $(VENV)/bin/python,$(PYTHON)),$(VENV)/bin/python)
-	$(PIP) install -q --no-index torch==2.13.0 2>/dev/null || $(PIP) install -q torch==2.13.0 --index-url $(TORCH_INDEX)
+	($(PIP) install -q --no-index --no-deps torch==2.13.0 2>/dev/null && $(PIP) install -q torch==2.13.0) || $(PIP) install -q torch==2.13.0 --index-url $(TORCH_INDEX)
 	$(PIP) install -q -e '.[test]'
 
 # The demo keeps its state in its own workspace, so it never touches yours.

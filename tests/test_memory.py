@@ -91,3 +91,37 @@ def test_measured_memory_is_stored_and_predicted_from_the_device_networks(traine
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["memory_fitted"] and data["memory_mb"] > data["size_mb"] > data["params_mb"] > 0 and data["total_ms"] > 0
+
+
+@pytest.mark.timings_ignored
+def test_prune_under_a_memory_limit_meets_it_as_measured(trained: Path, tmp_path: Path) -> None:
+    """`prune --memory-mb` alone (no latency target) on `local`: the pruned network's peak memory, measured in a
+    fresh process, is within the limit, which is set well under the unpruned network's."""
+    from edgelat.profiler.e2e import measure_network
+
+    root = Path(shutil.copytree(trained, tmp_path / "ws"))
+    (tmp_path / "net.py").write_text(
+        "from torch import nn\n\n"
+        "def mlp():\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(768, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))\n"
+    )
+    example = torch.randn(1, 3, 16, 16)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(768, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))
+    with open_workspace(root) as ws:
+        before = measure_network(ws, "local", relax_from_torch(net, example), name="mlp", per_kernel=False, repeat=2, min_repeat_ms=1)
+    assert before.peak_memory_mb is not None and before.runtime_memory_mb is not None
+    own = before.peak_memory_mb - before.runtime_memory_mb
+    limit = round(before.peak_memory_mb - 0.4 * own, 1)
+    args = ["prune", "local", f"{tmp_path / 'net.py'}:mlp", "--memory-mb", str(limit), "--input-shape", "1,3,16,16", "--pretrain-steps", "10",
+            "--finetune-steps", "2", "--steps", "2", "--out", str(tmp_path / "out"), "--json", "-w", str(root)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert found["target_ms"] is None and found["memory_limit_mb"] == limit
+    assert found["baseline_memory_mb"] == pytest.approx(before.peak_memory_mb, abs=0.1 * own)
+    assert found["measured_memory_mb"] <= limit and found["predicted_memory_mb"] is not None
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert report.startswith(f"# Pruning to {limit:g} MB peak memory") and "measured MB" in report
+    # A limit the network already meets is one line and exit code 2.
+    met = CliRunner().invoke(app, [*args[:4], str(before.peak_memory_mb + 50), *args[5:]])
+    assert met.exit_code == 2 and "already peaks at" in met.output

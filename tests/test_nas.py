@@ -14,6 +14,7 @@ import torch
 from edgelat.errors import UsageError
 from edgelat.nas import get_space, list_spaces
 from edgelat.nas.oracle import BlockOracle, TableOracle
+from edgelat.nas.report import plot_axes, write_search_outputs
 from edgelat.nas.search import Limits, Measured, min_latency, random_search, search, search_and_verify
 from edgelat.ops import get_op
 from edgelat.ops.network import network_kernels, relax_from_torch
@@ -167,7 +168,7 @@ def test_verification_refits_until_a_measured_pick_meets_the_budget() -> None:
     assert all(abs(v.error) < 1e-9 for v in result.verified if v.round == 2)
 
 
-def test_memory_and_size_limits_are_hard_constraints_predicted_then_measured() -> None:
+def test_memory_and_size_limits_are_hard_constraints_predicted_then_measured(tmp_path: Path) -> None:
     """A size law every candidate is judged by (here the number of conv3x3 in the cell, as MB): the front holds only
     architectures within the limits; a pick whose *measured* memory exceeds the limit is not chosen."""
     space = get_space("nb201")
@@ -197,6 +198,20 @@ def test_memory_and_size_limits_are_hard_constraints_predicted_then_measured() -
     assert result.chosen is not None and result.chosen.arch != top and (result.chosen.measured_memory_mb or 99.0) <= 35.0
     with pytest.raises(UsageError, match="--memory-mb must be positive"):
         Limits(memory_mb=0)
+    # The Pareto plot on memory and accuracy: the front as searched (its memory predicted under the limit).
+    import pandas as pd
+
+    paths = write_search_outputs(space, result, tmp_path / "bound", {}, plot_axes("memory,accuracy"))
+    assert (pd.read_csv(paths["pareto_csv"])["memory_mb"] <= 35.0).all() and Path(paths["pareto_png"]).stat().st_size > 10_000
+    # A search without limits plotted on size: the front's sizes are predicted for the plot.
+    free_result = search_and_verify(space, lambda: lat_oracle, acc_oracle.predict, budget, measure, rounds=1, top_k=1,
+                                    population=16, generations=4)  # fmt: skip
+    paths = write_search_outputs(space, free_result, tmp_path / "free", {}, ("size", "accuracy"), lightness)
+    front = pd.read_csv(paths["pareto_csv"])
+    assert list(front["size_mb"]) == [size(a) for a in front["arch"]]
+    for bad in ("memory", "memory,memory", "latency,speed"):
+        with pytest.raises(UsageError, match="--plot takes two different axes"):
+            plot_axes(bad)
 
 
 def test_nb201_parameters_that_cannot_reach_the_output_do_not_exist() -> None:

@@ -18,6 +18,7 @@ from edgelat.datasets.zoo import create_model
 from edgelat.errors import AlreadyMeetsTargetError, UsageError
 from edgelat.nas import get_space
 from edgelat.nas.prune import layer_configs, prune_to_latency, uniform_prune
+from edgelat.nas.search import Measured
 from edgelat.ops import get_op
 from edgelat.ops.network import network_kernels, relax_from_torch
 from edgelat.workflows import load_factory
@@ -75,6 +76,45 @@ def test_pruning_meets_the_predicted_target_and_stays_a_working_model(tmp_path: 
     with pytest.raises(AlreadyMeetsTargetError, match="already runs") as refused:
         prune_to_latency(model, example, 2 * base, pricer)
     assert refused.value.latency_ms == pytest.approx(base)
+
+
+class PseudoMemory:
+    """Peak memory = a runtime's 300 MB + 4 x the weights (a stand-in for a device's memory model, same interface)."""
+
+    def network(self, model: Any, example: Any) -> tuple[float, float]:
+        return 300.0 + 4 * sum(p.numel() * 4 for p in model.parameters()) / 2**20, 4.0
+
+
+def test_pruning_under_a_memory_limit_meets_it_on_the_device_and_with_latency_too() -> None:
+    pricer, memory = PseudoPricer(), PseudoMemory()
+    torch.manual_seed(0)
+    model = create_model("mobilenetv2_050", num_classes=10)
+    example = torch.randn(1, 3, 32, 32)
+    base_ms, base_mb = pricer.network(model, example)[0], memory.network(model, example)[0]
+    measured: list[Any] = []
+
+    def measure(m: Any) -> Measured:  # the device: 10% slower, 0.8 MB more than predicted
+        measured.append(Measured(1.1 * pricer.network(m, example)[0], memory.network(m, example)[0] + 0.8))
+        return measured[-1]
+
+    limit = base_mb - 4.0
+    alone = prune_to_latency(model, example, None, pricer, memory_mb=limit, memory_pricer=memory, measure=measure, steps=3)
+    assert alone.target_ms is None and alone.measured_memory_mb is not None
+    assert alone.measured_memory_mb <= limit and alone.measured_memory_mb == measured[-1].memory_mb
+    assert alone.baseline_measured_memory_mb == pytest.approx(base_mb + 0.8)
+    # Cut for memory only: just under the limit (its 1 MB margin and a step), not far below.
+    assert alone.measured_memory_mb >= limit - 3.0, alone.measured_memory_mb
+    assert [s.predicted_memory_mb for s in alone.steps] == sorted((s.predicted_memory_mb for s in alone.steps), reverse=True)
+    # Both limits: each met as measured, latency the binding one here.
+    both = prune_to_latency(
+        model, example, 0.7 * 1.1 * base_ms, pricer, memory_mb=base_mb - 1.0, memory_pricer=memory, measure=measure, steps=3
+    )
+    assert both.measured_ms is not None and both.measured_ms <= 0.7 * 1.1 * base_ms
+    assert both.measured_memory_mb is not None and both.measured_memory_mb <= base_mb - 1.0
+    with pytest.raises(AlreadyMeetsTargetError, match="peaks at"):
+        prune_to_latency(model, example, None, pricer, memory_mb=base_mb + 10, memory_pricer=memory, measure=measure)
+    with pytest.raises(UsageError, match="latency target, a memory limit or both"):
+        prune_to_latency(model, example, None, pricer)
 
 
 def test_factories_are_loaded_from_files(tmp_path: Path) -> None:

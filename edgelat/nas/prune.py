@@ -30,9 +30,11 @@ from torch import nn
 
 from edgelat.errors import AlreadyMeetsTargetError, EdgelatError, UsageError
 from edgelat.nas import IMPORTANCES
+from edgelat.nas.search import Measured
 
 __all__ = [
     "IMPORTANCES",
+    "MemoryPricer",
     "Pricer",
     "PruneResult",
     "PruneStep",
@@ -85,12 +87,14 @@ class PruneStep:
     predicted_ms: float
     accuracy: float | None
     measured_ms: float | None = None
+    predicted_memory_mb: float | None = None
+    measured_memory_mb: float | None = None
 
 
 @dataclass
 class PruneResult:
     model: nn.Module
-    target_ms: float
+    target_ms: float | None  # None: no latency target (a memory limit alone)
     baseline_predicted_ms: float
     baseline_measured_ms: float | None
     baseline_accuracy: float | None
@@ -99,6 +103,12 @@ class PruneResult:
     accuracy: float | None
     steps: list[PruneStep] = field(default_factory=list)
     seconds: float = 0.0
+    # With a memory limit: the limit, and peak memory before and after (predicted, measured), MB.
+    memory_limit_mb: float | None = None
+    baseline_predicted_memory_mb: float | None = None
+    baseline_measured_memory_mb: float | None = None
+    predicted_memory_mb: float | None = None
+    measured_memory_mb: float | None = None
 
 
 def layer_configs(model: nn.Module, example: torch.Tensor, kernels: Sequence[Kernel]) -> dict[nn.Module, Kernel]:
@@ -181,121 +191,274 @@ def _finetune(model: nn.Module, task: _Task | None, steps: int, lr: float, seed:
     train(model, task, steps, lr=lr, seed=seed)  # type: ignore[arg-type]
 
 
+class MemoryPricer(Protocol):
+    def network(self, model: nn.Module, example: torch.Tensor) -> tuple[float, float]:
+        """Predicted peak memory of ``model`` (MB), and how many MB it falls per MB of weights removed."""
+        ...
+
+
+@dataclass
+class _Limit:
+    """A limit the pruned network must meet on the device: latency (ms) or peak memory (MB).
+
+    ``aim`` is what predictions are pruned to, corrected by the latest measurement: latency's target over
+    the measured/predicted ratio less ``margin`` of it; memory's target less the measured - predicted
+    offset (its errors lie in the network's own share, not in the runtime's) and ``margin`` MB. ``goal``
+    is how much one step removes.
+    """
+
+    name: str
+    unit: str
+    target: float
+    predicted: float
+    measured: float | None
+    margin: float
+    aim: float = 0.0
+    goal: float = 0.0
+
+    def reaim(self, steps: int) -> None:
+        if self.unit == "ms":
+            ratio = self.measured / self.predicted if self.measured else 1.0
+            self.aim = self.target / ratio * (1 - self.margin)
+        else:
+            offset = self.measured - self.predicted if self.measured is not None else 0.0
+            self.aim = self.target - offset - self.margin
+        self.goal = (self.predicted - self.aim) / max(1, steps)
+
+    @property
+    def aimed(self) -> bool:
+        return self.predicted <= self.aim
+
+    @property
+    def met(self) -> bool:
+        return self.measured is not None and self.measured <= self.target
+
+    @property
+    def close(self) -> bool:
+        """Measured within reach: latency within 25% of its target, memory within two steps of its limit."""
+        if self.measured is None:
+            return False
+        return self.measured <= 1.25 * self.target if self.unit == "ms" else self.measured <= self.target + 2 * abs(self.goal)
+
+    @property
+    def floor(self) -> float:
+        """Predictions a step should not go under when a smaller cut reaches the aim: 5% under latency's aim, one
+        step's goal under memory's."""
+        return 0.95 * self.aim if self.unit == "ms" else self.aim - max(self.margin, abs(self.goal))
+
+
+def _as_measured(value: float | Measured) -> Measured:
+    return value if isinstance(value, Measured) else Measured(float(value))
+
+
 def prune_to_latency(
     model: nn.Module,
     example: torch.Tensor,
-    target_ms: float,
+    target_ms: float | None,
     pricer: Pricer,
     *,
+    memory_mb: float | None = None,
+    memory_pricer: MemoryPricer | None = None,
     task: _Task | None = None,
-    measure: Callable[[nn.Module], float] | None = None,
+    measure: Callable[[nn.Module], float | Measured] | None = None,
     importance: str = "magnitude",
     steps: int = 8,
     finetune_steps: int = 30,
     lr: float = 0.01,
     max_rounds: int = 3,
     margin: float = 0.02,
+    memory_margin_mb: float = 1.0,
     ignored_layers: Sequence[nn.Module] = (),
     on_step: Callable[[PruneStep], None] | None = None,
-    baseline_ms: float | None = None,
+    baseline_ms: float | Measured | None = None,
     seed: int = 0,
 ) -> PruneResult:
-    """Prune ``model`` (a copy) until its latency meets ``target_ms``; measured when ``measure`` is given.
+    """Prune ``model`` (a copy) until its latency meets ``target_ms`` and its peak memory ``memory_mb`` (either
+    may be None: no limit); measured when ``measure`` is given.
 
-    ``steps`` is how many steps the latency reduction is spread over. The target is aimed at
-    ``margin`` below ``target_ms``. With ``measure``, the baseline is measured first and
-    predictions are scaled by the measured/predicted ratio; the network is measured again every
-    ``steps`` steps and when its prediction meets the aim, and the aim is corrected by the latest
-    ratio, so the result lands just under the target as the device sees it (``max_rounds``
-    misses at most) (``baseline_ms``, when known, saves measuring
-    the baseline again).
+    ``steps`` is how many steps the reduction is spread over; latency is aimed at ``margin`` (a fraction)
+    below its target, memory at ``memory_margin_mb`` below its limit. A step cuts for latency while the
+    predicted latency is above its aim, then for memory: the cut that removes the weights needed at the
+    least importance (``memory_pricer`` prices the network and says how much a MB of weights weighs in
+    its peak). With ``measure`` (which returns milliseconds, or a :class:`~edgelat.nas.search.Measured`
+    with the peak memory when memory is limited), the baseline is measured first and predictions are
+    corrected by the measurements; the network is measured again every ``steps`` steps and when its
+    predictions meet the aims, and the aims are corrected by the latest measurement, so the result lands
+    just under the targets as the device sees them (``max_rounds`` misses at most; ``baseline_ms``, when
+    known, saves measuring the baseline again).
     """
     import torch_pruning as tp
 
     start = time.time()
-    if not target_ms > 0:
+    if target_ms is None and memory_mb is None:
+        raise UsageError("give a latency target, a memory limit or both")
+    if target_ms is not None and not target_ms > 0:
         raise UsageError(f"the target latency must be positive, got {target_ms} ms")
+    if memory_mb is not None and (memory_pricer is None or not memory_mb > 0):
+        raise UsageError(f"a memory limit must be positive and come with a memory pricer, got {memory_mb} MB")
     model = copy.deepcopy(model).eval()
     imp = IMPORTANCES.get(importance)()
     base_pred, kernels = pricer.network(model, example)
-    base_meas = baseline_ms if baseline_ms is not None else measure(model) if measure is not None else None
+    base = _as_measured(baseline_ms) if baseline_ms is not None else _as_measured(measure(model)) if measure is not None else None
     base_acc = task.evaluate(model) if task is not None else None
-    ratio = base_meas / base_pred if base_meas else 1.0
-    aim = target_ms / ratio * (1 - margin)
-    if aim >= base_pred:
-        latency = base_meas or base_pred
-        raise AlreadyMeetsTargetError(f"the network already runs in {latency:.2f} ms, within the {target_ms:g} ms target", latency)
+    limits: list[_Limit] = []
+    if target_ms is not None:
+        limits.append(_Limit("latency", "ms", target_ms, base_pred, base.ms if base else None, margin))
+    memory = _Limit("peak memory", "MB", memory_mb or 0.0, 0.0, None, memory_margin_mb)
+    slope = 0.0
+    if memory_mb is not None:
+        assert memory_pricer is not None
+        memory.predicted, slope = memory_pricer.network(model, example)
+        memory.measured = base.memory_mb if base else None
+        limits.append(memory)
+    for limit in limits:
+        limit.reaim(steps)
+    if all(limit.aimed for limit in limits):
+        shown = [(limit, limit.measured if limit.measured is not None else limit.predicted) for limit in limits]
+        raise AlreadyMeetsTargetError(
+            "the network already " + " and ".join(
+                f"runs in {v:.2f} ms, within the {lim.target:g} ms target" if lim.unit == "ms" else f"peaks at {v:.1f} MB, within the {lim.target:g} MB limit"
+                for lim, v in shown
+            ),
+            base.ms if base else base_pred,
+        )  # fmt: skip
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
     # Every group keeps at least a fifth of the channels it started with.
     original: dict[nn.Module, int] = {}
     ignored = [_last_layer(model), *ignored_layers]
-    result = PruneResult(model, target_ms, base_pred, base_meas, base_acc, base_pred, base_meas, base_acc)
-    predicted, step_no, since_measured, misses = base_pred, 0, 0, 0
+    result = PruneResult(model, target_ms, base_pred, base.ms if base else None, base_acc,
+                         base_pred, base.ms if base else None, base_acc, memory_limit_mb=memory_mb)  # fmt: skip
+    if memory_mb is not None:
+        result.baseline_predicted_memory_mb = result.predicted_memory_mb = memory.predicted
+        result.baseline_measured_memory_mb = result.measured_memory_mb = memory.measured
+    step_no, since_measured, misses = 0, 0, 0
     names = {m: n for n, m in model.named_modules()}
-    goal = (predicted - aim) / steps
     while True:
-        # Measured every `steps` steps, and after every step once the device is within 25% of the target.
-        close = result.measured_ms is not None and result.measured_ms <= 1.25 * target_ms
-        if predicted <= aim or (measure is not None and since_measured >= (1 if close else steps)):
+        # Measured every `steps` steps, and after every step once the device is close to every target.
+        close = all(limit.close for limit in limits)
+        aimed = all(limit.aimed for limit in limits)
+        if aimed or (measure is not None and since_measured >= (1 if close else steps)):
             if measure is None:
                 break
-            # On the device: done if it meets the target, else aim again with the latest measured/predicted ratio.
-            measured = measure(model)
-            result.measured_ms, since_measured = measured, 0
+            # On the device: done if it meets the targets, else aim again with the latest measured/predicted ratios.
+            measured = _as_measured(measure(model))
+            since_measured = 0
+            result.measured_ms, result.measured_memory_mb = measured.ms, measured.memory_mb
+            for limit in limits:
+                limit.measured = measured.ms if limit.unit == "ms" else measured.memory_mb
             if result.steps:
-                result.steps[-1].measured_ms = measured
-            if measured <= target_ms:
+                result.steps[-1].measured_ms, result.steps[-1].measured_memory_mb = measured.ms, measured.memory_mb
+            if all(limit.met for limit in limits):
                 break
-            if predicted <= aim:
+            if aimed:
                 misses += 1
                 if misses >= max_rounds:
                     break
-            aim = target_ms * predicted / measured * (1 - margin)
-            goal = (predicted - aim) / max(2, steps // 2)
+            for limit in limits:
+                if not limit.met:
+                    limit.reaim(max(2, steps // 2))
             continue
         step_no += 1
         if step_no > 50 * steps:
-            raise EdgelatError(f"pruning stopped after {step_no - 1} steps at {predicted:.2f} ms predicted")
+            raise EdgelatError(f"pruning stopped after {step_no - 1} steps: " + _state(limits))
         if importance == "taylor" and task is not None:
             model.zero_grad()
             x, y = next(iter(task.train_batches(1, seed=step_no)))
             torch.nn.functional.cross_entropy(model.train()(x), y).backward()
             model.eval()
         mapping = layer_configs(model, example, kernels)
-        # Never plan to land more than 5% under the aim when a smaller cut reaches it.
-        choice = _best_candidate(graph, imp, mapping, pricer, ignored, min(goal, predicted - aim), predicted - 0.95 * aim, original)
+        # Cut for the first limit not yet aimed at; never plan to land under its floor when a smaller cut reaches the aim.
+        limit = next(lim for lim in limits if not lim.aimed)
+        saving = _kernel_saving(pricer, mapping) if limit.unit == "ms" else _weight_saving(slope)
+        choice = _best_candidate(
+            graph, imp, saving, ignored, min(limit.goal, limit.predicted - limit.aim), limit.predicted - limit.floor, original
+        )
         if choice is None:
-            raise EdgelatError(f"nothing left to prune: {predicted:.2f} ms predicted, {aim:.2f} ms aimed at")
+            raise EdgelatError("nothing left to prune: " + _state(limits))
         module, handler, idxs = choice
         graph.get_pruning_group(module, handler, idxs=idxs).prune()
         model.zero_grad()
         _finetune(model, task, finetune_steps, lr, seed + step_no)
         predicted, kernels = pricer.network(model, example)
+        if target_ms is not None:
+            limits[0].predicted = predicted
+        if memory_mb is not None:
+            assert memory_pricer is not None
+            memory.predicted, slope = memory_pricer.network(model, example)
         since_measured += 1
-        step = PruneStep(step_no, names.get(module, type(module).__name__), len(idxs), predicted, task.evaluate(model) if task else None)
+        step = PruneStep(step_no, names.get(module, type(module).__name__), len(idxs), predicted, task.evaluate(model) if task else None,
+                         predicted_memory_mb=memory.predicted if memory_mb is not None else None)  # fmt: skip
         result.steps.append(step)
         if on_step is not None:
             on_step(step)
-    result.predicted_ms = predicted
+    result.predicted_ms = limits[0].predicted if target_ms is not None else pricer.network(model, example)[0]
+    if memory_mb is not None:
+        result.predicted_memory_mb = memory.predicted
     result.accuracy = result.steps[-1].accuracy if result.steps else base_acc
     result.seconds = time.time() - start
     return result
 
 
+def _state(limits: Sequence[_Limit]) -> str:
+    return ", ".join(f"{lim.name} {lim.predicted:.2f} {lim.unit} predicted, {lim.aim:.2f} aimed at" for lim in limits)
+
+
+# A candidate cut's saving: (the group's (module, out?, in?) it touches, channel counts) -> saving at each count.
+Saving = Callable[[dict[nn.Module, list[int]], list[int]], np.ndarray | None]
+
+
+def _kernel_saving(pricer: Pricer, mapping: dict[nn.Module, Kernel]) -> Saving:
+    """Milliseconds a cut saves: the touched layers' kernels priced before and after."""
+
+    def saving(touched: dict[nn.Module, list[int]], counts: list[int]) -> np.ndarray | None:
+        touched = {m: t for m, t in touched.items() if m in mapping}
+        if not touched:
+            return None
+        base = [mapping[m] for m in touched]
+        trials = [(op, _pruned_config(op, cfg, n * o, n * i)) for n in counts for (op, cfg), (o, i) in zip(base, touched.values(), strict=True)]
+        if any(min(c.get(k, 1) for k in ("cin", "cout", "n", "k")) < 1 for _, c in trials):
+            return None
+        before = float(np.sum(pricer.kernels(base)))
+        return before - pricer.kernels(trials).reshape(len(counts), len(base)).sum(axis=1)
+
+    return saving
+
+
+def _weight_saving(slope: float) -> Saving:
+    """Predicted MB of peak memory a cut saves: the weights it removes from the touched layers (a removed output
+    channel takes its filter and bias, a removed input channel its slice of every filter) times ``slope``."""
+
+    def saving(touched: dict[nn.Module, list[int]], counts: list[int]) -> np.ndarray | None:
+        per_channel = 0
+        for m, (o, i) in touched.items():
+            if not isinstance(m, (nn.Conv2d, nn.Linear)):
+                continue
+            w = m.weight
+            if o:
+                per_channel += (w.numel() // w.shape[0] + (1 if m.bias is not None else 0)) * w.element_size()
+            elif i:
+                inputs = m.in_channels if isinstance(m, nn.Conv2d) else m.in_features
+                per_channel += w.numel() // inputs * w.element_size()
+        if not per_channel:
+            return None
+        return slope * per_channel * np.asarray(counts, dtype=float) / 2**20
+
+    return saving
+
+
 def _best_candidate(
     graph: Any,
     imp: Any,
-    mapping: dict[nn.Module, Kernel],
-    pricer: Pricer,
+    saving_of: Saving,
     ignored: Sequence[nn.Module],
     goal: float,
     most: float,
     original: dict[nn.Module, int],
 ) -> tuple[nn.Module, Any, list[int]] | None:
-    """The group and channels that save ``goal`` (but not over ``most``) ms at the least importance.
+    """The group and channels that save ``goal`` (but not over ``most``) at the least importance.
 
     Failing that: the least importance among cuts that save ``goal`` however much more, else the
-    most ms saved per unit of importance.
+    most saved per unit of importance.
     """
     candidates = []  # (rank, loss, -saving, module, handler, idxs); rank 0 = saves goal..most, 1 = saves goal, 2 = falls short
     for group in graph.get_all_groups(ignored_layers=list(ignored), root_module_types=[nn.Conv2d, nn.Linear]):
@@ -310,36 +473,26 @@ def _best_candidate(
             continue
         touched: dict[nn.Module, list[int]] = {}
         for item in group:
-            m = item.dep.target.module
-            if m in mapping:
-                slot = touched.setdefault(m, [0, 0])
-                if graph.is_out_channel_pruning_fn(item.dep.handler):
-                    slot[0] = 1
-                elif graph.is_in_channel_pruning_fn(item.dep.handler):
-                    slot[1] = 1
-        if not touched:
+            slot = touched.setdefault(item.dep.target.module, [0, 0])
+            if graph.is_out_channel_pruning_fn(item.dep.handler):
+                slot[0] = 1
+            elif graph.is_in_channel_pruning_fn(item.dep.handler):
+                slot[1] = 1
+        savings = saving_of(touched, counts)
+        if savings is None:
             continue
-        base = [mapping[m] for m in touched]
-        trials = [
-            (op, _pruned_config(op, cfg, n * o, n * i)) for n in counts for (op, cfg), (o, i) in zip(base, touched.values(), strict=True)
-        ]
-        if any(min(c.get(k, 1) for k in ("cin", "cout", "n", "k")) < 1 for _, c in trials):
-            continue
-        before = float(np.sum(pricer.kernels(base)))
-        after = pricer.kernels(trials).reshape(len(counts), len(base)).sum(axis=1)
         cumulative = np.cumsum(np.sort(scores.detach().cpu().numpy()))
-        for n, ms in zip(counts, after, strict=True):
-            saving = before - float(ms)
+        for n, saved in zip(counts, savings, strict=True):
             loss = float(cumulative[n - 1])
-            if saving >= goal:
-                candidates.append((0 if saving <= most else 1, loss, -saving, root.target.module, root.handler, order[:n]))
+            if saved >= goal:
+                candidates.append((0 if saved <= most else 1, loss, -float(saved), root.target.module, root.handler, order[:n]))
                 break
         else:
             # Falls short of the goal at every size: the size that saves most per unit of importance.
-            per_loss = [(before - float(ms)) / max(float(cumulative[n - 1]), 1e-12) for n, ms in zip(counts, after, strict=True)]
+            per_loss = [float(saved) / max(float(cumulative[n - 1]), 1e-12) for n, saved in zip(counts, savings, strict=True)]
             j = int(np.argmax(per_loss))
             if per_loss[j] > 0:
-                candidates.append((2, -per_loss[j], -(before - float(after[j])), root.target.module, root.handler, order[: counts[j]]))
+                candidates.append((2, -per_loss[j], -float(savings[j]), root.target.module, root.handler, order[: counts[j]]))
     if not candidates:
         return None
     best = min(candidates, key=lambda c: (c[0], c[1], c[2]))

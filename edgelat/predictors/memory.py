@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from edgelat.ops.footprint import Footprint
+from edgelat.predictors.results import MemoryPrediction
 from edgelat.workspace import Workspace
 
-__all__ = ["MIN_NETWORKS", "MemoryModel", "MemoryPrediction", "MeasuredMemory", "measured_memory"]
+__all__ = ["MIN_NETWORKS", "MemoryModel", "MemoryPrediction", "MeasuredMemory", "NetworkMemoryPricer", "measured_memory"]
 
 MIN_NETWORKS = 4
 MB = 2**20
@@ -46,15 +47,6 @@ class MeasuredMemory:
     peak_mb: float
     runtime_mb: float
     size_bytes: int
-
-
-@dataclass(frozen=True)
-class MemoryPrediction:
-    memory_mb: float | None  # peak resident memory; None when the device has no measured network to learn its runtime from
-    size_mb: float
-    params_mb: float
-    activation_mb: float
-    fitted: bool  # False: the unfitted sums of the module docstring
 
 
 def measured_memory(ws: Workspace, device: str) -> list[MeasuredMemory]:
@@ -141,3 +133,28 @@ class MemoryModel:
         if self.fitted:
             size += max(0.0, float(self._code.predict(np.array([[float(footprint.kernels)]]))[0]))
         return MemoryPrediction(memory, size, params, activations, self.fitted)
+
+    def weight_slope(self, footprint: Footprint) -> float:
+        """MB of predicted peak memory per MB of weights, at ``footprint``: a where loading the network is the
+        larger term, else b."""
+        a, b = self.theta[:2]
+        params = footprint.params_bytes / MB
+        return float(a if a * params >= b * params + _run_mb(footprint) else b)
+
+
+class NetworkMemoryPricer:
+    """Prices torch modules' peak memory with a device's memory model: what pruning under a memory limit asks."""
+
+    def __init__(self, model: MemoryModel) -> None:
+        if model.runtime_mb is None:
+            raise ValueError("the memory model has no runtime memory: the device has no network measured with its memory")
+        self.model = model
+
+    def network(self, module: Any, example: Any) -> tuple[float, float]:
+        from edgelat.ops.footprint import network_footprint
+        from edgelat.predictors.predict import load_network
+
+        footprint = network_footprint(load_network(module, example=example))
+        memory = self.model.predict(footprint).memory_mb
+        assert memory is not None
+        return memory, self.model.weight_slope(footprint)

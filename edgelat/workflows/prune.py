@@ -60,6 +60,8 @@ class DevicePrune:
             "onnx": self.paths["onnx"], "state": self.paths["state"], "structure": self.paths["structure"], "predicted_ms": r.predicted_ms, "measured_ms": r.measured_ms,
             "baseline_ms": r.baseline_measured_ms, "baseline_predicted_ms": r.baseline_predicted_ms, "target_ms": r.target_ms,
             "accuracy": r.accuracy, "baseline_accuracy": r.baseline_accuracy, "steps": len(r.steps), "seconds": r.seconds,
+            "memory_limit_mb": r.memory_limit_mb, "baseline_memory_mb": r.baseline_measured_memory_mb, "measured_memory_mb": r.measured_memory_mb,
+            "predicted_memory_mb": r.predicted_memory_mb,
             "out_dir": str(Path(self.paths["onnx"]).parent),
         }  # fmt: skip
 
@@ -86,11 +88,13 @@ def prune_device(
     input_shape: Sequence[int] = (1, 3, 224, 224),
     target_ms: float | None = None,
     speedup: float | None = None,
+    memory_mb: float | None = None,
     options: PruneOptions = PruneOptions(),
     out_dir: str | Path | None = None,
     on_step: Callable[[Any], None] | None = None,
 ) -> DevicePrune:
-    """Prune ``model`` until it runs in ``target_ms`` (or ``speedup`` times faster) on ``device``, measured there.
+    """Prune ``model`` until it runs in ``target_ms`` (or ``speedup`` times faster) on ``device`` and, with
+    ``memory_mb``, peaks within that much resident memory there (either limit alone will do), measured there.
 
     Fine-tunes on :class:`edgelat.datasets.digits.DigitsTask` at the input resolution (after
     ``pretrain_steps`` of training, for a model that arrives untrained). Writes the pruned
@@ -100,13 +104,19 @@ def prune_device(
 
     from edgelat.datasets.digits import DigitsTask, train
     from edgelat.nas.prune import prune_to_latency
+    from edgelat.nas.search import Measured
     from edgelat.ops.network import relax_from_torch
+    from edgelat.predictors.memory import MemoryModel, NetworkMemoryPricer
     from edgelat.predictors.predict import NetworkPricer
     from edgelat.profiler.e2e import measure_network
     from edgelat.profiler.inventory import default_recipe
 
-    if (target_ms is None) == (speedup is None):
-        raise UsageError("give exactly one of --target-ms and --speedup")
+    if target_ms is not None and speedup is not None:
+        raise UsageError("give one of --target-ms and --speedup, not both")
+    if target_ms is None and speedup is None and memory_mb is None:
+        raise UsageError("give a latency target (--target-ms or --speedup), a memory limit (--memory-mb) or both")
+    if memory_mb is not None and not memory_mb > 0:
+        raise UsageError(f"--memory-mb must be positive, got {memory_mb}")
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 4 or shape[2] != shape[3] or shape[1] != 3:
         raise UsageError(f"pruning fine-tunes on square 3-channel images: --input-shape must be 1,3,H,H, got {shape}")
@@ -119,22 +129,27 @@ def prune_device(
     train(model, task, options.pretrain_steps)
     example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
 
-    def measure(module: Any) -> float:
-        mod = relax_from_torch(module, example)
-        return measure_network(ws, device, mod, name="prune", recipe=recipe, per_kernel=False).median_ms
+    def measure(module: Any) -> Measured:
+        m = measure_network(ws, device, relax_from_torch(module, example), name="prune", recipe=recipe, per_kernel=False)
+        return Measured(m.median_ms, m.peak_memory_mb, m.size_mb)
 
-    baseline_ms = None
-    if speedup is not None:
-        if not speedup > 1:
+    baseline = None
+    if speedup is not None or memory_mb is not None:
+        if speedup is not None and not speedup > 1:
             raise UsageError(f"--speedup must be above 1, got {speedup}")
-        baseline_ms = measure(model)
-        target_ms = baseline_ms / speedup
-    assert target_ms is not None
+        baseline = measure(model)
+        if speedup is not None:
+            target_ms = baseline.ms / speedup
+    memory_pricer = None
+    if memory_mb is not None:
+        # Fitted after the baseline's measurement, which gives the device at least one network with its memory.
+        memory_pricer = NetworkMemoryPricer(MemoryModel.for_device(ws, device))
     result = prune_to_latency(
-        model, example, target_ms, pricer, task=task, measure=measure, importance=options.importance, steps=options.steps,
-        finetune_steps=options.finetune_steps, on_step=on_step, baseline_ms=baseline_ms,
+        model, example, target_ms, pricer, memory_mb=memory_mb, memory_pricer=memory_pricer, task=task, measure=measure,
+        importance=options.importance, steps=options.steps, finetune_steps=options.finetune_steps, on_step=on_step, baseline_ms=baseline,
     )  # fmt: skip
-    out = Path(out_dir) if out_dir else ws.run_dir("pruned", device, f"{target_ms:.3g}ms")
+    label = "_".join(([f"{target_ms:.3g}ms"] if target_ms is not None else []) + ([f"{memory_mb:g}MB"] if memory_mb is not None else []))
+    out = Path(out_dir) if out_dir else ws.run_dir("pruned", device, label)
     return DevicePrune(result, _write_prune_outputs(result, example, out, factory))
 
 
@@ -187,48 +202,66 @@ def _write_prune_outputs(result: Any, example: Any, out: Path, factory: str | No
     paths["state"] = str(out / "pruned_state.pt")
     paths["structure"] = str(out / "pruned.json")
     rows = [{"step": 0, "layer": "", "removed": 0, "predicted_ms": result.baseline_predicted_ms, "accuracy": result.baseline_accuracy,
-             "measured_ms": result.baseline_measured_ms}] + [s.__dict__ for s in result.steps]  # fmt: skip
+             "measured_ms": result.baseline_measured_ms, "predicted_memory_mb": result.baseline_predicted_memory_mb,
+             "measured_memory_mb": result.baseline_measured_memory_mb}] + [s.__dict__ for s in result.steps]  # fmt: skip
     pd.DataFrame(rows).to_csv(out / "steps.csv", index=False)
     paths["steps"] = str(out / "steps.csv")
-    paths["plot"] = str(_plot_prune(rows, result.target_ms, out / "steps.png"))
+    paths["plot"] = str(_plot_prune(rows, result, out / "steps.png"))
     summary = {k: v for k, v in result.__dict__.items() if k not in ("model", "steps")}
     (out / "result.json").write_text(json.dumps(summary, indent=2))
+    memory = result.memory_limit_mb is not None
+
+    def cell(value: float | None, fmt: str) -> str:
+        return "" if value is None else format(value, fmt)
+
     lines = [
-        f"# Pruning to {result.target_ms:.3g} ms",
+        f"# Pruning to {_limits_text(result)}",
         "",
-        "| step | layer | removed | predicted ms | measured ms | accuracy % |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| step | layer | removed | predicted ms | measured ms |" + (" predicted MB | measured MB |" if memory else "") + " accuracy % |",
+        "| --- | --- | --- | --- | --- |" + (" --- | --- |" if memory else "") + " --- |",
     ]
     for r in rows:
-        meas = f"{r['measured_ms']:.3f}" if r["measured_ms"] is not None else ""
-        acc = f"{r['accuracy']:.1f}" if r["accuracy"] is not None else ""
-        lines.append(f"| {r['step']} | {r['layer']} | {r['removed']} | {r['predicted_ms']:.3f} | {meas} | {acc} |")
+        mem = f" {cell(r['predicted_memory_mb'], '.1f')} | {cell(r['measured_memory_mb'], '.1f')} |" if memory else ""
+        lines.append(f"| {r['step']} | {r['layer']} | {r['removed']} | {r['predicted_ms']:.3f} | {cell(r['measured_ms'], '.3f')} |{mem} "
+                     f"{cell(r['accuracy'], '.1f')} |")  # fmt: skip
     (out / "report.md").write_text("\n".join(lines) + "\n")
     paths["report"] = str(out / "report.md")
     return paths
 
 
-def _plot_prune(rows: list[dict[str, Any]], target_ms: float, path: Path) -> Path:
+def _limits_text(result: Any) -> str:
+    parts = [f"{result.target_ms:.3g} ms"] if result.target_ms is not None else []
+    parts += [f"{result.memory_limit_mb:g} MB peak memory"] if result.memory_limit_mb is not None else []
+    return " and ".join(parts)
+
+
+def _plot_prune(rows: list[dict[str, Any]], result: Any, path: Path) -> Path:
+    """Latency (and peak memory, when limited) per step, predicted and measured, against the targets; accuracy beside."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    memory = result.memory_limit_mb is not None
+    fig, axes = plt.subplots(2 if memory else 1, 1, figsize=(7, 6.5 if memory else 4), sharex=True, squeeze=False)
     steps = [r["step"] for r in rows]
-    ax.plot(steps, [r["predicted_ms"] for r in rows], "o-", label="predicted ms")
-    measured = [(r["step"], r["measured_ms"]) for r in rows if r["measured_ms"] is not None]
-    if measured:
-        ax.plot(*zip(*measured, strict=True), "x", c="tab:red", ms=9, label="measured ms")
-    ax.axhline(target_ms, ls="--", c="k", lw=1, label=f"target {target_ms:.3g} ms")
-    ax.set_xlabel("pruning step")
-    ax.set_ylabel("latency (ms)")
+    panels = [("ms", "latency (ms)", result.target_ms, "target")] + ([("memory_mb", "peak memory (MB)", result.memory_limit_mb, "limit")] if memory else [])
+    for ax, (key, label, target, word) in zip(axes[:, 0], panels, strict=True):
+        ax.plot(steps, [r[f"predicted_{key}"] for r in rows], "o-", label=f"predicted {key.replace('_mb', ' MB')}")
+        measured = [(r["step"], r[f"measured_{key}"]) for r in rows if r[f"measured_{key}"] is not None]
+        if measured:
+            ax.plot(*zip(*measured, strict=True), "x", c="tab:red", ms=9, label=f"measured {key.replace('_mb', ' MB')}")
+        if target is not None:
+            ax.axhline(target, ls="--", c="k", lw=1, label=f"{word} {target:.3g}")
+        ax.set_ylabel(label)
+        ax.legend(loc="lower left", fontsize=8)
+    ax = axes[0, 0]
     if any(r["accuracy"] is not None for r in rows):
         ax2 = ax.twinx()
         ax2.plot(steps, [r["accuracy"] for r in rows], "s-", c="tab:green", ms=3, label="accuracy %")
         ax2.set_ylabel("accuracy (%)")
         ax2.legend(loc="upper right", fontsize=8)
-    ax.legend(loc="lower left", fontsize=8)
+    axes[-1, 0].set_xlabel("pruning step")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

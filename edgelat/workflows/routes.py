@@ -67,12 +67,16 @@ def search_then_prune(
     def as_searched(measured_ms: float) -> dict[str, Any]:
         return {"arch": arch, "searched_ms": searched_ms, "measured_ms": measured_ms, **trained(arch), "onnx": loose.paths.get("onnx"), "pruned": False}
 
-    if searched_ms <= budget_ms:  # the looser search's winner already fits: nothing to prune
+    memory_mb = search.limits.memory_mb
+    if search.limits.size_mb is not None:
+        raise UsageError("--then-prune does not take --size-mb: pruning keeps to latency and memory (search with it alone)")
+    fits_memory = memory_mb is None or (loose.result.chosen.measured_memory_mb or 0.0) <= memory_mb
+    if searched_ms <= budget_ms and fits_memory:  # the looser search's winner already fits: nothing to prune
         routes["search_then_prune"] = as_searched(searched_ms)
     else:
         try:
             pruned = prune_device(
-                ws, device, space.build(arch), input_shape=space.input_shape(arch), target_ms=budget_ms,
+                ws, device, space.build(arch), input_shape=space.input_shape(arch), target_ms=budget_ms, memory_mb=memory_mb,
                 options=PruneOptions(**{**prune.__dict__, "recipe": prune.recipe or search.recipe}), out_dir=out / "pruned", on_step=on_step,
             )  # fmt: skip
         except AlreadyMeetsTargetError as exc:  # measured again before pruning, it fits after all (a noisy device)
@@ -80,6 +84,7 @@ def search_then_prune(
         else:
             r = pruned.result
             routes["search_then_prune"] = {"arch": arch, "searched_ms": searched_ms, "measured_ms": r.measured_ms,
+                                           "measured_memory_mb": r.measured_memory_mb,
                                            "params": sum(p.numel() for p in r.model.parameters()), "accuracy": r.accuracy,
                                            "onnx": pruned.paths["onnx"], "pruned": True}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)

@@ -70,6 +70,8 @@ class SearchOptions:
     # Hard limits on peak memory and library size, next to the latency budget (predicted in the search,
     # measured on the picks).
     limits: Limits = Limits()
+    # The Pareto plot's axes (x, y), names of edgelat.nas.report.PLOT_AXES.
+    plot: tuple[str, str] = ("latency", "accuracy")
 
 
 def search_device(
@@ -130,5 +132,5 @@ def search_device(
     )
     out = Path(out_dir) if out_dir else ws.run_dir("searches", device, f"{space.name}-{budget_ms:g}ms")
     info = {"device": device, "recipe": recipe, "proxy": o.proxy, "population": o.population, "generations": o.generations, "seed": o.seed}
-    paths = write_search_outputs(space, result, out, info)
+    paths = write_search_outputs(space, result, out, info, o.plot, lambda archs: arch_lightness(ws, device, space)(archs))
     return DeviceSearch(result, paths, time.time() - start)
