@@ -796,6 +796,9 @@ def prune_cmd(
     model: Annotated[str, typer.Argument(help="path/to/module.py:function returning an nn.Module, or a zoo model name.")],
     target_ms: Annotated[Optional[float], typer.Option("--target-ms", help="Latency the pruned model must meet on the device.")] = None,
     speedup: Annotated[Optional[float], typer.Option(help="Or: this many times faster than the measured original.")] = None,
+    memory_mb: Annotated[
+        Optional[float], typer.Option("--memory-mb", help="Peak resident memory the pruned model must stay within on the device (MB).")
+    ] = None,
     input_shape: Annotated[str, typer.Option(help="Input shape, N,C,H,W.")] = "1,3,224,224",
     importance: Annotated[str, typer.Option(help=f"Channel importance: {IMPORTANCES.choices()}.")] = "magnitude",
     steps: Annotated[int, typer.Option(help="Pruning steps the latency reduction is spread over.")] = 8,
@@ -809,32 +812,44 @@ def prune_cmd(
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Prune a network's channels until it meets a latency target on the device (NetAdapt-style, predictor-priced)."""
+    """Prune a network's channels until it meets a latency target (and a memory limit) on the device (NetAdapt-style, predictor-priced)."""
     from edgelat.workflows import PruneOptions, prune_device
 
     def show(step: Any) -> None:
         acc = f", accuracy {step.accuracy:.1f}%" if step.accuracy is not None else ""
         meas = f", measured {_ms(step.measured_ms)} ms" if step.measured_ms is not None else ""
-        err.print(f"step {step.step}: {step.layer} -{step.removed} channels -> predicted {_ms(step.predicted_ms)} ms{meas}{acc}")
+        mem = f", {_mb(step.predicted_memory_mb)} predicted" if step.predicted_memory_mb is not None else ""
+        mem += f", {_mb(step.measured_memory_mb)} measured" if step.measured_memory_mb is not None else ""
+        err.print(f"step {step.step}: {step.layer} -{step.removed} channels -> predicted {_ms(step.predicted_ms)} ms{meas}{mem}{acc}")
 
     with _ws(workspace) as ws:
         pruned = prune_device(
-            ws, device, model, input_shape=_shape(input_shape) or (1, 3, 224, 224), target_ms=target_ms, speedup=speedup,
+            ws, device, model, input_shape=_shape(input_shape) or (1, 3, 224, 224), target_ms=target_ms, speedup=speedup, memory_mb=memory_mb,
             options=PruneOptions(recipe, importance, steps, pretrain_steps, finetune_steps), out_dir=out_dir, on_step=show,
         )  # fmt: skip
     result = pruned.as_dict()
     if json_out:
         _print_json(result)
     else:
+        target = f", target {result['target_ms']:.3g} ms" if result["target_ms"] is not None else ""
         out.print(
             f"baseline {result['baseline_ms']:.2f} ms measured -> pruned {result['measured_ms']:.2f} ms measured "
-            f"({result['predicted_ms']:.2f} predicted), target {result['target_ms']:.3g} ms; accuracy "
-            f"{result['baseline_accuracy']:.1f}% -> {result['accuracy']:.1f}%\noutputs in {result['out_dir']}"
+            f"({result['predicted_ms']:.2f} predicted){target}; accuracy "
+            f"{result['baseline_accuracy']:.1f}% -> {result['accuracy']:.1f}%"
         )
-    if result["measured_ms"] is not None and result["measured_ms"] > result["target_ms"]:
-        err.print(
-            f"[red]error:[/red] the pruned model measures {result['measured_ms']:.2f} ms, above the {result['target_ms']:.3g} ms target"
-        )
+        if memory_mb is not None:
+            out.print(
+                f"peak memory {_mb(result['baseline_memory_mb'])} measured -> {_mb(result['measured_memory_mb'])} measured "
+                f"({_mb(result['predicted_memory_mb'])} predicted), limit {memory_mb:g} MB"
+            )
+        out.print(f"outputs in {result['out_dir']}")
+    missed = []
+    if result["target_ms"] is not None and result["measured_ms"] is not None and result["measured_ms"] > result["target_ms"]:
+        missed.append(f"measures {result['measured_ms']:.2f} ms, above the {result['target_ms']:.3g} ms target")
+    if memory_mb is not None and result["measured_memory_mb"] is not None and result["measured_memory_mb"] > memory_mb:
+        missed.append(f"peaks at {result['measured_memory_mb']:.1f} MB, above the {memory_mb:g} MB limit")
+    if missed:
+        err.print(f"[red]error:[/red] the pruned model {' and '.join(missed)}")
         raise typer.Exit(1)
 
 
@@ -862,19 +877,23 @@ def search_cmd(
         Optional[float], typer.Option("--memory-mb", help="Peak memory the measured network must stay within (MB), a hard constraint.")
     ] = None,
     size_mb: Annotated[Optional[float], typer.Option("--size-mb", help="Library size (weights included) it must stay within (MB).")] = None,
+    plot: Annotated[
+        str, typer.Option("--plot", help="The Pareto plot's axes X,Y: two of accuracy, latency, memory, size.")
+    ] = "latency,accuracy",
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Find the best network of a space under a latency budget (and memory and size limits); verify it on the device."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from edgelat.nas.report import plot_axes
     from edgelat.nas.search import Limits
     from edgelat.workflows import SearchOptions, search_device, search_then_prune
 
     limits = Limits(memory_mb, size_mb)
-    options = SearchOptions(proxy, recipe, population, generations, minutes * 60 if minutes else None, rounds, top_k, seed, limits)
-    if then_prune and limits.any:
-        raise UsageError("--then-prune does not take --memory-mb or --size-mb yet: search with them, or prune with --memory-mb")
+    options = SearchOptions(proxy, recipe, population, generations, minutes * 60 if minutes else None, rounds, top_k, seed, limits, plot_axes(plot))
+    if then_prune and size_mb is not None:
+        raise UsageError("--then-prune does not take --size-mb: pruning keeps to latency and memory (search with it alone)")
     if then_prune:
         with _ws(workspace) as ws:
             routes = search_then_prune(ws, device, space, latency_ms, looser=looser, search=options, out_dir=out_dir)
@@ -978,6 +997,55 @@ def data_export(
     with _ws(workspace) as ws:
         path = export_measurements(ws, device, fmt, output)
     out.print(f"wrote {path}")
+
+
+# -- serve -----------------------------------------------------------------------------
+@app.command("serve")
+@handle_errors
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default; another exposes the workspace to that network).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8731,
+    token_file: Annotated[
+        Optional[Path], typer.Option("--token-file", help="File holding the bearer token (default: a new token, printed at start).")
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest request body (ONNX upload), MB.")] = 200.0,
+    max_archs: Annotated[int, typer.Option("--max-archs", help="Most architectures one batch may price.")] = 10_000,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Serve the workspace's predictions over HTTP (JSON under /v1, docs at /docs) and a page at /."""
+    import secrets
+    import socket
+
+    import uvicorn
+
+    from edgelat.service import ServeSettings, create_app
+
+    if token_file is not None:
+        if not token_file.is_file():
+            raise UsageError(f"--token-file {token_file}: no such file")
+        token = token_file.read_text().strip()
+        if len(token) < 16:
+            raise UsageError(f"--token-file {token_file}: the token must be at least 16 characters, it has {len(token)}")
+    else:
+        token = secrets.token_urlsafe(24)
+    if not 0 < port < 65536 or max_upload_mb <= 0 or max_archs < 1:
+        raise UsageError("--port must be 1-65535, --max-upload-mb positive and --max-archs at least 1")
+    with _ws(workspace) as ws:  # a workspace that cannot be opened is one line now, not a failed request later
+        root = ws.root
+    try:  # a taken port or an address not of this host: one line, before uvicorn logs a traceback
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    settings = ServeSettings(root, token, max_upload_mb, max_archs)
+    shown = f"[{host}]" if ":" in host else host
+    err.print(f"serving workspace {root} on http://{shown}:{port}")
+    if token_file is None:
+        err.print(f"token: {token}")
+    err.print(f"page: http://{shown}:{port}/?token={token}" if token_file is None else f"page: http://{shown}:{port}/ (token from {token_file})")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
 
 
 def main() -> None:

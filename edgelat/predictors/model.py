@@ -11,7 +11,6 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from edgelat.ops.network import Kernel, KernelRecord
 from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
 from edgelat.predictors import FALLBACK
 from edgelat.predictors.estimators import MODEL_FORMAT, load_estimator
+from edgelat.predictors.results import KernelPrediction, Prediction
 from edgelat.workspace import Workspace
 
 __all__ = ["DeviceLatencyModel", "KernelPrediction", "Prediction", "grouped_ms", "kernel_group", "predict_kernels"]
@@ -114,44 +114,6 @@ class DeviceLatencyModel:
         rows = [k.generic_features() for k in kernels]
         names = list(self.fallback.feature_names_in_)
         return np.asarray(self.fallback.predict_array(np.array([[r[n] for n in names] for r in rows], dtype=float)), dtype=float)
-
-
-@dataclass
-class KernelPrediction:
-    name: str
-    op: str | None
-    config: dict[str, Any] | None
-    predicted_ms: float
-    share: float = 0.0
-    # Priced by the fallback model (no kind claims the kernel, or the device has no model of its kind).
-    fallback: bool = False
-
-
-@dataclass
-class Prediction:
-    device: str
-    recipe: str
-    total_ms: float
-    kernels: list[KernelPrediction] = field(default_factory=list)
-    # Share of the predicted time priced by a dedicated kind's model (the rest by the fallback).
-    coverage: float = 1.0
-    # Memory and storage (edgelat.predictors.memory.MemoryPrediction), when asked for.
-    memory: Any = None
-
-    def as_dict(self) -> dict[str, Any]:
-        lightness = {}
-        if self.memory is not None:
-            m = self.memory
-            lightness = {"memory_mb": m.memory_mb, "size_mb": m.size_mb, "params_mb": m.params_mb,
-                         "planned_activation_mb": m.activation_mb, "memory_fitted": m.fitted}  # fmt: skip
-        return {
-            "device": self.device,
-            "recipe": self.recipe,
-            "total_ms": self.total_ms,
-            **lightness,
-            "coverage": self.coverage,
-            "kernels": [k.__dict__ for k in self.kernels],
-        }
 
 
 def predict_kernels(model: DeviceLatencyModel, kernels: Sequence[PricedKernel], *, strict: bool = False) -> Prediction:

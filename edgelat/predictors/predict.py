@@ -79,10 +79,12 @@ def predict_network(
     recipe: str | None = None,
     strict: bool = False,
     memory: bool = True,
+    latency_model: DeviceLatencyModel | None = None,
 ) -> Prediction:
     """Predicted latency of ``network`` (ONNX path, torch module or Relax module) on ``device``; with
-    ``memory``, its peak memory and deployable size too (``prediction.memory``: :mod:`edgelat.predictors.memory`)."""
-    model = load_model(ws, device, recipe)
+    ``memory``, its peak memory and deployable size too (``prediction.memory``: :mod:`edgelat.predictors.memory`).
+    ``latency_model``: the device's models, when already loaded (a service keeps them)."""
+    model = latency_model or load_model(ws, device, recipe)
     mod = load_network(network, input_shape)
     prediction = predict_kernels(model, network_kernels(mod), strict=strict)
     if memory:

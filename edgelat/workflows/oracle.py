@@ -11,7 +11,6 @@ import inspect
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from edgelat.files import write_text_atomic
 from edgelat.nas.oracle import BlockOracle
 from edgelat.nas.search import Measured
 from edgelat.nas.spaces import SearchSpace
+from edgelat.predictors.results import ArchPrediction
 from edgelat.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -148,29 +148,6 @@ def model_recipe(ws: Workspace, device: str, recipe: str | None = None) -> str:
     return recipe or default_recipe(ws, device)
 
 
-@dataclass
-class ArchPrediction:
-    """One architecture of a space priced block by block (see :class:`BlockOracle`)."""
-
-    arch: str
-    device: str
-    recipe: str
-    total_ms: float
-    blocks: list[tuple[str, float]]
-    # Milliseconds of the total priced by the fallback model (kernels of kinds without a model).
-    fallback_ms: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "arch": self.arch,
-            "device": self.device,
-            "recipe": self.recipe,
-            "total_ms": self.total_ms,
-            "fallback_ms": self.fallback_ms,
-            "blocks": [{"block": key, "ms": ms} for key, ms in self.blocks],
-        }
-
-
 def predict_archs(
     ws: Workspace,
     device: str,
@@ -180,12 +157,14 @@ def predict_archs(
     recipe: str | None = None,
     strict: bool = False,
     on_block: Callable[[int, int], None] | None = None,
+    oracle: BlockOracle | None = None,
 ) -> list[ArchPrediction]:
     """Many architectures of ``space`` at once: the models load once, and each distinct block is priced once
     (and cached in the workspace for later calls), so the cost grows with the blocks, not the architectures.
 
     Block sums can differ slightly from a whole-network prediction where a kernel fuses across a block seam
-    (NB201: 0-6%); ``predict`` with one ``--arch`` prices the whole network.
+    (NB201: 0-6%); ``predict`` with one ``--arch`` prices the whole network. ``oracle``: the device's
+    oracle for ``space``, when already made (a service keeps it).
     """
     from edgelat.predictors import FALLBACK
 
@@ -195,7 +174,7 @@ def predict_archs(
         except UsageError as exc:
             raise UsageError(f"architecture {line}: {exc}") from None
     recipe = model_recipe(ws, device, recipe)
-    oracle = device_oracle(ws, device, space, recipe, on_block=on_block)
+    oracle = oracle or device_oracle(ws, device, space, recipe, on_block=on_block)
     totals = oracle.predict(archs)
     out = []
     for arch, total in zip(archs, totals, strict=True):
