@@ -6,7 +6,7 @@ Two loads, each CLIENTS concurrent clients (threads, one httpx client each) for 
 - single ONNX networks: each request uploads one network (mobilenetv2_100 at 160x160) -> requests per second
   and per-request latency p50/p99.
 In-process: the same calls one after another in this process, models loaded once (what a search loop
-holding TVM would do), for the same time. The server's log goes to bench/out/serve_load.log.
+holding TVM would do), for the same time. The server's log goes to bench/out/serve_load.log (not kept in git).
 
 Usage: python bench/serve_load.py [--workspace W] [--clients 8] [--seconds 20] [--batch 1000]
 (default workspace: ~/.cache/edgelat-bench-serve, `local` profiled on the kinds the networks run, 20 configs each).
@@ -21,6 +21,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -43,7 +44,7 @@ def _prepare(root: Path) -> None:
     with open_workspace(root) as ws:
         if not (ws.model_dir("local", "default") / "meta.json").exists():
             print(f"profiling local into {root} ({', '.join(KINDS)}, 20 configs each) ...", flush=True)
-            profile(ws, "local", ProfileConfig(ops=KINDS, samples=20, repeat=3, min_repeat_ms=5.0, weighted=False), resume=True)
+            profile(ws, "local", ProfileConfig(ops=KINDS, samples=20, repeat=3, min_repeat_ms=5.0, weighted=False))
             train_device(ws, "local")
 
 
@@ -51,7 +52,7 @@ def _start(root: Path, token: str, log: Path) -> tuple[subprocess.Popen[bytes], 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    token_file = OUT / "serve_load.token"
+    token_file = Path(tempfile.mkdtemp(prefix="edgelat-bench-")) / "token"
     token_file.write_text(token)
     token_file.chmod(0o600)
     cmd = [sys.executable, "-m", "edgelat.cli", "serve", "--port", str(port), "--token-file", str(token_file), "-w", str(root)]

@@ -201,10 +201,9 @@ class MemoryPricer(Protocol):
 class _Limit:
     """A limit the pruned network must meet on the device: latency (ms) or peak memory (MB).
 
-    ``aim`` is what predictions are pruned to, corrected by the latest measurement: latency's target over
-    the measured/predicted ratio less ``margin`` of it; memory's target less the measured - predicted
-    offset (its errors lie in the network's own share, not in the runtime's) and ``margin`` MB. ``goal``
-    is how much one step removes.
+    ``aim`` is what ``predicted`` is pruned to: latency's target over the latest measured/predicted ratio,
+    less ``margin`` of it; memory's target less ``margin`` MB (memory's ``predicted`` is already anchored on
+    the latest measurement: :class:`_MemoryCourse`). ``goal`` is how much one step removes.
     """
 
     name: str
@@ -221,8 +220,7 @@ class _Limit:
             ratio = self.measured / self.predicted if self.measured else 1.0
             self.aim = self.target / ratio * (1 - self.margin)
         else:
-            offset = self.measured - self.predicted if self.measured is not None else 0.0
-            self.aim = self.target - offset - self.margin
+            self.aim = self.target - self.margin
         self.goal = (self.predicted - self.aim) / max(1, steps)
 
     @property
@@ -245,6 +243,33 @@ class _Limit:
         """Predictions a step should not go under when a smaller cut reaches the aim: 5% under latency's aim, one
         step's goal under memory's."""
         return 0.95 * self.aim if self.unit == "ms" else self.aim - max(self.margin, abs(self.goal))
+
+
+@dataclass
+class _MemoryCourse:
+    """Peak memory steered by what the device measured: the latest measurement, moved by how much the weights
+    changed since, times a slope: the secant through the last two measurements once their weights differ
+    enough, else the memory model's. A model fitted on few networks can be far off in slope (it counts
+    the weights once before four networks are measured); the measurements are not."""
+
+    points: list[tuple[float, float]] = field(default_factory=list)  # (weights MB, measured peak MB)
+
+    def slope(self, model_slope: float) -> float:
+        if len(self.points) >= 2:
+            (w0, m0), (w1, m1) = self.points[-2], self.points[-1]
+            if abs(w0 - w1) >= max(0.5, 0.05 * max(w0, w1)) and (m0 - m1) / (w0 - w1) > 0:
+                return (m0 - m1) / (w0 - w1)
+        return model_slope
+
+    def estimate(self, weights_mb: float, predicted: float, model_slope: float) -> float:
+        if not self.points:
+            return predicted
+        w, m = self.points[-1]
+        return m + self.slope(model_slope) * (weights_mb - w)
+
+
+def _weights_mb(model: nn.Module) -> float:
+    return sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
 
 
 def _as_measured(value: float | Measured) -> Measured:
@@ -280,7 +305,7 @@ def prune_to_latency(
     below its target, memory at ``memory_margin_mb`` below its limit. A step cuts for latency while the
     predicted latency is above its aim, then for memory: the cut that removes the weights needed at the
     least importance (``memory_pricer`` prices the network and says how much a MB of weights weighs in
-    its peak). With ``measure`` (which returns milliseconds, or a :class:`~edgelat.nas.search.Measured`
+    its peak; once measured, the measurements steer it: :class:`_MemoryCourse`). With ``measure`` (which returns milliseconds, or a :class:`~edgelat.nas.search.Measured`
     with the peak memory when memory is limited), the baseline is measured first and predictions are
     corrected by the measurements; the network is measured again every ``steps`` steps and when its
     predictions meet the aims, and the aims are corrected by the latest measurement, so the result lands
@@ -305,15 +330,18 @@ def prune_to_latency(
     if target_ms is not None:
         limits.append(_Limit("latency", "ms", target_ms, base_pred, base.ms if base else None, margin))
     memory = _Limit("peak memory", "MB", memory_mb or 0.0, 0.0, None, memory_margin_mb)
-    slope = 0.0
+    course, model_memory, model_slope = _MemoryCourse(), 0.0, 0.0
     if memory_mb is not None:
         assert memory_pricer is not None
-        memory.predicted, slope = memory_pricer.network(model, example)
+        model_memory, model_slope = memory_pricer.network(model, example)
         memory.measured = base.memory_mb if base else None
+        if memory.measured is not None:
+            course.points.append((_weights_mb(model), memory.measured))
+        memory.predicted = course.estimate(_weights_mb(model), model_memory, model_slope)
         limits.append(memory)
     for limit in limits:
         limit.reaim(steps)
-    if all(limit.aimed for limit in limits):
+    if all(limit.met if limit.measured is not None else limit.aimed for limit in limits):
         shown = [(limit, limit.measured if limit.measured is not None else limit.predicted) for limit in limits]
         raise AlreadyMeetsTargetError(
             "the network already " + " and ".join(
@@ -329,7 +357,7 @@ def prune_to_latency(
     result = PruneResult(model, target_ms, base_pred, base.ms if base else None, base_acc,
                          base_pred, base.ms if base else None, base_acc, memory_limit_mb=memory_mb)  # fmt: skip
     if memory_mb is not None:
-        result.baseline_predicted_memory_mb = result.predicted_memory_mb = memory.predicted
+        result.baseline_predicted_memory_mb = result.predicted_memory_mb = model_memory
         result.baseline_measured_memory_mb = result.measured_memory_mb = memory.measured
     step_no, since_measured, misses = 0, 0, 0
     names = {m: n for n, m in model.named_modules()}
@@ -346,6 +374,9 @@ def prune_to_latency(
             result.measured_ms, result.measured_memory_mb = measured.ms, measured.memory_mb
             for limit in limits:
                 limit.measured = measured.ms if limit.unit == "ms" else measured.memory_mb
+            if memory_mb is not None and measured.memory_mb is not None:
+                course.points.append((_weights_mb(model), measured.memory_mb))
+                memory.predicted = course.estimate(_weights_mb(model), model_memory, model_slope)
             if result.steps:
                 result.steps[-1].measured_ms, result.steps[-1].measured_memory_mb = measured.ms, measured.memory_mb
             if all(limit.met for limit in limits):
@@ -369,7 +400,7 @@ def prune_to_latency(
         mapping = layer_configs(model, example, kernels)
         # Cut for the first limit not yet aimed at; never plan to land under its floor when a smaller cut reaches the aim.
         limit = next(lim for lim in limits if not lim.aimed)
-        saving = _kernel_saving(pricer, mapping) if limit.unit == "ms" else _weight_saving(slope)
+        saving = _kernel_saving(pricer, mapping) if limit.unit == "ms" else _weight_saving(course.slope(model_slope))
         choice = _best_candidate(
             graph, imp, saving, ignored, min(limit.goal, limit.predicted - limit.aim), limit.predicted - limit.floor, original
         )
@@ -384,16 +415,17 @@ def prune_to_latency(
             limits[0].predicted = predicted
         if memory_mb is not None:
             assert memory_pricer is not None
-            memory.predicted, slope = memory_pricer.network(model, example)
+            model_memory, model_slope = memory_pricer.network(model, example)
+            memory.predicted = course.estimate(_weights_mb(model), model_memory, model_slope)
         since_measured += 1
         step = PruneStep(step_no, names.get(module, type(module).__name__), len(idxs), predicted, task.evaluate(model) if task else None,
-                         predicted_memory_mb=memory.predicted if memory_mb is not None else None)  # fmt: skip
+                         predicted_memory_mb=model_memory if memory_mb is not None else None)  # fmt: skip
         result.steps.append(step)
         if on_step is not None:
             on_step(step)
     result.predicted_ms = limits[0].predicted if target_ms is not None else pricer.network(model, example)[0]
     if memory_mb is not None:
-        result.predicted_memory_mb = memory.predicted
+        result.predicted_memory_mb = model_memory
     result.accuracy = result.steps[-1].accuracy if result.steps else base_acc
     result.seconds = time.time() - start
     return result
