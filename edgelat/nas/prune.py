@@ -248,18 +248,23 @@ class _Limit:
 @dataclass
 class _MemoryCourse:
     """Peak memory steered by what the device measured: the latest measurement, moved by how much the weights
-    changed since, times a slope: the secant through the last two measurements once their weights differ
-    enough, else the memory model's. A model fitted on few networks can be far off in slope (it counts
-    the weights once before four networks are measured); the measurements are not."""
+    changed since, times a slope: the secant through the first and the latest measurements once their
+    weights differ enough, else the memory model's. A model fitted on few networks can be far off in slope
+    (it counts the weights once before four networks are measured); the measurements are not."""
 
     points: list[tuple[float, float]] = field(default_factory=list)  # (weights MB, measured peak MB)
 
-    def slope(self, model_slope: float) -> float:
+    @property
+    def secant(self) -> float | None:
         if len(self.points) >= 2:
-            (w0, m0), (w1, m1) = self.points[-2], self.points[-1]
-            if abs(w0 - w1) >= max(0.5, 0.05 * max(w0, w1)) and (m0 - m1) / (w0 - w1) > 0:
+            (w0, m0), (w1, m1) = self.points[0], self.points[-1]
+            if abs(w0 - w1) >= max(0.5, 0.02 * w0) and (m0 - m1) / (w0 - w1) > 0:
                 return (m0 - m1) / (w0 - w1)
-        return model_slope
+        return None
+
+    def slope(self, model_slope: float) -> float:
+        secant = self.secant
+        return model_slope if secant is None else secant
 
     def estimate(self, weights_mb: float, predicted: float, model_slope: float) -> float:
         if not self.points:
@@ -362,8 +367,9 @@ def prune_to_latency(
     step_no, since_measured, misses = 0, 0, 0
     names = {m: n for n, m in model.named_modules()}
     while True:
-        # Measured every `steps` steps, and after every step once the device is close to every target.
-        close = all(limit.close for limit in limits)
+        # Measured every `steps` steps, and after every step once the device is close to every target, or while
+        # memory's slope is not yet measured.
+        close = all(limit.close for limit in limits) or (memory_mb is not None and memory.measured is not None and course.secant is None)
         aimed = all(limit.aimed for limit in limits)
         if aimed or (measure is not None and since_measured >= (1 if close else steps)):
             if measure is None:
@@ -489,8 +495,8 @@ def _best_candidate(
 ) -> tuple[nn.Module, Any, list[int]] | None:
     """The group and channels that save ``goal`` (but not over ``most``) at the least importance.
 
-    Failing that: the least importance among cuts that save ``goal`` however much more, else the
-    most saved per unit of importance.
+    Failing that: the least importance among cuts that save ``goal`` however much more, else (no cut
+    reaches it) the group whose largest cut saves most per unit of importance, cut that far.
     """
     candidates = []  # (rank, loss, -saving, module, handler, idxs); rank 0 = saves goal..most, 1 = saves goal, 2 = falls short
     for group in graph.get_all_groups(ignored_layers=list(ignored), root_module_types=[nn.Conv2d, nn.Linear]):
@@ -520,11 +526,11 @@ def _best_candidate(
                 candidates.append((0 if saved <= most else 1, loss, -float(saved), root.target.module, root.handler, order[:n]))
                 break
         else:
-            # Falls short of the goal at every size: the size that saves most per unit of importance.
-            per_loss = [float(saved) / max(float(cumulative[n - 1]), 1e-12) for n, saved in zip(counts, savings, strict=True)]
-            j = int(np.argmax(per_loss))
-            if per_loss[j] > 0:
-                candidates.append((2, -per_loss[j], -float(savings[j]), root.target.module, root.handler, order[: counts[j]]))
+            # Falls short of the goal at every size: the largest cut, ranked by what it saves per unit of importance
+            # (the smallest cut would save most per unit, and the goal would take many steps of it).
+            n, saved = counts[-1], float(savings[-1])
+            if saved > 0:
+                candidates.append((2, -saved / max(float(cumulative[n - 1]), 1e-12), -saved, root.target.module, root.handler, order[:n]))
     if not candidates:
         return None
     best = min(candidates, key=lambda c: (c[0], c[1], c[2]))
