@@ -31,7 +31,8 @@ def summary(workspace: str | Path) -> list[str]:
         f"({100 * (predicted / measured - 1):+.1f}%)",
         "The demo profiled 40 configs of 4 kernel kinds, so expect its kernel models to be rough (kernels of other kinds "
         "were priced by the fallback model); `edgelat profile local` measures every kind (about 20 minutes on a 2-core machine).",
-        f"Keep using this workspace: `{_command()} predict local NET.onnx --workspace {root}` or `export EDGELAT_HOME={root.resolve()}`.",
+        f"Keep using this workspace: `{_command()} predict local NET.onnx --workspace {root}` or `export EDGELAT_HOME={root.resolve()}`;",
+        f"`{_command()} serve --workspace {root}` serves it over HTTP, with a page to look at (it prints the address).",
     ]
 
 

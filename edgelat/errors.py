@@ -34,8 +34,8 @@ from typing import Any
 
 __all__ = [
     "AgentCrashedError",
-    "AgentReplyError",
     "AgentError",
+    "AgentReplyError",
     "AgentTimeoutError",
     "BuildError",
     "BuildTimeoutError",
@@ -49,6 +49,7 @@ __all__ = [
     "ModelImportError",
     "ProtocolMismatchError",
     "RemoteCommandError",
+    "RequestRefusedError",
     "StoreError",
     "TransportError",
     "UnknownDeviceError",
@@ -78,6 +79,14 @@ class AlreadyMeetsTargetError(UsageError):
     def __init__(self, message: str, latency_ms: float) -> None:
         super().__init__(message)
         self.latency_ms = latency_ms
+
+
+class RequestRefusedError(UsageError):
+    """``edgelat serve`` refused a request: ``status`` is its HTTP status (401, 413, ...), the message its reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class UnknownDeviceError(UsageError):

@@ -31,7 +31,7 @@ from edgelat.ops.footprint import Footprint
 from edgelat.predictors.results import MemoryPrediction
 from edgelat.workspace import Workspace
 
-__all__ = ["MIN_NETWORKS", "MemoryModel", "MemoryPrediction", "MeasuredMemory", "NetworkMemoryPricer", "measured_memory"]
+__all__ = ["MIN_NETWORKS", "MemoryModel", "MemoryPrediction", "MeasuredMemory", "measured_memory"]
 
 MIN_NETWORKS = 4
 MB = 2**20
@@ -140,21 +140,3 @@ class MemoryModel:
         a, b = self.theta[:2]
         params = footprint.params_bytes / MB
         return float(a if a * params >= b * params + _run_mb(footprint) else b)
-
-
-class NetworkMemoryPricer:
-    """Prices torch modules' peak memory with a device's memory model: what pruning under a memory limit asks."""
-
-    def __init__(self, model: MemoryModel) -> None:
-        if model.runtime_mb is None:
-            raise ValueError("the memory model has no runtime memory: the device has no network measured with its memory")
-        self.model = model
-
-    def network(self, module: Any, example: Any) -> tuple[float, float]:
-        from edgelat.ops.footprint import network_footprint
-        from edgelat.predictors.predict import load_network
-
-        footprint = network_footprint(load_network(module, example=example))
-        memory = self.model.predict(footprint).memory_mb
-        assert memory is not None
-        return memory, self.model.weight_slope(footprint)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -16,9 +16,13 @@ from edgelat.predictors.adapt import AdaptedLatencyModel
 from edgelat.predictors.model import DeviceLatencyModel, KernelPrediction, Prediction, grouped_ms, kernel_group, predict_kernels
 from edgelat.workspace import Workspace
 
+if TYPE_CHECKING:
+    from edgelat.predictors.memory import MemoryModel
+
 __all__ = [
     "DeviceLatencyModel",
     "KernelPrediction",
+    "NetworkMemoryPricer",
     "NetworkPricer",
     "Prediction",
     "grouped_ms",
@@ -112,3 +116,20 @@ class NetworkPricer:
 
     def kernels(self, items: Sequence[tuple[str, dict[str, Any]]]) -> np.ndarray:
         return self.model.predict(items)
+
+
+class NetworkMemoryPricer:
+    """Prices torch modules' peak memory with a device's memory model: what pruning under a memory limit asks."""
+
+    def __init__(self, model: MemoryModel) -> None:
+        if model.runtime_mb is None:
+            raise UsageError("the device has no network measured with its memory yet: measure one (edgelat measure) first")
+        self.model = model
+
+    def network(self, module: Any, example: Any) -> tuple[float, float]:
+        from edgelat.ops.footprint import network_footprint
+
+        footprint = network_footprint(load_network(module, example=example))
+        memory = self.model.predict(footprint).memory_mb
+        assert memory is not None
+        return memory, self.model.weight_slope(footprint)

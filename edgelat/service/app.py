@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import edgelat
-from edgelat.errors import EdgelatError, UnknownDeviceError, UsageError
+from edgelat.errors import EdgelatError, RequestRefusedError, UnknownDeviceError, UsageError
 from edgelat.workspace import Workspace, open_workspace
 
 __all__ = ["ServeSettings", "create_app"]
@@ -54,14 +54,6 @@ class ServeSettings:
     max_upload_mb: float = 200.0
     # The most architecture strings one batch may price.
     max_archs: int = 10_000
-
-
-class ServiceError(Exception):
-    """A request refused with ``status`` and a one-line ``detail``."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.detail = status, detail
 
 
 class _Worker:
@@ -157,7 +149,7 @@ class _BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise ServiceError(413, f"the request body is over the {self.limit / 2**20:g} MB limit")
+                raise RequestRefusedError(413, f"the request body is over the {self.limit / 2**20:g} MB limit")
             return message
 
         await self.app(scope, limited, send)
@@ -170,6 +162,8 @@ def _problem(status: int, detail: str, headers: dict[str, str] | None = None) ->
 
 
 def _status(exc: EdgelatError) -> int:
+    if isinstance(exc, RequestRefusedError):
+        return exc.status
     if isinstance(exc, UnknownDeviceError):
         return 404
     return 400 if isinstance(exc, UsageError) else 500
@@ -263,7 +257,7 @@ def _validation_plot(worker: _Worker, name: str) -> str:
     worker.recipe(name, None)
     found = views.latest_validation(worker.ws, name)
     if found is None:
-        raise ServiceError(404, f"{name} has no validation yet: run `edgelat validate {name}`")
+        raise RequestRefusedError(404, f"{name} has no validation yet: run `edgelat validate {name}`")
     return str(found["plot"])
 
 
@@ -287,11 +281,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.exception_handler(EdgelatError)
     async def edgelat_error(request: Request, exc: EdgelatError) -> JSONResponse:
-        return _problem(_status(exc), str(exc))
-
-    @app.exception_handler(ServiceError)
-    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return _problem(exc.status, exc.detail, {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None)
+        status = _status(exc)
+        return _problem(status, str(exc), {"WWW-Authenticate": "Bearer"} if status == 401 else None)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -313,7 +304,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         scheme, _, token = given.partition(" ")
         token = token.strip() if scheme.lower() == "bearer" else request.cookies.get(COOKIE, "")
         if not token or not hmac.compare_digest(token.encode(), settings.token.encode()):
-            raise ServiceError(401, "a valid token is needed: Authorization: Bearer TOKEN (edgelat serve printed it)")
+            raise RequestRefusedError(401, "a valid token is needed: Authorization: Bearer TOKEN (edgelat serve printed it)")
 
     auth = [Depends(authorized)]
 
@@ -351,7 +342,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         form = await _form(request)
         upload = form.get("model")
         if upload is None or isinstance(upload, str):
-            raise ServiceError(400, "the form has no file field 'model' (the ONNX network)")
+            raise RequestRefusedError(400, "the form has no file field 'model' (the ONNX network)")
         data = await upload.read()
         return await worker.run(
             _predict_upload,
@@ -367,9 +358,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
     async def predict_archs(name: str, batch: ArchBatch) -> list[dict[str, Any]]:
         """Architectures of a search space priced block by block (``predict --space S --archs-file F --json``)."""
         if len(batch.archs) > settings.max_archs:
-            raise ServiceError(413, f"{len(batch.archs)} architectures in one batch, over the limit of {settings.max_archs}")
+            raise RequestRefusedError(413, f"{len(batch.archs)} architectures in one batch, over the limit of {settings.max_archs}")
         if not batch.archs:
-            raise ServiceError(400, "the batch holds no architecture")
+            raise RequestRefusedError(400, "the batch holds no architecture")
         return await worker.run(_predict_archs, name, batch)
 
     # -- the page ---------------------------------------------------------------------------------
@@ -383,7 +374,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             return response
         try:
             authorized(request)
-        except ServiceError:
+        except RequestRefusedError:
             return templates.TemplateResponse(request, "login.html", {"error": None}, status_code=401)
         data = await worker.run(_page_data)
         return templates.TemplateResponse(request, "index.html", {**data, "version": edgelat.__version__, "workspace": str(settings.workspace),
@@ -423,10 +414,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
 async def _form(request: Request) -> Any:
     try:
         return await request.form()
-    except ServiceError:
+    except RequestRefusedError:
         raise
     except Exception as exc:  # a truncated or malformed multipart body
-        raise ServiceError(400, f"the request is not a readable form: {type(exc).__name__}: {exc}") from None
+        raise RequestRefusedError(400, f"the request is not a readable form: {type(exc).__name__}: {exc}") from None
 
 
 def _text(form: Any, key: str) -> str | None:

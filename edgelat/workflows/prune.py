@@ -106,8 +106,8 @@ def prune_device(
     from edgelat.nas.prune import prune_to_latency
     from edgelat.nas.search import Measured
     from edgelat.ops.network import relax_from_torch
-    from edgelat.predictors.memory import MemoryModel, NetworkMemoryPricer
-    from edgelat.predictors.predict import NetworkPricer
+    from edgelat.predictors.memory import MemoryModel
+    from edgelat.predictors.predict import NetworkMemoryPricer, NetworkPricer
     from edgelat.profiler.e2e import measure_network
     from edgelat.profiler.inventory import default_recipe
 
