@@ -56,3 +56,33 @@ def test_an_old_or_missing_glibc_is_a_clear_error(
     monkeypatch.setattr(setup, "_inspect", lambda t, p: {**real(t, p), "tvm": None, "libc": libc})
     with pytest.raises(UsageError, match=f"has {shown}; the apache-tvm wheel \\(manylinux_2_28_.*\\) needs glibc >= 2.28"):
         setup.setup_device(ws, ssh_device.name)
+
+
+def test_two_processes_setting_devices_up_at_once_download_the_wheels_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two setups at once (two test workers, two terminals) share the host's wheel cache: one downloads while the other
+    waits for the lock, then finds the cache complete (both once used one `.partial` folder and one of them failed)."""
+    import subprocess
+    import threading
+    import time
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    downloads: list[str] = []
+
+    def fake_pip(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        dest = Path(cmd[cmd.index("--dest") + 1])
+        downloads.append(str(dest))
+        dest.mkdir(parents=True, exist_ok=True)
+        time.sleep(0.3)  # the other setup arrives meanwhile
+        (dest / "apache_tvm-0.27-cp311-manylinux_2_28_aarch64.whl").write_bytes(b"wheel")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(setup.subprocess, "run", fake_pip)
+    found: list[list[Path]] = []
+    threads = [threading.Thread(target=lambda: found.append(setup._download_wheels("aarch64", (3, 11)))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(downloads) == 1 and len(found) == 2 and found[0] == found[1] and [p.name for p in found[0]] == [
+        "apache_tvm-0.27-cp311-manylinux_2_28_aarch64.whl"
+    ]

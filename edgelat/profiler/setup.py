@@ -124,19 +124,26 @@ def wheel_cache(machine: str, version: tuple[int, ...]) -> Path:
 
 
 def _download_wheels(machine: str, version: tuple[int, ...]) -> list[Path]:
+    """The wheels for ``machine`` and Python ``version``, downloaded once into :func:`wheel_cache`. Processes
+    setting devices up at once take turns (a lock file beside the cache): one downloads, the others find
+    the cache complete."""
+    import fcntl
+
     cache = wheel_cache(machine, version)
-    if (cache / "complete").exists():
-        return sorted(cache.glob("*.whl"))
-    partial = cache.with_name(cache.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest", str(partial),
-           "--platform", WHEEL_PLATFORMS[machine], "--python-version", f"{version[0]}.{version[1]}", *TVM_REQUIREMENTS]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise UsageError(f"could not download wheels for {machine} / Python {version[0]}.{version[1]} on the host:\n{done.stderr[-1500:]}")
-    (partial / "complete").write_text(" ".join(cmd) + "\n")
-    shutil.rmtree(cache, ignore_errors=True)
-    partial.rename(cache)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache.with_name(cache.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (cache / "complete").exists():
+            partial = cache.with_name(cache.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest", str(partial),
+                   "--platform", WHEEL_PLATFORMS[machine], "--python-version", f"{version[0]}.{version[1]}", *TVM_REQUIREMENTS]  # fmt: skip
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise UsageError(f"could not download wheels for {machine} / Python {version[0]}.{version[1]} on the host:\n{done.stderr[-1500:]}")
+            (partial / "complete").write_text(" ".join(cmd) + "\n")
+            shutil.rmtree(cache, ignore_errors=True)
+            partial.rename(cache)
     return sorted(cache.glob("*.whl"))
 
 
