@@ -362,7 +362,8 @@ def test_the_demo_ends_with_predicted_vs_measured_and_what_next(trained: Path, t
             "INSERT INTO network_measurements (device, recipe, name, network_hash, threads, median_ms, data) VALUES ('local', 'default', ?, 'h', 1, ?, '{}')",
             (demo.NETWORK, predicted / 1.25),
         )
-    first, rough, keep = demo.summary(ws_dir)
+    first, rough, keep, serve = demo.summary(ws_dir)
     assert f"predicted {predicted:.1f} ms" in first and "(+25.0%)" in first, first
     assert "rough" in rough and "edgelat profile local" in rough
     assert f"--workspace {ws_dir}" in keep and f"EDGELAT_HOME={ws_dir.resolve()}" in keep and "edgelat predict local" in keep
+    assert f"serve --workspace {ws_dir}" in serve

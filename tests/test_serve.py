@@ -254,6 +254,7 @@ def test_the_page_in_headless_chromium(served: Server, tmp_path: Path) -> None:
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1800"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.implicitly_wait(30)  # a submitted form's page may not have loaded when the next element is looked up
     try:
         driver.get(f"{served.url}/")  # no token: the login page
         assert "needs the server's token" in driver.find_element(By.TAG_NAME, "body").text
