@@ -21,7 +21,7 @@ from pathlib import Path
 
 from edgelat.errors import StoreError, UsageError
 
-__all__ = ["Workspace", "default_workspace_dir", "open_workspace"]
+__all__ = ["Workspace", "default_workspace_dir", "measured_by", "open_workspace"]
 
 # Each entry migrates the schema one version up; never edit an entry, append a new one.
 MIGRATIONS: list[str] = [
@@ -140,7 +140,27 @@ MIGRATIONS: list[str] = [
         UNIQUE (campaign_id, member, phase, config_id)
     );
     """,
+    # 7: who measured each row (user@host) and with which edgelat, beside the TVM and agent versions and the time
+    # rows already keep: measurements that travel between workspaces and people keep where they came from
+    """
+    ALTER TABLE measurements ADD COLUMN measured_by TEXT;
+    ALTER TABLE measurements ADD COLUMN edgelat_version TEXT;
+    ALTER TABLE network_measurements ADD COLUMN measured_by TEXT;
+    ALTER TABLE network_measurements ADD COLUMN edgelat_version TEXT;
+    """,
 ]
+
+
+def measured_by() -> str:
+    """``user@host`` of this process, as measurement rows record it (the uid where the user has no name)."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container's uid without a passwd entry
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
 
 
 def default_workspace_dir() -> Path:

@@ -10,13 +10,14 @@ import pytest
 from tvm import relax
 from tvm.script import tirx as T
 
+import edgelat
 from edgelat.datasets.store import export_measurements, measurements_frame
 from edgelat.errors import CampaignInterrupted, UsageError
 from edgelat.ops import OpSpec, config_id, register_op, unregister_op
 from edgelat.profiler import inventory
 from edgelat.profiler.builds import BuildRequest, BuiltKernel
 from edgelat.profiler.campaign import ProfileConfig, _batches, plan_configs, profile
-from edgelat.workspace import Workspace
+from edgelat.workspace import Workspace, measured_by
 from tests.sshd import SSHServer
 
 # Fast timing: these tests check the path, not the numbers.
@@ -92,6 +93,7 @@ def test_small_campaign_on_local(ws: Workspace, tmp_path: Path) -> None:
     rows = _rows(ws)
     assert all(r["status"] == "ok" and r["median_ms"] > 0 and r["repeats"] == 3 and r["threads"] == 1 for r in rows)
     assert all(r["caches"] == "warm" for r in rows)  # the default recipe times kernels on warm caches
+    assert {(r["measured_by"], r["edgelat_version"]) for r in rows} == {(measured_by(), edgelat.__version__)}
     assert all(r["min_ms"] <= r["median_ms"] <= r["max_ms"] for r in rows)
     assert json.loads(rows[0]["state_before"])["t"] > 0
     frame = measurements_frame(ws, "local")

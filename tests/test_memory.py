@@ -11,11 +11,12 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
+import edgelat
 from edgelat.cli import app
 from edgelat.ops.footprint import Footprint, network_footprint
 from edgelat.ops.network import relax_from_torch
 from edgelat.predictors.memory import MIN_NETWORKS, MeasuredMemory, MemoryModel, measured_memory
-from edgelat.workspace import open_workspace
+from edgelat.workspace import measured_by, open_workspace
 
 
 def _mlp(width: int) -> nn.Module:
@@ -73,6 +74,8 @@ def test_measured_memory_is_stored_and_predicted_from_the_device_networks(traine
             assert m.runtime_memory_mb is not None and m.peak_memory_mb is not None and m.size_bytes is not None
             assert 0 < m.runtime_memory_mb < m.peak_memory_mb and m.size_bytes > (m.params_bytes or 0) > 0
             assert m.energy_mj is None and m.power_rail is None  # this machine has no power monitor the agent can read
+        by = {tuple(r) for r in ws.db.execute("SELECT measured_by, edgelat_version FROM network_measurements")}
+        assert by == {(measured_by(), edgelat.__version__)}
         rows = measured_memory(ws, "local")
         assert sorted(r.name for r in rows) == sorted(f"mlp{w}" for w in widths)
         # The widest network's weights (about 9 MB more than the narrowest's) show in its measured peak.

@@ -77,3 +77,29 @@ def test_ssh_columns_move_into_the_transport_settings(tmp_path: Path) -> None:
         columns = {r[1] for r in ws.db.execute("PRAGMA table_info(devices)")}
         assert not columns & {"host", "port", "user", "key_file", "jump"}
         assert ws.db.execute("SELECT COUNT(*) FROM probes WHERE device = 'pi'").fetchone()[0] == 1  # nothing cascaded away
+
+
+def test_rows_of_an_older_workspace_keep_no_provenance_and_new_rows_say_who_measured_them(tmp_path: Path) -> None:
+    """Schema 6 -> 7: the measurement tables gain who measured a row (user@host) and with which edgelat; rows measured
+    before say nothing (NULL), they are not attributed to whoever upgrades."""
+    import edgelat
+
+    path = tmp_path / "ws" / "edgelat.db"
+    path.parent.mkdir()
+    old = sqlite3.connect(path)
+    for number in range(6):
+        old.executescript("BEGIN;" + workspace.MIGRATIONS[number] + f"PRAGMA user_version={number + 1}; COMMIT;")
+    old.execute("INSERT INTO devices (name, preset) VALUES ('local', 'local')")
+    old.execute("INSERT INTO campaigns (device, recipe, ops, plan, target, threads, tvm_version, seed) VALUES ('local', 'default', '[]', '[]', '{}', 1, 'x', 0)")
+    old.execute("INSERT INTO kernel_configs (config_id, op, params) VALUES ('c', 'dense', '{}')")
+    old.execute("INSERT INTO measurements (campaign_id, device, config_id, op, recipe, status, median_ms) VALUES (1, 'local', 'c', 'dense', 'default', 'ok', 1.0)")
+    old.commit()
+    old.close()
+    with open_workspace(tmp_path / "ws") as ws:
+        row = ws.db.execute("SELECT measured_by, edgelat_version FROM measurements").fetchone()
+        assert tuple(row) == (None, None)
+        columns = {r[1] for r in ws.db.execute("PRAGMA table_info(network_measurements)")}
+        assert {"measured_by", "edgelat_version"} <= columns
+    by = workspace.measured_by()
+    assert by.count("@") == 1 and all(by.split("@")) and edgelat.__version__
+

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+import edgelat
 from edgelat.errors import (
     AgentCrashedError,
     AgentReplyError,
@@ -36,7 +37,7 @@ from edgelat.profiler.builds import Builder, BuildRequest, BuiltKernel, build_ke
 from edgelat.profiler.inventory import Device, agent_env, connect, get_device
 from edgelat.profiler.recipes import Recipe, get_recipe
 from edgelat.profiler.tuning import KernelTuner
-from edgelat.workspace import Workspace, transaction
+from edgelat.workspace import Workspace, measured_by, transaction
 
 __all__ = ["CampaignInterrupted", "CampaignResult", "ProfileConfig", "Progress", "plan_configs", "profile"]
 
@@ -524,6 +525,8 @@ def _store(
         "build_s",
         "tune_s",
         "member",
+        "measured_by",
+        "edgelat_version",
         *_COLUMNS,
     ]
     row = [
@@ -541,6 +544,8 @@ def _store(
         built.build_s,
         built.tune_s or None,
         member or device,
+        measured_by(),
+        edgelat.__version__,
     ]
     row += [values.get(c) for c in _COLUMNS]
     ws.db.execute(f"INSERT OR REPLACE INTO measurements ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", row)

@@ -18,13 +18,14 @@ from typing import Any
 
 import tvm
 
+import edgelat
 from edgelat.errors import AgentReplyError, BuildError
 from edgelat.ops import fuse, kernel_funcs
 from edgelat.ops.footprint import network_footprint
 from edgelat.ops.lowering import shape_of
 from edgelat.profiler.inventory import agent_session, get_device
 from edgelat.profiler.recipes import Recipe, first_line, get_recipe
-from edgelat.workspace import Workspace
+from edgelat.workspace import Workspace, measured_by
 
 __all__ = [
     "NetworkMeasurement",
@@ -346,7 +347,8 @@ def measure_network(
         workspace_bytes=footprint.workspace_bytes, **energy,
     )  # fmt: skip
     ws.db.execute(
-        "INSERT INTO network_measurements (device, recipe, name, network_hash, threads, median_ms, data) VALUES (?,?,?,?,?,?,?)",
-        (device.name, recipe, name, key, n_threads, result.median_ms, json.dumps(asdict(result))),
+        "INSERT INTO network_measurements (device, recipe, name, network_hash, threads, median_ms, data, measured_by, edgelat_version) "
+        "VALUES (?,?,?,?,?,?,?,?,?)",
+        (device.name, recipe, name, key, n_threads, result.median_ms, json.dumps(asdict(result)), measured_by(), edgelat.__version__),
     )
     return result
