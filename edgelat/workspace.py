@@ -148,6 +148,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE network_measurements ADD COLUMN measured_by TEXT;
     ALTER TABLE network_measurements ADD COLUMN edgelat_version TEXT;
     """,
+    # 8: the process running a campaign and until when its lease holds (edgelat.profiler.lease)
+    """
+    ALTER TABLE campaigns ADD COLUMN holder TEXT;
+    ALTER TABLE campaigns ADD COLUMN lease_until REAL;
+    """,
 ]
 
 

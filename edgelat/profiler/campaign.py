@@ -35,6 +35,7 @@ from edgelat.ops import config_id, get_op, list_ops
 from edgelat.profiler.agent_client import AgentSession
 from edgelat.profiler.builds import Builder, BuildRequest, BuiltKernel, build_kernel
 from edgelat.profiler.inventory import Device, agent_env, connect, get_device
+from edgelat.profiler.lease import CampaignLease, take_lease
 from edgelat.profiler.recipes import Recipe, get_recipe
 from edgelat.profiler.tuning import KernelTuner
 from edgelat.workspace import Workspace, measured_by, transaction
@@ -255,10 +256,13 @@ def _create_campaign(ws: Workspace, device: Device, cfg: ProfileConfig, target: 
     return int(cur.lastrowid or 0), ids
 
 
-def open_campaign(ws: Workspace, device: Device, cfg: ProfileConfig, resume: bool) -> tuple[int, list[str], dict[str, Any], int]:
+def open_campaign(
+    ws: Workspace, device: Device, cfg: ProfileConfig, resume: bool
+) -> tuple[int, list[str], dict[str, Any], int, CampaignLease]:
     """The campaign to run on ``device`` (a device or a group), marked running: its id, plan, target and
-    threads. With ``resume``, the last unfinished one with ``cfg.recipe`` (a UsageError if there is none), as
-    it was planned; otherwise a new one planned from ``cfg``."""
+    threads, and its lease (:mod:`edgelat.profiler.lease`; the caller releases it when the run ends). With
+    ``resume``, the last unfinished one with ``cfg.recipe`` (a UsageError if there is none, or if another
+    process runs it), as it was planned; otherwise a new one planned from ``cfg``."""
     target = device.target(cfg.recipe)
     threads = cfg.threads or device.measure_threads
     row = _find_resumable(ws, device.name, cfg.recipe) if resume else None
@@ -269,8 +273,9 @@ def open_campaign(ws: Workspace, device: Device, cfg: ProfileConfig, resume: boo
         target = json.loads(row["target"])
     else:
         campaign_id, plan_ids = _create_campaign(ws, device, cfg, target, threads)
+    lease = take_lease(ws, campaign_id)
     _set_status(ws, campaign_id, "running")
-    return campaign_id, plan_ids, target, threads
+    return campaign_id, plan_ids, target, threads, lease
 
 
 def stored_configs(ws: Workspace, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -305,7 +310,7 @@ def profile(
     if device.is_group:  # (fleet builds on this module: it cannot be called from here)
         raise UsageError(f"{device.name} is a device group: its campaigns run through edgelat.profiler.fleet.profile_group")
     preset = device.preset_info
-    campaign_id, plan_ids, target, threads = open_campaign(ws, device, cfg, resume)
+    campaign_id, plan_ids, target, threads, lease = open_campaign(ws, device, cfg, resume)
     done_ids = {r[0] for r in ws.db.execute("SELECT config_id FROM measurements WHERE campaign_id = ?", (campaign_id,))}
     todo = [i for i in plan_ids if i not in done_ids]
     configs = stored_configs(ws, todo)
@@ -352,6 +357,7 @@ def profile(
         raise CampaignInterrupted(campaign_id, f"lost the connection to {device.name} ({exc})") from exc
     finally:
         session.close()
+        lease.release()
     _set_status(ws, campaign_id, status)
     measured = ws.db.execute("SELECT COUNT(*) FROM measurements WHERE campaign_id = ?", (campaign_id,)).fetchone()[0]
     return CampaignResult(

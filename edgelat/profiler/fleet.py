@@ -164,80 +164,92 @@ def profile_group(
     members = [get_device(ws, m) for m in group.members]
     if not members:
         raise UsageError(f"group {group.name} has no members left: add one with `edgelat device group add`")
-    campaign_id, plan_ids, target, threads = open_campaign(ws, group, cfg, resume)
-    done_ids = {r[0] for r in ws.db.execute("SELECT config_id FROM measurements WHERE campaign_id = ?", (campaign_id,))}
-    configs = stored_configs(ws, plan_ids)
-    todo = [i for i in plan_ids if i not in done_ids]
-    sentinels = _sentinels(plan_ids, configs)
-    progress = Progress(total=len(plan_ids), done=len(done_ids), failed=_count_failed(ws, campaign_id))
-    report = FleetReport(rows={m.name: 0 for m in members})
-    preset = group.preset_info
+    campaign_id, plan_ids, target, threads, lease = open_campaign(ws, group, cfg, resume)
+    try:
+        done_ids = {r[0] for r in ws.db.execute("SELECT config_id FROM measurements WHERE campaign_id = ?", (campaign_id,))}
+        configs = stored_configs(ws, plan_ids)
+        todo = [i for i in plan_ids if i not in done_ids]
+        sentinels = _sentinels(plan_ids, configs)
+        progress = Progress(total=len(plan_ids), done=len(done_ids), failed=_count_failed(ws, campaign_id))
+        report = FleetReport(rows={m.name: 0 for m in members})
+        preset = group.preset_info
 
-    def request(cid: str) -> BuildRequest:
-        op, params = configs[cid]
-        return BuildRequest(op, params, target, preset.cross_compiler, preset.arch, cfg.recipe)
+        def request(cid: str) -> BuildRequest:
+            op, params = configs[cid]
+            return BuildRequest(op, params, target, preset.cross_compiler, preset.arch, cfg.recipe)
 
-    results: queue.Queue[tuple[str, str, Any]] = queue.Queue()
-    stop = threading.Event()
-    deadline = time.time() + cfg.minutes * 60 if cfg.minutes is not None else None
-    status = "done"
-    with Builder(ws.cache_dir, cfg.build_workers, cfg.scheduler, preset.cross_compiler) as builder:
-        overlap = not any(builder.builds_beside(m) for m in members) if cfg.overlap_builds is None else cfg.overlap_builds
-        work = _Work(todo, request, builder, cfg.batch, overlap)
-        sentinel_builds = {cid: builder.submit(request(cid)) for cid in sentinels}
-        threads_ = [
-            threading.Thread(
-                target=_member_loop,
-                args=(ws, m, threads, cfg, work, sentinel_builds, results, stop, fault),
-                name=f"member-{m.name}",
-                daemon=True,
-            )
-            for m in members
-        ]
-        for t in threads_:
-            t.start()
-        running = len(threads_)
-        try:
-            while running:
-                if deadline is not None and time.time() > deadline and not stop.is_set():
-                    status = "stopped"
-                    stop.set()
-                try:
-                    kind, member, payload = results.get(timeout=0.5)
-                except queue.Empty:
-                    continue
-                if kind == "row":
-                    cid, built, values, agent_version = payload
-                    _store(ws, campaign_id, group.name, cid, configs[cid][0], recipe, threads, target, agent_version, built, values, member)
-                    report.rows[member] += 1
-                    progress.done += 1
-                    progress.failed += values["status"] != "ok"
-                    progress.last_op = f"{configs[cid][0]} on {member}"
-                    if on_update is not None:
-                        on_update(progress)
-                elif kind == "sentinels":
-                    phase, times = payload
-                    _store_sentinels(ws, campaign_id, member, phase, times)
-                elif kind == "dropped":
-                    report.dropped[member] = payload
-                    log.warning("%s left the campaign: %s", member, payload)
-                elif kind == "exit":
-                    running -= 1
-        except KeyboardInterrupt:
-            stop.set()
+        results: queue.Queue[tuple[str, str, Any]] = queue.Queue()
+        stop = threading.Event()
+        deadline = time.time() + cfg.minutes * 60 if cfg.minutes is not None else None
+        status = "done"
+        with Builder(ws.cache_dir, cfg.build_workers, cfg.scheduler, preset.cross_compiler) as builder:
+            overlap = not any(builder.builds_beside(m) for m in members) if cfg.overlap_builds is None else cfg.overlap_builds
+            work = _Work(todo, request, builder, cfg.batch, overlap)
+            sentinel_builds = {cid: builder.submit(request(cid)) for cid in sentinels}
+            threads_ = [
+                threading.Thread(
+                    target=_member_loop,
+                    args=(ws, m, threads, cfg, work, sentinel_builds, results, stop, fault),
+                    name=f"member-{m.name}",
+                    daemon=True,
+                )
+                for m in members
+            ]
+            for t in threads_:
+                t.start()
+            running = len(threads_)
+            try:
+                while running:
+                    if deadline is not None and time.time() > deadline and not stop.is_set():
+                        status = "stopped"
+                        stop.set()
+                    try:
+                        kind, member, payload = results.get(timeout=0.5)
+                    except queue.Empty:
+                        continue
+                    if kind == "row":
+                        cid, built, values, agent_version = payload
+                        _store(
+                            ws, campaign_id, group.name, cid, configs[cid][0], recipe, threads, target, agent_version, built, values, member
+                        )
+                        report.rows[member] += 1
+                        progress.done += 1
+                        progress.failed += values["status"] != "ok"
+                        progress.last_op = f"{configs[cid][0]} on {member}"
+                        if on_update is not None:
+                            on_update(progress)
+                    elif kind == "sentinels":
+                        phase, times = payload
+                        _store_sentinels(ws, campaign_id, member, phase, times)
+                    elif kind == "dropped":
+                        report.dropped[member] = payload
+                        log.warning("%s left the campaign: %s", member, payload)
+                    elif kind == "exit":
+                        running -= 1
+            except KeyboardInterrupt:
+                stop.set()
+                _set_status(ws, campaign_id, "interrupted")
+                raise
+        measured = ws.db.execute("SELECT COUNT(*) FROM measurements WHERE campaign_id = ?", (campaign_id,)).fetchone()[0]
+        if status == "done" and measured < len(plan_ids):
             _set_status(ws, campaign_id, "interrupted")
-            raise
-    measured = ws.db.execute("SELECT COUNT(*) FROM measurements WHERE campaign_id = ?", (campaign_id,)).fetchone()[0]
-    if status == "done" and measured < len(plan_ids):
-        _set_status(ws, campaign_id, "interrupted")
-        lost = ", ".join(f"{m} ({why})" for m, why in report.dropped.items())
-        raise CampaignInterrupted(campaign_id, f"every member of {group.name} left before the plan was done: {lost}")
-    _judge_sentinels(ws, campaign_id, report)
-    _set_status(ws, campaign_id, status)
-    result = CampaignResult(
-        campaign_id, group.name, cfg.recipe, status, len(plan_ids), measured, _count_failed(ws, campaign_id), time.time() - progress.started
-    )
-    return result, report
+            lost = ", ".join(f"{m} ({why})" for m, why in report.dropped.items())
+            raise CampaignInterrupted(campaign_id, f"every member of {group.name} left before the plan was done: {lost}")
+        _judge_sentinels(ws, campaign_id, report)
+        _set_status(ws, campaign_id, status)
+        result = CampaignResult(
+            campaign_id,
+            group.name,
+            cfg.recipe,
+            status,
+            len(plan_ids),
+            measured,
+            _count_failed(ws, campaign_id),
+            time.time() - progress.started,
+        )
+        return result, report
+    finally:
+        lease.release()
 
 
 def _sentinels(plan_ids: Sequence[str], configs: dict[str, tuple[str, dict[str, Any]]]) -> list[str]:
