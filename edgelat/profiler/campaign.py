@@ -359,17 +359,13 @@ def profile(
         session.close()
         lease.release()
     _set_status(ws, campaign_id, status)
+    return campaign_result(ws, campaign_id, device.name, cfg.recipe, status, len(plan_ids), progress.started)
+
+
+def campaign_result(ws: Workspace, campaign_id: int, device: str, recipe: str, status: str, planned: int, started: float) -> CampaignResult:
+    """The tally of a campaign run that started at ``started`` (seconds since the epoch), as stored."""
     measured = ws.db.execute("SELECT COUNT(*) FROM measurements WHERE campaign_id = ?", (campaign_id,)).fetchone()[0]
-    return CampaignResult(
-        campaign_id,
-        device.name,
-        cfg.recipe,
-        status,
-        len(plan_ids),
-        measured,
-        _count_failed(ws, campaign_id),
-        time.time() - progress.started,
-    )
+    return CampaignResult(campaign_id, device, recipe, status, planned, measured, _count_failed(ws, campaign_id), time.time() - started)
 
 
 def _count_failed(ws: Workspace, campaign_id: int) -> int:

@@ -37,6 +37,7 @@ from edgelat.profiler.campaign import (
     _Session,
     _set_status,
     _store,
+    campaign_result,
     open_campaign,
     stored_configs,
 )
@@ -237,17 +238,7 @@ def profile_group(
             raise CampaignInterrupted(campaign_id, f"every member of {group.name} left before the plan was done: {lost}")
         _judge_sentinels(ws, campaign_id, report)
         _set_status(ws, campaign_id, status)
-        result = CampaignResult(
-            campaign_id,
-            group.name,
-            cfg.recipe,
-            status,
-            len(plan_ids),
-            measured,
-            _count_failed(ws, campaign_id),
-            time.time() - progress.started,
-        )
-        return result, report
+        return campaign_result(ws, campaign_id, group.name, cfg.recipe, status, len(plan_ids), progress.started), report
     finally:
         lease.release()
 
