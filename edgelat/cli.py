@@ -30,7 +30,7 @@ app.add_typer(device_app, name="device")
 group_app = typer.Typer(help="Groups of identical devices (fleets): one campaign shared among them, one set of models.",
                         no_args_is_help=True, rich_markup_mode=None)  # fmt: skip
 device_app.add_typer(group_app, name="group")
-data_app = typer.Typer(help="Export what the store holds.", no_args_is_help=True, rich_markup_mode=None)
+data_app = typer.Typer(help="Export what the store holds; move it between a workspace and a team store.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(data_app, name="data")
 zoo_app = typer.Typer(help="The built-in model zoo (plain torch modules, random weights).", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(zoo_app, name="zoo")
@@ -65,6 +65,15 @@ def _main(
 WorkspaceOpt = Annotated[
     Optional[Path],
     typer.Option("--workspace", "-w", help="Workspace directory (default: $EDGELAT_HOME, else ~/.local/share/edgelat).", envvar=None),
+]
+StoreOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--store",
+        help="Team store, postgresql://USER@HOST[:PORT]/DB (default: $EDGELAT_STORE, else the workspace's own SQLite file). "
+        "The password comes from the URL, PGPASSFILE (~/.pgpass) or PGPASSWORD.",
+        show_default=False,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 TrustOpt = Annotated[bool, typer.Option("--trust-new-host", help="Record the SSH host key if this host is not yet known.")]
@@ -108,8 +117,8 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _ws(path: Path | None) -> Workspace:
-    return open_workspace(path)
+def _ws(path: Path | None, store: str | None = None) -> Workspace:
+    return open_workspace(path, store)
 
 
 def _ms(value: float) -> str:
@@ -144,13 +153,14 @@ def device_add(
     threads: Annotated[Optional[int], typer.Option(help="Threads for measurements (default: the preset's).")] = None,
     trust_new_host: TrustOpt = False,
     workspace: WorkspaceOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Add a device reached over SSH."""
     from edgelat.profiler import inventory
 
     if key is not None and not key.expanduser().is_file():
         raise UsageError(f"--key {key}: no such private key file")
-    with _ws(workspace) as ws:
+    with _ws(workspace, store) as ws:
         device = inventory.add_device(
             ws,
             name,
@@ -170,22 +180,24 @@ def device_add(
 
 @device_app.command("trust")
 @handle_errors
-def device_trust(name: str, workspace: WorkspaceOpt = None) -> None:
+def device_trust(name: str, workspace: WorkspaceOpt = None,
+    store: StoreOpt = None) -> None:
     """Connect once and record the device's SSH host key (refused if it changed)."""
     from edgelat.profiler import inventory
 
-    with _ws(workspace) as ws:
+    with _ws(workspace, store) as ws:
         inventory.trust_device(ws, name)
         out.print(f"host key of {name} recorded in {ws.known_hosts}")
 
 
 @device_app.command("list")
 @handle_errors
-def device_list(json_out: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
+def device_list(json_out: JsonOpt = False, workspace: WorkspaceOpt = None,
+    store: StoreOpt = None) -> None:
     """List the devices in the inventory."""
     from edgelat.profiler import inventory
 
-    with _ws(workspace) as ws:
+    with _ws(workspace, store) as ws:
         devices = inventory.list_devices(ws)
         if json_out:
             _print_json([inventory.device_dict(d) for d in devices])
@@ -199,11 +211,12 @@ def device_list(json_out: JsonOpt = False, workspace: WorkspaceOpt = None) -> No
 
 @device_app.command("show")
 @handle_errors
-def device_show(name: str, json_out: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
+def device_show(name: str, json_out: JsonOpt = False, workspace: WorkspaceOpt = None,
+    store: StoreOpt = None) -> None:
     """Show one device, the TVM target each recipe builds for on it, and its latest probe."""
     from edgelat.profiler import inventory
 
-    with _ws(workspace) as ws:
+    with _ws(workspace, store) as ws:
         device = inventory.get_device(ws, name)
         targets = {} if device.is_adapted else {"targets": {r: device.target(r) for r in RECIPES.names()}}
         data = {**inventory.device_dict(device), **targets, "latest_probe": inventory.latest_probe(ws, name)}
@@ -228,22 +241,24 @@ def device_show(name: str, json_out: JsonOpt = False, workspace: WorkspaceOpt = 
 
 @device_app.command("remove")
 @handle_errors
-def device_remove(name: str, workspace: WorkspaceOpt = None) -> None:
+def device_remove(name: str, workspace: WorkspaceOpt = None,
+    store: StoreOpt = None) -> None:
     """Remove a device (and its probes) from the inventory."""
     from edgelat.profiler import inventory
 
-    with _ws(workspace) as ws:
+    with _ws(workspace, store) as ws:
         inventory.remove_device(ws, name)
         out.print(f"removed device {name}")
 
 
 @device_app.command("probe")
 @handle_errors
-def device_probe(name: str, json_out: JsonOpt = False, trust_new_host: TrustOpt = False, workspace: WorkspaceOpt = None) -> None:
+def device_probe(name: str, json_out: JsonOpt = False, trust_new_host: TrustOpt = False, workspace: WorkspaceOpt = None,
+    store: StoreOpt = None) -> None:
     """Probe a device through the agent: CPU, memory, frequencies, TVM, GPU, temperatures."""
     from edgelat.profiler import inventory
 
-    with _ws(workspace) as ws:
+    with _ws(workspace, store) as ws:
         data = inventory.probe_device(ws, name, trust_new_host=trust_new_host)
     if json_out:
         _print_json(data)
@@ -257,11 +272,12 @@ def device_group_add(
     name: str,
     members: Annotated[list[str], typer.Argument(help="Devices of the group: one preset, identical by probe.")],
     workspace: WorkspaceOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Add a group of identical devices: `profile NAME` shares a campaign among them, `train NAME` trains one model set."""
     from edgelat.profiler import inventory
 
-    with _ws(workspace) as ws:
+    with _ws(workspace, store) as ws:
         group, probes = inventory.add_group(ws, name, members)
     first = probes[group.members[0]]
     out.print(
@@ -277,11 +293,12 @@ def device_setup(
     offline: Annotated[bool, typer.Option(help="Download the wheels on this host and copy them to the device over SFTP.")] = False,
     force: Annotated[bool, typer.Option(help="Install into edgelat's venv even if TVM already imports.")] = False,
     workspace: WorkspaceOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Make sure the device can load TVM kernels; install the pinned runtime in a private venv if not."""
     from edgelat.profiler.setup import setup_device
 
-    with _ws(workspace) as ws:
+    with _ws(workspace, store) as ws:
         report = setup_device(ws, name, offline=offline, force=force)
     verb = {"present": "already has", "installed": "now has", "installed-offline": "now has (wheels shipped from this host)"}[report.action]
     out.print(f"{report.device} {verb} TVM {report.tvm_version} ({report.python})")
@@ -345,6 +362,7 @@ def profile_cmd(
     resume: Annotated[bool, typer.Option(help="Continue the device's last unfinished campaign.")] = False,
     scheduler: SchedulerOpt = None,
     workspace: WorkspaceOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Profile operator kernels on a device: build with TVM, time through the agent, store."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -368,7 +386,7 @@ def profile_cmd(
         scheduler=scheduler_address(scheduler),
     )
     with (
-        _ws(workspace) as ws,
+        _ws(workspace, store) as ws,
         Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -426,11 +444,12 @@ def _print_fleet(fleet: Any) -> None:
 
 
 def _print_summary(ws: Workspace, campaign_id: int) -> None:
-    rows = ws.db.execute(
-        """SELECT op, COUNT(*) n, SUM(status = 'ok') ok, SUM(status != 'ok') failed, SUM(unstable) unstable,
-                  MIN(median_ms) lo, MAX(median_ms) hi, AVG(cv) cv FROM measurements WHERE campaign_id = ? GROUP BY op ORDER BY op""",
-        (campaign_id,),
-    ).fetchall()
+    rows = ws.store.rows(
+        """SELECT op, COUNT(*) n, SUM(CASE WHEN status = 'ok' THEN 1 ELSE 0 END) ok, SUM(CASE WHEN status != 'ok' THEN 1 ELSE 0 END) failed,
+                  SUM(unstable) unstable, MIN(median_ms) lo, MAX(median_ms) hi, AVG(cv) cv
+           FROM measurements WHERE campaign_id = :id GROUP BY op ORDER BY op""",
+        {"id": campaign_id},
+    )
     table = Table("op", "measured", "ok", "failed", "unstable", "median ms (min-max)", "mean CV", title=f"campaign {campaign_id}")
     for r in rows:
         span = f"{r['lo']:.4f}-{r['hi']:.4f}" if r["lo"] is not None else "-"
@@ -494,11 +513,12 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
 
 @app.command("train")
 @handle_errors
-def train_cmd(device: str, recipe: RecipeOpt = None, json_out: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
+def train_cmd(device: str, recipe: RecipeOpt = None, json_out: JsonOpt = False, workspace: WorkspaceOpt = None,
+    store: StoreOpt = None) -> None:
     """Fit one XGBoost latency model per op kind on the device's kernel measurements."""
     from edgelat.predictors.train import report_dict, train_device
 
-    with _ws(workspace) as ws:
+    with _ws(workspace, store) as ws:
         report = train_device(ws, device, recipe)
     if json_out:
         _print_json(report_dict(report))
@@ -531,11 +551,12 @@ def predict_cmd(
     ] = False,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Predict a network's latency on a device, with a per-kernel breakdown."""
     if (model is None) == (space is None):
         raise UsageError("give either an ONNX file or --space with --arch / --archs-file")
-    with _ws(workspace) as ws:
+    with _ws(workspace, store) as ws:
         if model is not None:
             from edgelat.predictors.predict import predict_network
 
@@ -643,6 +664,7 @@ def measure_cmd(
     scheduler: SchedulerOpt = None,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Compile a whole network for the device and time it there end to end (ground truth)."""
 
@@ -653,7 +675,7 @@ def measure_cmd(
     from edgelat.profiler.inventory import get_device
 
     address = scheduler_address(scheduler)
-    with _ws(workspace) as ws:
+    with _ws(workspace, store) as ws:
         get_device(ws, device)  # before the slow import
         mod = load_network(model, _shapes(input_shape))
         result = measure_network(ws, device, mod, name=model.name, recipe=recipe, threads=threads, check=check, scheduler=address)
@@ -703,6 +725,7 @@ def validate_cmd(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Where the table, plot and report go.")] = None,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Measure and predict a zoo of real networks; report accuracy against the FLOPs baseline."""
     from dataclasses import asdict
@@ -716,7 +739,7 @@ def validate_cmd(
                 + (f"predicted {_ms(row.predicted_ms)} ms, measured {_ms(row.measured_ms)} ms ({row.error_pct:+.1f}%)" if row else "failed")
             )
 
-    with _ws(workspace) as ws:
+    with _ws(workspace, store) as ws:
         report = validate_device(ws, device, zoo=zoo, recipe=recipe, out_dir=out_dir, on_network=show)
     if json_out:
         _print_json(asdict(report))
@@ -763,11 +786,12 @@ def adapt_cmd(
     force: Annotated[bool, typer.Option("--force", help="Replace an adapted device of this name.")] = False,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Create a device from a few end-to-end latencies and another device's kernel models."""
     from edgelat.workflows import adapt_device
 
-    with _ws(workspace) as ws:
+    with _ws(workspace, store) as ws:
         if ws.adapter_file(device).exists() and not force:
             raise UsageError(f"{device} is already adapted; pass --force to replace its adapter")
         report = adapt_device(ws, device, source, measurements, space)
@@ -811,6 +835,7 @@ def prune_cmd(
     ] = None,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Prune a network's channels until it meets a latency target (and a memory limit) on the device (NetAdapt-style, predictor-priced)."""
     from edgelat.workflows import PruneOptions, prune_device
@@ -822,7 +847,7 @@ def prune_cmd(
         mem += f", {_mb(step.measured_memory_mb)} measured" if step.measured_memory_mb is not None else ""
         err.print(f"step {step.step}: {step.layer} -{step.removed} channels -> predicted {_ms(step.predicted_ms)} ms{meas}{mem}{acc}")
 
-    with _ws(workspace) as ws:
+    with _ws(workspace, store) as ws:
         pruned = prune_device(
             ws, device, model, input_shape=_shape(input_shape) or (1, 3, 224, 224), target_ms=target_ms, speedup=speedup, memory_mb=memory_mb,
             options=PruneOptions(recipe, importance, steps, pretrain_steps, finetune_steps), out_dir=out_dir, on_step=show,
@@ -882,6 +907,7 @@ def search_cmd(
     ] = "latency,accuracy",
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Find the best network of a space under a latency budget (and memory and size limits); verify it on the device."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -895,7 +921,7 @@ def search_cmd(
     if then_prune and size_mb is not None:
         raise UsageError("--then-prune does not take --size-mb: pruning keeps to latency and memory (search with it alone)")
     if then_prune:
-        with _ws(workspace) as ws:
+        with _ws(workspace, store) as ws:
             routes = search_then_prune(ws, device, space, latency_ms, looser=looser, search=options, out_dir=out_dir)
         if json_out:
             _print_json(routes)
@@ -911,7 +937,7 @@ def search_cmd(
         out.print(f"outputs in {routes['out_dir']}")
         return
 
-    with _ws(workspace) as ws, Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+    with _ws(workspace, store) as ws, Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                                         TimeElapsedColumn(), console=err, transient=True) as bar:  # fmt: skip
         blocks = bar.add_task("pricing blocks", total=None, visible=False)
         gens = bar.add_task("searching", total=generations)
@@ -990,13 +1016,52 @@ def data_export(
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
     output: Annotated[Optional[Path], typer.Option(help="Output file (default: exports/DEVICE/kernels.FORMAT in the workspace).")] = None,
     workspace: WorkspaceOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Export a device's kernel measurements, one row per measurement."""
     from edgelat.datasets.store import export_measurements
 
-    with _ws(workspace) as ws:
+    with _ws(workspace, store) as ws:
         path = export_measurements(ws, device, fmt, output)
     out.print(f"wrote {path}")
+
+
+AsOpt = Annotated[Optional[str], typer.Option("--as", help="The device's name in the other store (default: the same).")]
+
+
+def _copy(device: str, as_name: str | None, workspace: Path | None, store: str | None, push: bool) -> None:
+    from edgelat.profiler.inventory import validate_name
+    from edgelat.store import open_store, store_url
+    from edgelat.store.sync import copy_device
+
+    url = store_url(store)
+    if url is None:
+        raise UsageError(f"name the team store to {'push to' if push else 'pull from'}: --store postgresql://USER@HOST[:PORT]/DB (or $EDGELAT_STORE)")
+    if as_name is not None:
+        validate_name(as_name)
+    with open_workspace(workspace, own_store=True) as ws, contextlib.closing(open_store(url)) as team:
+        src, dst = (ws.store, team) if push else (team, ws.store)
+        report = copy_device(src, dst, device, as_name)
+        table = Table("rows", "added", "already there", title=f"{device} -> {report.device} in {dst.display}")
+        for name, added in report.added.items():
+            already = report.already.get(name)
+            table.add_row(name, str(added), "-" if already is None else str(already))
+        out.print(table)
+        out.print(f"{report.total} rows added" if report.total else f"{dst.display} already had everything of {device}")
+
+
+@data_app.command("push")
+@handle_errors
+def data_push(device: str, as_name: AsOpt = None, workspace: WorkspaceOpt = None, store: StoreOpt = None) -> None:
+    """Copy a device's measurements from this workspace's own store to the team store (only what it lacks)."""
+    _copy(device, as_name, workspace, store, push=True)
+
+
+@data_app.command("pull")
+@handle_errors
+def data_pull(device: str, as_name: AsOpt = None, workspace: WorkspaceOpt = None, store: StoreOpt = None) -> None:
+    """Copy a device's measurements from the team store into this workspace's own store (only what it lacks)."""
+    _copy(device, as_name, workspace, store, push=False)
 
 
 # -- serve -----------------------------------------------------------------------------
@@ -1011,6 +1076,7 @@ def serve_cmd(
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest request body (ONNX upload), MB.")] = 200.0,
     max_archs: Annotated[int, typer.Option("--max-archs", help="Most architectures one batch may price.")] = 10_000,
     workspace: WorkspaceOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Serve the workspace's predictions over HTTP (JSON under /v1, docs at /docs) and a page at /."""
     import secrets
@@ -1030,8 +1096,8 @@ def serve_cmd(
         token = secrets.token_urlsafe(24)
     if not 0 < port < 65536 or max_upload_mb <= 0 or max_archs < 1:
         raise UsageError("--port must be 1-65535, --max-upload-mb positive and --max-archs at least 1")
-    with _ws(workspace) as ws:  # a workspace that cannot be opened is one line now, not a failed request later
-        root = ws.root
+    with _ws(workspace, store) as ws:  # a workspace that cannot be opened is one line now, not a failed request later
+        root, store = ws.root, ws.store.url if ws.store.shared else None
     try:  # a taken port or an address not of this host: one line, before uvicorn logs a traceback
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family) as probe:
@@ -1039,7 +1105,7 @@ def serve_cmd(
             probe.bind((host, port))
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    settings = ServeSettings(root, token, max_upload_mb, max_archs)
+    settings = ServeSettings(root, token, max_upload_mb, max_archs, store=store)
     shown = f"[{host}]" if ":" in host else host
     err.print(f"serving workspace {root} on http://{shown}:{port}")
     if token_file is None:

@@ -20,9 +20,9 @@ def summary(workspace: str | Path) -> list[str]:
     root = Path(workspace)
     with open_workspace(root) as ws:
         predicted = predict_network(ws, "local", root / NETWORK).total_ms
-        row = ws.db.execute(
-            "SELECT median_ms FROM network_measurements WHERE device = 'local' AND name = ? ORDER BY id DESC LIMIT 1", (NETWORK,)
-        ).fetchone()
+        row = ws.store.first(
+            "SELECT median_ms FROM network_measurements WHERE device = 'local' AND name = :name ORDER BY id DESC LIMIT 1", {"name": NETWORK}
+        )
     if row is None:
         raise UsageError(f"no measurement of {NETWORK} in {root}: run `make demo` (its measure step) first")
     measured = float(row["median_ms"])

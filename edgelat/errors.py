@@ -9,8 +9,9 @@ Every error edgelat raises on purpose derives from :class:`EdgelatError`::
     │   ├── DuplicateDeviceError
     │   ├── UnknownOpError
     │   ├── ModelImportError       a network file or module that cannot be imported (names the node)
-    │   └── DamagedFileError       a file the workspace keeps that cannot be read; says what to do
-    │       └── ModelFileError     a saved latency model (missing, damaged, another format): retrain
+    │   ├── DamagedFileError       a file the workspace keeps that cannot be read; says what to do
+    │   │   └── ModelFileError     a saved latency model (missing, damaged, another format): retrain
+    │   └── StoreUnreachableError  a team store that cannot be reached, refuses the credentials or lacks the database
     ├── HostKeyError               SSH host key problems (never silently accepted)
     │   ├── UnknownHostKeyError    host not in known_hosts; says how to trust it
     │   └── ChangedHostKeyError    key differs from the recorded one; always refused
@@ -51,6 +52,7 @@ __all__ = [
     "RemoteCommandError",
     "RequestRefusedError",
     "StoreError",
+    "StoreUnreachableError",
     "TransportError",
     "UnknownDeviceError",
     "UnknownHostKeyError",
@@ -175,6 +177,10 @@ class OutputMismatchError(EdgelatError):
 
 class StoreError(EdgelatError):
     pass
+
+
+class StoreUnreachableError(UsageError):
+    """A team store (``--store``) that cannot be used as given: no server there, wrong credentials, no such database."""
 
 
 class AgentReplyError(AgentError):

@@ -64,6 +64,9 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     monkeypatch.setenv("EDGELAT_HOME", str(home / "edgelat"))
+    monkeypatch.delenv("EDGELAT_STORE", raising=False)
+    for name in ("PGPASSWORD", "PGPASSFILE", "PGUSER", "PGHOST", "PGDATABASE", "PGSERVICE"):
+        monkeypatch.delenv(name, raising=False)
     return home
 
 
@@ -111,6 +114,50 @@ def profiled_for_search(_profiled_for_search: Path, tmp_path: Path) -> Path:
     import shutil
 
     return Path(shutil.copytree(_profiled_for_search, tmp_path / "profiled-ws"))
+
+
+def _postgres_script() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("postgres_server", Path(__file__).parent.parent / "scripts" / "postgres_server.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # (its dataclasses look their module up)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A real PostgreSQL server of this test session (Debian's initdb and pg_ctl, a loopback port, a password)."""
+    import tempfile
+
+    script = _postgres_script()
+    try:  # (under /tmp: the server's account must reach its directory, and pytest's are private to root)
+        server = script.start(Path(tempfile.mkdtemp(prefix="edgelat-pg-", dir="/tmp")))
+    except script.PostgresUnavailable as exc:
+        pytest.fail(f"cannot start PostgreSQL: {exc} (.ci/run installs it)")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """The store of a test, once per engine: None (the workspace's own SQLite file) and a new database of
+    the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return None
+    import uuid
+
+    server = request.getfixturevalue("postgres")
+    return str(server.create_database(f"t_{uuid.uuid4().hex[:12]}"))
+
+
+@pytest.fixture
+def any_ws(tmp_path: Path, store_url: str | None) -> Iterator[Workspace]:
+    """A workspace on each engine's store."""
+    with open_workspace(tmp_path / "ws", store_url) as w:
+        yield w
 
 
 @pytest.fixture(scope="session")

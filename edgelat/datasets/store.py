@@ -41,12 +41,10 @@ _BASE = [
 
 def measurements_frame(ws: Workspace, device: str, recipe: str | None = None) -> pd.DataFrame:
     """One row per kernel measurement of ``device``, with the config's parameters as columns."""
-    query = f"SELECT {', '.join('m.' + c for c in _BASE)}, k.params FROM measurements m JOIN kernel_configs k USING (config_id) WHERE m.device = ?"
-    args: list[object] = [device]
+    query = f"SELECT {', '.join('m.' + c for c in _BASE)}, k.params FROM measurements m JOIN kernel_configs k USING (config_id) WHERE m.device = :device"
     if recipe is not None:
-        query += " AND m.recipe = ?"
-        args.append(recipe)
-    rows = ws.db.execute(query + " ORDER BY m.id", args).fetchall()
+        query += " AND m.recipe = :recipe"
+    rows = ws.store.rows(query + " ORDER BY m.id", {"device": device, "recipe": recipe})
     frame = pd.DataFrame([dict(r) for r in rows], columns=[*_BASE, "params"])
     params = pd.DataFrame([json.loads(p) for p in frame.pop("params")], index=frame.index)
     return pd.concat([frame, params.add_prefix("p_")], axis=1)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import sqlalchemy as sa
 
 from edgelat.ops.footprint import Footprint
 from edgelat.predictors.results import MemoryPrediction
@@ -55,10 +56,8 @@ def measured_memory(ws: Workspace, device: str) -> list[MeasuredMemory]:
     from edgelat.profiler.inventory import get_device
 
     names = [device, *get_device(ws, device).members]
-    rows = ws.db.execute(
-        "SELECT name, network_hash, data FROM network_measurements WHERE device IN (SELECT value FROM json_each(?)) ORDER BY id DESC",
-        (json.dumps(names),),
-    )
+    stmt = sa.text("SELECT name, network_hash, data FROM network_measurements WHERE device IN :names ORDER BY id DESC")
+    rows = ws.store.rows(stmt.bindparams(sa.bindparam("names", expanding=True)), {"names": names})
     found: dict[str, MeasuredMemory] = {}
     for row in rows:
         data: dict[str, Any] = json.loads(row["data"])

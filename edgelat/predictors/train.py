@@ -82,12 +82,12 @@ def _training_data(ws: Workspace, device: str, recipe: str, target: dict[str, An
     were built for another target or timed another way; how many a group member measured whose sentinels were
     off the group's (flagged: :mod:`edgelat.profiler.fleet`)."""
     caches = get_recipe(recipe).caches
-    rows = ws.db.execute(
+    rows = ws.store.rows(
         """SELECT m.op, m.config_id, k.params, m.median_ms, m.target, m.caches, m.flagged
            FROM measurements m JOIN kernel_configs k USING (config_id)
-           WHERE m.device = ? AND m.recipe = ? AND m.status = 'ok' AND m.median_ms > 0""",
-        (device, recipe),
-    ).fetchall()
+           WHERE m.device = :device AND m.recipe = :recipe AND m.status = 'ok' AND m.median_ms > 0""",
+        {"device": device, "recipe": recipe},
+    )
     same = [dict(r) for r in rows if r["target"] is not None and json.loads(r["target"]) == target and r["caches"] == caches]
     kept = [r for r in same if r["flagged"] is None]
     frame = pd.DataFrame(kept, columns=["op", "config_id", "params", "median_ms"])

@@ -14,6 +14,7 @@ import json
 import logging
 import statistics
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sqlalchemy as sa
 
 import edgelat
 from edgelat.errors import (
@@ -38,7 +40,8 @@ from edgelat.profiler.inventory import Device, agent_env, connect, get_device
 from edgelat.profiler.lease import CampaignLease, take_lease
 from edgelat.profiler.recipes import Recipe, get_recipe
 from edgelat.profiler.tuning import KernelTuner
-from edgelat.workspace import Workspace, measured_by, transaction
+from edgelat.store import utc_now
+from edgelat.workspace import Workspace, measured_by
 
 __all__ = ["CampaignInterrupted", "CampaignResult", "ProfileConfig", "Progress", "plan_configs", "profile"]
 
@@ -218,9 +221,10 @@ class _Session:
 
 
 def _find_resumable(ws: Workspace, device: str, recipe: str) -> Any:
-    return ws.db.execute(
-        "SELECT * FROM campaigns WHERE device = ? AND recipe = ? AND status != 'done' ORDER BY id DESC LIMIT 1", (device, recipe)
-    ).fetchone()
+    return ws.store.first(
+        "SELECT * FROM campaigns WHERE device = :device AND recipe = :recipe AND status != 'done' ORDER BY id DESC LIMIT 1",
+        {"device": device, "recipe": recipe},
+    )
 
 
 def campaign_plan(cfg: ProfileConfig) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
@@ -244,16 +248,25 @@ def _create_campaign(ws: Workspace, device: Device, cfg: ProfileConfig, target: 
 
     ops, plan = campaign_plan(cfg)
     ids = [config_id(op, c) for op, c in plan]
-    with transaction(ws.db):
-        ws.db.executemany(
-            "INSERT OR IGNORE INTO kernel_configs (config_id, op, params) VALUES (?, ?, ?)",
-            [(i, op, json.dumps(c)) for i, (op, c) in zip(ids, plan, strict=True)],
+    with ws.store.transaction():
+        ws.store.insert_new(
+            "kernel_configs", [{"config_id": i, "op": op, "params": json.dumps(c)} for i, (op, c) in zip(ids, plan, strict=True)], ["config_id"]
         )
-        cur = ws.db.execute(
-            "INSERT INTO campaigns (device, recipe, ops, plan, target, threads, tvm_version, seed) VALUES (?,?,?,?,?,?,?,?)",
-            (device.name, cfg.recipe, json.dumps(ops), json.dumps(ids), json.dumps(target), threads, tvm.__version__, cfg.seed),
+        row = ws.store.insert(
+            "campaigns",
+            {
+                "uid": uuid.uuid4().hex,
+                "device": device.name,
+                "recipe": cfg.recipe,
+                "ops": json.dumps(ops),
+                "plan": json.dumps(ids),
+                "target": json.dumps(target),
+                "threads": threads,
+                "tvm_version": tvm.__version__,
+                "seed": cfg.seed,
+            },
         )
-    return int(cur.lastrowid or 0), ids
+    return int(row["id"]), ids
 
 
 def open_campaign(
@@ -280,9 +293,13 @@ def open_campaign(
 
 def stored_configs(ws: Workspace, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
     """The kernel configs with these ids: id -> (op, params)."""
-    # One JSON parameter, not one placeholder per id (SQLite caps a statement's variables).
-    rows = ws.db.execute("SELECT * FROM kernel_configs WHERE config_id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),))
-    return {r["config_id"]: (r["op"], json.loads(r["params"])) for r in rows}
+    ids = list(ids)
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for start in range(0, len(ids), 500):  # SQLite caps a statement's parameters
+        stmt = sa.text("SELECT * FROM kernel_configs WHERE config_id IN :ids").bindparams(sa.bindparam("ids", expanding=True))
+        for r in ws.store.rows(stmt, {"ids": ids[start : start + 500]}):
+            found[r["config_id"]] = (r["op"], json.loads(r["params"]))
+    return found
 
 
 def profile(
@@ -311,7 +328,7 @@ def profile(
         raise UsageError(f"{device.name} is a device group: its campaigns run through edgelat.profiler.fleet.profile_group")
     preset = device.preset_info
     campaign_id, plan_ids, target, threads, lease = open_campaign(ws, device, cfg, resume)
-    done_ids = {r[0] for r in ws.db.execute("SELECT config_id FROM measurements WHERE campaign_id = ?", (campaign_id,))}
+    done_ids = measured_ids(ws, campaign_id)
     todo = [i for i in plan_ids if i not in done_ids]
     configs = stored_configs(ws, todo)
     progress = Progress(total=len(plan_ids), done=len(done_ids), failed=_count_failed(ws, campaign_id))
@@ -364,16 +381,21 @@ def profile(
 
 def campaign_result(ws: Workspace, campaign_id: int, device: str, recipe: str, status: str, planned: int, started: float) -> CampaignResult:
     """The tally of a campaign run that started at ``started`` (seconds since the epoch), as stored."""
-    measured = ws.db.execute("SELECT COUNT(*) FROM measurements WHERE campaign_id = ?", (campaign_id,)).fetchone()[0]
+    measured = len(measured_ids(ws, campaign_id))
     return CampaignResult(campaign_id, device, recipe, status, planned, measured, _count_failed(ws, campaign_id), time.time() - started)
 
 
+def measured_ids(ws: Workspace, campaign_id: int) -> set[str]:
+    """The configs campaign ``campaign_id`` has a row for."""
+    return {r["config_id"] for r in ws.store.rows("SELECT config_id FROM measurements WHERE campaign_id = :id", {"id": campaign_id})}
+
+
 def _count_failed(ws: Workspace, campaign_id: int) -> int:
-    return int(ws.db.execute("SELECT COUNT(*) FROM measurements WHERE campaign_id = ? AND status != 'ok'", (campaign_id,)).fetchone()[0])
+    return int(ws.store.scalar("SELECT COUNT(*) FROM measurements WHERE campaign_id = :id AND status != 'ok'", {"id": campaign_id}))
 
 
 def _set_status(ws: Workspace, campaign_id: int, status: str) -> None:
-    ws.db.execute("UPDATE campaigns SET status = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?", (status, campaign_id))
+    ws.store.execute("UPDATE campaigns SET status = :status, updated_at = :now WHERE id = :id", {"status": status, "now": utc_now(), "id": campaign_id})
 
 
 def _batches(
@@ -550,4 +572,4 @@ def _store(
         edgelat.__version__,
     ]
     row += [values.get(c) for c in _COLUMNS]
-    ws.db.execute(f"INSERT OR REPLACE INTO measurements ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", row)
+    ws.store.upsert("measurements", {**dict(zip(cols, row, strict=True)), "measured_at": utc_now()}, ["campaign_id", "config_id"])

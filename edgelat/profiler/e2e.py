@@ -11,6 +11,7 @@ import hashlib
 import json
 import statistics
 import tempfile
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -306,9 +307,10 @@ def measure_network(
     target = device.target(recipe)
     key = network_hash(mod)
     if reuse and not check:  # the newest measurement of this network built the same way (recipe, threads, target)
-        rows = ws.db.execute(
-            "SELECT data FROM network_measurements WHERE device = ? AND recipe = ? AND network_hash = ? AND threads = ? ORDER BY id DESC",
-            (device.name, recipe, key, n_threads),
+        rows = ws.store.rows(
+            "SELECT data FROM network_measurements WHERE device = :device AND recipe = :recipe AND network_hash = :hash AND threads = :threads "
+            "ORDER BY id DESC",
+            {"device": device.name, "recipe": recipe, "hash": key, "threads": n_threads},
         )
         for row in rows:
             stored = NetworkMeasurement(**json.loads(row["data"]))
@@ -346,9 +348,19 @@ def measure_network(
         planned_activation_bytes=footprint.activation_bytes, kernels_built=footprint.kernels,
         workspace_bytes=footprint.workspace_bytes, **energy,
     )  # fmt: skip
-    ws.db.execute(
-        "INSERT INTO network_measurements (device, recipe, name, network_hash, threads, median_ms, data, measured_by, edgelat_version) "
-        "VALUES (?,?,?,?,?,?,?,?,?)",
-        (device.name, recipe, name, key, n_threads, result.median_ms, json.dumps(asdict(result)), measured_by(), edgelat.__version__),
+    ws.store.insert(
+        "network_measurements",
+        {
+            "uid": uuid.uuid4().hex,
+            "device": device.name,
+            "recipe": recipe,
+            "name": name,
+            "network_hash": key,
+            "threads": n_threads,
+            "median_ms": result.median_ms,
+            "data": json.dumps(asdict(result)),
+            "measured_by": measured_by(),
+            "edgelat_version": edgelat.__version__,
+        },
     )
     return result

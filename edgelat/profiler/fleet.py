@@ -43,7 +43,8 @@ from edgelat.profiler.campaign import (
 )
 from edgelat.profiler.inventory import Device, get_device
 from edgelat.profiler.recipes import get_recipe
-from edgelat.workspace import Workspace, transaction
+from edgelat.store import utc_now
+from edgelat.workspace import Workspace
 
 __all__ = ["SENTINEL_TOLERANCE", "FleetReport", "profile_group", "sentinel_deviations"]
 
@@ -167,7 +168,7 @@ def profile_group(
         raise UsageError(f"group {group.name} has no members left: add one with `edgelat device group add`")
     campaign_id, plan_ids, target, threads, lease = open_campaign(ws, group, cfg, resume)
     try:
-        done_ids = {r[0] for r in ws.db.execute("SELECT config_id FROM measurements WHERE campaign_id = ?", (campaign_id,))}
+        done_ids = measured_ids(ws, campaign_id)
         configs = stored_configs(ws, plan_ids)
         todo = [i for i in plan_ids if i not in done_ids]
         sentinels = _sentinels(plan_ids, configs)
@@ -231,7 +232,7 @@ def profile_group(
                 stop.set()
                 _set_status(ws, campaign_id, "interrupted")
                 raise
-        measured = ws.db.execute("SELECT COUNT(*) FROM measurements WHERE campaign_id = ?", (campaign_id,)).fetchone()[0]
+        measured = len(measured_ids(ws, campaign_id))
         if status == "done" and measured < len(plan_ids):
             _set_status(ws, campaign_id, "interrupted")
             lost = ", ".join(f"{m} ({why})" for m, why in report.dropped.items())
@@ -313,17 +314,16 @@ def _time_sentinels(session: _Session, builds: dict[str, Future[BuiltKernel]], c
 
 
 def _store_sentinels(ws: Workspace, campaign_id: int, member: str, phase: str, times: dict[str, float]) -> None:
-    with transaction(ws.db):
-        ws.db.executemany(
-            "INSERT OR REPLACE INTO sentinels (campaign_id, member, phase, config_id, median_ms) VALUES (?, ?, ?, ?, ?)",
-            [(campaign_id, member, phase, cid, ms) for cid, ms in times.items()],
-        )
+    with ws.store.transaction():
+        for cid, ms in times.items():
+            row = {"campaign_id": campaign_id, "member": member, "phase": phase, "config_id": cid, "median_ms": ms, "measured_at": utc_now()}
+            ws.store.upsert("sentinels", row, ["campaign_id", "member", "phase", "config_id"])
 
 
 def _judge_sentinels(ws: Workspace, campaign_id: int, report: FleetReport) -> None:
     """Compare every member's sentinels with the group's, per phase; flag the rows of members off by more than
     the tolerance (all their rows in this campaign: when the drift began is not known)."""
-    rows = ws.db.execute("SELECT member, phase, config_id, median_ms FROM sentinels WHERE campaign_id = ?", (campaign_id,)).fetchall()
+    rows = ws.store.rows("SELECT member, phase, config_id, median_ms FROM sentinels WHERE campaign_id = :id", {"id": campaign_id})
     for phase in ("before", "after"):
         times: dict[str, dict[str, float]] = {}
         for r in rows:
@@ -333,7 +333,9 @@ def _judge_sentinels(ws: Workspace, campaign_id: int, report: FleetReport) -> No
         for member, dev in deviations.items():
             if abs(dev) > SENTINEL_TOLERANCE and member not in report.flagged:
                 report.flagged[member] = f"sentinels {dev:+.1%} from the group's median ({phase})"
-    with transaction(ws.db):
-        ws.db.execute("UPDATE measurements SET flagged = NULL WHERE campaign_id = ?", (campaign_id,))
+    with ws.store.transaction():
+        ws.store.execute("UPDATE measurements SET flagged = NULL WHERE campaign_id = :id", {"id": campaign_id})
         for member, why in report.flagged.items():
-            ws.db.execute("UPDATE measurements SET flagged = ? WHERE campaign_id = ? AND member = ?", (why, campaign_id, member))
+            ws.store.execute(
+                "UPDATE measurements SET flagged = :why WHERE campaign_id = :id AND member = :member", {"why": why, "id": campaign_id, "member": member}
+            )

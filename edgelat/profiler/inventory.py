@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,12 +103,20 @@ def _local_device() -> Device:
     return Device(name=LOCAL, preset="local", python=sys.executable)
 
 
+def _local_settings(ws: Workspace) -> str:
+    """The built-in device's settings: none in a workspace's own store; in a team store, the host it is (every
+    host of a team sees one `local`: the first host's; the others reach their machine under a name of its own)."""
+    return json.dumps({"host": socket.gethostname()} if ws.store.shared else {})
+
+
 def _ensure_local(ws: Workspace) -> None:
-    ws.db.execute(
-        "INSERT OR IGNORE INTO devices (name, preset, transport, python) VALUES (?, 'local', 'local', ?)", (LOCAL, sys.executable)
-    )
+    mine = _local_settings(ws)
+    ws.store.insert_new("devices", [{"name": LOCAL, "preset": "local", "transport": "local", "settings": mine, "python": sys.executable}], ["name"])
     # A workspace moved between machines keeps pointing at the interpreter running now.
-    ws.db.execute("UPDATE devices SET python = ? WHERE name = ? AND transport = 'local'", (sys.executable, LOCAL))
+    ws.store.execute(
+        "UPDATE devices SET python = :python WHERE name = :name AND transport = 'local' AND settings = :mine",
+        {"python": sys.executable, "name": LOCAL, "mine": mine},
+    )
 
 
 def validate_name(name: str) -> str:
@@ -138,14 +147,18 @@ def add_device(
     if threads is not None and threads < 1:
         raise UsageError(f"bad thread count {threads}: must be at least 1")
     _ensure_local(ws)
-    if ws.db.execute("SELECT 1 FROM devices WHERE name = ?", (name,)).fetchone():
+    if _exists(ws, name):
         raise DuplicateDeviceError(f"device {name!r} already exists; remove it first or pick another name")
     device = Device(name=name, preset=preset, transport="ssh", settings=settings, python=python, threads=threads)
-    ws.db.execute(
-        "INSERT INTO devices (name, preset, transport, settings, python, threads) VALUES (?,?,?,?,?,?)",
-        (name, preset, device.transport, json.dumps(settings), python, threads),
+    ws.store.execute(
+        "INSERT INTO devices (name, preset, transport, settings, python, threads) VALUES (:name, :preset, :transport, :settings, :python, :threads)",
+        {"name": name, "preset": preset, "transport": device.transport, "settings": json.dumps(settings), "python": python, "threads": threads},
     )
     return device
+
+
+def _exists(ws: Workspace, name: str) -> bool:
+    return ws.store.first("SELECT 1 FROM devices WHERE name = :name", {"name": name}) is not None
 
 
 def _row_to_device(row: Any) -> Device:
@@ -154,28 +167,35 @@ def _row_to_device(row: Any) -> Device:
 
 def list_devices(ws: Workspace) -> list[Device]:
     _ensure_local(ws)
-    return [_row_to_device(r) for r in ws.db.execute("SELECT * FROM devices ORDER BY name != 'local', name")]
+    return [_row_to_device(r) for r in ws.store.rows("SELECT * FROM devices ORDER BY name != 'local', name")]
 
 
 def get_device(ws: Workspace, name: str) -> Device:
     _ensure_local(ws)
-    row = ws.db.execute("SELECT * FROM devices WHERE name = ?", (name,)).fetchone()
+    row = ws.store.first("SELECT * FROM devices WHERE name = :name", {"name": name})
     if row is None:
         known = ", ".join(d.name for d in list_devices(ws))
         raise UnknownDeviceError(f"no device named {name!r}; known devices: {known}")
-    return _row_to_device(row)
+    device = _row_to_device(row)
+    if name == LOCAL and row["settings"] != _local_settings(ws):
+        raise UsageError(
+            f"in the team store {ws.store.display}, `local` is {device.settings.get('host')}, not this host "
+            f"({socket.gethostname()}): add this machine under a name of its own (`edgelat device add NAME --host 127.0.0.1 "
+            f"--preset local`), or profile it into this workspace's own store and `edgelat data push local --as NAME`"
+        )
+    return device
 
 
 def add_adapted_device(ws: Workspace, name: str) -> Device:
     """Add a device with no connection, predicted through an adapter (see :mod:`edgelat.predictors.adapt`)."""
     validate_name(name)
     _ensure_local(ws)
-    row = ws.db.execute("SELECT preset FROM devices WHERE name = ?", (name,)).fetchone()
+    row = ws.store.first("SELECT preset FROM devices WHERE name = :name", {"name": name})
     if row is not None:
         if row["preset"] != ADAPTED:
             raise DuplicateDeviceError(f"device {name!r} already exists and is a {row['preset']} device; pick another name to adapt")
         return get_device(ws, name)
-    ws.db.execute("INSERT INTO devices (name, preset, transport, python) VALUES (?, ?, 'none', 'python3')", (name, ADAPTED))
+    ws.store.execute("INSERT INTO devices (name, preset, transport, python) VALUES (:name, :preset, 'none', 'python3')", {"name": name, "preset": ADAPTED})
     return Device(name=name, preset=ADAPTED, transport="none")
 
 
@@ -188,7 +208,7 @@ def add_group(ws: Workspace, name: str, members: list[str]) -> tuple[Device, dic
     probes (taken now, and stored) agreeing on :data:`SAME_BOARD`. Returns the group and the members' probes."""
     validate_name(name)
     _ensure_local(ws)
-    if ws.db.execute("SELECT 1 FROM devices WHERE name = ?", (name,)).fetchone():
+    if _exists(ws, name):
         raise DuplicateDeviceError(f"device {name!r} already exists; remove it first or pick another name")
     if not members:
         raise UsageError("a group needs at least one member")
@@ -212,9 +232,9 @@ def add_group(ws: Workspace, name: str, members: list[str]) -> tuple[Device, dic
     if differ:
         raise UsageError("the members are not identical boards (" + "; ".join(differ) + ")")
     group = Device(name=name, preset=presets[0], transport="group", settings={"members": list(members)})
-    ws.db.execute(
-        "INSERT INTO devices (name, preset, transport, settings, python) VALUES (?, ?, 'group', ?, 'python3')",
-        (name, group.preset, json.dumps(group.settings)),
+    ws.store.execute(
+        "INSERT INTO devices (name, preset, transport, settings, python) VALUES (:name, :preset, 'group', :settings, 'python3')",
+        {"name": name, "preset": group.preset, "settings": json.dumps(group.settings)},
     )
     return group, probes
 
@@ -229,8 +249,8 @@ def remove_device(ws: Workspace, name: str) -> None:
     get_device(ws, name)
     for group in [d for d in list_devices(ws) if name in d.members]:
         settings = {"members": [m for m in group.members if m != name]}
-        ws.db.execute("UPDATE devices SET settings = ? WHERE name = ?", (json.dumps(settings), group.name))
-    ws.db.execute("DELETE FROM devices WHERE name = ?", (name,))
+        ws.store.execute("UPDATE devices SET settings = :settings WHERE name = :name", {"settings": json.dumps(settings), "name": group.name})
+    ws.store.execute("DELETE FROM devices WHERE name = :name", {"name": name})
     for folder in ws.DEVICE_FOLDERS:
         shutil.rmtree(ws.device_dir(folder, name), ignore_errors=True)
 
@@ -273,15 +293,13 @@ def probe_device(ws: Workspace, name: str, *, trust_new_host: bool = False) -> d
         data["agent_version"] = agent.hello.get("agent_version")
     data["device"] = device.name
     data["preset"] = device.preset
-    ws.db.execute(
-        "INSERT INTO probes (device, agent_version, data) VALUES (?, ?, ?)", (device.name, data["agent_version"], json.dumps(data))
-    )
-    data["taken_at"] = ws.db.execute("SELECT taken_at FROM probes WHERE id = last_insert_rowid()").fetchone()[0]
+    stored = ws.store.insert("probes", {"device": device.name, "agent_version": data["agent_version"], "data": json.dumps(data)})
+    data["taken_at"] = stored["taken_at"]
     return data
 
 
 def latest_probe(ws: Workspace, name: str) -> dict[str, Any] | None:
-    row = ws.db.execute("SELECT data, taken_at FROM probes WHERE device = ? ORDER BY id DESC LIMIT 1", (name,)).fetchone()
+    row = ws.store.first("SELECT data, taken_at FROM probes WHERE device = :name ORDER BY id DESC LIMIT 1", {"name": name})
     if row is None:
         return None
     data: dict[str, Any] = json.loads(row["data"])
@@ -298,9 +316,10 @@ def default_recipe(ws: Workspace, device: str) -> str:
     unless a recipe is named."""
     if get_device(ws, device).is_adapted:
         raise UsageError(f"{device} is adapted from another device's models: it has no kernel measurements of its own to train on")
-    row = ws.db.execute(
-        "SELECT recipe, COUNT(*) n FROM measurements WHERE device = ? AND status = 'ok' GROUP BY recipe ORDER BY n DESC LIMIT 1", (device,)
-    ).fetchone()
+    row = ws.store.first(
+        "SELECT recipe, COUNT(*) n FROM measurements WHERE device = :device AND status = 'ok' GROUP BY recipe ORDER BY n DESC LIMIT 1",
+        {"device": device},
+    )
     if row is None:
         raise UsageError(f"{device} has no kernel measurements: run `edgelat profile {device}` first")
     return str(row["recipe"])

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import threading
 import time
 
 from edgelat.errors import UsageError
-from edgelat.workspace import Workspace, measured_by, transaction
+from edgelat.workspace import Workspace, measured_by
 
 __all__ = ["LEASE_S", "CampaignLease", "holder_name", "take_lease"]
 
@@ -49,24 +48,18 @@ class CampaignLease:
     """A held lease on one campaign; renewed by a thread until :meth:`release`."""
 
     def __init__(self, ws: Workspace, campaign_id: int, holder: str, ttl: float) -> None:
-        self.db_path, self.campaign_id, self.holder, self.ttl = ws.root / "edgelat.db", campaign_id, holder, ttl
+        self.campaign_id, self.holder, self.ttl = campaign_id, holder, ttl
         self._ws = ws
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._renew, name=f"lease-{campaign_id}", daemon=True)
         self._thread.start()
 
     def _renew(self) -> None:
-        # The store's connection belongs to the thread that opened it: renewals go through one of their own.
-        db = sqlite3.connect(self.db_path, timeout=30)
-        try:
-            while not self._stop.wait(self.ttl / 4):
-                db.execute(
-                    "UPDATE campaigns SET lease_until = ? WHERE id = ? AND holder = ?",
-                    (time.time() + self.ttl, self.campaign_id, self.holder),
-                )
-                db.commit()
-        finally:
-            db.close()
+        while not self._stop.wait(self.ttl / 4):
+            self._ws.store.execute(
+                "UPDATE campaigns SET lease_until = :until WHERE id = :id AND holder = :holder",
+                {"until": time.time() + self.ttl, "id": self.campaign_id, "holder": self.holder},
+            )
 
     def release(self) -> None:
         """Stop renewing and give the campaign up (idempotent)."""
@@ -74,22 +67,23 @@ class CampaignLease:
             return
         self._stop.set()
         self._thread.join()
-        self._ws.db.execute(
-            "UPDATE campaigns SET holder = NULL, lease_until = NULL WHERE id = ? AND holder = ?", (self.campaign_id, self.holder)
+        self._ws.store.execute(
+            "UPDATE campaigns SET holder = NULL, lease_until = NULL WHERE id = :id AND holder = :holder",
+            {"id": self.campaign_id, "holder": self.holder},
         )
-        self._ws.db.commit()
 
 
 def take_lease(ws: Workspace, campaign_id: int, ttl: float = LEASE_S) -> CampaignLease:
     """Take ``campaign_id``'s lease, or raise :class:`UsageError` naming the process that holds it."""
     me, now = holder_name(), time.time()
-    with transaction(ws.db):
-        row = ws.db.execute("SELECT holder, lease_until FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+    with ws.store.transaction():
+        row = ws.store.lock_row("campaigns", {"id": campaign_id})
+        assert row is not None, campaign_id
         held_by, until = row["holder"], row["lease_until"]
         if held_by and held_by != me and not _gone(held_by, until, now):
             raise UsageError(
                 f"campaign {campaign_id} is being run by {held_by} (it renews its lease every {ttl / 4:.0f} s; it is taken over "
                 f"{until - now:.0f} s after that process stops): wait for it to end, or stop it"
             )
-        ws.db.execute("UPDATE campaigns SET holder = ?, lease_until = ? WHERE id = ?", (me, now + ttl, campaign_id))
+        ws.store.execute("UPDATE campaigns SET holder = :holder, lease_until = :until WHERE id = :id", {"holder": me, "until": now + ttl, "id": campaign_id})
     return CampaignLease(ws, campaign_id, me, ttl)

@@ -100,7 +100,7 @@ def setup_device(ws: Workspace, name: str, *, offline: bool = False, force: bool
         after = _inspect(transport, venv_python)
     if not after["tvm"]:
         raise UsageError(f"installed TVM on {device.name} but it does not import: {after['error']}")
-    ws.db.execute("UPDATE devices SET python = ? WHERE name = ?", (venv_python, device.name))
+    ws.store.execute("UPDATE devices SET python = :python WHERE name = :name", {"python": venv_python, "name": device.name})
     return SetupReport(device.name, venv_python, str(after["tvm"]), "installed-offline" if offline else "installed")
 
 

@@ -54,13 +54,15 @@ class ServeSettings:
     max_upload_mb: float = 200.0
     # The most architecture strings one batch may price.
     max_archs: int = 10_000
+    # A team store's URL (None: the workspace's own store).
+    store: str | None = None
 
 
 class _Worker:
     """The one thread that touches the workspace, the models and TVM (see the module docstring)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: Path, store: str | None) -> None:
+        self.root, self.store = root, store
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="edgelat-serve")
         self._ws: Workspace | None = None
         self._models: dict[tuple[str, str], tuple[tuple[int, ...], Any]] = {}
@@ -71,7 +73,7 @@ class _Worker:
 
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._ws is None:
-            self._ws = open_workspace(self.root)
+            self._ws = open_workspace(self.root, self.store)
         return fn(self, *args)
 
     @property
@@ -263,7 +265,7 @@ def _validation_plot(worker: _Worker, name: str) -> str:
 
 def create_app(settings: ServeSettings) -> FastAPI:
     """The application serving ``settings.workspace``."""
-    worker = _Worker(settings.workspace)
+    worker = _Worker(settings.workspace, settings.store)
     templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
     @contextlib.asynccontextmanager

@@ -66,15 +66,16 @@ def devices(ws: Workspace) -> list[dict[str, Any]]:
 
 def campaigns(ws: Workspace, limit: int = 50) -> list[dict[str, Any]]:
     """The newest profiling campaigns: kernels planned, measured and failed, and their state."""
-    rows = ws.db.execute(
+    rows = ws.store.rows(
         """
         SELECT c.id, c.device, c.recipe, c.ops, c.plan, c.status, c.created_at, c.updated_at,
-               SUM(m.status = 'ok') AS measured, SUM(m.status IS NOT NULL AND m.status != 'ok') AS failed
+               SUM(CASE WHEN m.status = 'ok' THEN 1 ELSE 0 END) AS measured,
+               SUM(CASE WHEN m.status IS NOT NULL AND m.status != 'ok' THEN 1 ELSE 0 END) AS failed
         FROM campaigns c LEFT JOIN measurements m ON m.campaign_id = c.id
-        GROUP BY c.id ORDER BY c.id DESC LIMIT ?
+        GROUP BY c.id ORDER BY c.id DESC LIMIT :limit
         """,
-        (limit,),
-    ).fetchall()
+        {"limit": limit},
+    )
     out = []
     for r in rows:
         planned = len(json.loads(r["plan"]))
