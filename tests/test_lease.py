@@ -16,24 +16,24 @@ from edgelat.workspace import Workspace, measured_by
 
 
 def _holder(ws: Workspace, campaign_id: int) -> tuple[str | None, float | None]:
-    row = ws.db.execute("SELECT holder, lease_until FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+    row = ws.store.first("SELECT holder, lease_until FROM campaigns WHERE id = :id", {"id": campaign_id})
+    assert row is not None
     return row["holder"], row["lease_until"]
 
 
 def _set_holder(ws: Workspace, campaign_id: int, holder: str | None, until: float | None) -> None:
-    ws.db.execute("UPDATE campaigns SET holder = ?, lease_until = ? WHERE id = ?", (holder, until, campaign_id))
-    ws.db.commit()
+    ws.store.execute("UPDATE campaigns SET holder = :holder, lease_until = :until WHERE id = :id", {"holder": holder, "until": until, "id": campaign_id})
 
 
-def test_a_held_campaign_is_refused_and_taken_over_only_when_its_holder_is_gone(ws: Workspace) -> None:
+def test_a_held_campaign_is_refused_and_taken_over_only_when_its_holder_is_gone(any_ws: Workspace) -> None:
+    ws = any_ws
     cfg = ProfileConfig(ops=("dense",), samples=2)
     campaign_id, _, _, _, held = open_campaign(ws, get_device(ws, "local"), cfg, resume=False)
     assert _holder(ws, campaign_id)[0] == lease.holder_name()
     held.release()
     held.release()  # idempotent
     assert _holder(ws, campaign_id) == (None, None)
-    ws.db.execute("UPDATE campaigns SET status = 'interrupted' WHERE id = ?", (campaign_id,))
-    ws.db.commit()
+    ws.store.execute("UPDATE campaigns SET status = 'interrupted' WHERE id = :id", {"id": campaign_id})
     # Another host's live process holds it: `profile --resume` is refused before anything runs, in one line.
     _set_holder(ws, campaign_id, "alice@elsewhere:4242", time.time() + 60)
     with pytest.raises(UsageError, match=r"campaign \d+ is being run by alice@elsewhere:4242"):
@@ -56,7 +56,8 @@ def test_a_held_campaign_is_refused_and_taken_over_only_when_its_holder_is_gone(
         lease.take_lease(ws, campaign_id)
 
 
-def test_the_lease_is_renewed_while_the_campaign_runs(ws: Workspace) -> None:
+def test_the_lease_is_renewed_while_the_campaign_runs(any_ws: Workspace) -> None:
+    ws = any_ws
     campaign_id, _, _, _, held = open_campaign(ws, get_device(ws, "local"), ProfileConfig(ops=("dense",), samples=2), resume=False)
     held.release()
     renewing = lease.take_lease(ws, campaign_id, ttl=0.4)
@@ -71,10 +72,10 @@ def test_the_lease_is_renewed_while_the_campaign_runs(ws: Workspace) -> None:
 
 @pytest.mark.timings_ignored
 @pytest.mark.slow
-def test_two_processes_never_run_one_campaign_and_a_killed_one_is_taken_over(tmp_path: object) -> None:
-    """Real processes: while `edgelat profile` runs, `profile --resume` from another terminal is refused in one line;
-    once the first is killed (SIGKILL: no clean-up), the resume takes the campaign over and finishes it, every
-    planned kernel stored once."""
+def test_two_processes_never_run_one_campaign_and_a_killed_one_is_taken_over(tmp_path: object, store_url: str | None) -> None:
+    """Real processes, on each engine: while `edgelat profile` runs, `profile --resume` from another terminal is
+    refused in one line; once the first is killed (SIGKILL: no clean-up), the resume takes the campaign over and
+    finishes it, every planned kernel stored once."""
     import os
     import signal
     from pathlib import Path
@@ -82,15 +83,15 @@ def test_two_processes_never_run_one_campaign_and_a_killed_one_is_taken_over(tmp
     from edgelat.workspace import open_workspace
 
     root = Path(str(tmp_path)) / "ws"
-    base = [sys.executable, "-m", "edgelat.cli", "profile", "local", "--workspace", str(root)]
-    first = subprocess.Popen([*base, "--ops", "dense,activation", "--samples", "40", "--repeat", "3", "--min-repeat-ms", "20"],
+    base = [sys.executable, "-m", "edgelat.cli", "profile", "local", "--workspace", str(root), *(["--store", store_url] if store_url else [])]
+    first = subprocess.Popen([*base, "--ops", "dense,activation", "--samples", "16", "--repeat", "3", "--min-repeat-ms", "20"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.time() + 120
         while time.time() < deadline:  # until it has stored a few rows
-            if root.joinpath("edgelat.db").exists():
-                with open_workspace(root) as ws:
-                    if ws.db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0] >= 3:
+            if root.joinpath("edgelat.db").exists() or store_url:
+                with open_workspace(root, store_url) as ws:
+                    if ws.store.scalar("SELECT COUNT(*) FROM measurements") >= 3:
                         break
             time.sleep(0.5)
         second = subprocess.run([*base, "--resume"], capture_output=True, text=True, timeout=120)
@@ -103,10 +104,10 @@ def test_two_processes_never_run_one_campaign_and_a_killed_one_is_taken_over(tmp
     finally:
         if first.poll() is None:
             first.kill()
-    with open_workspace(root) as ws:
-        (campaign_id, plan, status, holder) = ws.db.execute("SELECT id, plan, status, holder FROM campaigns").fetchone()
-        rows = ws.db.execute("SELECT config_id FROM measurements WHERE campaign_id = ?", (campaign_id,)).fetchall()
+    with open_workspace(root, store_url) as ws:
+        (campaign,) = ws.store.rows("SELECT id, plan, status, holder FROM campaigns")
+        rows = ws.store.rows("SELECT config_id FROM measurements WHERE campaign_id = :id", {"id": campaign["id"]})
     import json
 
-    assert status == "done" and holder is None
-    assert sorted(r[0] for r in rows) == sorted(json.loads(plan))  # each planned kernel once
+    assert campaign["status"] == "done" and campaign["holder"] is None
+    assert sorted(r["config_id"] for r in rows) == sorted(json.loads(campaign["plan"]))  # each planned kernel once

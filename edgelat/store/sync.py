@@ -3,6 +3,7 @@
 What is copied, and what says a row is already there (so copying again adds only what is new):
 
 - the device (by name; copied under another with ``as_name``), refused if the other store's has another preset;
+  a copy of a ``local`` device has no connection (it was the source host's machine);
 - kernel configurations, by ``config_id`` (a hash of the op and its parameters);
 - campaigns, by ``uid`` (given when a campaign is created, kept by every copy); a copy's status and
   ``updated_at`` follow the source's, its lease is never copied;
@@ -80,10 +81,10 @@ def copy_device(src: Store, dst: Store, device: str, as_name: str | None = None)
     with dst.transaction():
         there = dst.lock_row("devices", {"name": name})
         if there is None:
-            dst.execute(
-                dst.table("devices").insert(),
-                [{**_strip(source, "created_at"), "name": name}],
-            )
+            copied = {**_strip(source, "created_at"), "name": name}
+            if source["transport"] == "local":  # "this machine" of the source's host is no machine here: no connection
+                copied["transport"] = "none"
+            dst.execute(dst.table("devices").insert(), [copied])
             report.added["devices"] = 1
         elif there["preset"] != source["preset"]:
             raise UsageError(f"{dst.display} has a device {name!r} of preset {there['preset']}, not {source['preset']}: copy it --as another name")
