@@ -38,6 +38,7 @@ from edgelat.profiler.campaign import (
     _set_status,
     _store,
     campaign_result,
+    measured_ids,
     open_campaign,
     stored_configs,
 )

@@ -139,11 +139,10 @@ class Store:
         return self._tables[name]
 
     def _insert(self, table: str) -> Any:
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert(self.table(table))
+        """The dialect's INSERT (both have ``on_conflict_do_update``/``_do_nothing`` with one signature)."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(self.table(table))
 
     def upsert(self, table: str, row: Mapping[str, Any], keys: Sequence[str]) -> None:
         """Insert ``row``, or replace the columns it gives of the row with the same ``keys``."""

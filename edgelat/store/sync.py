@@ -53,7 +53,7 @@ def _in(store: Store, sql: str, values: list[Any], params: Mapping[str, Any] | N
     return out
 
 
-def _strip(row: Mapping[str, Any], *drop: str) -> dict[str, Any]:
+def _strip(row: Any, *drop: str) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in drop}
 
 
