@@ -32,8 +32,8 @@ def ensure_trained(ws: Workspace, samples: int = 100) -> None:
     from edgelat.ops import list_ops
 
     target = get_device(ws, "local").target("default")  # measurements built for another target are not trained on
-    rows = ws.db.execute("SELECT DISTINCT op, target FROM measurements WHERE device = 'local' AND recipe = 'default' AND status = 'ok'")
-    measured = {op for op, t in rows if t and json.loads(t) == target}
+    rows = ws.store.rows("SELECT DISTINCT op, target FROM measurements WHERE device = 'local' AND recipe = 'default' AND status = 'ok'")
+    measured = {r["op"] for r in rows if r["target"] and json.loads(r["target"]) == target}
     missing = tuple(op for op in list_ops() if op not in measured)
     if missing:
         print(f"profiling local into {ws.root} ({samples} configs per op kind: {', '.join(missing)}) ...")

@@ -42,19 +42,19 @@ def retime(ws: Workspace, recipe: str, trials: int) -> dict[str, Any]:
     kind = type(get_recipe(recipe))
     own, done = kind.caches, {}
     for way in WAYS:
-        rows = ws.db.execute(
+        rows = ws.store.rows(
             """SELECT DISTINCT k.op, k.params FROM measurements m JOIN kernel_configs k USING (config_id)
-               WHERE m.device = 'local' AND m.recipe = ? AND m.status = 'ok' AND m.caches != ?
-               AND m.config_id NOT IN (SELECT config_id FROM measurements WHERE recipe = ? AND caches = ? AND status = 'ok')""",
-            (recipe, way, recipe, way),
-        ).fetchall()
+               WHERE m.device = 'local' AND m.recipe = :recipe AND m.status = 'ok' AND m.caches != :way
+               AND m.config_id NOT IN (SELECT config_id FROM measurements WHERE recipe = :recipe AND caches = :way AND status = 'ok')""",
+            {"recipe": recipe, "way": way},
+        )
         if not rows:
             continue
         kind.caches = way
         start = time.time()
         try:
             profile(
-                ws, "local", ProfileConfig(configs=tuple((op, json.loads(p)) for op, p in rows), recipe=recipe, trials=trials, threads=1)
+                ws, "local", ProfileConfig(configs=tuple((r["op"], json.loads(r["params"])) for r in rows), recipe=recipe, trials=trials, threads=1)
             )
         finally:
             kind.caches = own

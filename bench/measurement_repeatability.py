@@ -70,7 +70,7 @@ def main() -> None:
         start = time.time()
         with open_workspace(root / tag) as ws:
             profile(ws, "local", ProfileConfig(configs=tuple(plan), overlap_builds=overlap))
-            rows = ws.db.execute("SELECT config_id, op, median_ms FROM measurements WHERE status = 'ok'").fetchall()
+            rows = ws.store.rows("SELECT config_id, op, median_ms FROM measurements WHERE status = 'ok'")
         medians[tag] = {r["config_id"]: r["median_ms"] for r in rows}
         kinds.update({r["config_id"]: r["op"] for r in rows})
         print(f"{tag}: {len(rows)} kernels in {time.time() - start:.0f} s", flush=True)

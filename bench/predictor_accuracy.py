@@ -47,7 +47,7 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     report: dict = {}
     with open_workspace(args.workspace) as ws:
-        have = ws.db.execute("SELECT COUNT(*) FROM measurements WHERE device = 'local' AND status = 'ok'").fetchone()[0]
+        have = ws.store.scalar("SELECT COUNT(*) FROM measurements WHERE device = 'local' AND status = 'ok'")
         if have == 0:
             start = time.time()
             result = profile(ws, "local", ProfileConfig(samples=args.samples, weighted=True))

@@ -130,7 +130,7 @@ def main() -> None:
         start = time.perf_counter()
         result = profile(ws, "local", ProfileConfig(ops=tuple(ops), samples=args.samples, seed=1, weighted=False))
         report["measured_per_min_local"] = result.measured / (time.perf_counter() - start) * 60
-        rows = ws.db.execute("SELECT cv, unstable, status FROM measurements WHERE campaign_id = ?", (result.campaign_id,)).fetchall()
+        rows = ws.store.rows("SELECT cv, unstable, status FROM measurements WHERE campaign_id = :campaign_id", {"campaign_id": result.campaign_id})
         cvs = [r["cv"] for r in rows if r["status"] == "ok"]
         report["kernels"] = len(rows)
         report["failed"] = sum(r["status"] != "ok" for r in rows)
@@ -142,11 +142,11 @@ def main() -> None:
         default = profile(ws, "local", ProfileConfig(ops=tuned_ops, samples=1, seed=2))
         tuned = profile(ws, "local", ProfileConfig(ops=tuned_ops, samples=1, seed=2, recipe="tuned", trials=args.trials))
         per_op = []
-        for row in ws.db.execute(
+        for row in ws.store.rows(
             """SELECT d.op, d.median_ms AS d_ms, t.median_ms AS t_ms, t.tune_s, k.params FROM measurements d
-               JOIN measurements t ON t.config_id = d.config_id AND t.campaign_id = ? JOIN kernel_configs k ON k.config_id = d.config_id
-               WHERE d.campaign_id = ?""",
-            (tuned.campaign_id, default.campaign_id),
+               JOIN measurements t ON t.config_id = d.config_id AND t.campaign_id = :tuned JOIN kernel_configs k ON k.config_id = d.config_id
+               WHERE d.campaign_id = :default""",
+            {"tuned": tuned.campaign_id, "default": default.campaign_id},
         ):
             ort_latency = ort_ms(row["op"], json.loads(row["params"]))
             per_op.append(

@@ -42,8 +42,8 @@ def main() -> None:
     summary: dict[str, Any] = {}
     with open_workspace(args.workspace) as ws:
         model = load_model(ws, args.device, "tuned")
-        profiled = {r[0] for r in ws.db.execute(
-            "SELECT DISTINCT config_id FROM measurements WHERE device = ? AND recipe = 'tuned' AND status = 'ok'", (args.device,))}  # fmt: skip
+        profiled = {r["config_id"] for r in ws.store.rows(
+            "SELECT DISTINCT config_id FROM measurements WHERE device = :device AND recipe = 'tuned' AND status = 'ok'", {"device": args.device})}  # fmt: skip
         for name, factory, resolution in validation_networks(args.networks):
             mod = relax_from_torch(factory(), torch.randn(1, 3, resolution, resolution))
             kernels = network_kernels(mod)

@@ -108,7 +108,7 @@ def test_profile_cross_compiled_kernels(root: Path, setup_output: str) -> None:
     from edgelat.workspace import open_workspace
 
     with open_workspace(root) as ws:
-        rows = ws.db.execute("SELECT op, status, target FROM measurements WHERE device = ?", (NAME,)).fetchall()
+        rows = ws.store.rows("SELECT op, status, target FROM measurements WHERE device = :device", {"device": NAME})
     assert len(rows) >= 20 and {r["op"] for r in rows} == {"conv2d", "dwconv2d", "dense"}
     assert all(r["status"] == "ok" for r in rows), [dict(r) for r in rows if r["status"] != "ok"]
     assert all(json.loads(r["target"])["mcpu"] == "cortex-a72" for r in rows)

@@ -25,8 +25,8 @@ FAST = {"repeat": 3, "min_repeat_ms": 2.0, "build_workers": 0, "weighted": False
 
 
 def _rows(ws: Workspace, campaign_id: int | None = None) -> list[dict]:
-    q = "SELECT * FROM measurements" + (" WHERE campaign_id = ?" if campaign_id else "")
-    return [dict(r) for r in ws.db.execute(q, (campaign_id,) if campaign_id else ())]
+    q = "SELECT * FROM measurements" + (" WHERE campaign_id = :campaign_id" if campaign_id else "")
+    return [dict(r) for r in ws.store.rows(q, {"campaign_id": campaign_id} if campaign_id else None)]
 
 
 def test_plan_is_reproducible_and_interleaved() -> None:
@@ -138,7 +138,7 @@ def test_interrupted_campaign_resumes_without_loss_or_repeats(ws: Workspace) -> 
 
     with pytest.raises(KeyboardInterrupt):
         profile(ws, "local", cfg, fault=stop_after_4)
-    (campaign,) = ws.db.execute("SELECT id, status FROM campaigns").fetchall()
+    (campaign,) = ws.store.rows("SELECT id, status FROM campaigns")
     assert campaign["status"] == "interrupted"
     assert len(_rows(ws)) == 4
     first_ids = {r["config_id"] for r in _rows(ws)}
@@ -242,7 +242,7 @@ def test_tuned_recipe_tunes_once_and_reuses_records(ws: Workspace) -> None:
     assert row["status"] == "ok" and row["recipe"] == "tuned" and row["tune_s"] > 0
     # Timed as in a network: one call per repeat after its weights and output are flushed, at least as many repeats.
     assert row["caches"] == "flushed" and row["number"] == 1 and row["repeats"] >= 3
-    assert list((ws.root / "tuning" / "local").glob("*.json")), "no MetaSchedule database in the workspace"
+    assert list(ws.tuning_dir("local").glob("*.json")), "no MetaSchedule database in the workspace"
     import shutil
 
     shutil.rmtree(ws.cache_dir)  # force a rebuild: the database, not the build cache, must answer
@@ -260,7 +260,7 @@ def test_tuned_network_build_reuses_the_campaigns_records_and_tunes_only_what_is
     from edgelat.profiler.e2e import measure_network
 
     def workloads() -> int:
-        return sum(len(f.read_text().splitlines()) for f in (ws.root / "tuning" / "local").glob("*workload*.json"))
+        return sum(len(f.read_text().splitlines()) for f in ws.tuning_dir("local").glob("*workload*.json"))
 
     def net(n_out: int) -> object:
         return relax_from_torch(torch.nn.Sequential(torch.nn.Linear(64, n_out), torch.nn.ReLU()), torch.randn(1, 64))
@@ -269,7 +269,7 @@ def test_tuned_network_build_reuses_the_campaigns_records_and_tunes_only_what_is
     kernel = ("dense", {"m": 1, "k": 64, "n": 32, "epilogue": "add.c+relu"})
     profile(ws, "local", ProfileConfig(configs=(kernel,), recipe="tuned", trials=4, repeat=3, min_repeat_ms=2.0))
     tuned = workloads()
-    assert tuned >= 1, [r[1] for r in ws.db.execute("SELECT status, error FROM measurements")]
+    assert tuned >= 1, [r["error"] for r in ws.store.rows("SELECT status, error FROM measurements")]
     same = measure_network(ws, "local", net(32), recipe="tuned", trials=4, repeat=3, min_repeat_ms=5.0, per_kernel=False)
     assert same.recipe == "tuned" and same.median_ms > 0
     assert workloads() == tuned  # found in the campaign's records: nothing tuned again

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -64,20 +65,22 @@ def test_remove_takes_everything_of_the_device_and_nothing_else(tmp_path: Path) 
         assert run("device", "add", name, "--host", "10.0.0.7", "--preset", "rpi4", "-w", str(w))[0] == 0
     with open_workspace(w) as ws:
         for name in ("pi", "pi-2"):
-            ws.db.execute("INSERT INTO probes (device, data) VALUES (?, '{}')", (name,))
-            cur = ws.db.execute(
-                "INSERT INTO campaigns (device, recipe, ops, plan, target, threads, tvm_version, seed) VALUES (?, 'default', '[]', '[]', '{}', 1, 'x', 0)",
-                (name,),
+            ws.store.insert("probes", {"device": name, "data": "{}"})
+            campaign = ws.store.insert(
+                "campaigns",
+                {"device": name, "recipe": "default", "ops": "[]", "plan": "[]", "target": "{}", "threads": 1, "tvm_version": "x", "seed": 0,
+                 "uid": uuid.uuid4().hex},
+            )  # fmt: skip
+            ws.store.insert_new("kernel_configs", [{"config_id": "c1", "op": "dense", "params": "{}"}], keys=["config_id"])
+            ws.store.insert(
+                "measurements",
+                {"campaign_id": campaign["id"], "device": name, "config_id": "c1", "op": "dense", "recipe": "default", "status": "ok", "median_ms": 1.0},
             )
-            ws.db.execute("INSERT OR IGNORE INTO kernel_configs (config_id, op, params) VALUES ('c1', 'dense', '{}')")
-            ws.db.execute(
-                "INSERT INTO measurements (campaign_id, device, config_id, op, recipe, status, median_ms) VALUES (?, ?, 'c1', 'dense', 'default', 'ok', 1.0)",
-                (cur.lastrowid, name),
-            )
-            ws.db.execute(
-                "INSERT INTO network_measurements (device, recipe, name, network_hash, threads, median_ms, data) VALUES (?, 'default', 'n', 'h', 1, 1.0, '{}')",
-                (name,),
-            )
+            ws.store.insert(
+                "network_measurements",
+                {"device": name, "recipe": "default", "name": "n", "network_hash": "h", "threads": 1, "median_ms": 1.0, "data": "{}",
+                 "uid": uuid.uuid4().hex},
+            )  # fmt: skip
             files = [ws.adapter_file(name), ws.model_dir(name, "default") / "meta.json", ws.oracle_dir(name, "default") / "nb201.json",
                      ws.tuning_dir(name) / "database_workload.json", ws.run_dir("searches", name, "ofa-40ms") / "best.json",
                      ws.run_dir("pruned", name, "6ms") / "steps.csv", ws.run_dir("validation", name, "default") / "validation.csv",
@@ -88,7 +91,7 @@ def test_remove_takes_everything_of_the_device_and_nothing_else(tmp_path: Path) 
     assert run("device", "remove", "pi", "-w", str(w))[0] == 0
     with open_workspace(w) as ws:
         for table in ("probes", "campaigns", "measurements", "network_measurements"):
-            rows = [r[0] for r in ws.db.execute(f"SELECT device FROM {table}")]
+            rows = [r["device"] for r in ws.store.rows(f"SELECT device FROM {table}")]
             assert rows == ["pi-2"], (table, rows)
         for folder in ws.DEVICE_FOLDERS:
             assert not ws.device_dir(folder, "pi").exists() and ws.device_dir(folder, "pi-2").exists(), folder

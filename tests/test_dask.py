@@ -76,7 +76,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def _rows(root: Path) -> list[tuple[str, str]]:
     with open_workspace(root) as ws:
-        return [(r[0], r[1]) for r in ws.db.execute("SELECT config_id, status FROM measurements")]
+        return [(r["config_id"], r["status"]) for r in ws.store.rows("SELECT config_id, status FROM measurements")]
 
 
 PROFILE = ["profile", "local", "--ops", "conv2d", "--samples", "20", "--unweighted", "--repeat", "2", "--min-repeat-ms", "1"]

@@ -58,8 +58,8 @@ def fleet(ws: Workspace, servers: list[SSHServer]) -> inventory.Device:
 
 
 def _rows(ws: Workspace, campaign_id: int) -> list[tuple[str, str, str | None]]:
-    query = "SELECT config_id, member, flagged FROM measurements WHERE campaign_id = ?"
-    return [(r[0], r[1], r[2]) for r in ws.db.execute(query, (campaign_id,))]
+    query = "SELECT config_id, member, flagged FROM measurements WHERE campaign_id = :campaign_id"
+    return [(r["config_id"], r["member"], r["flagged"]) for r in ws.store.rows(query, {"campaign_id": campaign_id})]
 
 
 def test_a_group_holds_identical_real_devices(ws: Workspace, servers: list[SSHServer], tmp_path: Path) -> None:
@@ -109,10 +109,10 @@ def test_a_fleet_campaign_shares_one_plan_and_trains_one_model(ws: Workspace, fl
     assert {member for _, member, _ in rows} == set(fleet.members) and sum(report.rows.values()) == 16
     assert all(n > 0 for n in report.rows.values()) and not report.dropped
     # Every member timed the sentinels (one conv2d, one dense) before and after; flags follow from them.
-    stored = ws.db.execute("SELECT member, phase, config_id, median_ms FROM sentinels WHERE campaign_id = ?", (result.campaign_id,))
+    stored = ws.store.rows("SELECT member, phase, config_id, median_ms FROM sentinels WHERE campaign_id = :campaign_id", {"campaign_id": result.campaign_id})
     times: dict[str, dict[str, dict[str, float]]] = {}
-    for member, phase, cid, ms in stored:
-        times.setdefault(phase, {}).setdefault(member, {})[cid] = ms
+    for s in stored:
+        times.setdefault(s["phase"], {}).setdefault(s["member"], {})[s["config_id"]] = s["median_ms"]
     assert {p: {m: len(t) for m, t in by.items()} for p, by in times.items()} == {p: {m: 2 for m in fleet.members} for p in ("before", "after")}
     for phase, by_member in times.items():
         assert report.deviations[phase] == pytest.approx(sentinel_deviations(by_member))
@@ -121,13 +121,13 @@ def test_a_fleet_campaign_shares_one_plan_and_trains_one_model(ws: Workspace, fl
     # One model set for the group, from the rows no flag excludes (flags set here, whatever the sentinels said).
     from edgelat.predictors.train import train_device
 
-    ws.db.execute("UPDATE measurements SET flagged = NULL")
+    ws.store.execute("UPDATE measurements SET flagged = NULL")
     trained = train_device(ws, "fleet", min_samples=2, folds=2)
     kinds = {"conv2d", "dense"}  # (train adds a "fallback" model over every kind)
     assert {r.op: r.n for r in trained.ops if r.op in kinds} == {"conv2d": 8, "dense": 8} and Path(trained.model_dir).parent.name == "fleet"
-    ws.db.execute("UPDATE measurements SET flagged = 'test' WHERE member = ?", (fleet.members[1],))
+    ws.store.execute("UPDATE measurements SET flagged = 'test' WHERE member = :member", {"member": fleet.members[1]})
     trained = train_device(ws, "fleet", min_samples=2, folds=2)
-    kept = dict(ws.db.execute("SELECT op, COUNT(*) FROM measurements WHERE flagged IS NULL GROUP BY op").fetchall())
+    kept = {r["op"]: r["n"] for r in ws.store.rows("SELECT op, COUNT(*) AS n FROM measurements WHERE flagged IS NULL GROUP BY op")}
     assert {r.op: r.n for r in trained.ops if r.op in kinds} == {op: n for op, n in kept.items() if n >= 2}
     assert f"{16 - sum(kept.values())} measured by group members" in trained.skipped["(flagged members)"]
 
@@ -157,7 +157,7 @@ def test_a_fleet_campaign_resumes_with_whichever_members_answer(ws: Workspace, f
 
     with pytest.raises(CampaignInterrupted, match="every member of fleet left"):
         profile_group(ws, fleet, QUICK, fault=unplug_both)
-    first = ws.db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
+    first = ws.store.scalar("SELECT COUNT(*) FROM measurements")
     assert first == 4
     result, report = profile_group(ws, fleet, QUICK, resume=True)
     rows = _rows(ws, result.campaign_id)

@@ -74,7 +74,7 @@ def test_measured_memory_is_stored_and_predicted_from_the_device_networks(traine
             assert m.runtime_memory_mb is not None and m.peak_memory_mb is not None and m.size_bytes is not None
             assert 0 < m.runtime_memory_mb < m.peak_memory_mb and m.size_bytes > (m.params_bytes or 0) > 0
             assert m.energy_mj is None and m.power_rail is None  # this machine has no power monitor the agent can read
-        by = {tuple(r) for r in ws.db.execute("SELECT measured_by, edgelat_version FROM network_measurements")}
+        by = {(r["measured_by"], r["edgelat_version"]) for r in ws.store.rows("SELECT measured_by, edgelat_version FROM network_measurements")}
         assert by == {(measured_by(), edgelat.__version__)}
         rows = measured_memory(ws, "local")
         assert sorted(r.name for r in rows) == sorted(f"mlp{w}" for w in widths)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -182,17 +183,17 @@ def test_training_takes_only_measurements_built_for_the_recipes_target(trained: 
     copy = tmp_path / "ws"
     shutil.copytree(trained, copy)
     with open_workspace(copy) as ws:
-        ws.db.execute("UPDATE measurements SET target = ? WHERE op = 'dense'", (json.dumps({"kind": "llvm", "mcpu": "other"}),))
+        ws.store.execute("UPDATE measurements SET target = :target WHERE op = 'dense'", {"target": json.dumps({"kind": "llvm", "mcpu": "other"})})
         report = train_device(ws, "local")
         assert {r.op for r in report.ops} == {"activation", "fallback"}
         assert "built for another target" in report.skipped["(built or timed otherwise)"]
         meta = json.loads((ws.model_dir("local", "default") / "meta.json").read_text())
         assert meta["target"] == ws_target(ws) and meta["caches"] == "warm"
         # Timed with flushed caches, as the tuned recipe times kernels: not what the default recipe's model learns from.
-        ws.db.execute("UPDATE measurements SET target = ? WHERE op = 'dense'", (json.dumps(ws_target(ws)),))
-        ws.db.execute("UPDATE measurements SET caches = 'flushed' WHERE op = 'activation'")
+        ws.store.execute("UPDATE measurements SET target = :target WHERE op = 'dense'", {"target": json.dumps(ws_target(ws))})
+        ws.store.execute("UPDATE measurements SET caches = 'flushed' WHERE op = 'activation'")
         assert {r.op for r in train_device(ws, "local").ops} == {"dense", "fallback"}
-        ws.db.execute("UPDATE measurements SET target = ?", (json.dumps({"kind": "llvm", "mcpu": "other"}),))
+        ws.store.execute("UPDATE measurements SET target = :target", {"target": json.dumps({"kind": "llvm", "mcpu": "other"})})
         with pytest.raises(UsageError, match="another target.*edgelat profile local --recipe default"):
             train_device(ws, "local")
 
@@ -242,7 +243,7 @@ def test_validate_writes_table_plot_and_metrics(trained: Path, tmp_path: Path, m
     monkeypatch.setattr(validate, "validation_networks", tiny_zoo)
     with open_workspace(trained) as ws:
         report = validate.validate_device(ws, "local", out_dir=tmp_path / "v")
-        stored = ws.db.execute("SELECT COUNT(*) FROM network_measurements").fetchone()[0]
+        stored = ws.store.scalar("SELECT COUNT(*) FROM network_measurements")
     assert [r.network for r in report.rows] == ["mlp64@8", "mlp256@8", "conv@8"]  # the conv priced by the fallback
     assert all(r.measured_ms > 0 and r.predicted_ms > 0 for r in report.rows) and [r.kernels for r in report.rows] == [2, 2, 1]
     assert set(report.metrics) == {"rmspe", "within_5", "within_10"} and set(report.flops_metrics) == set(report.metrics)
@@ -358,10 +359,11 @@ def test_the_demo_ends_with_predicted_vs_measured_and_what_next(trained: Path, t
         demo.summary(ws_dir)  # nothing measured yet
     with open_workspace(ws_dir) as ws:
         predicted = predict_network(ws, "local", str(ws_dir / demo.NETWORK)).total_ms
-        ws.db.execute(
-            "INSERT INTO network_measurements (device, recipe, name, network_hash, threads, median_ms, data) VALUES ('local', 'default', ?, 'h', 1, ?, '{}')",
-            (demo.NETWORK, predicted / 1.25),
-        )
+        ws.store.insert(
+            "network_measurements",
+            {"device": "local", "recipe": "default", "name": demo.NETWORK, "network_hash": "h", "threads": 1, "median_ms": predicted / 1.25,
+             "data": "{}", "uid": uuid.uuid4().hex},
+        )  # fmt: skip
     first, rough, keep, serve = demo.summary(ws_dir)
     assert f"predicted {predicted:.1f} ms" in first and "(+25.0%)" in first, first
     assert "rough" in rough and "edgelat profile local" in rough

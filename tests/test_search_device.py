@@ -55,7 +55,7 @@ def test_search_cli_returns_a_network_that_meets_its_budget_when_measured(nb201_
     assert "measured" in (out / "report.md").read_text()
     # Every verified pick was measured on the device and stored.
     with open_workspace(root) as ws:
-        names = {r[0] for r in ws.db.execute("SELECT name FROM network_measurements")}
+        names = {r["name"] for r in ws.store.rows("SELECT name FROM network_measurements")}
     assert {f"nb201:{v['arch']}" for v in found["verified"]} <= names
 
 

@@ -180,8 +180,7 @@ def test_the_service_answers_curl_httpx_and_the_client_as_predict_does(served: S
     from edgelat.predictors.train import train_device
 
     with open_workspace(served.root) as ws:
-        ws.db.execute("DELETE FROM measurements WHERE id IN (SELECT id FROM measurements WHERE op = 'dense' ORDER BY id LIMIT 5)")
-        ws.db.commit()
+        ws.store.execute("DELETE FROM measurements WHERE id IN (SELECT id FROM measurements WHERE op = 'dense' ORDER BY id LIMIT 5)")
         train_device(ws, "local")
     retrained = edgelat.predict(str(onnx), "local", workspace=served.root)
     assert retrained.total_ms != in_process.total_ms

@@ -572,4 +572,8 @@ def _store(
         edgelat.__version__,
     ]
     row += [values.get(c) for c in _COLUMNS]
-    ws.store.upsert("measurements", {**dict(zip(cols, row, strict=True)), "measured_at": utc_now()}, ["campaign_id", "config_id"])
+    stored = {**dict(zip(cols, row, strict=True)), "measured_at": utc_now()}
+    # A kernel that failed has no timing and so no stability verdict: the columns' defaults (one attempt, not unstable).
+    stored["unstable"] = stored["unstable"] or 0
+    stored["attempts"] = stored["attempts"] or 1
+    ws.store.upsert("measurements", stored, ["campaign_id", "config_id"])
