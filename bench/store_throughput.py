@@ -2,8 +2,8 @@
 
     python bench/store_throughput.py [--rows 2000] [--writers 2]
 
-Engines: the workspace's own SQLite file, and PostgreSQL (a private server on a loopback port started here,
-scripts/postgres_server.py). For each:
+Engines: the workspace's own SQLite file (WAL, synchronous=NORMAL, as edgelat opens it), and PostgreSQL 15 (a
+private server on a loopback port started here by scripts/postgres_server.py, default durability: fsync on). For each:
 
 - ``campaign``: measurement rows written the way a campaign writes them (edgelat.profiler.campaign._store:
   one upsert per kernel, each its own transaction, committed as it arrives);
@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    server = postgres_server.start(Path(tempfile.mkdtemp(prefix="edgelat-pg-", dir="/tmp")))
+    server = postgres_server.start(Path(tempfile.mkdtemp(prefix="edgelat-pg-", dir="/tmp")), durable=True)  # (fsync on, as a team's server)
     try:
         engines = {
             "sqlite": lambda name: None,

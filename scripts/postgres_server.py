@@ -82,8 +82,9 @@ def _run_as(user: str | None, cmd: list[str], check: bool = True) -> subprocess.
     return subprocess.run(full, check=check, capture_output=True, text=True)
 
 
-def start(root: Path, port: int | None = None) -> PostgresServer:
-    """initdb a cluster in ``root`` and start it; returns when it accepts connections."""
+def start(root: Path, port: int | None = None, *, durable: bool = False) -> PostgresServer:
+    """initdb a cluster in ``root`` and start it; returns when it accepts connections. Not ``durable``
+    (tests): commits are not flushed to disk (``fsync=off``), so a power cut could lose them."""
     bins = bin_dir()
     runas = None
     if os.geteuid() == 0:
@@ -106,7 +107,7 @@ def start(root: Path, port: int | None = None) -> PostgresServer:
         raise PostgresUnavailable(f"initdb failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
     pwfile.unlink()
     port = port or free_port()
-    opts = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} -c fsync=off -c max_connections=200"
+    opts = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} -c max_connections=200" + ("" if durable else " -c fsync=off")
     proc = _run_as(runas, [str(bins / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-o", opts, "-w", "-t", "60", "start"], check=False)
     if proc.returncode:
         log = (root / "server.log").read_text() if (root / "server.log").exists() else proc.stderr
@@ -125,7 +126,7 @@ def main() -> int:
     s.add_argument("--port", type=int)
     args = parser.parse_args()
     try:
-        server = start(args.dir, args.port)
+        server = start(args.dir, args.port, durable=True)
     except PostgresUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
