@@ -58,7 +58,7 @@ def _main(
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     handler = RichHandler(console=err, show_path=False, show_time=verbose > 1, markup=False)
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
-    for noisy in ("paramiko", "urllib3", "matplotlib", "PIL"):  # their INFO lines are not ours
+    for noisy in ("paramiko", "urllib3", "matplotlib", "PIL", "sqlalchemy", "alembic", "psycopg"):  # their INFO lines are not ours
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

@@ -20,6 +20,7 @@ none is logged or written to the workspace (:attr:`Store.display` hides the pass
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -296,5 +297,6 @@ def _upgrade(store: Store) -> None:
                 except Exception:  # alembic raises several kinds for an unknown id
                     raise StoreError(f"{store.display} is at schema revision {current}, newer than this edgelat knows: upgrade edgelat") from None
             command.upgrade(cfg, "head")
+            logging.getLogger(__name__).info("upgraded the store %s from schema revision %s to %s", store.display, current or "(empty)", head)
             if store.dialect == "sqlite":
                 conn.exec_driver_sql(f"PRAGMA user_version={_ALEMBIC_USER_VERSION}")
