@@ -76,7 +76,11 @@ def _writer(args: tuple[str, str | None, str, int]) -> tuple[float, float, float
 
 
 def run(engine: str, url_for: Any, rows: int, writers: int) -> dict[str, float]:
-    tmp = Path(tempfile.mkdtemp(prefix=f"edgelat-store-{engine}-"))
+    with tempfile.TemporaryDirectory(prefix=f"edgelat-store-{engine}-") as tmp:
+        return _run(Path(tmp), url_for, rows, writers)
+
+
+def _run(tmp: Path, url_for: Any, rows: int, writers: int) -> dict[str, float]:
     url = url_for("a")
     with open_workspace(tmp / "a", url) as ws:
         add_device(ws, "dev0", host="h0", preset="rpi4")
