@@ -162,3 +162,27 @@ def test_open_store_names_what_is_wrong_in_one_line(postgres: Any) -> None:
         open_store("mysql://u@h/db")
     with pytest.raises(UsageError, match="name the database"):
         open_store(f"postgresql://edgelat@127.0.0.1:{postgres.port}")
+
+
+def test_processes_opening_a_new_store_at_once_upgrade_it_once(tmp_path: Path, store_url: str | None) -> None:
+    """Four processes opening an empty store at the same moment: one upgrades it (PostgreSQL: an advisory lock;
+    SQLite: the write lock), the others wait and find it done."""
+    import subprocess
+    import sys
+
+    go = tmp_path / "go"  # every process imports, says so, then waits for this file and opens the store at once
+    code = (
+        "import sys, time; from pathlib import Path; from edgelat.store import open_store; print('ready', flush=True)\n"
+        "while not Path(sys.argv[3]).exists(): time.sleep(0.005)\n"
+        "open_store(sys.argv[1] or None, sqlite_path=Path(sys.argv[2])).close()"
+    )
+    argv = [sys.executable, "-c", code, store_url or "", str(tmp_path / "edgelat.db"), str(go)]
+    runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    for r in runs:
+        assert r.stdout is not None and r.stdout.readline().strip() == "ready"
+    go.touch()
+    errors = [r.communicate(timeout=120)[1] for r in runs]
+    assert [r.returncode for r in runs] == [0] * 4, errors
+    store = open_store(store_url, sqlite_path=tmp_path / "edgelat.db")
+    assert [r["version_num"] for r in store.rows("SELECT version_num FROM alembic_version")] == [head_revision()]
+    store.close()

@@ -268,14 +268,19 @@ def head_revision() -> str:
     return head
 
 
+# Alembic's ``op`` and ``context`` are module globals: one migration run per process at a time.
+_UPGRADING = threading.Lock()
+
+
 def _upgrade(store: Store) -> None:
-    """Bring the store to the latest revision (one transaction; on PostgreSQL one process at a time)."""
+    """Bring the store to the latest revision (one transaction; one process at a time: SQLite's write lock,
+    PostgreSQL's advisory lock)."""
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
     head = head_revision()
-    with store.engine.connect() as conn:
+    with _UPGRADING, store.engine.connect() as conn:
         conn = conn.execution_options(edgelat_write=True)
         with conn.begin():
             if store.dialect == "postgresql":
