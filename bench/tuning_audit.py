@@ -11,8 +11,13 @@ cheap way:
 
 For each: share of the full speedup = (t_default - t_cheap) / (t_default - t_full), and tuning seconds.
 
-Usage: python bench/tuning_audit.py [--kernels 10] [--trials 16] [--full-trials 128] [--full-search small]
+Usage: python bench/tuning_audit.py [--kernels 10] [--trials 16] [--full-trials 128] [--full-search small] [--state DIR]
 Writes bench/out/tuning_audit.{json,csv}.
+
+Resumable: each kernel's row lands in ``--state``/rows.jsonl as it is done, the tuning databases beside it
+(default ~/.cache/edgelat-audit/FULL-TRIALS_TRIALS_FULL-SEARCH); run again with the same settings to go on
+from the first kernel without a row (a kernel stopped half-way is tuned again from scratch, except in the
+transfer chains, which keep what it had recorded).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -56,9 +62,15 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--full-trials", type=int, default=128)
     parser.add_argument("--full-search", default="small", help="the reference's search setting (stock costs ~1 min per 16 trials here)")
+    parser.add_argument("--networks", default="mobilenetv2_100,resnet18,mnasnet_100,efficientnet_b0", help="where the kernels come from, in order")
+    parser.add_argument("--state", type=Path, help="where rows and tuning databases are kept between runs")
     args = parser.parse_args()
-    kernels = network_anchors(args.kernels)
-    rows: list[dict[str, Any]] = []
+    state = args.state or Path.home() / ".cache" / "edgelat-audit" / f"{args.full_trials}_{args.trials}_{args.full_search}"
+    state.mkdir(parents=True, exist_ok=True)
+    done_file = state / "rows.jsonl"
+    rows: list[dict[str, Any]] = [json.loads(line) for line in done_file.read_text().splitlines()] if done_file.exists() else []
+    done = {r["kernel"] for r in rows}
+    kernels = network_anchors(args.kernels, tuple(args.networks.split(",")))
     with tempfile.TemporaryDirectory() as tmpdir, open_workspace(Path(tmpdir) / "ws") as ws:
         tmp = Path(tmpdir)
         device = get_device(ws, "local")
@@ -69,10 +81,14 @@ def main() -> None:
                 return agent.time_library(Path(path), a, repeat=5, min_repeat_ms=5.0)
 
             def tuner(name: str, **kw: Any) -> KernelTuner:
-                return KernelTuner(tmp / name, target, 1, None, measure, **kw)
+                return KernelTuner(state / name, target, 1, None, measure, **kw)
 
             chain, chain_only = tuner("chain"), tuner("chain-only", keep_speedup=0.0)
             for i, (label, func) in enumerate(kernels):
+                if label in done:
+                    continue
+                for name in (f"full-{i}", f"small-{i}"):  # a kernel stopped half-way starts again
+                    shutil.rmtree(state / name, ignore_errors=True)
                 row: dict[str, Any] = {"kernel": label, "default_us": untuned_seconds(func, target, measure, tmp) * 1e6}
                 for name, t, trials in (
                     ("full", tuner(f"full-{i}", search=args.full_search, transfers=0), args.full_trials),
@@ -88,7 +104,9 @@ def main() -> None:
                     if t not in (chain, chain_only):
                         t.close()
                 rows.append(row)
-                print({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+                with done_file.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(f"{len(rows)}/{len(kernels)}", {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
             chain.close()
             chain_only.close()
     table = pd.DataFrame(rows)

@@ -41,18 +41,20 @@ from edgelat.workspace import open_workspace  # noqa: E402
 OUT = Path(__file__).parent / "out"
 
 
-def network_anchors(limit: int, name: str = "mobilenetv2_100") -> list[tuple[str, object]]:
-    """(label, PrimFunc) of the network's first ``limit`` kernels with distinct (kind, shapes), in network order."""
-    mod = relax_from_torch(create_model(name).eval(), example_input(160))
-    funcs = kernel_funcs(fuse(mod)[0])
+def network_anchors(limit: int, names: tuple[str, ...] = ("mobilenetv2_100",)) -> list[tuple[str, object]]:
+    """(label, PrimFunc) of the first ``limit`` kernels with distinct (kind, shapes) of the networks ``names``
+    (at 160 px), network after network, each in network order."""
     picked: dict[tuple[str, ...], tuple[str, object]] = {}
-    for k in network_kernels(mod):
-        if k.op is None or k.config is None:
-            continue
-        key = (k.op, *(f"{n}={v}" for n, v in sorted(k.config.items())))
-        picked.setdefault(key, (f"{k.op} {k.config}", funcs[k.name]))
-        if len(picked) >= limit:
-            break
+    for name in names:
+        mod = relax_from_torch(create_model(name).eval(), example_input(160))
+        funcs = kernel_funcs(fuse(mod)[0])
+        for k in network_kernels(mod):
+            if k.op is None or k.config is None:
+                continue
+            key = (k.op, *(f"{n}={v}" for n, v in sorted(k.config.items())))
+            picked.setdefault(key, (f"{k.op} {k.config}", funcs[k.name]))
+            if len(picked) >= limit:
+                return list(picked.values())
     return list(picked.values())
 
 
