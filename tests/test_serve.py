@@ -286,3 +286,28 @@ def test_the_page_in_headless_chromium(served: Server, tmp_path: Path) -> None:
     finally:
         driver.quit()
     assert served.alive()
+
+
+def test_the_service_serves_a_team_store(trained: Path, tmp_path: Path, postgres: object) -> None:
+    """`edgelat serve --store postgresql://...`: a device pushed to the team store and trained there is listed and
+    priced as `predict --store` prices it; the password is in no line the server writes."""
+    url = postgres.create_database("served")  # type: ignore[attr-defined]
+    password = postgres.password  # type: ignore[attr-defined]
+    runner = CliRunner()
+    pushed = runner.invoke(app, ["data", "push", "local", "--as", "box", "-w", str(trained), "--store", url])
+    assert pushed.exit_code == 0, pushed.output
+    root = tmp_path / "ws"
+    trained_there = runner.invoke(app, ["train", "box", "-w", str(root), "--store", url])
+    assert trained_there.exit_code == 0, trained_there.output
+    server = _start(root, tmp_path, "--store", url)
+    try:
+        devices = httpx.get(f"{server.url}/v1/devices", headers=server.auth).json()
+        box = next(d for d in devices if d["name"] == "box")
+        assert {"dense", "activation"} <= set(box["models"][0]["ops"])
+        onnx = _onnx(tmp_path / "mlp.onnx")
+        served = httpx.post(f"{server.url}/v1/devices/box/predict", headers=server.auth, files={"model": ("mlp.onnx", onnx.read_bytes())})
+        cli = runner.invoke(app, ["predict", "box", str(onnx), "--json", "-w", str(root), "--store", url])
+        assert served.status_code == 200 and served.json() == json.loads(cli.stdout)
+    finally:
+        _stop(server)
+    assert password not in server.log.read_text()
