@@ -61,8 +61,11 @@ class Workspace:
         if not self.store.shared:
             return self.root
         url = self.store.engine.url
-        server = re.sub(r"[^A-Za-z0-9._-]", "_", f"{url.host or 'local'}_{url.port or 5432}")
-        return self.root / "stores" / server / str(url.database) / socket.gethostname()
+        if self.store.dialect == "sqlite":  # a SQLite file as a team store (on a shared disk)
+            server, database = "sqlite", re.sub(r"[^A-Za-z0-9._-]", "_", str(url.database).strip("/"))
+        else:
+            server, database = re.sub(r"[^A-Za-z0-9._-]", "_", f"{url.host or 'socket'}_{url.port or 5432}"), str(url.database)
+        return self.root / "stores" / server / database / socket.gethostname()
 
     @property
     def known_hosts(self) -> Path:

@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -199,8 +200,15 @@ def _sqlite_engine(url: sa.URL) -> Engine:
 
 def _postgresql_engine(url: sa.URL) -> Engine:
     engine = sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10, "application_name": "edgelat"})
-    # A forked child must not use (or close) its parent's connections.
-    os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+    # A forked child must not use (or close) its parent's connections (a weak reference: the hook outlives the engine).
+    ref = weakref.ref(engine)
+
+    def _forget_in_child() -> None:
+        forked = ref()
+        if forked is not None:
+            forked.dispose(close=False)
+
+    os.register_at_fork(after_in_child=_forget_in_child)
     return engine
 
 
