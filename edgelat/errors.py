@@ -26,6 +26,7 @@ Every error edgelat raises on purpose derives from :class:`EdgelatError`::
     │   └── BuildTimeoutError      a build in a worker ran past its time limit
     ├── CampaignInterrupted        a campaign stopped early (all measured so far is stored; --resume)
     └── StoreError                 the workspace store is unusable
+        └── StoreLostError         the store went away while in use (a server stopped, a file locked too long)
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ __all__ = [
     "RemoteCommandError",
     "RequestRefusedError",
     "StoreError",
+    "StoreLostError",
     "StoreUnreachableError",
     "TransportError",
     "UnknownDeviceError",
@@ -177,6 +179,10 @@ class OutputMismatchError(EdgelatError):
 
 class StoreError(EdgelatError):
     pass
+
+
+class StoreLostError(StoreError):
+    """The store went away while in use: what was committed before stays; try again once it is back."""
 
 
 class StoreUnreachableError(UsageError):

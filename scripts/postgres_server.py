@@ -57,6 +57,7 @@ class PostgresServer:
     port: int
     password: str
     runas: str | None  # the account the server runs as (None: this process's)
+    options: str  # the server's settings, as pg_ctl passes them
 
     def url(self, database: str = "postgres", *, password: bool = True) -> str:
         auth = f"{USER}:{self.password}" if password else USER
@@ -72,6 +73,14 @@ class PostgresServer:
         self.psql(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def halt(self) -> None:
+        """Stop the server at once, as a crash would (no shutdown checkpoint), keeping its data."""
+        _run_as(self.runas, [str(bin_dir() / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop"])
+
+    def resume(self) -> None:
+        """Start a halted server again on the same port (it recovers from its write-ahead log)."""
+        _pg_ctl_start(self.runas, self.root, self.options)
+
     def stop(self) -> None:
         _run_as(self.runas, [str(bin_dir() / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w", "stop"], check=False)
         shutil.rmtree(self.root, ignore_errors=True)
@@ -80,6 +89,13 @@ class PostgresServer:
 def _run_as(user: str | None, cmd: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
     full = ["runuser", "-u", user, "--", *cmd] if user else cmd
     return subprocess.run(full, check=check, capture_output=True, text=True)
+
+
+def _pg_ctl_start(runas: str | None, root: Path, options: str) -> None:
+    proc = _run_as(runas, [str(bin_dir() / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "server.log"), "-o", options, "-w", "-t", "60", "start"], check=False)
+    if proc.returncode:
+        log = (root / "server.log").read_text() if (root / "server.log").exists() else proc.stderr
+        raise PostgresUnavailable(f"pg_ctl start failed: {log.strip().splitlines()[-1] if log.strip() else proc.returncode}")
 
 
 def start(root: Path, port: int | None = None, *, durable: bool = False) -> PostgresServer:
@@ -108,11 +124,8 @@ def start(root: Path, port: int | None = None, *, durable: bool = False) -> Post
     pwfile.unlink()
     port = port or free_port()
     opts = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} -c max_connections=200" + ("" if durable else " -c fsync=off")
-    proc = _run_as(runas, [str(bins / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-o", opts, "-w", "-t", "60", "start"], check=False)
-    if proc.returncode:
-        log = (root / "server.log").read_text() if (root / "server.log").exists() else proc.stderr
-        raise PostgresUnavailable(f"pg_ctl start failed: {log.strip().splitlines()[-1] if log.strip() else proc.returncode}")
-    server = PostgresServer(root, port, password, runas)
+    _pg_ctl_start(runas, root, opts)
+    server = PostgresServer(root, port, password, runas, opts)
     (root / "url").write_text(server.url("edgelat") + "\n")
     os.chmod(root / "url", 0o600)
     return server

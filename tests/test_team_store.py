@@ -142,3 +142,47 @@ def test_push_and_pull_copy_only_what_the_other_store_lacks(tmp_path: Path, post
         inventory.add_adapted_device(ws, "phone")
     clash = _cli("data", "push", "local", "--as", "phone", "--workspace", str(mine), "--store", team)
     assert clash.returncode == 2 and "preset adapted, not local" in clash.stderr, clash.stderr
+
+
+@pytest.mark.timings_ignored
+@pytest.mark.slow
+def test_a_campaign_that_loses_the_store_stops_in_one_line_and_resumes_when_it_is_back(tmp_path: Path, postgres: Any) -> None:
+    """The server stops mid-campaign (as a crash would): `profile` ends with one line saying the store was lost and
+    how to go on (exit 1, no traceback); once the server is back, `--resume` finishes it, every kernel stored once."""
+    import time
+
+    from edgelat.store import open_store
+
+    url = postgres.create_database("lost")
+    root = tmp_path / "ws"
+    base = [*CLI, "profile", "local", "--workspace", str(root), "--store", url]
+    first = subprocess.Popen([*base, "--ops", "dense", "--samples", "24", "--repeat", "3", "--min-repeat-ms", "20"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            store = open_store(url)
+            stored = store.scalar("SELECT COUNT(*) FROM measurements")
+            store.close()
+            if stored >= 3:
+                break
+            time.sleep(0.3)
+        postgres.halt()
+        try:
+            _, stderr = first.communicate(timeout=300)
+        finally:
+            postgres.resume()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert "lost the store" in stderr and "--resume" in stderr and "stored" in stderr, stderr
+    assert postgres.password not in stderr, last
+    resumed = _cli(*base[3:], "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    with open_workspace(root, url) as ws:
+        (campaign,) = ws.store.rows("SELECT id, plan, status FROM campaigns")
+        rows = ws.store.rows("SELECT config_id FROM measurements WHERE campaign_id = :id", {"id": campaign["id"]})
+    assert campaign["status"] == "done" and sorted(r["config_id"] for r in rows) == sorted(json.loads(campaign["plan"]))

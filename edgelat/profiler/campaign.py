@@ -30,6 +30,7 @@ from edgelat.errors import (
     AgentReplyError,
     AgentTimeoutError,
     CampaignInterrupted,
+    StoreLostError,
     TransportError,
     UsageError,
 )
@@ -372,6 +373,8 @@ def profile(
     except TransportError as exc:
         _set_status(ws, campaign_id, "interrupted")
         raise CampaignInterrupted(campaign_id, f"lost the connection to {device.name} ({exc})") from exc
+    except StoreLostError as exc:  # (its status cannot be written: a resume finds it unfinished all the same)
+        raise CampaignInterrupted(campaign_id, str(exc)) from None
     finally:
         session.close()
         lease.release()

@@ -11,17 +11,19 @@ that no longer exists.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 import time
 
-from edgelat.errors import UsageError
+from edgelat.errors import StoreLostError, UsageError
 from edgelat.workspace import Workspace, measured_by
 
 __all__ = ["LEASE_S", "CampaignLease", "holder_name", "take_lease"]
 
 LEASE_S = 60.0
+log = logging.getLogger(__name__)
 
 
 def holder_name() -> str:
@@ -56,10 +58,13 @@ class CampaignLease:
 
     def _renew(self) -> None:
         while not self._stop.wait(self.ttl / 4):
-            self._ws.store.execute(
-                "UPDATE campaigns SET lease_until = :until WHERE id = :id AND holder = :holder",
-                {"until": time.time() + self.ttl, "id": self.campaign_id, "holder": self.holder},
-            )
+            try:
+                self._ws.store.execute(
+                    "UPDATE campaigns SET lease_until = :until WHERE id = :id AND holder = :holder",
+                    {"until": time.time() + self.ttl, "id": self.campaign_id, "holder": self.holder},
+                )
+            except StoreLostError as exc:  # tried again next time; the campaign's own writes fail and say so
+                log.warning("could not renew the lease of campaign %d: %s", self.campaign_id, exc)
 
     def release(self) -> None:
         """Stop renewing and give the campaign up (idempotent)."""
@@ -67,10 +72,13 @@ class CampaignLease:
             return
         self._stop.set()
         self._thread.join()
-        self._ws.store.execute(
-            "UPDATE campaigns SET holder = NULL, lease_until = NULL WHERE id = :id AND holder = :holder",
-            {"id": self.campaign_id, "holder": self.holder},
-        )
+        try:
+            self._ws.store.execute(
+                "UPDATE campaigns SET holder = NULL, lease_until = NULL WHERE id = :id AND holder = :holder",
+                {"id": self.campaign_id, "holder": self.holder},
+            )
+        except StoreLostError as exc:  # the lease runs out by itself, and this process's exit frees it at once
+            log.warning("could not release the lease of campaign %d: %s", self.campaign_id, exc)
 
 
 def take_lease(ws: Workspace, campaign_id: int, ttl: float = LEASE_S) -> CampaignLease:

@@ -32,9 +32,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
-from edgelat.errors import StoreError, StoreUnreachableError, UsageError
+from edgelat.errors import StoreError, StoreLostError, StoreUnreachableError, UsageError
 
 __all__ = ["ENGINES", "Store", "open_store", "store_url", "utc_now"]
 
@@ -87,10 +87,19 @@ class Store:
         if current is not None:  # inside this thread's transaction
             yield current
             return
-        with self.engine.connect() as conn:
+        with self._lost(), self.engine.connect() as conn:
             conn = conn.execution_options(edgelat_write=write)
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def _lost(self) -> Iterator[None]:
+        """A server gone (stopped, restarted, unreachable) or a file locked past the timeout: :class:`StoreLostError`,
+        one line, not the driver's traceback."""
+        try:
+            yield
+        except (OperationalError, InterfaceError) as exc:
+            raise StoreLostError(f"lost the store {self.display} ({_first_line(exc)})") from None
 
     def execute(self, statement: str | sa.Executable, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> int:
         """Run a write (a list of parameter sets runs it once per set); returns the rows it touched."""
@@ -123,7 +132,7 @@ class Store:
         if getattr(self._local, "conn", None) is not None:
             yield  # nested: part of the outer transaction
             return
-        with self.engine.connect() as conn:
+        with self._lost(), self.engine.connect() as conn:
             conn = conn.execution_options(edgelat_write=True)
             with conn.begin():
                 self._local.conn = conn
