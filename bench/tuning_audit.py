@@ -11,11 +11,11 @@ cheap way:
 
 For each: share of the full speedup = (t_default - t_cheap) / (t_default - t_full), and tuning seconds.
 
-Usage: python bench/tuning_audit.py [--kernels 10] [--trials 16] [--full-trials 128] [--full-search small] [--state DIR]
+Usage: python bench/tuning_audit.py [--kernels 10] [--trials 16] [--full-trials 128] [--full-search small] [--full-per-round 16] [--state DIR]
 Writes bench/out/tuning_audit.{json,csv}.
 
 Resumable: each kernel's row lands in ``--state``/rows.jsonl as it is done, the tuning databases beside it
-(default ~/.cache/edgelat-audit/FULL-TRIALS_TRIALS_FULL-SEARCH); run again with the same settings to go on
+(default ~/.cache/edgelat-audit/FULL-TRIALS_TRIALS_FULL-SEARCH_FULL-PER-ROUND); run again with the same settings to go on
 from the first kernel without a row (a kernel stopped half-way is tuned again from scratch, except in the
 transfer chains, which keep what it had recorded).
 """
@@ -62,10 +62,11 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--full-trials", type=int, default=128)
     parser.add_argument("--full-search", default="small", help="the reference's search setting (stock costs ~1 min per 16 trials here)")
+    parser.add_argument("--full-per-round", type=int, default=16, help="the reference's candidates per search round (MetaSchedule's default: 64)")
     parser.add_argument("--networks", default="mobilenetv2_100,resnet18,mnasnet_100,efficientnet_b0", help="where the kernels come from, in order")
     parser.add_argument("--state", type=Path, help="where rows and tuning databases are kept between runs")
     args = parser.parse_args()
-    state = args.state or Path.home() / ".cache" / "edgelat-audit" / f"{args.full_trials}_{args.trials}_{args.full_search}"
+    state = args.state or Path.home() / ".cache" / "edgelat-audit" / f"{args.full_trials}_{args.trials}_{args.full_search}_{args.full_per_round}"
     state.mkdir(parents=True, exist_ok=True)
     done_file = state / "rows.jsonl"
     rows: list[dict[str, Any]] = [json.loads(line) for line in done_file.read_text().splitlines()] if done_file.exists() else []
@@ -91,7 +92,7 @@ def main() -> None:
                     shutil.rmtree(state / name, ignore_errors=True)
                 row: dict[str, Any] = {"kernel": label, "default_us": untuned_seconds(func, target, measure, tmp) * 1e6}
                 for name, t, trials in (
-                    ("full", tuner(f"full-{i}", search=args.full_search, transfers=0), args.full_trials),
+                    ("full", tuner(f"full-{i}", search=args.full_search, transfers=0, per_round=args.full_per_round), args.full_trials),
                     ("small", tuner(f"small-{i}", transfers=0), args.trials),
                     ("transfer", chain, args.trials),
                     ("transfer_only", chain_only, args.trials),
@@ -111,8 +112,8 @@ def main() -> None:
             chain_only.close()
     table = pd.DataFrame(rows)
     gain = table["default_us"] - table["full_us"]
-    summary: dict[str, Any] = {"when": time.strftime("%Y-%m-%d"), "kernels": len(table), "trials": args.trials,
-                               "full_trials": args.full_trials, "full_search": args.full_search}  # fmt: skip
+    summary: dict[str, Any] = {"when": time.strftime("%Y-%m-%d"), "kernels": len(table), "trials": args.trials, "full_trials": args.full_trials,
+                               "full_search": args.full_search, "full_per_round": args.full_per_round}  # fmt: skip
     for name in ("small", "transfer", "transfer_only"):
         share = (table["default_us"] - table[f"{name}_us"]) / gain
         table[f"{name}_share"] = share

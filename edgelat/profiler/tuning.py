@@ -336,9 +336,13 @@ class KernelTuner:
         transfers: int = 4,
         keep_speedup: float = 1.5,
         builder: Any = None,
+        per_round: int = 16,
     ) -> None:
-        """``builder``: a :class:`edgelat.profiler.builds.Builder` whose workers build candidates (default: this process)."""
+        """``builder``: a :class:`edgelat.profiler.builds.Builder` whose workers build candidates (default: this process).
+        ``per_round``: candidates the search proposes, builds and times per round (MetaSchedule's default is 64;
+        small budgets are better spent in more, smaller rounds)."""
         self.search = SEARCH_SETTINGS.get(search)
+        self.per_round = per_round
         import_tensor_intrinsics()
         # How many tuned kernels' schedules a new kernel tries first, and how much faster than its untuned
         # code the best of them must be to be kept without a search.
@@ -380,7 +384,7 @@ class KernelTuner:
                     self.target,
                     logs,
                     max_trials_global=trials,
-                    num_trials_per_iter=min(trials, 16),
+                    num_trials_per_iter=min(trials, self.per_round),
                     builder=self.builder,
                     runner=self.runner,
                     database=self.database,
