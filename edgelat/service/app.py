@@ -4,9 +4,9 @@ Every route but ``GET /v1/health`` needs the token: ``Authorization: Bearer TOKE
 cookie set by opening ``/?token=TOKEN`` (the address ``edgelat serve`` prints). Errors are problem details
 (RFC 9457: ``type``, ``title``, ``status``, ``detail``) whose detail is the CLI's message.
 
-All work on the workspace runs in one worker thread (:class:`_Worker`): the store's SQLite connection
-lives there, each device's models are loaded once and again when ``train`` replaces them, and TVM imports
-one network at a time. Uploads are bounded as they arrive (:class:`_BodyLimit`) and parsed in a temporary
+All work on the workspace runs in one worker thread (:class:`_Worker`): it opens the workspace and its store
+(the workspace's own or ``--store``'s), loads each device's models once and again when ``train`` replaces them,
+and TVM imports one network at a time. Uploads are bounded as they arrive (:class:`_BodyLimit`) and parsed in a temporary
 directory that is removed after the request.
 """
 
