@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--full-search", default="small", help="the reference's search setting (stock costs ~1 min per 16 trials here)")
     parser.add_argument("--full-per-round", type=int, default=16, help="the reference's candidates per search round (MetaSchedule's default: 64)")
     parser.add_argument("--networks", default="mobilenetv2_100,resnet18,mnasnet_100,efficientnet_b0", help="where the kernels come from, in order")
+    parser.add_argument("--report", action="store_true", help="summarise the kernels --state holds so far, and stop")
     parser.add_argument("--state", type=Path, help="where rows and tuning databases are kept between runs")
     args = parser.parse_args()
     state = args.state or Path.home() / ".cache" / "edgelat-audit" / f"{args.full_trials}_{args.trials}_{args.full_search}_{args.full_per_round}"
@@ -71,6 +72,11 @@ def main() -> None:
     done_file = state / "rows.jsonl"
     rows: list[dict[str, Any]] = [json.loads(line) for line in done_file.read_text().splitlines()] if done_file.exists() else []
     done = {r["kernel"] for r in rows}
+    if args.report:  # the kernels done so far, summarised; nothing tuned, nothing written
+        table, summary = summarize(rows, args)
+        print(table[["kernel", "default_us", "full_us", "small_share", "transfer_share", "transfer_only_share"]].to_string(index=False))
+        print(json.dumps(summary, indent=2))
+        return
     kernels = network_anchors(args.kernels, tuple(args.networks.split(",")))
     with tempfile.TemporaryDirectory() as tmpdir, open_workspace(Path(tmpdir) / "ws") as ws:
         tmp = Path(tmpdir)
@@ -110,6 +116,15 @@ def main() -> None:
                 print(f"{len(rows)}/{len(kernels)}", {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
             chain.close()
             chain_only.close()
+    table, summary = summarize(rows, args)
+    OUT.mkdir(exist_ok=True)
+    table.to_csv(OUT / "tuning_audit.csv", index=False)
+    (OUT / "tuning_audit.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+
+
+def summarize(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Each kernel's share of the full speedup per cheap way; medians and tuning seconds over the kernels."""
     table = pd.DataFrame(rows)
     gain = table["default_us"] - table["full_us"]
     summary: dict[str, Any] = {"when": time.strftime("%Y-%m-%d"), "kernels": len(table), "trials": args.trials, "full_trials": args.full_trials,
@@ -124,10 +139,7 @@ def main() -> None:
         }
     summary["full"] = {"median_tune_s": float(table["full_tune_s"].median()), "total_tune_s": float(table["full_tune_s"].sum()),
                        "median_speedup_over_default": float((table["default_us"] / table["full_us"]).median())}  # fmt: skip
-    OUT.mkdir(exist_ok=True)
-    table.to_csv(OUT / "tuning_audit.csv", index=False)
-    (OUT / "tuning_audit.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary, indent=2))
+    return table, summary
 
 
 if __name__ == "__main__":
