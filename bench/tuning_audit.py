@@ -7,11 +7,17 @@ cheap way:
 - small: the budget-sized search alone, `--trials` per kernel, each kernel from an empty database;
 - transfer: what a campaign does: one database for the whole set, each new kernel first tries the
   schedules of kernels already tuned (tiles refitted) and searches `--trials` only when they fall short;
-- transfer_only: the same, never searching once its ops have a tuned kernel.
+- transfer_only: the same, never searching once its ops have a tuned kernel;
+- reps: what a campaign does now: a kernel with no representative of its anchor within ``--rep-radius`` is a
+  representative, searched ``--rep-trials`` with the reference's setting; the others take the nearest tuned
+  schedules and search ``--trials`` only where those are not 1.5x faster than untuned code. A representative's
+  search would be the reference's first ``--rep-trials`` candidates (same search, same rounds), so those records
+  are taken from the reference instead of searching again, at that share of its tuning time.
 
 For each: share of the full speedup = (t_default - t_cheap) / (t_default - t_full), and tuning seconds.
 
-Usage: python bench/tuning_audit.py [--kernels 10] [--trials 16] [--full-trials 128] [--full-search small] [--full-per-round 16] [--state DIR]
+Usage: python bench/tuning_audit.py [--kernels 10] [--trials 16] [--full-trials 128] [--full-search small] [--full-per-round 16]
+       [--rep-trials 256] [--rep-radius 8] [--state DIR]
 Writes bench/out/tuning_audit.{json,csv}.
 
 Resumable: each kernel's row lands in ``--state``/rows.jsonl as it is done, the tuning databases beside it
@@ -40,7 +46,7 @@ import pandas as pd  # noqa: E402
 
 from bench.tuning_split import network_anchors  # noqa: E402
 from edgelat.profiler.inventory import agent_session, get_device  # noqa: E402
-from edgelat.profiler.tuning import KernelTuner, kernel_args  # noqa: E402
+from edgelat.profiler.tuning import KernelTuner, Representatives, kernel_args  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
 
 OUT = Path(__file__).parent / "out"
@@ -62,19 +68,27 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--full-trials", type=int, default=128)
     parser.add_argument("--full-search", default="small", help="the reference's search setting (stock costs ~1 min per 16 trials here)")
-    parser.add_argument("--full-per-round", type=int, default=16, help="the reference's candidates per search round (MetaSchedule's default: 64)")
-    parser.add_argument("--networks", default="mobilenetv2_100,resnet18,mnasnet_100,efficientnet_b0", help="where the kernels come from, in order")
+    parser.add_argument(
+        "--full-per-round", type=int, default=16, help="the reference's candidates per search round (MetaSchedule's default: 64)"
+    )
+    parser.add_argument("--rep-trials", type=int, default=256, help="the reps leg's representatives' trials (at most --full-trials)")
+    parser.add_argument("--rep-radius", type=float, default=8.0)
+    parser.add_argument(
+        "--networks", default="mobilenetv2_100,resnet18,mnasnet_100,efficientnet_b0", help="where the kernels come from, in order"
+    )
     parser.add_argument("--report", action="store_true", help="summarise the kernels --state holds so far, and stop")
     parser.add_argument("--state", type=Path, help="where rows and tuning databases are kept between runs")
     args = parser.parse_args()
-    state = args.state or Path.home() / ".cache" / "edgelat-audit" / f"{args.full_trials}_{args.trials}_{args.full_search}_{args.full_per_round}"
+    state = (
+        args.state
+        or Path.home() / ".cache" / "edgelat-audit" / f"{args.full_trials}_{args.trials}_{args.full_search}_{args.full_per_round}"
+    )
     state.mkdir(parents=True, exist_ok=True)
     done_file = state / "rows.jsonl"
     rows: list[dict[str, Any]] = [json.loads(line) for line in done_file.read_text().splitlines()] if done_file.exists() else []
-    done = {r["kernel"] for r in rows}
     if args.report:  # the kernels done so far, summarised; nothing tuned, nothing written
         table, summary = summarize(rows, args)
-        print(table[["kernel", "default_us", "full_us", "small_share", "transfer_share", "transfer_only_share"]].to_string(index=False))
+        print(table[["kernel", "default_us", "full_us", *(f"{leg}_share" for leg in LEGS if f"{leg}_us" in table)]].to_string(index=False))
         print(json.dumps(summary, indent=2))
         return
     kernels = network_anchors(args.kernels, tuple(args.networks.split(",")))
@@ -91,36 +105,66 @@ def main() -> None:
                 return KernelTuner(state / name, target, 1, None, measure, **kw)
 
             chain, chain_only = tuner("chain"), tuner("chain-only", keep_speedup=0.0)
+            reps = Representatives(args.rep_trials, args.rep_radius, args.full_search, args.full_per_round)
+            chain_reps = tuner(f"chain-reps-{args.rep_trials}-{args.rep_radius:g}", representatives=reps)
             for i, (label, func) in enumerate(kernels):
-                if label in done:
+                row = next((r for r in rows if r["kernel"] == label), None)
+                if row is not None and "reps_us" in row:
                     continue
-                for name in (f"full-{i}", f"small-{i}"):  # a kernel stopped half-way starts again
-                    shutil.rmtree(state / name, ignore_errors=True)
-                row: dict[str, Any] = {"kernel": label, "default_us": untuned_seconds(func, target, measure, tmp) * 1e6}
-                for name, t, trials in (
-                    ("full", tuner(f"full-{i}", search=args.full_search, transfers=0, per_round=args.full_per_round), args.full_trials),
-                    ("small", tuner(f"small-{i}", transfers=0), args.trials),
-                    ("transfer", chain, args.trials),
-                    ("transfer_only", chain_only, args.trials),
-                ):
-                    out = t.tune(func, trials)
-                    row[f"{name}_us"] = t.best_seconds(func) * 1e6
-                    row[f"{name}_tune_s"] = out.tune_s
-                    if name.startswith("transfer"):
-                        row[f"{name}_searched"] = out.searched
-                    if t not in (chain, chain_only):
-                        t.close()
-                rows.append(row)
-                with done_file.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-                print(f"{len(rows)}/{len(kernels)}", {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-            chain.close()
-            chain_only.close()
+                if row is None:  # a kernel stopped half-way starts again
+                    for name in (f"full-{i}", f"small-{i}"):
+                        shutil.rmtree(state / name, ignore_errors=True)
+                    row = {"kernel": label, "default_us": untuned_seconds(func, target, measure, tmp) * 1e6}
+                    for name, t, trials in (
+                        ("full", tuner(f"full-{i}", search=args.full_search, transfers=0, per_round=args.full_per_round), args.full_trials),
+                        ("small", tuner(f"small-{i}", transfers=0), args.trials),
+                        ("transfer", chain, args.trials),
+                        ("transfer_only", chain_only, args.trials),
+                    ):
+                        out = t.tune(func, trials)
+                        row[f"{name}_us"] = t.best_seconds(func) * 1e6
+                        row[f"{name}_tune_s"] = out.tune_s
+                        if name.startswith("transfer"):
+                            row[f"{name}_searched"] = out.searched
+                        if t not in (chain, chain_only):
+                            t.close()
+                    rows.append(row)
+                row["reps_representative"] = chain_reps.needs_representative(func)
+                extra = 0.0
+                if row["reps_representative"]:  # the reference's first rep_trials candidates (and the untuned kernel)
+                    full = tuner(f"full-{i}", transfers=0)
+                    chain_reps.add_records(func, read_records(full.work_dir, args.rep_trials + 1))
+                    full.close()
+                    extra = row["full_tune_s"] * args.rep_trials / args.full_trials
+                out = chain_reps.tune(func, args.trials)
+                row["reps_us"] = chain_reps.best_seconds(func) * 1e6
+                row["reps_tune_s"] = out.tune_s + extra
+                row["reps_searched"] = out.searched
+                partial = done_file.with_suffix(".tmp")  # rows rewritten whole, then swapped in: never half a file
+                partial.write_text("".join(json.dumps(r) + "\n" for r in rows))
+                partial.replace(done_file)
+                print(f"{i + 1}/{len(kernels)}", {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+            for t in (chain, chain_only, chain_reps):
+                t.close()
     table, summary = summarize(rows, args)
     OUT.mkdir(exist_ok=True)
     table.to_csv(OUT / "tuning_audit.csv", index=False)
     (OUT / "tuning_audit.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
+
+
+LEGS = ("small", "transfer", "transfer_only", "reps")
+
+
+def read_records(work_dir: Path, first: int) -> list[Any]:
+    """The first ``first`` records a search committed to the JSON database in ``work_dir``, in commit order."""
+    from tvm.s_tir import meta_schedule as ms
+
+    lines = (work_dir / "database_tuning_record.json").read_text().splitlines()[:first]
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(work_dir / "database_workload.json", tmp)
+        (Path(tmp) / "database_tuning_record.json").write_text("".join(line + "\n" for line in lines))
+        return list(ms.database.JSONDatabase(work_dir=tmp, module_equality="anchor-block").get_all_tuning_records())
 
 
 def summarize(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -129,14 +173,22 @@ def summarize(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[pd.
     gain = table["default_us"] - table["full_us"]
     summary: dict[str, Any] = {"when": time.strftime("%Y-%m-%d"), "kernels": len(table), "trials": args.trials, "full_trials": args.full_trials,
                                "full_search": args.full_search, "full_per_round": args.full_per_round}  # fmt: skip
-    for name in ("small", "transfer", "transfer_only"):
+    for name in LEGS:
+        if f"{name}_us" not in table:
+            continue
+        done = table[f"{name}_us"].notna()
         share = (table["default_us"] - table[f"{name}_us"]) / gain
         table[f"{name}_share"] = share
         summary[name] = {
-            "median_share_of_full_speedup": float(share.median()),
-            "median_tune_s": float(table[f"{name}_tune_s"].median()),
-            "total_tune_s": float(table[f"{name}_tune_s"].sum()),
+            "kernels": int(done.sum()),
+            "median_share_of_full_speedup": float(share[done].median()),
+            "median_tune_s": float(table[f"{name}_tune_s"][done].median()),
+            "total_tune_s": float(table[f"{name}_tune_s"][done].sum()),
         }
+    if "reps_representative" in table:
+        rest = table["reps_representative"] == False  # noqa: E712 - a pandas column
+        summary["reps"]["representatives"] = int((table["reps_representative"] == True).sum())  # noqa: E712
+        summary["reps"]["median_share_not_representatives"] = float(table["reps_share"][rest].median())
     summary["full"] = {"median_tune_s": float(table["full_tune_s"].median()), "total_tune_s": float(table["full_tune_s"].sum()),
                        "median_speedup_over_default": float((table["default_us"] / table["full_us"]).median())}  # fmt: skip
     return table, summary

@@ -356,6 +356,16 @@ def profile_cmd(
     threads: Annotated[Optional[int], typer.Option(help="Threads per kernel (default: the device's).")] = None,
     recipe: Annotated[str, typer.Option(help=f"Compile recipe: {RECIPES.choices()}.")] = "default",
     trials: Annotated[int, typer.Option(help="MetaSchedule trials per kernel (tuned recipe).")] = 16,
+    rep_trials: Annotated[
+        int,
+        typer.Option(
+            help="Tuned recipe: trials of a representative, a kernel with none of its anchor (conv, matmul...) within "
+            "--rep-radius; the others start from the nearest tuned schedules. 0: none, every kernel gets --trials."
+        ),
+    ] = 256,
+    rep_radius: Annotated[
+        float, typer.Option(help="How near a representative must be: summed |log2| ratios of the anchors' loop extents.")
+    ] = 8.0,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     repeat: Annotated[int, typer.Option(help="Timed repeats per kernel.")] = 7,
     min_repeat_ms: Annotated[float, typer.Option(help="Minimum duration of one repeat.")] = 40.0,
@@ -380,6 +390,8 @@ def profile_cmd(
         threads=threads,
         recipe=recipe,
         trials=trials,
+        rep_trials=rep_trials,
+        rep_radius=rep_radius,
         seed=seed,
         repeat=repeat,
         min_repeat_ms=min_repeat_ms,

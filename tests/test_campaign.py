@@ -236,7 +236,7 @@ def test_tuned_recipe_tunes_once_and_reuses_records(ws: Workspace) -> None:
     """MetaSchedule candidates are timed by the agent; a second campaign finds the records."""
     # One small kernel (a sampled one can be a 4096-wide layer whose candidates take minutes to build).
     kernel = ("dense", {"m": 1, "k": 128, "n": 64, "epilogue": "add.c+relu"})
-    cfg = ProfileConfig(configs=(kernel,), recipe="tuned", trials=4, repeat=3, min_repeat_ms=2.0)
+    cfg = ProfileConfig(configs=(kernel,), recipe="tuned", trials=4, rep_trials=0, repeat=3, min_repeat_ms=2.0)
     first = profile(ws, "local", cfg)
     (row,) = _rows(ws, first.campaign_id)
     assert row["status"] == "ok" and row["recipe"] == "tuned" and row["tune_s"] > 0
@@ -267,13 +267,13 @@ def test_tuned_network_build_reuses_the_campaigns_records_and_tunes_only_what_is
 
     # The network's one kernel (dense 1x64x32 + bias + relu), profiled tuned first.
     kernel = ("dense", {"m": 1, "k": 64, "n": 32, "epilogue": "add.c+relu"})
-    profile(ws, "local", ProfileConfig(configs=(kernel,), recipe="tuned", trials=4, repeat=3, min_repeat_ms=2.0))
+    profile(ws, "local", ProfileConfig(configs=(kernel,), recipe="tuned", trials=4, rep_trials=0, repeat=3, min_repeat_ms=2.0))
     tuned = workloads()
     assert tuned >= 1, [r["error"] for r in ws.store.rows("SELECT status, error FROM measurements")]
-    same = measure_network(ws, "local", net(32), recipe="tuned", trials=4, repeat=3, min_repeat_ms=5.0, per_kernel=False)
+    same = measure_network(ws, "local", net(32), recipe="tuned", trials=4, rep_trials=0, repeat=3, min_repeat_ms=5.0, per_kernel=False)
     assert same.recipe == "tuned" and same.median_ms > 0
     assert workloads() == tuned  # found in the campaign's records: nothing tuned again
-    other = measure_network(ws, "local", net(48), recipe="tuned", trials=4, repeat=3, min_repeat_ms=5.0, per_kernel=False)
+    other = measure_network(ws, "local", net(48), recipe="tuned", trials=4, rep_trials=0, repeat=3, min_repeat_ms=5.0, per_kernel=False)
     assert other.median_ms > 0
     assert workloads() == tuned + 1  # a kernel no campaign tuned: tuned now, and only it
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgelat.profiler.tuning import SEARCH_SETTINGS, KernelTuner, snap_tiles
+from edgelat.profiler.tuning import SEARCH_SETTINGS, KernelTuner, Representatives, shape_distance, snap_tiles
 
 
 @pytest.mark.parametrize(
@@ -110,14 +110,17 @@ def test_a_schedule_transferred_to_another_shape_computes_the_same(tmp_path: Pat
                 tuner.keep_speedup = 1e9
                 third = tuner.tune(_conv(24, 12, 40), 4)
                 assert third.transferred >= 1 and not third.kept_transfer and third.searched
-                # Another shape with other blocks (no activation stage): no source fits, so none is built or timed.
-                other = tuner.tune(_conv(20, 9, 36, epilogue="add.c"), 4)
-                assert other.transferred == 0 and other.searched
+                # Another shape and other epilogue blocks (no activation stage): the anchor's schedule still applies,
+                # the new epilogue inlined as it needs.
+                other_func = _conv(20, 9, 36, epilogue="add.c")
+                other = tuner.tune(other_func, 4)
+                assert other.transferred >= 1
             finally:
                 tuner.close()
     rng = np.random.default_rng(0)
-    inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(target_func)[:-1]]
-    np.testing.assert_allclose(_run(moved.func, inputs), _run(target_func, inputs), rtol=1e-4, atol=1e-4)
+    for tuned, plain in ((moved.func, target_func), (other.func, other_func)):
+        inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(plain)[:-1]]
+        np.testing.assert_allclose(_run(tuned, inputs), _run(plain, inputs), rtol=1e-4, atol=1e-4)
 
 
 def test_a_kernel_no_schedule_beats_stays_untuned(tmp_path: Path) -> None:
@@ -218,3 +221,36 @@ def test_a_tuning_database_is_read_once_per_process_until_someone_else_writes_to
         assert third.database.has_workload(tvm.IRModule({"main": _conv(8, 4, 8).with_attr("global_symbol", "main")}))
     finally:
         third.close()
+
+
+def test_representatives_are_searched_long_and_the_kernels_near_them_take_their_schedules(tmp_path: Path) -> None:
+    """A kernel with no representative of its anchor within the radius is searched with the representatives'
+    budget; one near a representative starts from its schedule and searches only the small budget (here never:
+    any transferred schedule is kept); one far from it becomes a representative too. What counts as one is read
+    back from the database by a fresh tuner. (Timings made up.)"""
+
+    def measure(path: str, args: list[list[Any]]) -> list[float]:
+        return [1e-3]
+
+    reps = Representatives(trials=6, radius=2.0, search="small", per_round=6)
+    first, near, far = _conv(16, 8, 32), _conv(16, 8, 48), _conv(64, 4, 128, epilogue="add.c")
+    assert shape_distance((1, 32, 8, 8, 16, 1, 1), (1, 48, 8, 8, 16, 1, 1)) < 2.0
+    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, keep_speedup=0.0, representatives=reps)
+    try:
+        assert tuner.needs_representative(first)
+        a = tuner.tune(first, 2)
+        assert a.searched and a.trials == 6
+        assert not tuner.needs_representative(near) and tuner.needs_representative(far)
+        b = tuner.tune(near, 2)
+        assert not b.searched and b.kept_transfer and b.transferred >= 1
+        c = tuner.tune(far, 2)
+        assert c.searched and c.trials == 6 and c.transferred >= 1  # seeded with the nearest schedules
+    finally:
+        tuner.close()
+    again = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, representatives=reps)
+    try:  # the near kernel has a record (not a representative); a new one near the first needs none
+        assert not again.needs_representative(near) and not again.needs_representative(_conv(16, 8, 40))
+        assert again.needs_representative(_conv(16, 8, 40, epilogue="add.c")) is False  # another epilogue, same anchor
+        assert KernelTuner(tmp_path / "db2", {"kind": "llvm"}, 1, None, measure, representatives=reps).needs_representative(near)
+    finally:
+        again.close()

@@ -40,7 +40,7 @@ from edgelat.profiler.builds import Builder, BuildRequest, BuiltKernel, build_ke
 from edgelat.profiler.inventory import Device, agent_env, connect, get_device
 from edgelat.profiler.lease import CampaignLease, take_lease
 from edgelat.profiler.recipes import Recipe, get_recipe
-from edgelat.profiler.tuning import KernelTuner
+from edgelat.profiler.tuning import KernelTuner, Representatives
 from edgelat.store import utc_now
 from edgelat.workspace import Workspace, measured_by
 
@@ -73,6 +73,11 @@ class ProfileConfig:
     recipe: str = "default"
     # MetaSchedule trials per kernel for the tuned recipe.
     trials: int = 16
+    # Tuned recipe: trials of a representative (a kernel with no representative of its anchor within
+    # ``rep_radius``, see edgelat.profiler.tuning.Representatives); the others take the nearest schedules and
+    # search ``trials`` only where those fall short. 0: no representatives, every kernel searched alike.
+    rep_trials: int = 256
+    rep_radius: float = 8.0
     seed: int = 0
     # Timed repeats per kernel; each lasts at least ``min_repeat_ms`` (TVM's number is chosen so).
     repeat: int = 7
@@ -324,6 +329,8 @@ def profile(
     recipe.check(cfg.trials)
     if cfg.samples is not None and cfg.samples < 1:
         raise UsageError("--samples must be at least 1")
+    if cfg.rep_trials < 0 or cfg.rep_radius < 0:
+        raise UsageError("--rep-trials and --rep-radius cannot be negative")
     device = get_device(ws, device_name)
     if device.is_group:  # (fleet builds on this module: it cannot be called from here)
         raise UsageError(f"{device.name} is a device group: its campaigns run through edgelat.profiler.fleet.profile_group")
@@ -342,8 +349,15 @@ def profile(
         agent_version = session.agent.hello.get("agent_version") if session.agent else None
         with Builder(ws.cache_dir, cfg.build_workers, cfg.scheduler, preset.cross_compiler) as builder:
             if recipe.tunes:
+                reps = Representatives(cfg.rep_trials, cfg.rep_radius) if cfg.rep_trials else None
                 tuner = KernelTuner(
-                    ws.tuning_dir(device.name), target, threads, preset.cross_compiler, session.measure_artifact, builder=builder
+                    ws.tuning_dir(device.name),
+                    target,
+                    threads,
+                    preset.cross_compiler,
+                    session.measure_artifact,
+                    builder=builder,
+                    representatives=reps,
                 )
                 chunks = _tuned_builds(todo, tuner, ws.cache_dir, configs, target, preset.cross_compiler, preset.arch, cfg)
             else:

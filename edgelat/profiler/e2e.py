@@ -166,6 +166,7 @@ def _build_for(
     threads: int,
     trials: int,
     scheduler: str | None = None,
+    rep_trials: int = 256,
 ) -> list[list[Any]]:
     """Build ``mod`` into ``lib`` for ``device`` with ``recipe`` (a tuned one times candidates through ``agent``).
 
@@ -184,7 +185,7 @@ def _build_for(
             if owned:
                 builder.close()
         return _input_specs(mod)
-    from edgelat.profiler.tuning import KernelTuner
+    from edgelat.profiler.tuning import KernelTuner, Representatives
 
     # Candidates are built in workers (in parallel, and a runaway compile is cut off), between timings.
     workers = Builder(ws.cache_dir, scheduler=scheduler, cross_compiler=preset.cross_compiler)
@@ -195,6 +196,7 @@ def _build_for(
         preset.cross_compiler,
         lambda p, a: agent.time_library(Path(p), a),
         builder=workers,
+        representatives=Representatives(rep_trials) if rep_trials else None,
     )
     try:
         return build_network(mod, device.target(recipe.name), lib, preset.cross_compiler, recipe, tuner, trials)
@@ -204,7 +206,14 @@ def _build_for(
 
 
 def run_network(
-    ws: Workspace, device_name: str, mod: tvm.IRModule, inputs: Sequence[Any], *, recipe: str = "default", trials: int = 16
+    ws: Workspace,
+    device_name: str,
+    mod: tvm.IRModule,
+    inputs: Sequence[Any],
+    *,
+    recipe: str = "default",
+    trials: int = 16,
+    rep_trials: int = 256,
 ) -> list[Any]:
     """What ``mod``, built for ``device_name`` as it is measured, computes there on ``inputs`` (numpy arrays)."""
     chosen = get_recipe(recipe)
@@ -212,7 +221,7 @@ def run_network(
     device = get_device(ws, device_name)
     with agent_session(ws, device, threads=device.measure_threads) as agent, tempfile.TemporaryDirectory(prefix="edgelat-net-") as tmp:
         lib = Path(tmp) / f"{network_hash(mod)}.so"
-        _build_for(ws, device, agent, mod, lib, chosen, device.measure_threads, trials)
+        _build_for(ws, device, agent, mod, lib, chosen, device.measure_threads, trials, rep_trials=rep_trials)
         try:
             return agent.run(lib, inputs)
         except AgentReplyError as exc:
@@ -289,6 +298,7 @@ def measure_network(
     min_repeat_ms: float = 100.0,
     per_kernel: bool = True,
     trials: int = 16,
+    rep_trials: int = 256,
     reuse: bool = False,
     check: bool = False,
     scheduler: str | None = None,
@@ -319,7 +329,7 @@ def measure_network(
     footprint = network_footprint(mod)
     with agent_session(ws, device, threads=n_threads) as agent, tempfile.TemporaryDirectory(prefix="edgelat-net-") as tmp:
         lib = Path(tmp) / f"{key}.so"
-        inputs = _build_for(ws, device, agent, mod, lib, chosen, n_threads, trials, scheduler)
+        inputs = _build_for(ws, device, agent, mod, lib, chosen, n_threads, trials, scheduler, rep_trials)
         size_bytes = lib.stat().st_size
         remote = agent.remote_library(lib)
         agent.transport.put(lib, remote)

@@ -32,7 +32,7 @@ from edgelat.errors import BuildError, DamagedFileError
 from edgelat.profiler.recipes import first_line
 from edgelat.registry import Registry
 
-__all__ = ["SEARCH_SETTINGS", "KernelTuner", "TuneOutcome", "kernel_args", "snap_tiles"]
+__all__ = ["SEARCH_SETTINGS", "KernelTuner", "Representatives", "TuneOutcome", "kernel_args", "snap_tiles"]
 
 logger = logging.getLogger(__name__)
 
@@ -270,33 +270,44 @@ def kernel_args(func: Any) -> list[list[Any]]:
     return _arg_specs(ArgInfo.from_prim_func(func))
 
 
-def _snapper(sch: Any) -> Callable[[Any, list[Any], list[Any], Any], Any]:
-    """A decision provider for ``Trace.apply_to_schedule`` that refits tile sizes to ``sch``'s loops."""
+def _anchor(mod: tvm.IRModule) -> tuple[str, tuple[int, ...]] | None:
+    """The name of ``mod``'s anchor block (its conv, matmul, pool...) and the extents of its loops; None for a
+    kernel of data movement only. Kernels with the same anchor name can take each other's schedules (tiles
+    refitted, epilogues inlined as the new kernel needs: :func:`_refit`); the extents say how far apart they are."""
+    from tvm.s_tir.analysis import find_anchor_sblock
 
-    def provide(inst: Any, inputs: list[Any], attrs: list[Any], decision: Any) -> Any:
-        if inst.kind.name == "SamplePerfectTile" and decision is not None:
-            return snap_tiles([int(d) for d in decision], int(sch.get(inputs[0]).extent))
-        return decision
-
-    return provide
-
-
-def _flops(mod: tvm.IRModule) -> float:
-    from tvm.s_tir.analysis import estimate_tir_flops
-
-    try:
-        return float(estimate_tir_flops(mod))
-    except Exception:  # noqa: BLE001 - an op the estimator cannot walk: no throughput to compare
-        return 0.0
+    block = find_anchor_sblock(mod)
+    if block is None:
+        return None
+    return block.name_hint, tuple(int(iv.dom.extent) for iv in block.iter_vars)
 
 
-def _block_names(mod: tvm.IRModule) -> tuple[str, ...]:
-    """The names of ``mod``'s top-level blocks (its anchor and epilogue stages), sorted.
+def shape_distance(a: tuple[int, ...], b: tuple[int, ...]) -> float:
+    """How far apart two anchors' loop extents are: the sum over loops of |log2| of their ratio (a 3x3 kernel is
+    3.2 from a 1x1 one; twice the channels in and out, 2)."""
+    return sum(abs(math.log2(max(x, 1) / max(y, 1))) for x, y in zip(a, b, strict=True))
 
-    A trace addresses blocks by name, so only a kernel with the same blocks can take another's schedule.
-    """
-    sch = tvm.s_tir.Schedule(mod)
-    return tuple(sorted(sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))))
+
+def _refit(trace: Any, extents: tuple[int, ...], anchor: str) -> Any:
+    """``trace`` (a schedule of another kernel with the same anchor) with the tile sizes of the anchor's loops
+    snapped to divisors of ``extents`` (:func:`snap_tiles`); None when it tiles loops it did not get straight from
+    the anchor (then its decisions cannot be mapped to the new loops)."""
+    anchor_rv, loops = None, list[Any]()
+    for inst in trace.insts:
+        kind = inst.kind.name
+        if kind == "EnterPostproc":
+            break
+        if kind == "GetSBlock" and str(inst.attrs[0]) == anchor:
+            anchor_rv = inst.outputs[0]
+        elif kind == "GetLoops" and anchor_rv is not None and inst.inputs[0].same_as(anchor_rv) and not loops:
+            loops = list(inst.outputs)
+        elif kind == "SamplePerfectTile":
+            index = next((i for i, loop in enumerate(loops) if loop.same_as(inst.inputs[0])), None)
+            decision = trace.get_decision(inst)
+            if index is None or index >= len(extents) or decision is None:
+                return None
+            trace = trace.with_decision(inst, snap_tiles([int(d) for d in decision], extents[index]), remove_postproc=False)
+    return trace
 
 
 def _untuned(mod: tvm.IRModule) -> tvm.s_tir.Schedule:
@@ -318,8 +329,22 @@ class _Source:
 
     record: Any  # its best ms.database.TuningRecord
     seconds: float
-    flops: float
-    blocks: tuple[str, ...]
+    anchor: str
+    extents: tuple[int, ...]
+    records: int  # measured records of its workload: how long it was searched
+
+
+@dataclass(frozen=True)
+class Representatives:
+    """Tune representatives long, transfer to the rest: a kernel with no representative of its anchor within
+    ``radius`` (:func:`shape_distance`) becomes one, searched with ``trials`` (``search`` setting, ``per_round``
+    candidates a round); the others take schedules from the nearest tuned kernels first (``KernelTuner.transfer``).
+    A workload in the database with at least half of ``trials`` measured records counts as a representative."""
+
+    trials: int = 256
+    radius: float = 8.0
+    search: str = "stock"
+    per_round: int = 64
 
 
 class KernelTuner:
@@ -337,12 +362,17 @@ class KernelTuner:
         keep_speedup: float = 1.5,
         builder: Any = None,
         per_round: int = 16,
+        representatives: Representatives | None = None,
     ) -> None:
         """``builder``: a :class:`edgelat.profiler.builds.Builder` whose workers build candidates (default: this process).
         ``per_round``: candidates the search proposes, builds and times per round (MetaSchedule's default is 64;
-        small budgets are better spent in more, smaller rounds)."""
-        self.search = SEARCH_SETTINGS.get(search)
+        small budgets are better spent in more, smaller rounds).
+        ``representatives``: search a kernel far from every representative of its anchor long (it becomes one),
+        the others ``trials`` at most; None: every kernel the same."""
+        self.search = search
+        SEARCH_SETTINGS.get(search)  # an unknown name fails here, not at the first search
         self.per_round = per_round
+        self.representatives = representatives
         import_tensor_intrinsics()
         # How many tuned kernels' schedules a new kernel tries first, and how much faster than its untuned
         # code the best of them must be to be kept without a search.
@@ -365,76 +395,121 @@ class KernelTuner:
         self.runner = AgentRunner(measure)
 
     def tune(self, func: Any, trials: int) -> TuneOutcome:
-        """The best schedule of ``func`` (searching ``trials`` candidates unless already tuned)."""
+        """The best schedule of ``func`` (searching ``trials`` candidates unless already tuned; a kernel that
+        becomes a representative is searched as :class:`Representatives` says)."""
         mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
         start, built, measured = time.perf_counter(), self.builder.seconds, self.runner.seconds
         schedule = self._lookup(mod)
-        searched, transferred, kept = False, 0, False
+        searched, transferred, kept = 0, 0, False
+        if schedule is None and self.needs_representative(func):
+            assert self.representatives is not None
+            rep = self.representatives
+            transferred, _ = self.transfer(mod)  # the untuned kernel and the nearest schedules (if any) seed the search
+            searched = self._search(mod, rep.trials, rep.search, rep.per_round)
+            schedule = self._lookup(mod)
         if schedule is None:  # transferred schedules (if any) and the untuned kernel, timed first
             transferred, kept = self.transfer(mod)
             if kept:
                 schedule = self._lookup(mod)
         if schedule is None:
-            searched = True
-            _prepare_metaschedule_logging()
-            # Its console handler writes to the stdout of the moment: stderr, so `--json` output stays clean.
-            with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="logs-") as logs, contextlib.redirect_stdout(sys.stderr):
-                ms.tune_tir(
-                    mod,
-                    self.target,
-                    logs,
-                    max_trials_global=trials,
-                    num_trials_per_iter=min(trials, self.per_round),
-                    builder=self.builder,
-                    runner=self.runner,
-                    database=self.database,
-                    num_tuning_cores=1,
-                    module_equality=MODULE_EQUALITY,
-                    strategy=self.search(trials),
-                )
+            searched = self._search(mod, trials, self.search, self.per_round)
             schedule = self._lookup(mod)
-            self._remember(mod)
         if schedule is None:
             raise BuildError(f"MetaSchedule found no valid candidate in {trials} trials (see the logs with -v)")
         return TuneOutcome(
             schedule.mod["main"],
             time.perf_counter() - start,
-            trials if searched else 0,
             searched,
+            searched > 0,
             self.builder.seconds - built,
             self.runner.seconds - measured,
             transferred,
             kept,
         )
 
-    def transfer(self, mod: tvm.IRModule) -> tuple[int, bool]:
-        """Try the best schedules of kernels already tuned, of the same ops but other shapes, on ``mod``.
+    def add_records(self, func: Any, records: list[Any]) -> None:
+        """Keep tuning ``records`` of another database (same target) as ``func``'s, as if they were found here."""
+        mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+        workload = self.database.commit_workload(mod)
+        for r in records:
+            self.database.commit_tuning_record(ms.database.TuningRecord(r.trace, workload, r.run_secs, self.target, r.args_info))
+        self._remember(mod)
 
-        The sources are tuned workloads with the same blocks (:func:`_block_names`), nearest in FLOPs
-        first; each one's best trace is replayed on ``mod`` with its tile sizes snapped to divisors of
-        the new loop extents (:func:`snap_tiles`), skipping traces that do not apply, until ``transfers``
-        did. Those are built, with ``mod`` untuned, in one batch, and timed on the device; all are kept as
-        records, the untuned one too (:func:`_untuned`), so a kernel no schedule beats stays untuned in a
-        tuned build, whatever a search finds later. Returns how many schedules were transferred, and
-        whether the best was ``keep_speedup`` times faster than the untuned kernel (then no search is
-        needed: a schedule that only matches untuned code is not worth keeping unsearched).
+    def needs_representative(self, func: Any) -> bool:
+        """Whether ``func`` would be searched as a representative: representatives are on, it has no record yet,
+        and no representative of its anchor is within their radius."""
+        rep = self.representatives
+        mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+        if rep is None or self.database.has_workload(mod) and self.database.query_tuning_record(mod, self.target, "main") is not None:
+            return False
+        anchor = _anchor(mod)
+        if anchor is None:
+            return False
+        name, extents = anchor
+        return not any(
+            s.anchor == name
+            and len(s.extents) == len(extents)
+            and s.records * 2 >= rep.trials
+            and shape_distance(s.extents, extents) <= rep.radius
+            for s in self._source_index().values()
+        )
+
+    def _search(self, mod: tvm.IRModule, trials: int, search: str, per_round: int) -> int:
+        """MetaSchedule's search of ``mod``, ``trials`` candidates built and timed on the device into the database."""
+        _prepare_metaschedule_logging()
+        # Its console handler writes to the stdout of the moment: stderr, so `--json` output stays clean.
+        with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="logs-") as logs, contextlib.redirect_stdout(sys.stderr):
+            ms.tune_tir(
+                mod,
+                self.target,
+                logs,
+                max_trials_global=trials,
+                num_trials_per_iter=min(trials, per_round),
+                builder=self.builder,
+                runner=self.runner,
+                database=self.database,
+                num_tuning_cores=1,
+                module_equality=MODULE_EQUALITY,
+                strategy=SEARCH_SETTINGS.get(search)(trials),
+            )
+        self._remember(mod)
+        return trials
+
+    def transfer(self, mod: tvm.IRModule) -> tuple[int, bool]:
+        """Try the best schedules of kernels already tuned, of the same anchor but other shapes, on ``mod``.
+
+        The sources are tuned workloads with the same anchor block (:func:`_anchor`), nearest first
+        (:func:`shape_distance`); each one's best trace gets its tile sizes snapped to divisors of the new loop
+        extents (:func:`_refit`) and is applied with MetaSchedule's anchor-trace scheduling (the new kernel's
+        epilogue inlined as it needs), skipping traces that do not apply, until ``transfers`` did. Those are
+        built, with ``mod`` untuned, in one batch, and timed on the device; all are kept as records, the
+        untuned one too (:func:`_untuned`), so a kernel no schedule beats stays untuned in a tuned build,
+        whatever a search finds later. Returns how many schedules were transferred, and whether the best was
+        ``keep_speedup`` times faster than the untuned kernel (then no search is needed: a schedule that only
+        matches untuned code is not worth keeping unsearched).
         """
         from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
-        flops, blocks = max(_flops(mod), 1.0), _block_names(mod)
-        sources = sorted(
-            (s for s in self._source_index().values() if s.blocks == blocks), key=lambda s: abs(math.log(max(s.flops, 1.0) / flops))
-        )
+        anchor = _anchor(mod)
         picked: list[Any] = []
-        for source in sources:
-            if len(picked) == self.transfers:
-                break
-            sch = tvm.s_tir.Schedule(mod)
-            try:
-                source.record.trace.apply_to_schedule(sch, remove_postproc=False, decision_provider=_snapper(sch))
-            except Exception:  # noqa: BLE001 - a schedule that does not fit these loops: not a source
-                continue
-            picked.append(sch)
+        if anchor is not None:
+            name, extents = anchor
+            sources = sorted(
+                (s for s in self._source_index().values() if s.anchor == name and len(s.extents) == len(extents)),
+                key=lambda s: shape_distance(s.extents, extents),
+            )
+            for source in sources:
+                if len(picked) == self.transfers:
+                    break
+                trace = _refit(source.record.trace, extents, name)
+                if trace is None:
+                    continue
+                sch = tvm.s_tir.Schedule(mod)
+                try:
+                    ms.trace_apply.schedule_using_anchor_trace(sch, trace, self.target)
+                except Exception:  # noqa: BLE001 - a schedule that does not fit these loops: not a source
+                    continue
+                picked.append(sch)
         args = ArgInfo.from_prim_func(mod["main"])
         candidates = [_untuned(mod), *picked]
         built = self.builder.build([ms.builder.BuilderInput(sch.mod, self.target) for sch in candidates])
@@ -462,20 +537,29 @@ class KernelTuner:
         """The best record of every tuned workload in the database, by the workload's structural hash."""
         if self._sources is None:
             self._sources = {}
-            for record in self.database.get_all_tuning_records():
-                self._add_source(record)
+            records = self.database.get_all_tuning_records()
+            counts: dict[int, int] = {}
+            for record in records:
+                if record.run_secs:
+                    key = int(tvm_ffi.structural_hash(record.workload.mod))
+                    counts[key] = counts.get(key, 0) + 1
+            for record in records:
+                self._add_source(record, counts)
         return self._sources
 
-    def _add_source(self, record: Any) -> None:
-        if not record.run_secs or _is_untuned(record.trace):  # nothing to replay
+    def _add_source(self, record: Any, counts: dict[int, int]) -> None:
+        if self._sources is None or not record.run_secs:
             return
-        seconds = sum(float(t) for t in record.run_secs) / len(record.run_secs)
         key = int(tvm_ffi.structural_hash(record.workload.mod))
-        known = self._sources.get(key) if self._sources is not None else None
-        if self._sources is None or (known is not None and known.seconds <= seconds):
+        known = self._sources.get(key)
+        seconds = sum(float(t) for t in record.run_secs) / len(record.run_secs)
+        if _is_untuned(record.trace) or (known is not None and known.seconds <= seconds):  # nothing (better) to replay
+            if known is not None:
+                known.records = counts.get(key, known.records)
             return
-        mod = record.workload.mod
-        self._sources[key] = _Source(record, seconds, _flops(mod), _block_names(mod))
+        anchor = _anchor(record.workload.mod)
+        if anchor is not None:
+            self._sources[key] = _Source(record, seconds, anchor[0], anchor[1], counts.get(key, 1))
 
     def _remember(self, mod: tvm.IRModule) -> None:
         """Make ``mod``'s best record (just tuned or transferred) a source for the kernels after it."""
@@ -483,9 +567,12 @@ class KernelTuner:
             return  # read in full on first use
         if not self.database.has_workload(mod):
             return
-        # The best record may be the untuned kernel's (no schedule to lend): the best tuned one after it is.
-        for record in self.database.get_top_k(self.database.commit_workload(mod), 2):
-            self._add_source(record)
+        records = [r for r in self.database.get_top_k(self.database.commit_workload(mod), 1 << 30) if r.run_secs]
+        if records:
+            counts = {int(tvm_ffi.structural_hash(records[0].workload.mod)): len(records)}
+            # The best record may be the untuned kernel's (no schedule to lend): the best tuned one after it is.
+            for record in records[:2]:
+                self._add_source(record, counts)
 
     def best_seconds(self, func: Any) -> float:
         """The mean time of the best record for ``func``'s anchor (NaN without one)."""
@@ -512,7 +599,7 @@ class KernelTuner:
             try:
                 apply(sch)
             except Exception as exc:  # noqa: BLE001 - TVM raises InternalError or TVMError for a trace that does not fit
-                logger.debug("a tuning record does not apply to %s: %s", _block_names(mod), first_line(exc))
+                logger.debug("a tuning record does not apply to %s: %s", _anchor(mod), first_line(exc))
                 continue
             return sch
         return tvm.s_tir.Schedule(mod)
