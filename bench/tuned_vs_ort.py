@@ -8,7 +8,7 @@ tuned and default models (what `validate` does, measured here side by side with 
 Also the tuning cost of each network: the seconds its tuned build took (tuning included) and how many kernels the
 tuning database learnt for it.
 
-Usage: python bench/tuned_vs_ort.py --workspace WS [--networks quick,mobilenetv2_100@160,resnet18@160] [--trials 16]
+Usage: python bench/tuned_vs_ort.py --workspace WS [--networks quick,mobilenetv2_100@160,resnet18@160] [--trials 16] [--rep-trials 256]
 Writes bench/out/tuned_vs_ort.{json,csv}.
 """
 
@@ -38,7 +38,7 @@ from edgelat.profiler.builds import Builder  # noqa: E402
 from edgelat.profiler.e2e import build_network  # noqa: E402
 from edgelat.profiler.inventory import agent_session, get_device  # noqa: E402
 from edgelat.profiler.recipes import get_recipe  # noqa: E402
-from edgelat.profiler.tuning import KernelTuner  # noqa: E402
+from edgelat.profiler.tuning import KernelTuner, Representatives  # noqa: E402
 from edgelat.workflows.validate import validation_networks  # noqa: E402
 from edgelat.workspace import Workspace, open_workspace  # noqa: E402
 
@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--workspace", required=True, help="a workspace whose `local` device has a tuning database")
     parser.add_argument("--networks", default="quick,mobilenetv2_100@160,resnet18@160", help="as `edgelat validate --zoo`")
     parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--rep-trials", type=int, default=256, help="representatives' trials, as `measure --recipe tuned` (0: none)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows: list[dict[str, Any]] = []
@@ -91,7 +92,13 @@ def main() -> None:
         models = {r: load_model(ws, "local", r) for r in ("default", "tuned")}
         # One tuner for the run (opening a large tuning database takes minutes), as `measure --recipe tuned` uses.
         tuner = KernelTuner(
-            ws.tuning_dir("local"), device.target("tuned"), 1, None, lambda p, a: agent.time_library(Path(p), a), builder=builder
+            ws.tuning_dir("local"),
+            device.target("tuned"),
+            1,
+            None,
+            lambda p, a: agent.time_library(Path(p), a),
+            builder=builder,
+            representatives=Representatives(args.rep_trials) if args.rep_trials else None,
         )
 
         def timed(mod: Any, recipe: str, n: int) -> tuple[float, float]:
