@@ -89,7 +89,7 @@ def main() -> None:
         Builder(ws.cache_dir) as builder,
     ):
         device = get_device(ws, "local")
-        models = {r: load_model(ws, "local", r) for r in ("default", "tuned")}
+        models = {r: load_model(ws, "local", r) for r in ("default", "tuned") if (ws.model_dir("local", r) / "meta.json").exists()}
         # One tuner for the run (opening a large tuning database takes minutes), as `measure --recipe tuned` uses.
         tuner = KernelTuner(
             ws.tuning_dir("local"),
@@ -131,26 +131,28 @@ def main() -> None:
                 "tuned_ms": tuned_ms,
                 "default_ms": default_ms,
                 "ort_ms": ort_ms(model, x),
-                "tuned_predicted_ms": predict_kernels(models["tuned"], kernels).total_ms,
-                "default_predicted_ms": predict_kernels(models["default"], kernels).total_ms,
             }
+            for r in ("tuned", "default"):  # a recipe without models (none trained in the workspace) is not predicted
+                predicted = predict_kernels(models[r], kernels).total_ms if r in models else None
+                row[f"{r}_predicted_ms"] = predicted
+                row[f"{r}_error_pct"] = 100 * (predicted / row[f"{r}_ms"] - 1) if predicted is not None else None
             row["tuned_over_ort"] = row["tuned_ms"] / row["ort_ms"]
             row["default_over_ort"] = row["default_ms"] / row["ort_ms"]
             row["default_over_tuned"] = row["default_ms"] / row["tuned_ms"]
-            row["tuned_error_pct"] = 100 * (row["tuned_predicted_ms"] / row["tuned_ms"] - 1)
-            row["default_error_pct"] = 100 * (row["default_predicted_ms"] / row["default_ms"] - 1)
             rows.append(row)
             print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
         tuner.close()
-    summary = {
+    summary: dict[str, Any] = {
         "networks": len(rows),
         "median_tuned_over_ort": float(np.median([r["tuned_over_ort"] for r in rows])),
         "median_default_over_ort": float(np.median([r["default_over_ort"] for r in rows])),
         "median_default_over_tuned": float(np.median([r["default_over_tuned"] for r in rows])),
+        "rep_trials": args.rep_trials,
         "tuning_s_total": float(sum(r["tuned_build_s"] for r in rows)),
-        "tuned_within_10": float(np.mean([abs(r["tuned_error_pct"]) <= 10 for r in rows]) * 100),
-        "default_within_10": float(np.mean([abs(r["default_error_pct"]) <= 10 for r in rows]) * 100),
     }
+    for r in ("tuned", "default"):
+        errors = [row[f"{r}_error_pct"] for row in rows if row[f"{r}_error_pct"] is not None]
+        summary[f"{r}_within_10"] = float(np.mean([abs(e) <= 10 for e in errors]) * 100) if errors else None
     print(summary)
     OUT.mkdir(exist_ok=True)
     report = {"when": time.strftime("%Y-%m-%d"), "trials": args.trials, "summary": summary, "rows": rows}

@@ -52,7 +52,8 @@ from edgelat.workspace import open_workspace  # noqa: E402
 OUT = Path(__file__).parent / "out"
 
 
-def untuned_seconds(func: Any, target: dict[str, Any], measure: Any, tmp: Path) -> float:
+def built_seconds(func: Any, target: dict[str, Any], measure: Any, tmp: Path) -> float:
+    """The median seconds of ``func`` (a PrimFunc, scheduled or not) built as it is for ``target``."""
     import tvm
 
     path = tmp / f"untuned-{time.monotonic_ns()}" / "k.so"
@@ -77,6 +78,11 @@ def main() -> None:
         "--networks", default="mobilenetv2_100,resnet18,mnasnet_100,efficientnet_b0", help="where the kernels come from, in order"
     )
     parser.add_argument("--report", action="store_true", help="summarise the kernels --state holds so far, and stop")
+    parser.add_argument(
+        "--sources",
+        help="instead of tuning: for each budget B (e.g. 16,128,256,512), what transfer alone keeps on each kernel done so far when "
+        "its sources are the other kernels' references cut to their first B candidates; writes bench/out/tuning_audit_sources.json",
+    )
     parser.add_argument("--state", type=Path, help="where rows and tuning databases are kept between runs")
     args = parser.parse_args()
     state = (
@@ -91,7 +97,7 @@ def main() -> None:
         print(table[["kernel", "default_us", "full_us", *(f"{leg}_share" for leg in LEGS if f"{leg}_us" in table)]].to_string(index=False))
         print(json.dumps(summary, indent=2))
         return
-    kernels = network_anchors(args.kernels, tuple(args.networks.split(",")))
+    kernels = network_anchors(len(rows) if args.sources else args.kernels, tuple(args.networks.split(",")))
     with tempfile.TemporaryDirectory() as tmpdir, open_workspace(Path(tmpdir) / "ws") as ws:
         tmp = Path(tmpdir)
         device = get_device(ws, "local")
@@ -104,6 +110,10 @@ def main() -> None:
             def tuner(name: str, **kw: Any) -> KernelTuner:
                 return KernelTuner(state / name, target, 1, None, measure, **kw)
 
+            if args.sources:
+                budgets = [int(b) for b in args.sources.split(",")]
+                return source_budgets(kernels, budgets, tuner, lambda f: built_seconds(f, target, measure, tmp), tmp)
+
             chain, chain_only = tuner("chain"), tuner("chain-only", keep_speedup=0.0)
             reps = Representatives(args.rep_trials, args.rep_radius, args.full_search, args.full_per_round)
             chain_reps = tuner(f"chain-reps-{args.rep_trials}-{args.rep_radius:g}", representatives=reps)
@@ -114,7 +124,7 @@ def main() -> None:
                 if row is None:  # a kernel stopped half-way starts again
                     for name in (f"full-{i}", f"small-{i}"):
                         shutil.rmtree(state / name, ignore_errors=True)
-                    row = {"kernel": label, "default_us": untuned_seconds(func, target, measure, tmp) * 1e6}
+                    row = {"kernel": label, "default_us": built_seconds(func, target, measure, tmp) * 1e6}
                     for name, t, trials in (
                         ("full", tuner(f"full-{i}", search=args.full_search, transfers=0, per_round=args.full_per_round), args.full_trials),
                         ("small", tuner(f"small-{i}", transfers=0), args.trials),
@@ -154,6 +164,39 @@ def main() -> None:
 
 
 LEGS = ("small", "transfer", "transfer_only", "reps")
+
+
+def source_budgets(kernels: list[Any], budgets: list[int], tuner: Any, seconds: Any, tmp: Path) -> None:
+    """Transfer alone (the 4 nearest sources, ``keep_speedup`` 0) to each kernel from the other kernels' references
+    cut to their first B candidates, for each budget B; untuned, reference and transferred code timed side by side
+    (``seconds(func)``: a PrimFunc built and timed)."""
+    rows = []
+    for i, (label, func) in enumerate(kernels):
+        full = tuner(f"full-{i}", transfers=0)
+        row: dict[str, Any] = {"kernel": label, "default_us": seconds(func) * 1e6, "full_us": seconds(full.tune(func, 1).func) * 1e6}
+        full.close()
+        for budget in budgets:
+            t = tuner(str(tmp / f"sources-{i}-{budget}"), keep_speedup=0.0)
+            for j, (_, other) in enumerate(kernels):
+                if j != i:
+                    source = tuner(f"full-{j}", transfers=0)
+                    t.add_records(other, read_records(source.work_dir, budget + 1))
+                    source.close()
+            out = t.tune(func, 1)
+            row[f"us_{budget}"] = seconds(out.func) * 1e6
+            row[f"share_{budget}"] = (row["default_us"] - row[f"us_{budget}"]) / (row["default_us"] - row["full_us"])
+            row[f"searched_{budget}"] = out.searched
+            t.close()
+        rows.append(row)
+        print(f"{i + 1}/{len(kernels)}", {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+    summary = {
+        "when": time.strftime("%Y-%m-%d"),
+        "kernels": len(rows),
+        "median_share": {b: statistics.median(r[f"share_{b}"] for r in rows) for b in budgets},
+    }
+    OUT.mkdir(exist_ok=True)
+    (OUT / "tuning_audit_sources.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
+    print(json.dumps(summary, indent=2))
 
 
 def read_records(work_dir: Path, first: int) -> list[Any]:
