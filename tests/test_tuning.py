@@ -32,6 +32,12 @@ def test_snapped_tiles_take_the_nearest_divisor_from_the_inside_out() -> None:
     assert snap_tiles([1, 16], 24) == [2, 12]  # 12 is nearer 16 than 24 is (by ratio)
 
 
+def test_shape_distance_sums_the_log2_ratios_of_loop_extents() -> None:
+    a, b = (1, 32, 8, 8, 16, 1, 1), (1, 64, 8, 8, 32, 3, 3)  # twice the channels in and out, 3x3 for 1x1
+    assert shape_distance(a, b) == shape_distance(b, a) == pytest.approx(2 + 2 * math.log2(3))
+    assert shape_distance(a, a) == 0.0
+
+
 def test_search_settings_are_registered() -> None:
     assert {"stock", "small", "replay"} <= set(SEARCH_SETTINGS.names())
 
