@@ -76,8 +76,8 @@ class ProfileConfig:
     # Tuned recipe: trials of a representative (a kernel with no representative of its anchor within
     # ``rep_radius``, see edgelat.profiler.tuning.Representatives); the others take the nearest schedules and
     # search ``trials`` only where those fall short. 0: no representatives, every kernel searched alike.
-    rep_trials: int = 256
-    rep_radius: float = 8.0
+    rep_trials: int = Representatives.trials
+    rep_radius: float = Representatives.radius
     seed: int = 0
     # Timed repeats per kernel; each lasts at least ``min_repeat_ms`` (TVM's number is chosen so).
     repeat: int = 7

@@ -166,7 +166,7 @@ def _build_for(
     threads: int,
     trials: int,
     scheduler: str | None = None,
-    rep_trials: int = 256,
+    rep_trials: int | None = None,
 ) -> list[list[Any]]:
     """Build ``mod`` into ``lib`` for ``device`` with ``recipe`` (a tuned one times candidates through ``agent``).
 
@@ -196,7 +196,8 @@ def _build_for(
         preset.cross_compiler,
         lambda p, a: agent.time_library(Path(p), a),
         builder=workers,
-        representatives=Representatives(rep_trials) if rep_trials else None,
+        # None: representatives as the tuner's defaults are; 0: none.
+        representatives=Representatives() if rep_trials is None else Representatives(rep_trials) if rep_trials else None,
     )
     try:
         return build_network(mod, device.target(recipe.name), lib, preset.cross_compiler, recipe, tuner, trials)
@@ -213,7 +214,7 @@ def run_network(
     *,
     recipe: str = "default",
     trials: int = 16,
-    rep_trials: int = 256,
+    rep_trials: int | None = None,
 ) -> list[Any]:
     """What ``mod``, built for ``device_name`` as it is measured, computes there on ``inputs`` (numpy arrays)."""
     chosen = get_recipe(recipe)
@@ -298,7 +299,7 @@ def measure_network(
     min_repeat_ms: float = 100.0,
     per_kernel: bool = True,
     trials: int = 16,
-    rep_trials: int = 256,
+    rep_trials: int | None = None,
     reuse: bool = False,
     check: bool = False,
     scheduler: str | None = None,
@@ -349,7 +350,11 @@ def measure_network(
             raise BuildError(f"the device could not run the network: {exc.remote_message}") from exc
     ms = [s * 1000 for s in reply["seconds"]]
     power = reply.get("power") or {}
-    energy = {"power_mw": power["mean_mw"], "power_rail": power["rail"], "energy_mj": power["mean_mw"] * statistics.median(ms) / 1000} if power else {}
+    energy = (
+        {"power_mw": power["mean_mw"], "power_rail": power["rail"], "energy_mj": power["mean_mw"] * statistics.median(ms) / 1000}
+        if power
+        else {}
+    )
     result = NetworkMeasurement(
         device=device.name, recipe=recipe, name=name, median_ms=statistics.median(ms), mean_ms=statistics.fmean(ms),
         std_ms=statistics.pstdev(ms), min_ms=min(ms), max_ms=max(ms), repeats=len(ms), number=int(reply["number"]), threads=n_threads,

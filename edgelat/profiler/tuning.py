@@ -401,7 +401,7 @@ class KernelTuner:
         start, built, measured = time.perf_counter(), self.builder.seconds, self.runner.seconds
         schedule = self._lookup(mod)
         searched, transferred, kept = 0, 0, False
-        if schedule is None and self.needs_representative(func):
+        if schedule is None and self._far_from_representatives(mod):
             assert self.representatives is not None
             rep = self.representatives
             transferred, _ = self.transfer(mod)  # the untuned kernel and the nearest schedules (if any) seed the search
@@ -438,12 +438,16 @@ class KernelTuner:
     def needs_representative(self, func: Any) -> bool:
         """Whether ``func`` would be searched as a representative: representatives are on, it has no record yet,
         and no representative of its anchor is within their radius."""
-        rep = self.representatives
         mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
-        if rep is None or self.database.has_workload(mod) and self.database.query_tuning_record(mod, self.target, "main") is not None:
+        if self.database.has_workload(mod) and self.database.query_tuning_record(mod, self.target, "main") is not None:
             return False
-        anchor = _anchor(mod)
-        if anchor is None:
+        return self._far_from_representatives(mod)
+
+    def _far_from_representatives(self, mod: tvm.IRModule) -> bool:
+        """Whether representatives are on and none of ``mod``'s anchor is within their radius."""
+        rep = self.representatives
+        anchor = _anchor(mod) if rep is not None else None
+        if rep is None or anchor is None:
             return False
         name, extents = anchor
         return not any(
