@@ -200,3 +200,25 @@ def test_two_libraries_of_one_name_run_as_themselves_in_one_session(agent: Agent
         build_network(relax_from_torch(net, torch.from_numpy(x)), {"kind": "llvm"}, lib)
         (out,) = agent.run(lib, [x])
         assert np.allclose(out, net(torch.from_numpy(x)).numpy(), atol=1e-6), i
+
+
+def test_an_agent_that_has_loaded_its_share_of_libraries_is_replaced(tmp_path: Path) -> None:
+    """TVM never unloads a library, so a long campaign would run a process out of memory mappings: the host
+    starts a fresh agent (same directory, shipped files kept) once one has loaded ``max_libraries``."""
+    import numpy as np
+    import torch
+
+    from edgelat.ops.network import relax_from_torch
+    from edgelat.profiler.e2e import build_network
+
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 8)).astype("float32")
+    lib = tmp_path / "net.so"
+    build_network(relax_from_torch(torch.nn.ReLU(), torch.from_numpy(x)), {"kind": "llvm"}, lib)
+    with AgentSession(LocalTransport(), python=sys.executable, max_libraries=2) as agent:
+        pids = []
+        for i in range(5):
+            (out,) = agent.run(lib, [x])
+            pids.append(agent.hello["pid"])
+            assert np.allclose(out, np.maximum(x, 0)), i
+            assert 1 <= agent.libraries <= 2, (i, agent.libraries)
+    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4], pids

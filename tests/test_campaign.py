@@ -151,6 +151,42 @@ def test_interrupted_campaign_resumes_without_loss_or_repeats(ws: Workspace) -> 
         profile(ws, "local", cfg, resume=True)
 
 
+@pytest.mark.timings_ignored
+def test_a_run_of_failures_restarts_the_agent_then_stops_and_is_measured_again_on_resume(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A device or agent gone sick fails every kernel: restart the agent after ``failure_streak`` failures in a row;
+    at twice that, stop and forget them, so the resume measures those kernels instead of keeping the failures."""
+    from edgelat.profiler import campaign
+
+    sick, restarts = [False], []
+    measure, restart = campaign._measure_one, campaign._Session.restart_agent
+
+    def measure_one(session, built, cfg):  # type: ignore[no-untyped-def]
+        return {"status": "failed", "error": "sick"} if sick[0] else measure(session, built, cfg)
+
+    def restart_agent(session):  # type: ignore[no-untyped-def]
+        restarts.append(1)
+        restart(session)
+
+    monkeypatch.setattr(campaign, "_measure_one", measure_one)
+    monkeypatch.setattr(campaign._Session, "restart_agent", restart_agent)
+    cfg = ProfileConfig(ops=("add", "activation"), samples=5, failure_streak=2, **FAST)
+
+    def fall_ill(done: int) -> None:
+        sick[0] = done >= 3
+
+    with pytest.raises(CampaignInterrupted, match="4 kernels in a row failed on local, the last with: sick"):
+        profile(ws, "local", cfg, fault=fall_ill)
+    assert len(restarts) == 1
+    assert [r["status"] for r in _rows(ws)] == ["ok"] * 3  # the four failures were forgotten
+    (campaign_row,) = ws.store.rows("SELECT status FROM campaigns")
+    assert campaign_row["status"] == "interrupted"
+    sick[0] = False
+    result = profile(ws, "local", cfg, resume=True)
+    assert (result.measured, result.failed, result.status) == (10, 0, "done")
+
+
 @pytest.mark.timed
 @pytest.mark.ssh
 def test_campaign_over_ssh_survives_the_server_dying(ws: Workspace, ssh_device: inventory.Device, sshd_server: SSHServer) -> None:

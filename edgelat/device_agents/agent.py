@@ -312,6 +312,18 @@ def handle_health(args):
 
 
 _MODULES = {}  # type: dict[str, object]  # library path -> loaded module (a comment: the agent runs on Python 3.8)
+# How many libraries this process has loaded. TVM never unloads one (dropping the module does not dlclose it), and
+# each keeps its memory mappings, which the kernel caps per process (vm.max_map_count): every reply says the count
+# so the host can start a fresh agent long before the cap (AgentSession.max_libraries).
+_LOADED = [0]
+
+
+def _load(path):
+    import tvm
+
+    module = tvm.runtime.load_module(path)
+    _LOADED[0] += 1
+    return module
 
 
 def _state():
@@ -342,8 +354,8 @@ def handle_bench(args):
     module = _MODULES.get(lib)
     if module is None:
         if len(_MODULES) > 64:
-            _MODULES.clear()
-        module = _MODULES[lib] = tvm.runtime.load_module(lib)
+            _MODULES.clear()  # (frees the Python objects only: see _LOADED)
+        module = _MODULES[lib] = _load(lib)
     dev = tvm.cpu(0)
     rng = np.random.default_rng(0)
     before = _state()
@@ -385,7 +397,7 @@ def handle_bench_network(args):
     from tvm.runtime.vm import VirtualMachine
 
     dev = tvm.cpu(0)
-    vm = VirtualMachine(tvm.runtime.load_module(args["lib"]), dev)
+    vm = VirtualMachine(_load(args["lib"]), dev)
     rng = np.random.default_rng(0)
     inputs = [tvm.runtime.tensor(rng.uniform(0.1, 1.0, size=[int(d) for d in shape]).astype(dtype), dev) for shape, dtype in args["inputs"]]
     vm.set_input("main", *inputs)
@@ -487,7 +499,7 @@ def handle_run(args):
     here = os.path.dirname(os.path.abspath(__file__))
     dev = tvm.cpu(0)
     inputs = [tvm.runtime.tensor(np.load(_inside(here, p)), dev) for p in args["inputs"]]
-    module = tvm.runtime.load_module(_inside(here, args["lib"]))
+    module = _load(_inside(here, args["lib"]))
     if args.get("kernel"):
         outs = [tvm.runtime.tensor(np.zeros([int(d) for d in shape], dtype=dtype), dev) for shape, dtype in args["outputs"]]
         module[args["kernel"]](*inputs, *outs)
@@ -544,7 +556,7 @@ class Agent(object):
         self.reaped = []  # stale agent directories removed at start
 
     def reply(self, req_id, result=None, error=None):
-        msg = {"v": PROTOCOL_VERSION, "id": req_id}
+        msg = {"v": PROTOCOL_VERSION, "id": req_id, "libraries": _LOADED[0]}
         if error is None:
             msg["ok"] = True
             msg["result"] = result

@@ -29,6 +29,11 @@ PROTOCOL_VERSION = agent_module.PROTOCOL_VERSION
 
 log = logging.getLogger(__name__)
 
+# Requests that load a library into the agent, and how many it may load before the host starts a fresh one: TVM
+# never unloads a library, and the mappings of ~13,000 exhaust a process's vm.max_map_count (65,530 by default).
+_LOADING = frozenset({"bench", "bench_network", "run"})
+MAX_LIBRARIES = 2000
+
 _SHA256 = "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())"
 
 
@@ -48,12 +53,15 @@ class AgentSession:
         env: Mapping[str, str] | None = None,
         protocol: int = PROTOCOL_VERSION,
         start_timeout: float = 60.0,
+        max_libraries: int = MAX_LIBRARIES,
     ) -> None:
         self.transport = transport
         self.python = python
         self.env = dict(env or {})
         self.protocol = protocol
         self.start_timeout = start_timeout
+        self.max_libraries = max_libraries
+        self.libraries = 0  # loaded by the running agent, as its last reply said
         self.remote_dir: str | None = None
         self.process: Process | None = None
         self.hello: dict[str, Any] = {}
@@ -212,12 +220,19 @@ class AgentSession:
         return reply
 
     def request(self, cmd: str, args: Mapping[str, Any] | None = None, *, timeout: float | None = 120.0) -> dict[str, Any]:
-        """Send one request and return its result; an error reply raises AgentReplyError."""
+        """Send one request and return its result; an error reply raises AgentReplyError.
+
+        Before a request that loads a library, an agent that has loaded ``max_libraries`` is replaced by a fresh
+        one (in the same directory, so shipped files stay)."""
+        if cmd in _LOADING and self.libraries >= self.max_libraries:
+            log.info("%s: the agent has loaded %d libraries; starting a fresh one", self.transport.name, self.libraries)
+            self.restart()
         req_id = next(self._ids)
         self.send_raw(json.dumps({"v": self.protocol, "id": req_id, "cmd": cmd, "args": dict(args or {})}))
         reply = self.read_reply(timeout)
         if reply.get("id") != req_id:
             raise AgentError(f"the agent answered request {reply.get('id')!r} when {req_id} was asked")
+        self.libraries = int(reply.get("libraries") or 0)
         if not reply.get("ok"):
             error = reply.get("error") or {}
             if error.get("type") == "protocol_mismatch":

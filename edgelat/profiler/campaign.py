@@ -100,6 +100,10 @@ class ProfileConfig:
     # take the cores the timed kernel runs on (bench/measurement_repeatability.py: kernels timed beside builds
     # ran a median 1.20x, up to 2.05x, their time alone).
     overlap_builds: bool | None = None
+    # Kernels failing in a row on the device (any failure of a tuned build, whose candidates run there) before
+    # the agent is restarted; at twice as many the campaign stops and forgets that run of failures, so a resume
+    # measures those kernels again instead of keeping what a sick device or agent said of them.
+    failure_streak: int = 25
 
 
 @dataclass
@@ -344,6 +348,7 @@ def profile(
     agent_version = None
     session = _Session(ws, device, threads)
     status = "done"
+    streak: list[str] = []  # the configs of the failures since the last success
     try:
         session.open()
         agent_version = session.agent.hello.get("agent_version") if session.agent else None
@@ -374,6 +379,17 @@ def profile(
                     op = configs[cid][0]
                     row_values = _measure_one(session, built, cfg)
                     _store(ws, campaign_id, device.name, cid, op, recipe, threads, target, agent_version, built, row_values)
+                    on_device = row_values["status"] != "build_failed" or recipe.tunes
+                    streak = [] if row_values["status"] == "ok" or not on_device else [*streak, cid]
+                    if len(streak) == cfg.failure_streak:
+                        session.restart_agent()
+                    elif len(streak) >= 2 * cfg.failure_streak:
+                        _forget(ws, campaign_id, streak)
+                        _set_status(ws, campaign_id, "interrupted")
+                        last = row_values.get("error") or row_values["status"]
+                        raise CampaignInterrupted(
+                            campaign_id, f"{len(streak)} kernels in a row failed on {device.name}, the last with: {last[:300]}"
+                        )
                     progress.done += 1
                     progress.failed += row_values["status"] != "ok"
                     progress.last_op = op
@@ -405,6 +421,12 @@ def campaign_result(ws: Workspace, campaign_id: int, device: str, recipe: str, s
 def measured_ids(ws: Workspace, campaign_id: int) -> set[str]:
     """The configs campaign ``campaign_id`` has a row for."""
     return {r["config_id"] for r in ws.store.rows("SELECT config_id FROM measurements WHERE campaign_id = :id", {"id": campaign_id})}
+
+
+def _forget(ws: Workspace, campaign_id: int, config_ids: Sequence[str]) -> None:
+    stmt = sa.text("DELETE FROM measurements WHERE campaign_id = :id AND config_id IN :ids").bindparams(sa.bindparam("ids", expanding=True))
+    for start in range(0, len(config_ids), 500):
+        ws.store.execute(stmt, {"id": campaign_id, "ids": list(config_ids[start : start + 500])})
 
 
 def _count_failed(ws: Workspace, campaign_id: int) -> int:
