@@ -82,6 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows: list[dict[str, Any]] = []
+    failed: dict[str, str] = {}  # network -> why its tuned build failed
     with (
         open_workspace(args.workspace) as ws,
         tempfile.TemporaryDirectory() as tmp,
@@ -121,7 +122,12 @@ def main() -> None:
             mod = relax_from_torch(model, x)
             kernels = network_kernels(mod)
             before = workloads(ws)
-            tuned_ms, tuned_s = timed(mod, "tuned", n)
+            try:
+                tuned_ms, tuned_s = timed(mod, "tuned", n)
+            except Exception as exc:  # noqa: BLE001 - a network that does not build is reported, the others go on
+                failed[label] = str(exc).splitlines()[0][:300]
+                print({"network": label, "failed": failed[label]}, flush=True)
+                continue
             default_ms, _ = timed(mod, "default", n)
             row = {
                 "network": label,
@@ -149,6 +155,7 @@ def main() -> None:
         "median_default_over_tuned": float(np.median([r["default_over_tuned"] for r in rows])),
         "rep_trials": args.rep_trials,
         "tuning_s_total": float(sum(r["tuned_build_s"] for r in rows)),
+        "failed": failed,
     }
     for r in ("tuned", "default"):
         errors = [row[f"{r}_error_pct"] for row in rows if row[f"{r}_error_pct"] is not None]
