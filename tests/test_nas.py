@@ -107,6 +107,18 @@ def test_block_oracle_prices_each_block_once_and_keeps_a_cache(tmp_path: Path) -
     assert json.loads((tmp_path / "cache.json").read_text())
 
 
+def test_a_price_read_back_from_the_cache_is_the_fresh_price_to_the_last_bit(tmp_path: Path) -> None:
+    """Groups come back from the cache file sorted by name; a block's total must not depend on their order (these
+    three milliseconds add up one unit in the last place apart in these two orders)."""
+    space = get_space("nb201")
+    groups = {"z": 0.0023268374404349585, "a": 0.0017823392143886383, "m": 0.0001963423771396107}
+    assert sum(groups.values()) != sum(groups[g] for g in sorted(groups))
+    archs = [space.sample(np.random.default_rng(i)) for i in range(3)]
+    fresh = BlockOracle(space, blocks_ms=lambda keys: {k: groups for k in keys}, cache_file=tmp_path / "cache.json").predict(archs)
+    cached = BlockOracle(space, blocks_ms=lambda keys: {}, cache_file=tmp_path / "cache.json").predict(archs)
+    assert np.array_equal(fresh, cached)
+
+
 def _additive_tables(space_name: str) -> tuple[TableOracle, TableOracle, dict[str, float], dict[str, float]]:
     """Every NB201 arch with a latency that adds up over edges and an accuracy that prefers convs."""
     space = get_space(space_name)

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -156,4 +157,6 @@ def _price(price: float | Mapping[str, float]) -> dict[str, float]:
 
 
 def _total(price: Mapping[str, float]) -> float:
-    return sum(v for g, v in price.items() if not g.startswith("n_"))
+    # fsum: the same total whatever the groups' order (a price read back from the cache has its groups sorted,
+    # a fresh one in kernel order; a plain sum of the two differed in the last place).
+    return math.fsum(v for g, v in price.items() if not g.startswith("n_"))

@@ -116,6 +116,15 @@ class _Worker:
             self._oracles[key] = kept
         return kept[1]
 
+    def warm(self) -> None:
+        """Open the workspace and import TVM and the network importers, so the first request does not wait for
+        them (a request answered by a cold worker took longer than a client's usual 5 s timeout on a busy host)."""
+        import tvm.relax.frontend.onnx  # noqa: F401
+        import xgboost  # noqa: F401
+
+        import edgelat.ops.footprint  # noqa: F401
+        import edgelat.predictors.predict  # noqa: F401
+
     def close(self) -> None:
         self._pool.submit(self._close_ws).result()
         self._pool.shutdown()
@@ -270,6 +279,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Before the port opens (uvicorn binds after startup): a store that is not there yet only warns here;
+        # each request then says what is wrong with it.
+        try:
+            await worker.run(_Worker.warm)
+        except EdgelatError as exc:
+            log.warning("%s", exc)
         yield
         worker.close()
 
