@@ -222,3 +222,22 @@ def test_an_agent_that_has_loaded_its_share_of_libraries_is_replaced(tmp_path: P
             assert np.allclose(out, np.maximum(x, 0)), i
             assert 1 <= agent.libraries <= 2, (i, agent.libraries)
     assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4], pids
+
+
+def test_the_private_caches_are_the_data_levels_below_the_last(tmp_path: Path) -> None:
+    """What "llc" timing writes over before each call: L1d and L2 where an L3 follows; L1d alone where L2 is the last."""
+    from edgelat.device_agents.agent import _private_cache_bytes
+
+    def tree(name: str, levels: list[tuple[int, str, str]]) -> Path:
+        root = tmp_path / name
+        for i, (level, kind, size) in enumerate(levels):
+            (root / f"index{i}").mkdir(parents=True)
+            for field, value in (("level", str(level)), ("type", kind), ("size", size)):
+                (root / f"index{i}" / field).write_text(value + "\n")
+        return root
+
+    host = tree("host", [(1, "Data", "48K"), (1, "Instruction", "64K"), (2, "Unified", "2048K"), (3, "Unified", "491520K")])
+    pi = tree("pi", [(1, "Data", "32K"), (1, "Instruction", "48K"), (2, "Unified", "1024K")])
+    assert _private_cache_bytes(str(host)) == (48 + 2048) * 1024
+    assert _private_cache_bytes(str(pi)) == 32 * 1024
+    assert _private_cache_bytes(str(tmp_path / "none")) == 0

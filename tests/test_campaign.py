@@ -117,15 +117,16 @@ def test_flushed_timings_are_unstable_when_they_shift_not_when_single_calls_spre
 
 
 @pytest.mark.timings_ignored
-def test_a_kernel_of_several_functions_is_timed_flushed_as_one(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Flushed repeats are single calls: every function of a multi-kernel op gets as many, summed repeat by repeat."""
+@pytest.mark.parametrize("caches", ["flushed", "llc"])
+def test_a_kernel_of_several_functions_is_timed_flushed_as_one(ws: Workspace, monkeypatch: pytest.MonkeyPatch, caches: str) -> None:
+    """Flushed (or llc) repeats are single calls: every function of a multi-kernel op gets as many, summed repeat by repeat."""
     from edgelat.profiler.recipes import get_recipe
 
-    monkeypatch.setattr(get_recipe("default"), "caches", "flushed")  # the tuned recipe's way, without tuning
+    monkeypatch.setattr(get_recipe("default"), "caches", caches)  # the tuned recipe's way, without tuning
     result = profile(ws, "local", ProfileConfig(ops=("squeeze_excite",), samples=2, **FAST))
     assert (result.measured, result.failed) == (2, 0)
     rows = _rows(ws)
-    assert all(r["status"] == "ok" and r["caches"] == "flushed" and r["number"] == 1 and r["repeats"] >= 3 for r in rows)
+    assert all(r["status"] == "ok" and r["caches"] == caches and r["number"] == 1 and r["repeats"] >= 3 for r in rows)
 
 
 @pytest.mark.timed

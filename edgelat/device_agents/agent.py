@@ -326,6 +326,41 @@ def _load(path):
     return module
 
 
+def _private_cache_bytes(root="/sys/devices/system/cpu/cpu0/cache"):
+    """Bytes of the data caches below the last level of CPU 0 (its L1d and, where an L3 follows, its L2)."""
+    levels = []
+    for index in sorted(glob.glob(os.path.join(root, "index*"))):
+        kind, level, size = _read(os.path.join(index, "type")), _read_int(os.path.join(index, "level")), _read(os.path.join(index, "size"))
+        if kind in ("Data", "Unified") and level and size:
+            scale = {"K": 1024, "M": 1024 * 1024}.get(size[-1], 1)
+            levels.append((level, int(size.rstrip("KM")) * scale))
+    if not levels:
+        return 0
+    last = max(level for level, _ in levels)
+    return sum(size for level, size in levels if level < last)
+
+
+_EVICT = []  # type: list
+
+
+def _evict_private():
+    """The f_preproc name that writes over twice the private caches' bytes before each repeat: what a kernel
+    finds in a network that fits the last-level cache (the kernels between two calls of it evicted it from the
+    core's own caches, but not from the shared last level)."""
+    import numpy as np
+    import tvm
+
+    if not _EVICT:
+        buffer = np.zeros(max(2 * _private_cache_bytes(), 1 << 20) // 8)
+
+        def evict(*args):
+            np.add(buffer, 1.0, out=buffer)
+
+        tvm.register_global_func("edgelat.evict_private", evict, override=True)
+        _EVICT.append(evict)
+    return "edgelat.evict_private"
+
+
 def _state():
     """Temperatures and frequencies, cheap enough to read around every kernel."""
     return {"t": time.time(), "thermal": [z["temp_c"] for z in _thermal()], "cpu_freq_khz": [c["cur_khz"] for c in _frequencies()]}
@@ -336,7 +371,9 @@ def handle_bench(args):
 
     args: ``lib`` (path on this device), ``kernels`` ([{"name", "args": [[shape, dtype], ...]}]),
     ``repeat``, ``min_repeat_ms`` (``number`` is chosen so a repeat lasts at least this),
-    ``flush`` (each repeat one call, after the arguments but the first are flushed from the caches),
+    ``caches``: "warm" (repeated calls), "flushed" (each repeat one call, after the arguments but the first
+    are flushed from every cache level) or "llc" (each repeat one call, after the core's private caches are
+    written over: the arguments come from the last level); ``flush`` (true: "flushed") is the older form,
     ``cooldown_ms`` (sleep before timing).
     Returns per-kernel seconds-per-call of every repeat, the ``number`` used, and the device
     state before and after.
@@ -347,7 +384,10 @@ def handle_bench(args):
     lib = args["lib"]
     repeat = int(args.get("repeat", 7))
     min_repeat_ms = float(args.get("min_repeat_ms", 40.0))
-    flush = bool(args.get("flush", False))
+    caches = args.get("caches") or ("flushed" if args.get("flush") else "warm")
+    if caches not in ("warm", "flushed", "llc"):
+        raise ValueError("caches must be warm, flushed or llc, not %r" % (caches,))
+    flush = caches != "warm"
     cooldown = float(args.get("cooldown_ms", 0.0)) / 1000.0
     if cooldown > 0:
         time.sleep(cooldown)
@@ -380,7 +420,8 @@ def handle_bench(args):
         prepared = [(name, arrays, 1) for name, arrays, _ in prepared]
     results = []
     for name, arrays, number in prepared:
-        timer = module.time_evaluator(name, dev, number=number, repeat=repeat, f_preproc="cache_flush_cpu_non_first_arg" if flush else "")
+        preproc = {"warm": "", "flushed": "cache_flush_cpu_non_first_arg", "llc": _evict_private() if caches == "llc" else ""}[caches]
+        timer = module.time_evaluator(name, dev, number=number, repeat=repeat, f_preproc=preproc)
         res = timer(*arrays)
         results.append({"name": name, "number": number, "seconds": [float(r) for r in res.results]})
     return {"kernels": results, "state_before": before, "state_after": _state(), "threads": os.environ.get("TVM_NUM_THREADS")}

@@ -484,7 +484,8 @@ def _measure_one(session: _Session, built: BuiltKernel, cfg: ProfileConfig) -> d
     if built.error is not None:
         return {"status": "build_failed", "error": built.error}
     best: dict[str, Any] | None = None
-    flushed = get_recipe(cfg.recipe).caches == "flushed"
+    caches = get_recipe(cfg.recipe).caches
+    flushed = caches != "warm"  # one call per repeat
     for attempt in range(1, cfg.attempts + 1):
         assert session.agent is not None
         session.ship([built])  # no-op unless a reconnect started a fresh directory
@@ -493,7 +494,7 @@ def _measure_one(session: _Session, built: BuiltKernel, cfg: ProfileConfig) -> d
             "kernels": built.kernels,
             "repeat": cfg.repeat,
             "min_repeat_ms": cfg.min_repeat_ms,
-            "flush": flushed,
+            "caches": caches,
             "cooldown_ms": cfg.cooldown_ms,
         }
         try:
@@ -530,7 +531,7 @@ def _measure_one(session: _Session, built: BuiltKernel, cfg: ProfileConfig) -> d
 
 def _spread(seconds: Sequence[float], cv: float, *, flushed: bool) -> float:
     """How disturbed a measurement looks: its coefficient of variation, for warm repeats (each the mean of many
-    calls, so what spreads them is other load). Flushed repeats are single calls, spread by nature (where in the
+    calls, so what spreads them is other load). Flushed (or llc) repeats are single calls, spread by nature (where in the
     memory system each line comes from); there, load shows as the first half's median moving from the second's."""
     if not flushed or len(seconds) < 4:
         return cv

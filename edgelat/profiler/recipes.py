@@ -29,9 +29,11 @@ class Recipe:
     # Whether scheduling searches with the device in the loop (candidates timed on it): builds then
     # go one at a time between measurements instead of ahead in a worker pool, and need a tuner.
     tunes: bool = False
-    # How its kernels are timed, alone: "warm" (repeated calls on the same tensors, which stay in the caches)
-    # or "flushed" (one call per repeat, its weights and output flushed from every cache level first, as in
-    # a network, where the kernels between two calls of one evict them). Models train only on measurements
+    # How its kernels are timed, alone: "warm" (repeated calls on the same tensors, which stay in the caches),
+    # "flushed" (one call per repeat, its weights and output flushed from every cache level first, as in
+    # a network larger than the last-level cache, where the kernels between two calls of one evict them) or
+    # "llc" (one call per repeat after the core's private caches are written over: a network that fits the
+    # last level). Models train only on measurements
     # timed the recipe's way. Tuned kernels run so fast that the caches decide much of their time in a network
     # (README: "Caches"); untuned ones are bound by their arithmetic.
     caches: str = "warm"
