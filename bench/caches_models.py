@@ -32,7 +32,7 @@ from edgelat.ops.network import network_kernels, relax_from_torch  # noqa: E402
 from edgelat.predictors.model import predict_kernels  # noqa: E402
 from edgelat.predictors.predict import load_model  # noqa: E402
 from edgelat.predictors.train import train_device  # noqa: E402
-from edgelat.profiler.campaign import ProfileConfig, profile  # noqa: E402
+from edgelat.profiler.campaign import ProfileConfig, profile, untimed_configs  # noqa: E402
 from edgelat.profiler.e2e import measure_network  # noqa: E402
 from edgelat.profiler.recipes import get_recipe  # noqa: E402
 from edgelat.workflows.validate import validation_networks  # noqa: E402
@@ -47,24 +47,17 @@ def retime(ws: Workspace, recipe: str, trials: int, ways: tuple[str, ...]) -> di
     kind = type(get_recipe(recipe))
     own, done = kind.caches, {}
     for way in ways:
-        rows = ws.store.rows(
-            """SELECT DISTINCT k.op, k.params FROM measurements m JOIN kernel_configs k USING (config_id)
-               WHERE m.device = 'local' AND m.recipe = :recipe AND m.status = 'ok' AND m.caches != :way
-               AND m.config_id NOT IN (SELECT config_id FROM measurements WHERE recipe = :recipe AND caches = :way AND status = 'ok')""",
-            {"recipe": recipe, "way": way},
-        )
-        if not rows:
-            continue
-        kind.caches = way
-        start = time.time()
+        kind.caches = way  # what untimed_configs and profile take as the recipe's way
         try:
-            profile(
-                ws, "local", ProfileConfig(configs=tuple((r["op"], json.loads(r["params"])) for r in rows), recipe=recipe, trials=trials, threads=1)
-            )
+            configs = untimed_configs(ws, "local", recipe)
+            if not configs:
+                continue
+            start = time.time()
+            profile(ws, "local", ProfileConfig(configs=configs, recipe=recipe, trials=trials, threads=1))
         finally:
             kind.caches = own
-        done[way] = {"kernels": len(rows), "seconds": time.time() - start}
-        print(f"timed {len(rows)} {recipe} kernels {way} in {time.time() - start:.0f} s", flush=True)
+        done[way] = {"kernels": len(configs), "seconds": time.time() - start}
+        print(f"timed {len(configs)} {recipe} kernels {way} in {time.time() - start:.0f} s", flush=True)
     return done
 
 

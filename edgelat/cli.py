@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -370,6 +371,13 @@ def profile_cmd(
     repeat: Annotated[int, typer.Option(help="Timed repeats per kernel.")] = 7,
     min_repeat_ms: Annotated[float, typer.Option(help="Minimum duration of one repeat.")] = 40.0,
     resume: Annotated[bool, typer.Option(help="Continue the device's last unfinished campaign.")] = False,
+    retime: Annotated[
+        bool,
+        typer.Option(
+            help="Time again, the recipe's way, the kernels the device measured another way (cache states changed); a tuned "
+            "kernel is built from its tuning records, nothing is tuned again. --ops narrows it."
+        ),
+    ] = False,
     scheduler: SchedulerOpt = None,
     workspace: WorkspaceOpt = None,
     store: StoreOpt = None,
@@ -377,7 +385,7 @@ def profile_cmd(
     """Profile operator kernels on a device: build with TVM, time through the agent, store."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from edgelat.profiler.campaign import ProfileConfig, profile
+    from edgelat.profiler.campaign import ProfileConfig, profile, untimed_configs
     from edgelat.profiler.executors import scheduler_address
     from edgelat.profiler.fleet import profile_group
     from edgelat.profiler.inventory import get_device
@@ -411,6 +419,15 @@ def profile_cmd(
             transient=False,
         ) as bar,
     ):
+        if retime and not resume:
+            if samples is not None or get_device(ws, device).is_group:
+                raise UsageError("--retime takes the kernels already measured: not with --samples, nor on a device group")
+            configs = untimed_configs(ws, device, recipe, cfg.ops)
+            if not configs:
+                bar.stop()
+                out.print(f"nothing to re-time: every {recipe} kernel of {device} is timed the way {recipe} times kernels now")
+                return
+            cfg = dataclasses.replace(cfg, configs=configs)
         task = bar.add_task(f"profiling {device}", total=None, rate=0.0, failed=0)
         session_start = [0.0, 0]
 

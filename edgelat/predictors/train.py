@@ -121,7 +121,8 @@ def train_device(
     if data.empty and other_target:
         raise UsageError(
             f"{device}'s {other_target} {recipe} measurements were built for another target or timed with other cache states than "
-            f"{recipe} uses now ({json.dumps(target)}, {caches} caches): profile again (edgelat profile {device} --recipe {recipe})"
+            f"{recipe} uses now ({json.dumps(target)}, {caches} caches): profile again (edgelat profile {device} --recipe {recipe}; "
+            "add --retime to time the same kernels again where only the cache states changed)"
         )
     if data.empty:
         raise UsageError(f"{device} has no successful {recipe} measurements to train on")

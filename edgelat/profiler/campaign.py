@@ -44,7 +44,7 @@ from edgelat.profiler.tuning import KernelTuner, Representatives
 from edgelat.store import utc_now
 from edgelat.workspace import Workspace, measured_by
 
-__all__ = ["CampaignInterrupted", "CampaignResult", "ProfileConfig", "Progress", "plan_configs", "profile"]
+__all__ = ["CampaignInterrupted", "CampaignResult", "ProfileConfig", "Progress", "plan_configs", "profile", "untimed_configs"]
 
 
 log = logging.getLogger(__name__)
@@ -235,6 +235,20 @@ def _find_resumable(ws: Workspace, device: str, recipe: str) -> Any:
         "SELECT * FROM campaigns WHERE device = :device AND recipe = :recipe AND status != 'done' ORDER BY id DESC LIMIT 1",
         {"device": device, "recipe": recipe},
     )
+
+
+def untimed_configs(ws: Workspace, device: str, recipe: str, ops: Sequence[str] = ()) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """The kernels ``device`` measured with ``recipe`` but never the way the recipe times them now
+    (:attr:`Recipe.caches`): what ``profile --retime`` times again (tuned ones from their tuning records:
+    nothing is tuned again)."""
+    rows = ws.store.rows(
+        """SELECT DISTINCT k.op, k.params FROM measurements m JOIN kernel_configs k USING (config_id)
+           WHERE m.device = :device AND m.recipe = :recipe AND m.status = 'ok' AND m.caches != :caches
+           AND m.config_id NOT IN (SELECT config_id FROM measurements WHERE device = :device AND recipe = :recipe AND caches = :caches AND status = 'ok')
+           ORDER BY k.op, k.config_id""",
+        {"device": device, "recipe": recipe, "caches": get_recipe(recipe).caches},
+    )
+    return tuple((r["op"], json.loads(r["params"])) for r in rows if not ops or r["op"] in ops)
 
 
 def campaign_plan(cfg: ProfileConfig) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:

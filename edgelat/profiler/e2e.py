@@ -34,7 +34,6 @@ __all__ = [
     "OutputCheck",
     "check_outputs",
     "build_network",
-    "call_cost_ms",
     "measure_network",
     "network_hash",
     "run_network",
@@ -406,41 +405,3 @@ def measure_network(
     )
     return result
 
-
-def call_cost_ms(ws: Workspace, device_name: str, *, short: int = 8, long: int = 72, repeat: int = 7) -> float:
-    """What one more kernel costs a network on ``device_name`` beyond the kernel's own work: the runtime's
-    dispatch, argument packing and storage handling per call (milliseconds).
-
-    Two chains of trivial kernels (a sum over one element, which does not fuse with the next) are built
-    untuned and timed end to end side by side in one agent session; the cost is the slope between them. A
-    kernel timed alone does not pay it, so a network's kernels timed warm add up to less than the network."""
-    import torch
-
-    from edgelat.ops.network import relax_from_torch
-
-    class _Chain(torch.nn.Module):
-        def __init__(self, n: int) -> None:
-            super().__init__()
-            self.n = n
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            for _ in range(self.n):
-                x = x.sum(dim=-1, keepdim=True)
-            return x
-
-    device = get_device(ws, device_name)
-    chosen = get_recipe("default")
-    medians: dict[int, float] = {}
-    with agent_session(ws, device, threads=1) as agent, tempfile.TemporaryDirectory(prefix="edgelat-calls-") as tmp:
-        built = {}
-        for n in (short, long):
-            mod = relax_from_torch(_Chain(n), torch.randn(1, 1))
-            lib = Path(tmp) / f"chain{n}.so"
-            inputs = _build_for(ws, device, agent, mod, lib, chosen, 1, 0)
-            remote = agent.remote_library(lib)
-            agent.transport.put(lib, remote)
-            built[n] = (remote, inputs)
-        for n, (remote, inputs) in built.items():
-            reply = agent.request("bench_network", {"lib": remote, "inputs": inputs, "repeat": repeat, "min_repeat_ms": 50.0, "per_kernel": False})
-            medians[n] = statistics.median(reply["seconds"]) * 1000
-    return max(medians[long] - medians[short], 0.0) / (long - short)

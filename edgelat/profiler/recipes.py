@@ -68,7 +68,11 @@ class TunedRecipe(Recipe):
     name = "tuned"
     description = "MetaSchedule search per kernel, candidates timed on the device; records kept per device"
     tunes = True
-    caches = "flushed"
+    # Tuned kernels are fast enough for where their data lies to decide much of their time. Timed "llc", the
+    # tuned models predicted this host's small networks best by far; "flushed" (DRAM) charged them about twice
+    # what they take and "warm" too little (README: "Caches"). A board whose last level is a small shared L2
+    # keeps little of a network there: see the README for what is not measured yet.
+    caches = "llc"
 
     def check(self, trials: int) -> None:
         if trials < 1:
