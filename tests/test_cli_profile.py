@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgelat.cli import app
+from edgelat.workspace import open_workspace
 
 runner = CliRunner()
 
@@ -90,29 +91,32 @@ def test_a_terminated_campaign_is_marked_interrupted_and_resumes(tmp_path: Path)
 
 
 @pytest.mark.timings_ignored
-def test_retime_times_the_measured_kernels_again_the_way_the_recipe_times_now(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retime_times_the_measured_kernels_again_the_way_the_recipe_times_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str | None
+) -> None:
     """A recipe whose cache states change keeps its kernels: `--retime` times exactly those again, the new way, and
     training (which takes only the recipe's way) works again; a second `--retime` finds nothing to do."""
     from edgelat.profiler.recipes import get_recipe
 
     w = str(tmp_path / "W")
-    fast = ["--repeat", "2", "--min-repeat-ms", "2", "-w", w]
+    fast = ["--repeat", "2", "--min-repeat-ms", "2", "-w", w, *(["--store", store_url] if store_url else [])]
+    store = ["-w", w, *(["--store", store_url] if store_url else [])]
     first = runner.invoke(app, ["profile", "local", "--ops", "dense,add", "--samples", "10", "--unweighted", *fast])
     assert first.exit_code == 0, first.stderr
     monkeypatch.setattr(get_recipe("default"), "caches", "llc")
-    refused = runner.invoke(app, ["train", "local", "-w", w])
+    refused = runner.invoke(app, ["train", "local", *store])
     assert refused.exit_code == 2 and "--retime" in refused.stderr
     narrowed = runner.invoke(app, ["profile", "local", "--retime", "--ops", "dense", *fast])
     assert narrowed.exit_code == 0 and "10/10 kernels stored" in narrowed.stdout, narrowed.stderr
     rest = runner.invoke(app, ["profile", "local", "--retime", *fast])
     assert rest.exit_code == 0 and "10/10 kernels stored" in rest.stdout, rest.stderr
-    db = sqlite3.connect(Path(w) / "edgelat.db")
-    by_way = dict(db.execute("SELECT caches, COUNT(DISTINCT config_id) FROM measurements WHERE status = 'ok' GROUP BY caches").fetchall())
-    assert by_way == {"warm": 20, "llc": 20}
-    assert db.execute("SELECT COUNT(*) FROM measurements WHERE caches = 'llc' AND number != 1").fetchone()[0] == 0
+    with open_workspace(Path(w), store_url) as ws:
+        rows = ws.store.rows("SELECT caches, COUNT(DISTINCT config_id) AS n FROM measurements WHERE status = 'ok' GROUP BY caches")
+        assert {r["caches"]: r["n"] for r in rows} == {"warm": 20, "llc": 20}
+        assert not ws.store.rows("SELECT id FROM measurements WHERE caches = 'llc' AND number != 1")
     again = runner.invoke(app, ["profile", "local", "--retime", *fast])
     assert again.exit_code == 0 and "nothing to re-time" in again.stdout
-    trained = runner.invoke(app, ["train", "local", "-w", w])
+    trained = runner.invoke(app, ["train", "local", *store])
     assert trained.exit_code == 0, trained.stderr
     wrong = runner.invoke(app, ["profile", "local", "--retime", "--samples", "3", *fast])
     assert wrong.exit_code == 2 and "--retime" in wrong.stderr

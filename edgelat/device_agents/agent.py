@@ -418,9 +418,9 @@ def handle_bench(args):
         # calls (capped), the same for every kernel of the request, whose repeats are summed one by one.
         repeat = min(max(repeat, *(number for _, _, number in prepared)), MAX_FLUSHED_REPEATS)
         prepared = [(name, arrays, 1) for name, arrays, _ in prepared]
+    preproc = _evict_private() if caches == "llc" else "cache_flush_cpu_non_first_arg" if caches == "flushed" else ""
     results = []
     for name, arrays, number in prepared:
-        preproc = {"warm": "", "flushed": "cache_flush_cpu_non_first_arg", "llc": _evict_private() if caches == "llc" else ""}[caches]
         timer = module.time_evaluator(name, dev, number=number, repeat=repeat, f_preproc=preproc)
         res = timer(*arrays)
         results.append({"name": name, "number": number, "seconds": [float(r) for r in res.results]})

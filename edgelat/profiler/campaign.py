@@ -245,7 +245,7 @@ def untimed_configs(ws: Workspace, device: str, recipe: str, ops: Sequence[str] 
         """SELECT DISTINCT k.op, k.params FROM measurements m JOIN kernel_configs k USING (config_id)
            WHERE m.device = :device AND m.recipe = :recipe AND m.status = 'ok' AND m.caches != :caches
            AND m.config_id NOT IN (SELECT config_id FROM measurements WHERE device = :device AND recipe = :recipe AND caches = :caches AND status = 'ok')
-           ORDER BY k.op, k.config_id""",
+           ORDER BY k.op, k.params""",  # (PostgreSQL orders a DISTINCT only by what it selects)
         {"device": device, "recipe": recipe, "caches": get_recipe(recipe).caches},
     )
     return tuple((r["op"], json.loads(r["params"])) for r in rows if not ops or r["op"] in ops)

@@ -404,4 +404,3 @@ def measure_network(
         },
     )
     return result
-
