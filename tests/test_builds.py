@@ -123,9 +123,13 @@ def test_build_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
     assert not alive, f"still running after their parent was killed: {sorted(alive)}"
 
 
-def test_a_tuned_kernel_that_does_not_lower_is_built_untuned_in_its_network(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A schedule replayed from another kernel's record can apply yet not lower: the network is built with that
-    kernel as it came (untuned), the others as scheduled, and computes what the network does."""
+@pytest.mark.parametrize("another_builds", [False, True])
+def test_a_tuned_kernel_that_does_not_lower_takes_another_record_or_is_built_untuned_in_its_network(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, another_builds: bool
+) -> None:
+    """A schedule replayed from another kernel's record can apply yet not lower: the kernel takes the fastest record
+    of its anchor that builds (the tuner's answer, asked with a check that compiles it) or, where none does, is
+    built as it came (untuned); the others as scheduled; the network computes what it does."""
     import torch
     import tvm
     from tvm import te
@@ -142,14 +146,27 @@ def test_a_tuned_kernel_that_does_not_lower_is_built_untuned_in_its_network(tmp_
             # Every kernel "scheduled" into a body whose buffers it does not define: none lowers.
             return {name: func.with_body(stray.body) for name, func in funcs.items()}, 0.0
 
+    class Records:
+        """A tuner whose next record is the kernel itself (it builds) or a copy of the broken one (it does not)."""
+
+        asked: list[tuple[bool, bool]] = []
+
+        def schedule_that_builds(self, func, builds):  # type: ignore[no-untyped-def]
+            self.asked.append((builds(func), builds(func.with_body(stray.body))))
+            candidate = func if another_builds else func.with_body(stray.body)
+            return candidate if builds(candidate) else None
+
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
     x = torch.randn(1, 3, 8, 8)
     mod = relax_from_torch(net, x)
-    build_network(mod, {"kind": "llvm"}, tmp_path / "net.so", recipe=Broken())
+    tuner = Records()
+    build_network(mod, {"kind": "llvm"}, tmp_path / "net.so", recipe=Broken(), tuner=tuner)
+    assert tuner.asked == [(True, False)]  # asked once, for the one kernel, with a check that compiles it
     lib = tvm.runtime.load_module(str(tmp_path / "net.so"))
     vm = tvm.runtime.vm.VirtualMachine(lib, tvm.cpu())
     out = vm["main"](tvm.runtime.tensor(x.numpy()))
     out = out if hasattr(out, "numpy") else out[0]
     assert np.allclose(out.numpy(), net(x).detach().numpy(), atol=1e-5)
-    assert "1 tuned kernel(s) did not build and stay untuned" in caplog.text
+    took, untuned = (1, 0) if another_builds else (0, 1)
+    assert f"1 tuned kernel(s) did not build with their anchor's fastest schedule: {took} took the next that builds, {untuned} stay untuned" in caplog.text
     assert np.allclose(run_on_host(mod, [x.numpy()])[0], net(x).detach().numpy(), atol=1e-5)

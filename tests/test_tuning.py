@@ -187,6 +187,37 @@ def test_a_record_that_anchor_scheduling_refuses_is_replayed_or_left_untuned(tmp
     np.testing.assert_allclose(_run(replayed.func, inputs), _run(func, inputs), rtol=1e-4, atol=1e-4)
 
 
+def test_a_kernel_whose_fastest_record_does_not_build_takes_the_fastest_that_does(tmp_path: Path) -> None:
+    """Kernels share records by anchor block, and the fastest can apply to a kernel yet not build for it: the
+    next records are tried, fastest first, and one that builds is taken; none when none does. (Which records
+    build is decided by the check given; the timings are made up, each candidate faster than the one before.)"""
+    import tvm_ffi
+
+    calls: list[str] = []
+
+    def measure(path: str, args: list[list[Any]]) -> list[float]:
+        calls.append(path)
+        return [1.0 / len(calls)]
+
+    func = _conv(16, 8, 32)
+    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure)
+    try:
+        assert tuner.tune(func, 4).searched and len(calls) >= 3
+        fastest = tuner.tune(func, 4).func
+        checked: list[Any] = []
+        second = tuner.schedule_that_builds(func, lambda f: checked.append(f) or len(checked) > 1)
+        assert second is not None and len(checked) == 2
+        assert tvm_ffi.structural_equal(checked[0].body, fastest.body)  # the fastest was checked first, and refused
+        assert not tvm_ffi.structural_equal(second.body, fastest.body) and not tvm_ffi.structural_equal(second.body, func.body)
+        assert tuner.schedule_that_builds(func, lambda f: False) is None
+        assert tuner.schedule_that_builds(_conv(16, 8, 32, epilogue="add.c"), lambda f: True) is not None  # same anchor, another epilogue
+    finally:
+        tuner.close()
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(func)[:-1]]
+    np.testing.assert_allclose(_run(second, inputs), _run(func, inputs), rtol=1e-4, atol=1e-4)
+
+
 def test_a_runaway_build_is_cut_off_and_its_worker_replaced(tmp_path: Path) -> None:
     import operator
     import time

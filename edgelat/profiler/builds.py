@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import asdict, dataclass, field
@@ -33,9 +34,12 @@ __all__ = [
     "build_kernel",
     "cache_key",
     "compile_kernel",
+    "compile_scheduled",
     "elf_machine",
     "gpu_device_code",
 ]
+
+log = logging.getLogger(__name__)
 
 # ELF e_machine values of the architectures edgelat builds for.
 ELF_MACHINES = {"x86_64": 62, "aarch64": 183, "arm64": 183, "armv7l": 40}
@@ -166,9 +170,9 @@ def _compile(req: BuildRequest, lib: Path, tuner: Any, tune_seconds: list[float]
     funcs = kernel_funcs(fused)
     prims = {name: funcs[name].with_attr("global_symbol", name) for name in dict.fromkeys(names)}
     kernels = [{"name": name, "args": [[[int(d) for d in p.shape], str(p.dtype)] for p in prims[name].params]} for name in names]
-    prims, searched = get_recipe(req.recipe).schedule(prims, tuner, req.trials)
+    scheduled, searched = get_recipe(req.recipe).schedule(prims, tuner, req.trials)
     tune_seconds.append(searched)
-    executable = tvm.compile(tvm.IRModule(prims), target=tvm.target.Target(req.target))
+    executable = compile_scheduled(tvm.IRModule(scheduled), prims, req.target, tuner)
     if req.cross_compiler:
         if shutil.which(req.cross_compiler) is None:
             raise BuildError(f"cross compiler {req.cross_compiler!r} not found; on Debian: apt-get install g++-aarch64-linux-gnu")
@@ -180,6 +184,54 @@ def _compile(req: BuildRequest, lib: Path, tuner: Any, tune_seconds: list[float]
     if want is not None and got != want:
         raise BuildError(f"built library has ELF machine {got}, expected {want} for {req.arch}")
     return kernels
+
+
+def compile_scheduled(mod: Any, unscheduled: Mapping[str, Any], target: dict[str, Any], tuner: Any = None) -> Any:
+    """``tvm.compile`` of ``mod``, whose kernels (PrimFuncs named as in ``unscheduled``) a recipe has scheduled.
+
+    A schedule replayed from another kernel's record (kernels share records by anchor block) can apply cleanly
+    yet leave IR that does not lower (seen: a swish epilogue's intermediate used before its definition). When
+    ``mod`` does not build, each scheduled kernel that does not build alone takes the fastest record of its
+    anchor that does (``tuner.schedule_that_builds``) or, where none does, stays as it came (untuned); then
+    ``mod`` is built again. Where no kernel is to blame, the first error stands."""
+    import tvm
+
+    try:
+        return tvm.compile(mod, target=tvm.target.Target(target))
+    except Exception:
+        gvs = {gv.name_hint: gv for gv in mod.functions}
+        broken = [name for name, func in unscheduled.items() if not mod[gvs[name]].same_as(func) and not _lowers(mod[gvs[name]], target)]
+        if not broken:
+            raise
+        untuned = []
+        for name in broken:
+            func = unscheduled[name]
+            other = tuner.schedule_that_builds(func, lambda f: _lowers(f, target)) if tuner is not None else None
+            if other is None:
+                untuned.append(name)
+                mod[gvs[name]] = func
+            else:
+                other = other.with_attr("global_symbol", name)
+                mod[gvs[name]] = other.with_attrs(func.attrs) if func.attrs else other
+        log.warning(
+            "%d tuned kernel(s) did not build with their anchor's fastest schedule: %d took the next that builds, %d stay untuned%s",
+            len(broken),
+            len(broken) - len(untuned),
+            len(untuned),
+            f" ({', '.join(untuned)})" if untuned else "",
+        )
+        return tvm.compile(mod, target=tvm.target.Target(target))
+
+
+def _lowers(func: Any, target: dict[str, Any]) -> bool:
+    """Whether a scheduled kernel builds on its own."""
+    import tvm
+
+    try:
+        tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=tvm.target.Target(target))
+    except Exception:  # noqa: BLE001 - any failure: it does not
+        return False
+    return True
 
 
 def gpu_device_code(op: str, config: dict[str, Any], gpu_target: dict[str, Any]) -> tuple[str, str]:

@@ -25,6 +25,7 @@ from edgelat.errors import AgentReplyError, BuildError
 from edgelat.ops import fuse, kernel_funcs
 from edgelat.ops.footprint import network_footprint
 from edgelat.ops.lowering import shape_of
+from edgelat.profiler.builds import compile_scheduled
 from edgelat.profiler.inventory import agent_session, get_device
 from edgelat.profiler.recipes import Recipe, first_line, get_recipe
 from edgelat.workspace import Workspace, measured_by
@@ -117,34 +118,12 @@ def build_network(
             fused[gv] = scheduled[name].with_attrs(func.attrs) if func.attrs else scheduled[name]
     inputs = _input_specs(mod)
     try:
-        try:
-            executable = tvm.compile(fused, target=tvm.target.Target(target))
-        except Exception:
-            # A schedule replayed from another kernel's record can apply cleanly yet leave IR that does not
-            # lower (seen: a swish epilogue's intermediate used before its definition). Such kernels are built
-            # as they came, untuned, and the network again; where none is to blame, the first error stands.
-            broken = [name for name, (gv, func) in prims.items() if scheduled[name] is not func and not _lowers(fused[gv], target)]
-            if not broken:
-                raise
-            log.warning("%d tuned kernel(s) did not build and stay untuned: %s", len(broken), ", ".join(broken))
-            for name in broken:
-                gv, func = prims[name]
-                fused[gv] = func
-            executable = tvm.compile(fused, target=tvm.target.Target(target))
+        executable = compile_scheduled(fused, {name: func for name, (_, func) in prims.items()}, target, tuner)
         out.parent.mkdir(parents=True, exist_ok=True)
         executable.export_library(str(out), fcompile=cc.cross_compiler(cross_compiler) if cross_compiler else None)
     except Exception as exc:  # noqa: BLE001 - surfaced as one clear error
         raise BuildError(f"could not build the network: {type(exc).__name__}: {first_line(exc)}") from exc
     return inputs
-
-
-def _lowers(func: Any, target: dict[str, Any]) -> bool:
-    """Whether a scheduled kernel builds on its own."""
-    try:
-        tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=tvm.target.Target(target))
-    except Exception:  # noqa: BLE001 - any failure: it does not
-        return False
-    return True
 
 
 def _input_specs(mod: tvm.IRModule) -> list[list[Any]]:

@@ -590,6 +590,11 @@ class KernelTuner:
         record = self.database.query_tuning_record(mod, self.target, "main")
         if record is None:
             return None
+        sch = self._apply(mod, record)
+        return sch if sch is not None else tvm.s_tir.Schedule(mod)
+
+    def _apply(self, mod: tvm.IRModule, record: Any) -> Any:
+        """``record``'s schedule applied to ``mod`` (None when it does not fit)."""
         if _is_untuned(record.trace):  # the untuned kernel was the fastest: kept as it is
             return tvm.s_tir.Schedule(mod)
         # MetaSchedule's anchor-trace scheduling assumes an anchor block (a conv, a matmul, a pool); a kernel of
@@ -606,7 +611,23 @@ class KernelTuner:
                 logger.debug("a tuning record does not apply to %s: %s", _anchor(mod), first_line(exc))
                 continue
             return sch
-        return tvm.s_tir.Schedule(mod)
+        return None
+
+    def schedule_that_builds(self, func: Any, builds: Callable[[Any], bool], tries: int = 16) -> Any:
+        """``func`` scheduled by the fastest of its anchor's records (up to ``tries``) whose schedule ``builds``;
+        None when none does.
+
+        Kernels share records by anchor block, so the fastest may be another kernel's: its schedule can apply
+        to this kernel's epilogue cleanly yet leave IR that does not lower (seen: a swish epilogue's
+        intermediate used before its definition). The next records, other kernels' or this one's own, often do."""
+        mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+        if not self.database.has_workload(mod):
+            return None
+        for record in self.database.get_top_k(self.database.commit_workload(mod), tries):
+            sch = self._apply(mod, record) if record.run_secs else None
+            if sch is not None and builds(sch.mod["main"]):
+                return sch.mod["main"]
+        return None
 
     def close(self) -> None:
         _OPEN_DATABASES[self.work_dir.resolve()] = (_files_signature(self.work_dir), self.database)  # its own commits
