@@ -150,6 +150,37 @@ def test_a_member_killed_mid_campaign_hands_its_share_to_the_other(ws: Workspace
 
 
 @pytest.mark.timings_ignored
+def test_a_member_gone_sick_restarts_its_agent_then_leaves_and_the_other_measures_its_failures(
+    ws: Workspace, fleet: inventory.Device, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member whose every kernel fails (a sick board or agent): its agent is restarted after ``failure_streak``
+    failures in a row; at twice that it leaves, its failures are forgotten and the other member measures them."""
+    import dataclasses
+
+    from edgelat.profiler import campaign, fleet as fleet_module
+
+    sick = fleet.members[1]
+    measure, restart = campaign._measure_one, campaign._Session.restart_agent
+    restarts: list[str] = []
+
+    def measure_one(session, built, cfg):  # type: ignore[no-untyped-def]
+        return {"status": "failed", "error": "sick"} if session.device.name == sick else measure(session, built, cfg)
+
+    def restart_agent(session):  # type: ignore[no-untyped-def]
+        restarts.append(session.device.name)
+        restart(session)
+
+    monkeypatch.setattr(fleet_module, "_measure_one", measure_one)
+    monkeypatch.setattr(campaign._Session, "restart_agent", restart_agent)
+    result, report = profile_group(ws, fleet, dataclasses.replace(QUICK, failure_streak=2))
+    rows = _rows(ws, result.campaign_id)
+    assert (result.status, result.measured, result.failed) == ("done", 16, 0)
+    assert len(rows) == 16 and {member for _, member, _ in rows} == {fleet.members[0]}
+    assert restarts == [sick] and report.rows == {fleet.members[0]: 16, sick: 0}
+    assert report.dropped == {sick: "4 kernels in a row failed on it, the last with: sick"}
+
+
+@pytest.mark.timings_ignored
 def test_a_fleet_campaign_resumes_with_whichever_members_answer(ws: Workspace, fleet: inventory.Device) -> None:
     def unplug_both(member: str, measured: int) -> None:
         if measured == 2:

@@ -174,6 +174,11 @@ def test_the_service_answers_curl_httpx_and_the_client_as_predict_does(served: S
     not_json = _post(f"{served.url}/v1/devices/local/predict/archs", headers={**served.auth, "Content-Type": "application/json"}, content=b"{")
     assert not_json.status_code == 422
     assert _get(f"{served.url}/v1/nothing", headers=served.auth).status_code == 404
+    # The page's form answers with the status the JSON route gives the same error (an unknown device: 404).
+    page_unknown = _post(f"{served.url}/predict", headers=served.auth, data={"device": "nowhere"}, files={"model": ("m.onnx", onnx.read_bytes())})
+    assert page_unknown.status_code == 404 and "nowhere" in page_unknown.text
+    page_no_file = _post(f"{served.url}/predict", headers=served.auth, data={"device": "local"})
+    assert page_no_file.status_code == 400 and "choose an ONNX file" in page_no_file.text
     assert served.alive()
     again = _post(f"{served.url}/v1/devices/local/predict", headers=served.auth, files={"model": ("m.onnx", onnx.read_bytes())})
     assert again.status_code == 200 and again.json()["total_ms"] == in_process.total_ms

@@ -4,7 +4,9 @@ Every member runs the same loop in its own thread: take the next planned config,
 the main thread, which stores it with the member's name (SQLite is written from one thread). Builds come
 from one shared :class:`~edgelat.profiler.builds.Builder` (local processes or a Dask cluster). A member
 that drops (its connection cannot be reopened) gives its config back and the others finish the plan;
-``resume=True`` continues the group's unfinished campaign with whichever members answer.
+``resume=True`` continues the group's unfinished campaign with whichever members answer. A member gone sick
+(``failure_streak`` kernels in a row failing on it) has its agent restarted; at twice as many it leaves the
+campaign, its run of failures is forgotten and those configs go back to the others.
 
 Before and after, every member times the same sentinel kernels (the plan's first config of each of up to
 three op kinds). A member whose sentinels sit more than :data:`SENTINEL_TOLERANCE` from the group's median
@@ -33,6 +35,7 @@ from edgelat.profiler.campaign import (
     ProfileConfig,
     Progress,
     _count_failed,
+    _forget,
     _measure_one,
     _Session,
     _set_status,
@@ -224,6 +227,11 @@ def profile_group(
                     elif kind == "sentinels":
                         phase, times = payload
                         _store_sentinels(ws, campaign_id, member, phase, times)
+                    elif kind == "forget":  # a sick member's run of failures: measured again by the others
+                        _forget(ws, campaign_id, payload)
+                        report.rows[member] -= len(payload)
+                        progress.done -= len(payload)
+                        progress.failed -= len(payload)
                     elif kind == "dropped":
                         report.dropped[member] = payload
                         log.warning("%s left the campaign: %s", member, payload)
@@ -237,7 +245,8 @@ def profile_group(
         if status == "done" and measured < len(plan_ids):
             _set_status(ws, campaign_id, "interrupted")
             lost = ", ".join(f"{m} ({why})" for m, why in report.dropped.items())
-            raise CampaignInterrupted(campaign_id, f"every member of {group.name} left before the plan was done: {lost}")
+            who = "every member" if len(report.dropped) == len(members) else "members"
+            raise CampaignInterrupted(campaign_id, f"{who} of {group.name} left before the plan was done: {lost}")
         _judge_sentinels(ws, campaign_id, report)
         _set_status(ws, campaign_id, status)
         return campaign_result(ws, campaign_id, group.name, cfg.recipe, status, len(plan_ids), progress.started), report
@@ -269,6 +278,7 @@ def _member_loop(
     """One member's share of the campaign, in its own thread; everything it learns goes to ``results``."""
     session = _Session(ws, member, threads)
     measured = 0
+    streak: list[tuple[str, Future[BuiltKernel]]] = []  # what failed on this member since its last success
     try:
         session.open()
         agent_version = session.agent.hello.get("agent_version") if session.agent else None
@@ -277,19 +287,30 @@ def _member_loop(
             item = work.take()
             if item is None:
                 break
+            cid, future = item
             try:
                 if fault is not None:
                     fault(member.name, measured)
-                cid, future = item
                 built = future.result()
                 values = _measure_one(session, built, cfg)
+                results.put(("row", member.name, (cid, built, values, agent_version)))
+                measured += 1
+                streak = [] if values["status"] in ("ok", "build_failed") else [*streak, item]  # (a build's failure is not the member's)
+                if len(streak) >= 2 * cfg.failure_streak:  # sick: its run of failures goes back to the others
+                    results.put(("forget", member.name, [c for c, _ in streak]))  # (before another member stores them again)
+                    for taken in streak:
+                        work.give_back(taken)
             except TransportError:
                 work.give_back(item)
                 raise
             finally:
-                work.done()
-            results.put(("row", member.name, (cid, built, values, agent_version)))
-            measured += 1
+                work.done()  # (after a give-back: the others wait for it, not finding the plan done)
+            if len(streak) == cfg.failure_streak:
+                session.restart_agent()
+            elif len(streak) >= 2 * cfg.failure_streak:
+                last = str(values.get("error") or values["status"])[:300]
+                results.put(("dropped", member.name, f"{len(streak)} kernels in a row failed on it, the last with: {last}"))
+                return
         if not stop.is_set():
             results.put(("sentinels", member.name, ("after", _time_sentinels(session, sentinel_builds, cfg))))
     except TransportError as exc:

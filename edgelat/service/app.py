@@ -412,6 +412,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         device = _text(form, "device") or ""
         upload = form.get("model")
         context: dict[str, Any] = {"device": device, "filename": getattr(upload, "filename", None), "prediction": None, "error": None}
+        status = 200
         try:
             if upload is None or isinstance(upload, str) or not upload.filename:
                 raise UsageError("choose an ONNX file to upload")
@@ -420,9 +421,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 _predict_upload, device, data, upload.filename, _text(form, "input_shape"), None, False
             )
             context["described"] = await worker.run(_describe, context["prediction"]["kernels"])
-        except EdgelatError as exc:
-            context["error"] = str(exc)
-        status = 200 if context["error"] is None else 400
+        except EdgelatError as exc:  # shown on the page, with the status the JSON routes give it
+            context["error"], status = str(exc), _status(exc)
         return templates.TemplateResponse(request, "prediction.html", context, status_code=status)
 
     return app
