@@ -157,7 +157,8 @@ def test_a_member_gone_sick_restarts_its_agent_then_leaves_and_the_other_measure
     failures in a row; at twice that it leaves, its failures are forgotten and the other member measures them."""
     import dataclasses
 
-    from edgelat.profiler import campaign, fleet as fleet_module
+    from edgelat.profiler import campaign
+    from edgelat.profiler import fleet as fleet_module
 
     sick = fleet.members[1]
     measure, restart = campaign._measure_one, campaign._Session.restart_agent
