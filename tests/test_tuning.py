@@ -141,7 +141,8 @@ def test_a_kernel_no_schedule_beats_stays_untuned(tmp_path: Path) -> None:
         return [1e-6] if len(calls) == 1 else [1.0]
 
     func = _conv(16, 8, 32)
-    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure)
+    # (Seeded: a source lends its best schedule only, and some of the search's random picks do not transfer.)
+    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, seed=0)
     try:
         outcome = tuner.tune(func, 4)
         assert outcome.searched and len(calls) > 1  # the search ran, and timed its candidates
@@ -151,6 +152,31 @@ def test_a_kernel_no_schedule_beats_stays_untuned(tmp_path: Path) -> None:
         assert tuner.tune(_conv(24, 6, 40), 4).transferred >= 1
     finally:
         tuner.close()
+
+
+@pytest.mark.parametrize("keep_share", [0.0, 0.5])
+def test_a_transfer_far_short_of_what_its_source_reached_is_searched_past_when_asked(tmp_path: Path, keep_share: float) -> None:
+    """A transferred schedule 10x faster than untuned code is kept unsearched by the speedup rule alone; asked to
+    reach half its source's throughput (anchor iterations a second), one at a hundredth is searched past.
+    (Timings made up: the source's tuned schedules take 1 ms, the transferred one 100 ms, untuned code 1 s.)"""
+    phase, calls = ["source"], [0]
+
+    def measure(path: str, args: list[list[Any]]) -> list[float]:
+        calls[0] += 1
+        if calls[0] == 1:
+            return [1.0]  # each kernel's untuned code, timed first
+        return [1e-3] if phase[0] == "source" else [0.1]
+
+    source, near = _conv(32, 14, 64), _conv(48, 10, 96)  # of about the same work: 401k and 461k anchor iterations
+    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, keep_share=keep_share)
+    try:
+        assert tuner.tune(source, 4).searched
+        phase[0], calls[0] = "near", 0
+        outcome = tuner.tune(near, 4)
+    finally:
+        tuner.close()
+    assert outcome.transferred >= 1
+    assert (outcome.kept_transfer, outcome.searched) == ((True, False) if keep_share == 0.0 else (False, True))
 
 
 def test_a_record_that_anchor_scheduling_refuses_is_replayed_or_left_untuned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,7 @@ import inspect
 import logging
 import math
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -360,24 +361,30 @@ class KernelTuner:
         search: str = "small",
         transfers: int = 4,
         keep_speedup: float = 1.5,
+        keep_share: float = 0.0,
         builder: Any = None,
         per_round: int = 16,
         representatives: Representatives | None = None,
+        seed: int | None = None,
     ) -> None:
         """``builder``: a :class:`edgelat.profiler.builds.Builder` whose workers build candidates (default: this process).
         ``per_round``: candidates the search proposes, builds and times per round (MetaSchedule's default is 64;
         small budgets are better spent in more, smaller rounds).
         ``representatives``: search a kernel far from every representative of its anchor long (it becomes one),
-        the others ``trials`` at most; None: every kernel the same."""
+        the others ``trials`` at most; None: every kernel the same.
+        ``seed``: MetaSchedule's random state (None: a fresh one per search; the candidates' timings vary anyway)."""
         self.search = search
+        self.seed = seed
         SEARCH_SETTINGS.get(search)  # an unknown name fails here, not at the first search
         self.per_round = per_round
         self.representatives = representatives
         import_tensor_intrinsics()
         # How many tuned kernels' schedules a new kernel tries first, and how much faster than its untuned
-        # code the best of them must be to be kept without a search.
+        # code the best of them must be to be kept without a search; and what share of the throughput its
+        # sources reached (the median of theirs, in anchor iterations a second) it must reach too.
         self.transfers = transfers
         self.keep_speedup = keep_speedup
+        self.keep_share = keep_share
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.target = tvm.target.Target({**target, "num-cores": threads})
@@ -475,6 +482,7 @@ class KernelTuner:
                 num_tuning_cores=1,
                 module_equality=MODULE_EQUALITY,
                 strategy=SEARCH_SETTINGS.get(search)(trials),
+                seed=self.seed,
             )
         self._remember(mod)
         return trials
@@ -490,12 +498,14 @@ class KernelTuner:
         untuned one too (:func:`_untuned`), so a kernel no schedule beats stays untuned in a tuned build,
         whatever a search finds later. Returns how many schedules were transferred, and whether the best was
         ``keep_speedup`` times faster than the untuned kernel (then no search is needed: a schedule that only
-        matches untuned code is not worth keeping unsearched).
+        matches untuned code is not worth keeping unsearched) and reached ``keep_share`` of its sources'
+        median throughput (anchor iterations a second: how far it is from what its neighbours reached).
         """
         from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
         anchor = _anchor(mod)
         picked: list[Any] = []
+        reached: list[float] = []  # the throughput of each source picked: anchor iterations per second
         if anchor is not None:
             name, extents = anchor
             sources = sorted(
@@ -514,6 +524,7 @@ class KernelTuner:
                 except Exception:  # noqa: BLE001 - a schedule that does not fit these loops: not a source
                     continue
                 picked.append(sch)
+                reached.append(math.prod(source.extents) / source.seconds)
         args = ArgInfo.from_prim_func(mod["main"])
         candidates = [_untuned(mod), *picked]
         built = self.builder.build([ms.builder.BuilderInput(sch.mod, self.target) for sch in candidates])
@@ -524,7 +535,12 @@ class KernelTuner:
                 self.database.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, runs, self.target, args))
         self._remember(mod)
         untuned, best = (min((sum(r) / len(r) for r in rs if r), default=math.inf) for rs in (seconds[:1], seconds[1:]))
-        return len(picked), math.isfinite(best) and best * self.keep_speedup <= untuned
+        if not math.isfinite(best) or best * self.keep_speedup > untuned:
+            return len(picked), False
+        # Far short of what its neighbours reached, a transferred schedule is searched past even when it beats
+        # untuned code (untuned dense convolutions are so slow that almost any schedule does).
+        assert anchor is not None
+        return len(picked), math.prod(anchor[1]) / best >= self.keep_share * statistics.median(reached)
 
     def _time(self, built: ms.builder.BuilderResult, args: list[Any]) -> list[float]:
         """Seconds per repeat of one built candidate on the device ([] when it failed to build or run)."""
