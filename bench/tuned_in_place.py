@@ -2,8 +2,8 @@
 profiler, one run) beside its prediction, and whether the workspace's tuned profile measured that kernel
 itself (its kind and config) or the model extrapolated to it.
 
-Usage: python bench/tuned_in_place.py --workspace WS [--networks ghostnet_100@96,mnasnet_050@128] [--trials 16]
-Writes bench/out/tuned_in_place.{json,csv}.
+Usage: python bench/tuned_in_place.py --workspace WS [--networks ghostnet_100@96,mnasnet_050@128] [--trials 16] [--stem tuned_in_place]
+Writes bench/out/STEM.{json,csv}.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--networks", default="ghostnet_100@96,mnasnet_050@128")
     parser.add_argument("--device", default="local")
     parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--stem", default="tuned_in_place", help="Output file name in bench/out (without suffix).")
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
     summary: dict[str, Any] = {}
@@ -71,7 +72,7 @@ def main() -> None:
                           for op in sorted({r["op"] for r in mine}) for sub in [[r for r in mine if r["op"] == op]]},
             }  # fmt: skip
             print(json.dumps({name: summary[name]}, indent=1), flush=True)
-    write_outputs("tuned_in_place", summary, rows)
+    write_outputs(args.stem, summary, rows)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,9 @@ def test_two_processes_never_run_one_campaign_and_a_killed_one_is_taken_over(tmp
                     if ws.store.scalar("SELECT COUNT(*) FROM measurements") >= 3:
                         break
             time.sleep(0.5)
+        # Held still (its lease runs on, at least 45 s from its last renewal), so it cannot finish its plan while the
+        # second process starts: on a fast machine it did, and there was nothing left to take over.
+        os.kill(first.pid, signal.SIGSTOP)
         second = subprocess.run([*base, "--resume"], capture_output=True, text=True, timeout=120)
         assert second.returncode == 2 and "is being run by" in second.stderr and f":{first.pid}" in second.stderr, second.stderr
         assert len(second.stderr.strip().splitlines()) <= 2  # one line (rich may fold it)

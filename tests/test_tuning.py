@@ -141,7 +141,7 @@ def test_a_kernel_no_schedule_beats_stays_untuned(tmp_path: Path) -> None:
         return [1e-6] if len(calls) == 1 else [1.0]
 
     func = _conv(16, 8, 32)
-    # (Seeded: a source lends its best schedule only, and some of the search's random picks do not transfer.)
+    # (Seeded: some of the search's random picks do not transfer, and all of them tie here.)
     tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, seed=0)
     try:
         outcome = tuner.tune(func, 4)
@@ -150,6 +150,30 @@ def test_a_kernel_no_schedule_beats_stays_untuned(tmp_path: Path) -> None:
         assert tvm_ffi.structural_equal(outcome.func.body, func.body)  # untuned: no schedule applied
         # Its searched schedules, slower than untuned code here, are still lent to a kernel of another shape.
         assert tuner.tune(_conv(24, 6, 40), 4).transferred >= 1
+    finally:
+        tuner.close()
+
+
+def test_a_source_whose_fastest_schedule_does_not_fit_lends_its_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Transfer tries a source's next fastest schedules where its fastest does not fit the new kernel's loops (here:
+    its tiles refit to nothing, once), instead of passing the source over."""
+    import edgelat.profiler.tuning as tuning
+
+    times = iter(range(1, 1000))
+    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, lambda path, args: [1e-3 * next(times)], seed=0)
+    refit, refits = tuning._refit, []
+
+    def first_fails(trace: Any, *args: Any) -> Any:
+        refits.append(trace)
+        return None if len(refits) == 1 else refit(trace, *args)
+
+    try:
+        assert tuner.tune(_conv(16, 8, 32), 4).searched
+        (source,) = tuner._source_index().values()
+        assert len(source.ranked) >= 2 and [s for s, _ in source.ranked] == sorted(s for s, _ in source.ranked)
+        monkeypatch.setattr(tuning, "_refit", first_fails)
+        assert tuner.tune(_conv(24, 6, 40), 4).transferred == 1
+        assert len(refits) >= 2 and [str(t) for t in refits[:2]] == [str(r.trace) for _, r in source.ranked[:2]]
     finally:
         tuner.close()
 

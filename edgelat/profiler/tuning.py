@@ -324,15 +324,29 @@ def _is_untuned(trace: Any) -> bool:
     return all(inst.kind.name in ("GetSBlock", "GetLoops") for inst in trace.insts)
 
 
+# How many of a source's fastest schedules a new kernel may try, fastest first: the fastest may not fit the new
+# loops (its tiles refit to no divisor, or the trace does not apply), the next often does.
+LENT_PER_SOURCE = 3
+
+
 @dataclass
 class _Source:
-    """A tuned workload whose best schedule other kernels may try: what picking it needs, computed once."""
+    """A tuned workload whose fastest schedules other kernels may try: what picking it needs, computed once."""
 
-    record: Any  # its best ms.database.TuningRecord
-    seconds: float
+    ranked: list[tuple[float, Any]]  # (mean seconds, ms.database.TuningRecord), fastest first, LENT_PER_SOURCE at most
     anchor: str
     extents: tuple[int, ...]
     records: int  # measured records of its workload: how long it was searched
+
+    @property
+    def seconds(self) -> float:
+        return float(self.ranked[0][0])
+
+    def offer(self, seconds: float, record: Any) -> None:
+        """Rank ``record`` among the kept ones (a record already kept, the same trace, is not kept twice)."""
+        if any(r is record or (s == seconds and str(r.trace) == str(record.trace)) for s, r in self.ranked):
+            return
+        self.ranked = sorted([*self.ranked, (seconds, record)], key=lambda sr: sr[0])[:LENT_PER_SOURCE]
 
 
 @dataclass(frozen=True)
@@ -491,9 +505,10 @@ class KernelTuner:
         """Try the best schedules of kernels already tuned, of the same anchor but other shapes, on ``mod``.
 
         The sources are tuned workloads with the same anchor block (:func:`_anchor`), nearest first
-        (:func:`shape_distance`); each one's best trace gets its tile sizes snapped to divisors of the new loop
+        (:func:`shape_distance`); each one's fastest trace gets its tile sizes snapped to divisors of the new loop
         extents (:func:`_refit`) and is applied with MetaSchedule's anchor-trace scheduling (the new kernel's
-        epilogue inlined as it needs), skipping traces that do not apply, until ``transfers`` did. Those are
+        epilogue inlined as it needs); where it does not apply, the source's next fastest is tried
+        (``LENT_PER_SOURCE`` in all), until ``transfers`` sources lent one. Those are
         built, with ``mod`` untuned, in one batch, and timed on the device; all are kept as records, the
         untuned one too (:func:`_untuned`), so a kernel no schedule beats stays untuned in a tuned build,
         whatever a search finds later. Returns how many schedules were transferred, and whether the best was
@@ -515,13 +530,8 @@ class KernelTuner:
             for source in sources:
                 if len(picked) == self.transfers:
                     break
-                trace = _refit(source.record.trace, extents, name)
-                if trace is None:
-                    continue
-                sch = tvm.s_tir.Schedule(mod)
-                try:
-                    ms.trace_apply.schedule_using_anchor_trace(sch, trace, self.target)
-                except Exception:  # noqa: BLE001 - a schedule that does not fit these loops: not a source
+                sch = self._lend(source, mod, extents, name)
+                if sch is None:
                     continue
                 picked.append(sch)
                 reached.append(math.prod(source.extents) / source.seconds)
@@ -541,6 +551,20 @@ class KernelTuner:
         # untuned code (untuned dense convolutions are so slow that almost any schedule does).
         assert anchor is not None
         return len(picked), math.prod(anchor[1]) / best >= self.keep_share * statistics.median(reached)
+
+    def _lend(self, source: _Source, mod: tvm.IRModule, extents: tuple[int, ...], anchor: str) -> Any:
+        """``mod`` scheduled by the fastest of ``source``'s kept schedules that fits its loops (None if none does)."""
+        for _, record in source.ranked:
+            trace = _refit(record.trace, extents, anchor)
+            if trace is None:
+                continue
+            sch = tvm.s_tir.Schedule(mod)
+            try:
+                ms.trace_apply.schedule_using_anchor_trace(sch, trace, self.target)
+            except Exception:  # noqa: BLE001 - a schedule that does not fit these loops: try the source's next
+                continue
+            return sch
+        return None
 
     def _time(self, built: ms.builder.BuilderResult, args: list[Any]) -> list[float]:
         """Seconds per repeat of one built candidate on the device ([] when it failed to build or run)."""
@@ -573,13 +597,16 @@ class KernelTuner:
         key = int(tvm_ffi.structural_hash(record.workload.mod))
         known = self._sources.get(key)
         seconds = sum(float(t) for t in record.run_secs) / len(record.run_secs)
-        if _is_untuned(record.trace) or (known is not None and known.seconds <= seconds):  # nothing (better) to replay
-            if known is not None:
-                known.records = counts.get(key, known.records)
+        if known is not None:
+            known.records = counts.get(key, known.records)
+        if _is_untuned(record.trace):  # no schedule to lend
+            return
+        if known is not None:
+            known.offer(seconds, record)
             return
         anchor = _anchor(record.workload.mod)
         if anchor is not None:
-            self._sources[key] = _Source(record, seconds, anchor[0], anchor[1], counts.get(key, 1))
+            self._sources[key] = _Source([(seconds, record)], anchor[0], anchor[1], counts.get(key, 1))
 
     def _remember(self, mod: tvm.IRModule) -> None:
         """Make ``mod``'s best record (just tuned or transferred) a source for the kernels after it."""
@@ -590,8 +617,8 @@ class KernelTuner:
         records = [r for r in self.database.get_top_k(self.database.commit_workload(mod), 1 << 30) if r.run_secs]
         if records:
             counts = {int(tvm_ffi.structural_hash(records[0].workload.mod)): len(records)}
-            # The best record may be the untuned kernel's (no schedule to lend): the best tuned one after it is.
-            for record in records[:2]:
+            # The best record may be the untuned kernel's (no schedule to lend): the tuned ones after it are.
+            for record in records[: LENT_PER_SOURCE + 1]:
                 self._add_source(record, counts)
 
     def best_seconds(self, func: Any) -> float:
