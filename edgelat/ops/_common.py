@@ -56,19 +56,6 @@ def perturb(rng: np.random.Generator, value: int, *, spread: float = 0.5, multip
     return int(max(lo, min(hi, scaled)))
 
 
-# Networks run at the input resolution their user picks (64-224 px on edge devices), and resolution scales
-# every layer's spatial extents together, channels unchanged: a seed's extents (from networks at 128 and 192
-# px) are scaled by a factor drawn log-uniformly from this range. Low resolutions leave late layers a few
-# pixels wide under hundreds of channels, where a tuned kernel is bound by streaming its weights.
-RESOLUTION_SCALE = (0.5, 1.3)
-
-
-def at_resolution(rng: np.random.Generator, extent: int, *, lo: int = 1) -> int:
-    """A seed's spatial ``extent`` in the same network run at another input resolution (``RESOLUTION_SCALE``)."""
-    factor = math.exp(rng.uniform(math.log(RESOLUTION_SCALE[0]), math.log(RESOLUTION_SCALE[1])))
-    return int(max(lo, round(extent * factor)))
-
-
 def log_uniform_int(rng: np.random.Generator, lo: int, hi: int, multiple: int = 1) -> int:
     value = math.exp(rng.uniform(math.log(lo), math.log(hi)))
     return int(max(lo, round(value / multiple) * multiple))
@@ -78,35 +65,11 @@ def choice(rng: np.random.Generator, options: Sequence[Any]) -> Any:
     return options[int(rng.integers(len(options)))]
 
 
-def pick_seed(
-    rng: np.random.Generator, seeds: Sequence[Config], p_seed: float = 0.8, *, even_by: Callable[[Config], float] | None = None
-) -> Config | None:
-    """A real-network configuration to start from, or None to draw from scratch.
-
-    ``even_by``: half the picks take a power-of-two bin of this size (weight bytes, say) uniformly first, then a
-    seed in it, so the sizes real networks have few of (the widest layers) are drawn as often as the rest."""
-    if not seeds or rng.random() >= p_seed:
-        return None
-    if even_by is not None and rng.random() < 0.5:
-        bins = _size_bins(seeds, even_by)
-        members = bins[int(rng.integers(len(bins)))]
-        return dict(seeds[members[int(rng.integers(len(members)))]])
-    return dict(seeds[int(rng.integers(len(seeds)))])
-
-
-# Seed list and size function -> the list's bins. The list itself is kept with them, so its id is not reused.
-_BINS: dict[tuple[int, Callable[[Config], float]], tuple[Sequence[Config], list[list[int]]]] = {}
-
-
-def _size_bins(seeds: Sequence[Config], size: Callable[[Config], float]) -> list[list[int]]:
-    """The indices of ``seeds`` grouped by power-of-two bin of ``size`` (kept per seed list: a plan draws thousands)."""
-    key = (id(seeds), size)
-    if key not in _BINS or _BINS[key][0] is not seeds or len(seeds) != sum(map(len, _BINS[key][1])):
-        groups: dict[int, list[int]] = {}
-        for i, cfg in enumerate(seeds):
-            groups.setdefault(int(math.floor(math.log2(max(size(cfg), 1.0)))), []).append(i)
-        _BINS[key] = (seeds, [groups[b] for b in sorted(groups)])
-    return _BINS[key][1]
+def pick_seed(rng: np.random.Generator, seeds: Sequence[Config], p_seed: float = 0.8) -> Config | None:
+    """A real-network configuration to start from, or None to draw from scratch."""
+    if seeds and rng.random() < p_seed:
+        return dict(seeds[int(rng.integers(len(seeds)))])
+    return None
 
 
 def numel(shape: Sequence[int]) -> int:

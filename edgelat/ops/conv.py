@@ -14,7 +14,6 @@ from edgelat.ops._common import (
     CONV_EPILOGUES,
     SPATIAL,
     Config,
-    at_resolution,
     choice,
     log_uniform_int,
     loop_features,
@@ -59,8 +58,7 @@ class Conv2d(OpSpec):
 
     def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
         for _ in range(100):
-            # Dense convolutions: weight sizes drawn evenly, the widest (weight-bound once tuned) as often as the rest.
-            seed = pick_seed(rng, seeds, even_by=None if self.depthwise else self._weight_bytes)
+            seed = pick_seed(rng, seeds)
             cfg = self._draw(rng, seed)
             cap = MAX_SAMPLED_FLOPS if seed is None else MAX_SEEDED_FLOPS
             if self.features(cfg)["flops"] <= cap and out_size(cfg["h"], cfg["k"], cfg["stride"], cfg["pad"], cfg["dilation"]) >= 1:
@@ -69,7 +67,7 @@ class Conv2d(OpSpec):
 
     def _draw(self, rng: np.random.Generator, seed: Config | None) -> Config:
         if seed is not None:
-            hw = at_resolution(rng, seed["h"], lo=max(seed["k"], 2))
+            hw = perturb(rng, seed["h"], spread=0.3, lo=max(seed["k"], 2))
             if self.depthwise:
                 c = perturb(rng, seed["cin"], multiple=8 if seed["cin"] >= 16 else 1)
                 return {**seed, "h": hw, "w": hw, "cin": c, "cout": c, "groups": c}
@@ -123,10 +121,6 @@ class Conv2d(OpSpec):
             return b.epilogue(y, cfg["epilogue"], x_shape=(cfg["n"], cfg["cout"], *self._out_hw(cfg)), anchor_input=x)
 
         return EpilogueBuilder().build(body)
-
-    @staticmethod
-    def _weight_bytes(cfg: Mapping[str, Any]) -> float:
-        return 4.0 * cfg["cout"] * (cfg["cin"] // cfg["groups"]) * cfg["k"] * cfg["k"]
 
     @staticmethod
     def _out_hw(cfg: Mapping[str, Any]) -> tuple[int, int]:
