@@ -151,7 +151,7 @@ def resample(training: dict[str, list[dict[str, Any]]], n: int, nets: dict[str, 
         for _ in range(times):
             pick = rng.choice(n, size=int(0.8 * n), replace=False)
             model = KernelLatencyRegressor().fit(X.iloc[pick].reset_index(drop=True), y[pick])
-            pred = dict(zip([cid for cid, _ in distinct], model.predict(X_all)))
+            pred = dict(zip([cid for cid, _ in distinct], model.predict(X_all), strict=True))
             p_all = np.array([pred[cid] for cid, _ in distinct])
             figures.setdefault("rmspe_all", []).append(accuracy_metrics(y_all, p_all)["rmspe"])
             figures.setdefault("rmspe_heavy", []).append(accuracy_metrics(y_all[heavy], p_all[heavy])["rmspe"])
