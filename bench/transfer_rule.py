@@ -1,5 +1,7 @@
-"""When a transferred schedule is kept without a search: beating untuned code (1.5x) alone, or also reaching a share
-of the throughput its sources reached (``KernelTuner(keep_share=...)``).
+"""Two ways of tuning networks from the same start, timed side by side. ``--compare share`` (the default): when a
+transferred schedule is kept without a search, beating untuned code (1.5x) alone, or also reaching a share
+of the throughput its sources reached (``KernelTuner(keep_share=...)``). ``--compare caches``: MetaSchedule's
+candidates (searched and transferred) timed warm, or the way the tuned recipe times its kernels (``llc``).
 
 Untuned dense convolutions are so slow that almost any transferred schedule beats them 1.5x, so a kernel can keep a
 schedule far worse than its neighbours' without being searched. This bench builds networks tuned both ways from the
@@ -12,9 +14,9 @@ same start and times them side by side:
    ``--trials`` where they fall short by that way's rule (new representatives are searched as in 1.);
 3. the networks built each way timed on `local` (one thread), alternating, ``--rounds`` times; medians.
 
-Usage: python bench/transfer_rule.py [--networks resnet18@96,mobilenetv2_100@160] [--keep-share 0.5] [--trials 16]
-       [--rep-trials 256] [--rounds 5] [--state DIR]
-Writes bench/out/transfer_rule.{json,csv}. The databases stay in ``--state`` (default ~/.cache/edgelat-transfer-rule):
+Usage: python bench/transfer_rule.py [--compare share|caches] [--networks resnet18@96,mobilenetv2_100@160]
+       [--keep-share 0.5] [--trials 16] [--rep-trials 256] [--rounds 5] [--state DIR]
+Writes bench/out/transfer_rule.{json,csv} (``--compare caches``: candidate_caches.{json,csv}). The databases stay in ``--state`` (default ~/.cache/edgelat-transfer-rule):
 a rerun reuses step 1's representatives.
 """
 
@@ -46,7 +48,15 @@ from edgelat.workspace import open_workspace  # noqa: E402
 
 
 def build_all(
-    ws: Any, agent: Any, networks: list[tuple[str, Any, int]], db: Path, out: Path, keep_share: float, trials: int, reps: Representatives
+    ws: Any,
+    agent: Any,
+    networks: list[tuple[str, Any, int]],
+    db: Path,
+    out: Path,
+    keep_share: float,
+    trials: int,
+    reps: Representatives,
+    caches: str = "warm",
 ) -> dict[str, dict[str, Any]]:
     """Each network built tuned into ``out``/NAME.so through one tuner on ``db``: tuning seconds and what each kernel did."""
     device = get_device(ws, "local")
@@ -54,7 +64,7 @@ def build_all(
     found: dict[str, dict[str, Any]] = {}
     with Builder(ws.cache_dir) as workers:
         tuner = KernelTuner(
-            db, target, 1, None, lambda p, a: agent.time_library(Path(p), a), builder=workers,
+            db, target, 1, None, lambda p, a: agent.time_library(Path(p), a, caches=caches), builder=workers,
             representatives=reps, keep_share=keep_share,
         )  # fmt: skip
         outcomes: list[TuneOutcome] = []
@@ -110,6 +120,7 @@ def keep_representatives(src: Path, dst: Path, min_records: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compare", choices=("share", "caches"), default="share")
     parser.add_argument("--networks", default="resnet18@96,mobilenetv2_100@160", help="as `edgelat validate --zoo`")
     parser.add_argument("--keep-share", type=float, default=0.5)
     parser.add_argument("--trials", type=int, default=16)
@@ -120,7 +131,7 @@ def main() -> None:
     networks = validation_networks(args.networks)
     reps = Representatives(trials=args.rep_trials)
     args.state.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"networks": args.networks, "keep_share": args.keep_share, "trials": args.trials}
+    summary: dict[str, Any] = {"networks": args.networks, "compare": args.compare, "keep_share": args.keep_share, "trials": args.trials}
     rows: list[dict[str, Any]] = []
     with open_workspace(args.state / "ws") as ws:
         device = get_device(ws, "local")
@@ -132,13 +143,17 @@ def main() -> None:
                 summary["representatives_build"] = build_all(ws, agent, networks, first / "db", first / "libs", 0.0, args.trials, reps)
                 summary["representatives_s"] = time.perf_counter() - start
                 summary["representatives"] = keep_representatives(first / "db", args.state / "representatives", reps.trials // 2)
-            ways = {"speedup": 0.0, f"speedup+share{args.keep_share:g}": args.keep_share}
+            # Each way: (keep_share, how candidates are timed).
+            if args.compare == "share":
+                ways = {"speedup": (0.0, "warm"), f"speedup+share{args.keep_share:g}": (args.keep_share, "warm")}
+            else:
+                ways = {"candidates-warm": (0.0, "warm"), "candidates-llc": (0.0, get_recipe("tuned").caches)}
             libs: dict[str, Path] = {}
-            for way, share in ways.items():
+            for way, (share, caches) in ways.items():
                 work = args.state / way
                 shutil.rmtree(work, ignore_errors=True)
                 shutil.copytree(args.state / "representatives", work / "db")
-                summary[way] = build_all(ws, agent, networks, work / "db", work / "libs", share, args.trials, reps)
+                summary[way] = build_all(ws, agent, networks, work / "db", work / "libs", share, args.trials, reps, caches)
                 libs[way] = work / "libs"
             # Side by side: each network's builds timed alternately.
             for name, _, resolution in networks:
@@ -154,7 +169,7 @@ def main() -> None:
                 for way in ways:
                     rows.append({"network": name, "way": way, "ms": statistics.median(times[way]), **summary[way][name]})
                     print(rows[-1], flush=True)
-    write_outputs("transfer_rule", summary, rows)
+    write_outputs("transfer_rule" if args.compare == "share" else "candidate_caches", summary, rows)
 
 
 if __name__ == "__main__":

@@ -341,3 +341,53 @@ def test_representatives_are_searched_long_and_the_kernels_near_them_take_their_
         assert KernelTuner(tmp_path / "db2", {"kind": "llvm"}, 1, None, measure, representatives=reps).needs_representative(near)
     finally:
         again.close()
+
+
+@pytest.mark.timed
+def test_candidates_are_timed_with_the_cache_state_asked_for(tmp_path: Path) -> None:
+    """MetaSchedule's candidates go through ``time_library``; the tuned recipe times them as it times its kernels
+    (``caches``), which the agent must receive: an unknown state is refused there, a known one is timed."""
+    import tvm
+
+    from edgelat.profiler.agent_client import AgentReplyError
+    from edgelat.profiler.inventory import agent_session, get_device
+    from edgelat.workspace import open_workspace
+
+    func = _conv(8, 6, 8)
+    lib = tmp_path / "cand" / "mod.so"
+    lib.parent.mkdir()
+    tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target="llvm").export_library(str(lib))
+    args = [[shape, "float32"] for shape in _shapes(func)]
+    with open_workspace(tmp_path / "ws") as ws:
+        with agent_session(ws, get_device(ws, "local"), threads=1) as agent:
+            with pytest.raises(AgentReplyError, match="caches must be"):
+                agent.time_library(lib, args, caches="lukewarm")
+            seconds = agent.time_library(lib, args, repeat=2, min_repeat_ms=1.0, caches="llc")
+    # llc: one call per repeat, as many repeats as a warm 1 ms repeat would have calls (more than the 2 asked)
+    assert len(seconds) > 2 and min(seconds) > 0
+
+
+def test_an_interrupt_during_a_search_stops_it_and_is_not_a_failed_kernel(tmp_path: Path) -> None:
+    """Ctrl-C (or SIGTERM, which the CLI turns into KeyboardInterrupt) while MetaSchedule's C++ loop is timing a
+    candidate comes back out of the recipe as KeyboardInterrupt: the campaign stops, resumable, instead of storing
+    the kernel as failed to build and going on."""
+    from edgelat.profiler.recipes import get_recipe
+    from edgelat.workspace import open_workspace
+
+    calls = []
+
+    def measure(path: str, args: list[list[Any]]) -> list[float]:
+        calls.append(path)
+        raise KeyboardInterrupt
+
+    with open_workspace(tmp_path / "ws") as ws:
+        from edgelat.profiler.inventory import get_device
+
+        target = get_device(ws, "local").preset_info.target()
+    tuner = KernelTuner(tmp_path / "db", target, 1, None, measure)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            get_recipe("tuned").schedule({"k": _conv(8, 6, 8)}, tuner, 4)
+    finally:
+        tuner.close()
+    assert len(calls) == 1  # stopped at the first candidate, not after the search's trials

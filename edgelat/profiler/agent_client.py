@@ -139,19 +139,27 @@ class AgentSession:
 
     # -- requests ---------------------------------------------------------------------
     def time_library(
-        self, path: Path, args: list[list[Any]], *, name: str = "main", repeat: int = 3, min_repeat_ms: float = 10.0
+        self,
+        path: Path,
+        args: list[list[Any]],
+        *,
+        name: str = "main",
+        repeat: int = 3,
+        min_repeat_ms: float = 10.0,
+        caches: str = "warm",
     ) -> list[float]:
         """Ship a one-off library, time its function ``name`` and delete it; seconds per repeat.
 
-        What MetaSchedule's candidates go through. The remote file is named after the local
-        file's directory, which MetaSchedule makes unique per candidate.
+        What MetaSchedule's candidates go through, timed with the cache state ``caches`` (as the agent's
+        ``bench`` takes it: a recipe's :attr:`~edgelat.profiler.recipes.Recipe.caches`). The remote file is
+        named after the local file's directory, which MetaSchedule makes unique per candidate.
         """
         remote = self.remote_path(f"{path.parent.name}-{path.name}")
         self.transport.put(path, remote)
         try:
             reply = self.request(
                 "bench",
-                {"lib": remote, "kernels": [{"name": name, "args": args}], "repeat": repeat, "min_repeat_ms": min_repeat_ms},
+                {"lib": remote, "kernels": [{"name": name, "args": args}], "repeat": repeat, "min_repeat_ms": min_repeat_ms, "caches": caches},
                 timeout=120,
             )
         finally:

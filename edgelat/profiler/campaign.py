@@ -212,11 +212,12 @@ class _Session:
                 self.transport.put(Path(b.lib), remote)
                 self.shipped[b.key] = remote
 
-    def measure_artifact(self, path: str, args: list[list[Any]]) -> list[float]:
-        """Time a MetaSchedule candidate on the device; a crash or hang restarts the agent."""
+    def measure_artifact(self, path: str, args: list[list[Any]], caches: str = "warm") -> list[float]:
+        """Time a MetaSchedule candidate on the device (``caches``: as the agent's bench takes it); a crash or
+        hang restarts the agent."""
         assert self.agent is not None
         try:
-            return self.agent.time_library(Path(path), args)
+            return self.agent.time_library(Path(path), args, caches=caches)
         except (AgentCrashedError, AgentTimeoutError):
             self.restart_agent()
             raise
@@ -374,7 +375,7 @@ def profile(
                     target,
                     threads,
                     preset.cross_compiler,
-                    session.measure_artifact,
+                    lambda p, a: session.measure_artifact(p, a, recipe.candidate_caches),
                     builder=builder,
                     representatives=reps,
                 )

@@ -198,7 +198,7 @@ def _build_for(
         device.target(recipe.name),
         threads,
         preset.cross_compiler,
-        lambda p, a: agent.time_library(Path(p), a),
+        lambda p, a: agent.time_library(Path(p), a, caches=recipe.candidate_caches),
         builder=workers,
         # None: representatives as the tuner's defaults are; 0: none.
         representatives=Representatives() if rep_trials is None else Representatives(rep_trials) if rep_trials else None,

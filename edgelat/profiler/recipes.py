@@ -37,6 +37,9 @@ class Recipe:
     # timed the recipe's way. Tuned kernels run so fast that the caches decide much of their time in a network
     # (README: "Caches"); untuned ones are bound by their arithmetic.
     caches: str = "warm"
+    # How a tuning recipe's candidates are timed while it searches (the same states as ``caches``). The
+    # device's tuning database ranks records by these times, so records timed two ways must not share one.
+    candidate_caches: str = "warm"
 
     def check(self, trials: int) -> None:
         """Refuse settings this recipe cannot work with (one line: a UsageError)."""
@@ -73,6 +76,9 @@ class TunedRecipe(Recipe):
     # what they take and "warm" too little (README: "Caches"). A board whose last level is a small shared L2
     # keeps little of a network there: see the README for what is not measured yet.
     caches = "llc"
+    # Candidates timed "llc" too made no network consistently faster in two side-by-side runs (README:
+    # "Tuning cost"), and the databases tuned so far hold warm times: they stay warm.
+    candidate_caches = "warm"
 
     def check(self, trials: int) -> None:
         if trials < 1:

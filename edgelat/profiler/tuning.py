@@ -37,6 +37,12 @@ __all__ = ["SEARCH_SETTINGS", "KernelTuner", "Representatives", "TuneOutcome", "
 
 logger = logging.getLogger(__name__)
 
+# Ctrl-C, or SIGTERM (the CLI turns it into KeyboardInterrupt), lands in whatever Python code runs; during a search
+# that is a callback of MetaSchedule's C++ loop (the builder, the runner, the cost model), and tvm-ffi hands an
+# exception it has no name for back as RuntimeError(''): the interrupt became a failed kernel and the campaign went
+# on. Named, it comes back as itself, and stops the campaign as it does between kernels (resumable).
+tvm_ffi.register_error("KeyboardInterrupt", KeyboardInterrupt)
+
 # measure(artifact_path, args) -> seconds per call of each repeat
 MeasureFn = Callable[[str, list[list[Any]]], list[float]]
 
