@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from distributed.utils import open_port
 
 from edgelat.profiler.builds import Builder, BuildRequest
 from edgelat.profiler.campaign import plan_configs
@@ -29,16 +30,10 @@ from edgelat.profiler.recipes import get_recipe
 OUT = Path(__file__).parent / "out"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _cluster(workers: int, logs: Path) -> tuple[str, list[subprocess.Popen[bytes]]]:
     from distributed import Client
 
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = f"tcp://127.0.0.1:{open_port('127.0.0.1')}"
     port = address.rsplit(":", 1)[1]
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", port,
                                "--no-dashboard"], stderr=open(logs / "scheduler.log", "ab"))]  # fmt: skip

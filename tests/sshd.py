@@ -17,9 +17,10 @@ def find_sshd() -> str | None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on now (distributed's ``open_port``: the scripts/ that run before install keep their own)."""
+    from distributed.utils import open_port
+
+    return int(open_port("127.0.0.1"))
 
 
 def keygen(path: Path, kind: str = "ed25519") -> Path:

@@ -27,6 +27,7 @@ from edgelat.cli import app
 from edgelat.client import Client
 from edgelat.errors import UnknownDeviceError, UsageError
 from edgelat.workspace import open_workspace
+from tests.sshd import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -35,12 +36,6 @@ TOKEN = "test-token-0123456789abcdef"
 # httpx's default 5 s; what these tests check is the answer, not how fast it comes.
 _get = functools.partial(httpx.get, timeout=60)
 _post = functools.partial(httpx.post, timeout=60)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -61,7 +56,7 @@ class Server:
 def _start(root: Path, tmp: Path, *extra: str) -> Server:
     token_file = tmp / "token"
     token_file.write_text(TOKEN + "\n")
-    port = _free_port()
+    port = free_port()
     log = tmp / f"serve-{port}.log"
     args = [sys.executable, "-m", "edgelat.cli", "serve", "--port", str(port), "--token-file", str(token_file), "-w", str(root), *extra]
     process = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
