@@ -151,8 +151,8 @@ class AgentSession:
         """Ship a one-off library, time its function ``name`` and delete it; seconds per repeat.
 
         What MetaSchedule's candidates go through, timed with the cache state ``caches`` (as the agent's
-        ``bench`` takes it: a recipe's :attr:`~edgelat.profiler.recipes.Recipe.caches`). The remote file is
-        named after the local file's directory, which MetaSchedule makes unique per candidate.
+        ``bench`` takes it; a tuning recipe's ``candidate_caches``). The remote file is named after the local
+        file's directory, which MetaSchedule makes unique per candidate.
         """
         remote = self.remote_path(f"{path.parent.name}-{path.name}")
         self.transport.put(path, remote)
