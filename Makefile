@@ -45,7 +45,7 @@ test: install
 
 # Benchmarks that run on a workspace you have prepared (a tuned profile, a validation run) say how in their
 # docstring's Usage line and are left out here.
-BENCH_WITH_WORKSPACE = cache_states caches_models tuned_in_place tuned_vs_ort
+BENCH_WITH_WORKSPACE = cache_states caches_models tuned_in_place tuned_vs_ort sampler_coverage schedule_quality
 
 bench: install
 	@for b in bench/[!_]*.py; do \
