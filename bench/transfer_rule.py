@@ -2,6 +2,9 @@
 transferred schedule is kept without a search, beating untuned code (1.5x) alone, or also reaching a share
 of the throughput its sources reached (``KernelTuner(keep_share=...)``). ``--compare caches``: MetaSchedule's
 candidates (searched and transferred) timed warm, or the way the tuned recipe times its kernels (``llc``).
+``--compare sources``: transfer from the nearest tuned kernels only, or from those and the ``--fastest`` nearby that
+reached the highest throughput (``KernelTuner(fastest=...)``; ``bench/transfer_sources.py`` compares them kernel by
+kernel).
 
 Untuned dense convolutions are so slow that almost any transferred schedule beats them 1.5x, so a kernel can keep a
 schedule far worse than its neighbours' without being searched. This bench builds networks tuned both ways from the
@@ -14,9 +17,10 @@ same start and times them side by side:
    ``--trials`` where they fall short by that way's rule (new representatives are searched as in 1.);
 3. the networks built each way timed on `local` (one thread), alternating, ``--rounds`` times; medians.
 
-Usage: python bench/transfer_rule.py [--compare share|caches] [--networks resnet18@96,mobilenetv2_100@160]
+Usage: python bench/transfer_rule.py [--compare share|caches|sources] [--fastest 4] [--networks resnet18@96,mobilenetv2_100@160]
        [--keep-share 0.5] [--trials 16] [--rep-trials 256] [--rounds 5] [--state DIR]
-Writes bench/out/transfer_rule.{json,csv} (``--compare caches``: candidate_caches.{json,csv}). The databases stay in ``--state`` (default ~/.cache/edgelat-transfer-rule):
+Writes bench/out/transfer_rule.{json,csv} (``--compare caches``: candidate_caches.{json,csv}; ``--compare sources``:
+transfer_sources_networks.{json,csv}). The databases stay in ``--state`` (default ~/.cache/edgelat-transfer-rule):
 a rerun reuses step 1's representatives.
 """
 
@@ -57,6 +61,7 @@ def build_all(
     trials: int,
     reps: Representatives,
     caches: str = "warm",
+    fastest: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """Each network built tuned into ``out``/NAME.so through one tuner on ``db``: tuning seconds and what each kernel did."""
     device = get_device(ws, "local")
@@ -65,7 +70,7 @@ def build_all(
     with Builder(ws.cache_dir) as workers:
         tuner = KernelTuner(
             db, target, 1, None, lambda p, a: agent.time_library(Path(p), a, caches=caches), builder=workers,
-            representatives=reps, keep_share=keep_share,
+            representatives=reps, keep_share=keep_share, fastest=fastest,
         )  # fmt: skip
         outcomes: list[TuneOutcome] = []
         tune = tuner.tune
@@ -120,9 +125,10 @@ def keep_representatives(src: Path, dst: Path, min_records: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--compare", choices=("share", "caches"), default="share")
+    parser.add_argument("--compare", choices=("share", "caches", "sources"), default="share")
     parser.add_argument("--networks", default="resnet18@96,mobilenetv2_100@160", help="as `edgelat validate --zoo`")
     parser.add_argument("--keep-share", type=float, default=0.5)
+    parser.add_argument("--fastest", type=int, default=4, help="--compare sources: the fastest sources nearby tried too")
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rep-trials", type=int, default=Representatives().trials)
@@ -143,17 +149,19 @@ def main() -> None:
                 summary["representatives_build"] = build_all(ws, agent, networks, first / "db", first / "libs", 0.0, args.trials, reps)
                 summary["representatives_s"] = time.perf_counter() - start
                 summary["representatives"] = keep_representatives(first / "db", args.state / "representatives", reps.trials // 2)
-            # Each way: (keep_share, how candidates are timed).
+            # Each way: (keep_share, how candidates are timed, how many of the fastest sources nearby are tried).
             if args.compare == "share":
-                ways = {"speedup": (0.0, "warm"), f"speedup+share{args.keep_share:g}": (args.keep_share, "warm")}
+                ways = {"speedup": (0.0, "warm", 0), f"speedup+share{args.keep_share:g}": (args.keep_share, "warm", 0)}
+            elif args.compare == "caches":
+                ways = {"candidates-warm": (0.0, "warm", 0), "candidates-llc": (0.0, get_recipe("tuned").caches, 0)}
             else:
-                ways = {"candidates-warm": (0.0, "warm"), "candidates-llc": (0.0, get_recipe("tuned").caches)}
+                ways = {"sources-nearest": (0.0, "warm", 0), f"sources-nearest+fastest{args.fastest}": (0.0, "warm", args.fastest)}
             libs: dict[str, Path] = {}
-            for way, (share, caches) in ways.items():
+            for way, (share, caches, fastest) in ways.items():
                 work = args.state / way
                 shutil.rmtree(work, ignore_errors=True)
                 shutil.copytree(args.state / "representatives", work / "db")
-                summary[way] = build_all(ws, agent, networks, work / "db", work / "libs", share, args.trials, reps, caches)
+                summary[way] = build_all(ws, agent, networks, work / "db", work / "libs", share, args.trials, reps, caches, fastest)
                 libs[way] = work / "libs"
             # Side by side: each network's builds timed alternately.
             for name, _, resolution in networks:
@@ -169,7 +177,7 @@ def main() -> None:
                 for way in ways:
                     rows.append({"network": name, "way": way, "ms": statistics.median(times[way]), **summary[way][name]})
                     print(rows[-1], flush=True)
-    write_outputs("transfer_rule" if args.compare == "share" else "candidate_caches", summary, rows)
+    write_outputs({"share": "transfer_rule", "caches": "candidate_caches", "sources": "transfer_sources_networks"}[args.compare], summary, rows)
 
 
 if __name__ == "__main__":

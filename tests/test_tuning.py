@@ -203,6 +203,34 @@ def test_a_transfer_far_short_of_what_its_source_reached_is_searched_past_when_a
     assert (outcome.kept_transfer, outcome.searched) == ((True, False) if keep_share == 0.0 else (False, True))
 
 
+def test_a_kernel_borrows_from_its_nearest_sources_and_from_the_fastest_nearby(tmp_path: Path) -> None:
+    """Transfer sources: the nearest tuned kernels of the anchor, then (``fastest``) those nearby that reached the
+    highest throughput, however far down the nearest they are. (Timings made up: every source's schedules take 1 ms,
+    but the farthest's 10 us, so it is the fastest in anchor iterations a second by far.)"""
+    import tvm
+
+    scheduled, calls = [1e-3], [0]
+
+    def measure(path: str, args: list[list[Any]]) -> list[float]:
+        calls[0] += 1
+        return [1.0] if calls[0] == 1 else [scheduled[0]]  # each kernel's untuned code is timed first
+
+    sources = [_conv(16, 8, cout) for cout in (40, 64, 128, 256)]  # 0.3, 1, 2 and 3 from the kernel below
+    target = _conv(16, 8, 32)
+    mod = tvm.IRModule({"main": target.with_attr("global_symbol", "main")})
+    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, seed=0)
+    try:
+        for i, func in enumerate(sources):
+            scheduled[0], calls[0] = (1e-5 if i == len(sources) - 1 else 1e-3), 0
+            tuner.tune(func, 2)
+        couts = [s.extents[1] for s, _ in tuner.lenders(mod, nearest=1, fastest=1)]
+        assert couts == [40, 256]
+        assert [s.extents[1] for s, _ in tuner.lenders(mod, nearest=2, fastest=0)] == [40, 64]
+        assert [s.extents[1] for s, _ in tuner.lenders(mod, nearest=0, fastest=2)] == [256, 128]  # then by throughput
+    finally:
+        tuner.close()
+
+
 def test_a_record_that_anchor_scheduling_refuses_is_replayed_or_left_untuned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """MetaSchedule's anchor-trace scheduling fails on kernels without an anchor block (a channel shuffle's concat,
     transposes and split): the record's trace is then replayed as it is, and where that fails too the kernel

@@ -330,6 +330,10 @@ def _is_untuned(trace: Any) -> bool:
     return all(inst.kind.name in ("GetSBlock", "GetLoops") for inst in trace.insts)
 
 
+# How many of the nearest tuned workloads (by :func:`shape_distance`) a kernel's ``fastest`` transfer sources are
+# chosen from.
+FASTEST_POOL = 16
+
 # How many of a source's fastest schedules a new kernel may try, fastest first: the fastest may not fit the new
 # loops (its tiles refit to no divisor, or the trace does not apply), the next often does.
 LENT_PER_SOURCE = 3
@@ -380,6 +384,7 @@ class KernelTuner:
         measure: MeasureFn,
         search: str = "small",
         transfers: int = 4,
+        fastest: int = 4,
         keep_speedup: float = 1.5,
         keep_share: float = 0.0,
         builder: Any = None,
@@ -399,10 +404,12 @@ class KernelTuner:
         self.per_round = per_round
         self.representatives = representatives
         import_tensor_intrinsics()
-        # How many tuned kernels' schedules a new kernel tries first, and how much faster than its untuned
-        # code the best of them must be to be kept without a search; and what share of the throughput its
-        # sources reached (the median of theirs, in anchor iterations a second) it must reach too.
+        # How many tuned kernels' schedules a new kernel tries first (the nearest, and the fastest nearby:
+        # :meth:`lenders`), and how much faster than its untuned code the best of them must be to be kept
+        # without a search; and what share of the throughput its sources reached (the median of theirs, in
+        # anchor iterations a second) it must reach too.
         self.transfers = transfers
+        self.fastest = fastest
         self.keep_speedup = keep_speedup
         self.keep_share = keep_share
         self.work_dir = Path(work_dir)
@@ -514,8 +521,8 @@ class KernelTuner:
         (:func:`shape_distance`); each one's fastest trace gets its tile sizes snapped to divisors of the new loop
         extents (:func:`_refit`) and is applied with MetaSchedule's anchor-trace scheduling (the new kernel's
         epilogue inlined as it needs); where it does not apply, the source's next fastest is tried
-        (``LENT_PER_SOURCE`` in all), until ``transfers`` sources lent one. Those are
-        built, with ``mod`` untuned, in one batch, and timed on the device; all are kept as records, the
+        (``LENT_PER_SOURCE`` in all), until ``transfers`` sources lent one, and ``fastest`` more of the nearby
+        ones that reached the highest throughput (:meth:`lenders`). Those are built, with ``mod`` untuned, in one batch, and timed on the device; all are kept as records, the
         untuned one too (:func:`_untuned`), so a kernel no schedule beats stays untuned in a tuned build,
         whatever a search finds later. Returns how many schedules were transferred, and whether the best was
         ``keep_speedup`` times faster than the untuned kernel (then no search is needed: a schedule that only
@@ -527,20 +534,9 @@ class KernelTuner:
         anchor = _anchor(mod)
         picked: list[Any] = []
         reached: list[float] = []  # the throughput of each source picked: anchor iterations per second
-        if anchor is not None:
-            name, extents = anchor
-            sources = sorted(
-                (s for s in self._source_index().values() if s.anchor == name and len(s.extents) == len(extents)),
-                key=lambda s: shape_distance(s.extents, extents),
-            )
-            for source in sources:
-                if len(picked) == self.transfers:
-                    break
-                sch = self._lend(source, mod, extents, name)
-                if sch is None:
-                    continue
-                picked.append(sch)
-                reached.append(math.prod(source.extents) / source.seconds)
+        for source, sch in self.lenders(mod):
+            picked.append(sch)
+            reached.append(math.prod(source.extents) / source.seconds)
         args = ArgInfo.from_prim_func(mod["main"])
         candidates = [_untuned(mod), *picked]
         built = self.builder.build([ms.builder.BuilderInput(sch.mod, self.target) for sch in candidates])
@@ -557,6 +553,36 @@ class KernelTuner:
         # untuned code (untuned dense convolutions are so slow that almost any schedule does).
         assert anchor is not None
         return len(picked), math.prod(anchor[1]) / best >= self.keep_share * statistics.median(reached)
+
+    def lenders(self, mod: tvm.IRModule, nearest: int | None = None, fastest: int | None = None) -> list[tuple[_Source, Any]]:
+        """The tuned workloads whose schedules ``mod`` tries first, each with its schedule refitted to ``mod``: the
+        ``nearest`` (default ``self.transfers``) of ``mod``'s anchor that lend one (:func:`shape_distance`), then the
+        ``fastest`` (default ``self.fastest``) others among the ``FASTEST_POOL`` nearest, by the throughput they
+        reached (anchor iterations a second). Most tuned workloads were themselves transferred, so the nearest alone
+        pass a mediocre schedule on from kernel to kernel; the fastest nearby pass on the best one."""
+        anchor = _anchor(mod)
+        if anchor is None:
+            return []
+        name, extents = anchor
+        nearest = self.transfers if nearest is None else nearest
+        fastest = self.fastest if fastest is None else fastest
+        sources = sorted(
+            (s for s in self._source_index().values() if s.anchor == name and len(s.extents) == len(extents)),
+            key=lambda s: shape_distance(s.extents, extents),
+        )
+        picked: list[tuple[_Source, Any]] = []
+        for want, pool in ((nearest, sources), (fastest, sorted(sources[:FASTEST_POOL], key=lambda s: -math.prod(s.extents) / s.seconds))):
+            taken = 0
+            for source in pool:
+                if taken == want:
+                    break
+                if any(source is s for s, _ in picked):
+                    continue
+                sch = self._lend(source, mod, extents, name)
+                if sch is not None:
+                    picked.append((source, sch))
+                    taken += 1
+        return picked
 
     def _lend(self, source: _Source, mod: tvm.IRModule, extents: tuple[int, ...], anchor: str) -> Any:
         """``mod`` scheduled by the fastest of ``source``'s kept schedules that fits its loops (None if none does)."""
