@@ -518,16 +518,17 @@ class KernelTuner:
         """Try the best schedules of kernels already tuned, of the same anchor but other shapes, on ``mod``.
 
         The sources are tuned workloads with the same anchor block (:func:`_anchor`), nearest first
-        (:func:`shape_distance`); each one's fastest trace gets its tile sizes snapped to divisors of the new loop
-        extents (:func:`_refit`) and is applied with MetaSchedule's anchor-trace scheduling (the new kernel's
-        epilogue inlined as it needs); where it does not apply, the source's next fastest is tried
+        (:func:`shape_distance`); each one's fastest trace gets its tile sizes snapped to divisors of the new
+        loop extents (:func:`_refit`) and is applied with MetaSchedule's anchor-trace scheduling (the new
+        kernel's epilogue inlined as it needs); where it does not apply, the source's next fastest is tried
         (``LENT_PER_SOURCE`` in all), until ``transfers`` sources lent one, and ``fastest`` more of the nearby
-        ones that reached the highest throughput (:meth:`lenders`). Those are built, with ``mod`` untuned, in one batch, and timed on the device; all are kept as records, the
-        untuned one too (:func:`_untuned`), so a kernel no schedule beats stays untuned in a tuned build,
-        whatever a search finds later. Returns how many schedules were transferred, and whether the best was
-        ``keep_speedup`` times faster than the untuned kernel (then no search is needed: a schedule that only
-        matches untuned code is not worth keeping unsearched) and reached ``keep_share`` of its sources'
-        median throughput (anchor iterations a second: how far it is from what its neighbours reached).
+        ones that reached the highest throughput (:meth:`lenders`). Those are built, with ``mod`` untuned, in
+        one batch, and timed on the device; all are kept as records, the untuned one too (:func:`_untuned`), so
+        a kernel no schedule beats stays untuned in a tuned build, whatever a search finds later. Returns how
+        many schedules were transferred, and whether the best was ``keep_speedup`` times faster than the untuned
+        kernel (then no search is needed: a schedule that only matches untuned code is not worth keeping
+        unsearched) and reached ``keep_share`` of its sources' median throughput (anchor iterations a second:
+        how far it is from what its neighbours reached).
         """
         from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
