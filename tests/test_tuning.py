@@ -296,6 +296,43 @@ def test_a_kernel_whose_fastest_record_does_not_build_takes_the_fastest_that_doe
     np.testing.assert_allclose(_run(second, inputs), _run(func, inputs), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
+def test_a_swish_kernel_builds_with_the_schedule_of_a_kernel_with_another_epilogue(tmp_path: Path) -> None:
+    """Kernels share records by anchor block, and anchor-trace scheduling replays a record's inlining by block name.
+    A chain seen in efficientnet's tuned build: a swish kernel searched, its schedule lent to a conv + bias + relu
+    kernel of another shape, and that record then taken by a swish kernel with the same conv. Replayed as it came,
+    the record reverse-inlines ``compute`` (there the relu, here the sigmoid) into the bias add, and the multiply
+    reads a buffer nobody writes; with the epilogue collapsed first it builds, tuned, and computes what untuned
+    code does. (Timings made up, each
+    candidate faster than the one before, so that the transfers are kept.)"""
+    import tvm_ffi
+
+    from edgelat.profiler.builds import _lowers
+
+    calls: list[str] = []
+
+    def measure(path: str, args: list[list[Any]]) -> list[float]:
+        calls.append(path)
+        return [1.0 / len(calls)]
+
+    swish = "add.c+tir_sigmoid+multiply.i1"
+    llvm = {"kind": "llvm"}
+    tuner = KernelTuner(tmp_path / "db", llvm, 1, None, measure, keep_speedup=0.0)
+    try:
+        assert tuner.tune(_conv(16, 8, 32, epilogue=swish), 8).searched
+        lent = tuner.tune(_conv(24, 8, 48), 8)  # conv + bias + relu
+        assert lent.transferred == 1 and lent.kept_transfer
+        func = _conv(24, 8, 48, epilogue=swish)
+        tuned = tuner.tune(func, 8)
+        assert not tuned.searched and tuned.transferred == 0  # the record of the relu kernel, looked up
+    finally:
+        tuner.close()
+    assert not tvm_ffi.structural_equal(tuned.func.body, func.body) and _lowers(tuned.func, llvm)
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(func)[:-1]]
+    np.testing.assert_allclose(_run(tuned.func, inputs), _run(func, inputs), rtol=1e-4, atol=1e-4)
+
+
 def test_a_runaway_build_is_cut_off_and_its_worker_replaced(tmp_path: Path) -> None:
     import operator
     import time

@@ -317,6 +317,44 @@ def _refit(trace: Any, extents: tuple[int, ...], anchor: str) -> Any:
     return trace
 
 
+def schedule_like(mod: tvm.IRModule, trace: Any, target: tvm.target.Target) -> tvm.s_tir.Schedule:
+    """``mod`` scheduled by ``trace``, a schedule of a kernel with the same anchor block (MetaSchedule's anchor-trace
+    scheduling), after its epilogue is collapsed (:func:`collapse_epilogue`); raises where the trace does not apply.
+    The schedule's trace is the anchor trace's alone: what it records is what other kernels may borrow."""
+    anchor = _anchor(mod)
+    sch = tvm.s_tir.Schedule(collapse_epilogue(mod, anchor[0]) if anchor is not None else mod)
+    ms.trace_apply.schedule_using_anchor_trace(sch, trace, target)
+    return sch
+
+
+def collapse_epilogue(mod: tvm.IRModule, anchor: str) -> tvm.IRModule:
+    """``mod`` with every elementwise block after the anchor's consumers inlined into the blocks that read it, so
+    that the epilogue is at most the anchor's consumer and the output block.
+
+    Anchor-trace scheduling replays another kernel's inlining by block name: a trace of ``conv -> add -> relu``
+    ends by reverse-inlining ``compute`` (the relu) into ``T_add``. In a swish epilogue (``add -> sigmoid ->
+    multiply``, the multiply reading the add too), ``compute`` is the sigmoid, and inlining it into the add leaves
+    the multiply reading a buffer nobody writes: the kernel does not build. Collapsed, the swish epilogue is one
+    block, ``x * sigmoid(x)`` (likewise hard swish's five), which the trace's names do not reach."""
+    sch = tvm.s_tir.Schedule(mod)
+    anchor_rv = sch.get_sblock(anchor)
+    first = {sch.get(b).name_hint for b in sch.get_consumers(anchor_rv)}
+    later: list[str] = []
+    frontier = list(sch.get_consumers(anchor_rv))
+    while frontier:
+        for consumer in sch.get_consumers(frontier.pop(0)):
+            name = sch.get(consumer).name_hint
+            if name not in first and name not in later:
+                later.append(name)
+                frontier.append(consumer)
+    for name in later:
+        try:
+            sch.compute_inline(sch.get_sblock(name))
+        except tvm.s_tir.ScheduleError:  # the output block (nothing reads it) and blocks that are not elementwise stay
+            continue
+    return sch.mod
+
+
 def _untuned(mod: tvm.IRModule) -> tvm.s_tir.Schedule:
     """``mod`` unscheduled, with a trace that only looks its root block up: MetaSchedule's database drops
     records whose trace is empty, and this one changes nothing."""
@@ -591,12 +629,10 @@ class KernelTuner:
             trace = _refit(record.trace, extents, anchor)
             if trace is None:
                 continue
-            sch = tvm.s_tir.Schedule(mod)
             try:
-                ms.trace_apply.schedule_using_anchor_trace(sch, trace, self.target)
+                return schedule_like(mod, trace, self.target)
             except Exception:  # noqa: BLE001 - a schedule that does not fit these loops: try the source's next
                 continue
-            return sch
         return None
 
     def _time(self, built: ms.builder.BuilderResult, args: list[Any]) -> list[float]:
@@ -676,18 +712,17 @@ class KernelTuner:
         # MetaSchedule's anchor-trace scheduling assumes an anchor block (a conv, a matmul, a pool); a kernel of
         # data movement only (concat, transposes, split) can have none. Then the trace is replayed as it is,
         # and where that does not fit either, the kernel stays untuned rather than failing the build.
-        for apply in (
-            lambda sch: ms.trace_apply.schedule_using_anchor_trace(sch, record.trace, self.target),
-            lambda sch: record.trace.apply_to_schedule(sch, remove_postproc=False),
-        ):
-            sch = tvm.s_tir.Schedule(mod)
-            try:
-                apply(sch)
-            except Exception as exc:  # noqa: BLE001 - TVM raises InternalError or TVMError for a trace that does not fit
-                logger.debug("a tuning record does not apply to %s: %s", _anchor(mod), first_line(exc))
-                continue
-            return sch
-        return None
+        try:
+            return schedule_like(mod, record.trace, self.target)
+        except Exception as exc:  # noqa: BLE001 - TVM raises InternalError or TVMError for a trace that does not fit
+            logger.debug("a tuning record does not apply to %s: %s", _anchor(mod), first_line(exc))
+        sch = tvm.s_tir.Schedule(mod)
+        try:
+            record.trace.apply_to_schedule(sch, remove_postproc=False)
+        except Exception as exc:  # noqa: BLE001
+            logger.debug("nor does its trace replayed as it is: %s", first_line(exc))
+            return None
+        return sch
 
     def schedule_that_builds(self, func: Any, builds: Callable[[Any], bool], tries: int = 16) -> Any:
         """``func`` scheduled by the fastest of its anchor's records (up to ``tries``) whose schedule ``builds``;
