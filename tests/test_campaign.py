@@ -315,6 +315,43 @@ def test_tuned_network_build_reuses_the_campaigns_records_and_tunes_only_what_is
     assert workloads() == tuned + 1  # a kernel no campaign tuned: tuned now, and only it
 
 
+@pytest.mark.timed
+@pytest.mark.slow
+def test_a_tuned_network_measurement_is_reused_only_while_its_schedules_are_the_same(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tuned build runs what the device's tuning database holds, which grows, and what the code applying its records
+    makes of them: a stored measurement stands for a new one only while the kernels would be scheduled the same."""
+    import shutil
+
+    import torch
+
+    from edgelat.ops.network import relax_from_torch
+    from edgelat.profiler.e2e import NetworkMeasurement, measure_network
+    from edgelat.profiler.tuning import KernelTuner
+
+    mod = relax_from_torch(torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU()), torch.randn(1, 64))
+
+    def measure() -> NetworkMeasurement:
+        return measure_network(
+            ws, "local", mod, recipe="tuned", trials=4, rep_trials=0, repeat=3, min_repeat_ms=5.0, per_kernel=False, reuse=True
+        )
+
+    def stored() -> int:
+        return len(ws.store.rows("SELECT id FROM network_measurements"))
+
+    first = measure()
+    assert stored() == 1 and first.schedules is not None
+    assert measure() == first and stored() == 1  # nothing changed: the stored one
+    shutil.rmtree(ws.tuning_dir("local"))  # the records gone: a build would tune again
+    second = measure()
+    assert stored() == 2 and second.schedules is not None
+    original = KernelTuner.scheduled
+    monkeypatch.setattr(KernelTuner, "scheduled", lambda self, func: original(self, func).with_attr("applied", "otherwise"))
+    third = measure()  # the same records, applied otherwise
+    assert stored() == 3 and third.schedules not in (None, second.schedules)
+
+
 def test_weights_shape_the_default_plan_only() -> None:
     """`--samples N` with named kinds is N of each (it was N times the kind's weight: 200 conv2d asked, 800 drawn)."""
     from collections import Counter

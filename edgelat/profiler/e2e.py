@@ -74,6 +74,9 @@ class NetworkMeasurement:
     planned_activation_bytes: int | None = None
     kernels_built: int | None = None
     workspace_bytes: int | None = None
+    # For a recipe that tunes: a digest of the kernels as the device's tuning database scheduled them
+    # (:func:`schedules_digest`); a stored measurement stands for a new one only while it is the same.
+    schedules: str | None = None
     # Energy, where the board has power monitors the agent can read (Jetson's INA3221): the mean board power
     # sampled during the timed runs, the rail it came from, and that power times the median latency.
     power_mw: float | None = None
@@ -210,6 +213,35 @@ def _build_for(
         workers.close()
 
 
+def schedules_digest(ws: Workspace, device: Any, mod: tvm.IRModule, recipe: Recipe, threads: int) -> str | None:
+    """What a tuned build of ``mod`` runs now: a digest of its kernels as the device's tuning database schedules
+    them (how records are applied included); None when a kernel has no record yet (a build would tune it).
+
+    A tuned network's time depends on the database, which grows with every profile and build, and on the code
+    that applies its records: a measurement is reused only where this digest has not changed."""
+    import tvm_ffi
+
+    from edgelat.profiler.tuning import KernelTuner
+
+    def no_timing(path: str, args: list[list[Any]]) -> list[float]:
+        raise AssertionError("a digest looks schedules up, it times nothing")
+
+    fused = kernel_funcs(fuse(mod)[0])
+    tuner = KernelTuner(ws.tuning_dir(device.name), device.target(recipe.name), threads, device.preset_info.cross_compiler, no_timing)
+    digest = hashlib.sha256()
+    try:
+        for func in fused.functions.values():
+            if not isinstance(func, tvm.tirx.PrimFunc):
+                continue
+            scheduled = tuner.scheduled(func)
+            if scheduled is None:
+                return None
+            digest.update(f"{tvm_ffi.structural_hash(scheduled)};".encode())
+    finally:
+        tuner.close()
+    return digest.hexdigest()[:16]
+
+
 def run_network(
     ws: Workspace,
     device_name: str,
@@ -321,7 +353,9 @@ def measure_network(
     n_threads = threads or device.measure_threads
     target = device.target(recipe)
     key = network_hash(mod)
-    if reuse and not check:  # the newest measurement of this network built the same way (recipe, threads, target)
+    schedules = schedules_digest(ws, device, mod, chosen, n_threads) if chosen.tunes and reuse and not check else None
+    if reuse and not check and (schedules is not None or not chosen.tunes):
+        # the newest measurement of this network built the same way (recipe, threads, target; tuned: the same schedules)
         rows = ws.store.rows(
             "SELECT data FROM network_measurements WHERE device = :device AND recipe = :recipe AND network_hash = :hash AND threads = :threads "
             "ORDER BY id DESC",
@@ -329,12 +363,15 @@ def measure_network(
         )
         for row in rows:
             stored = NetworkMeasurement(**json.loads(row["data"]))
-            if stored.target == target and stored.peak_memory_mb is not None:  # (older rows have no memory: measured again)
+            # (older rows have no memory, and older tuned ones no schedules: measured again)
+            if stored.target == target and stored.peak_memory_mb is not None and stored.schedules == schedules:
                 return stored
     footprint = network_footprint(mod)
     with agent_session(ws, device, threads=n_threads) as agent, tempfile.TemporaryDirectory(prefix="edgelat-net-") as tmp:
         lib = Path(tmp) / f"{key}.so"
         inputs = _build_for(ws, device, agent, mod, lib, chosen, n_threads, trials, scheduler, rep_trials)
+        if chosen.tunes:  # (after the build, which tunes the kernels the database lacked)
+            schedules = schedules_digest(ws, device, mod, chosen, n_threads)
         size_bytes = lib.stat().st_size
         remote = agent.remote_library(lib)
         agent.transport.put(lib, remote)
@@ -365,7 +402,7 @@ def measure_network(
         kernels=[[n, t * 1000] for n, t in reply.get("kernels", [])], target=target, check=checked, size_bytes=size_bytes,
         peak_memory_mb=memory["peak_mb"], runtime_memory_mb=memory["runtime_mb"], params_bytes=footprint.params_bytes,
         planned_activation_bytes=footprint.activation_bytes, kernels_built=footprint.kernels,
-        workspace_bytes=footprint.workspace_bytes, **energy,
+        workspace_bytes=footprint.workspace_bytes, schedules=schedules, **energy,
     )  # fmt: skip
     ws.store.insert(
         "network_measurements",

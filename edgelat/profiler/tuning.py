@@ -690,6 +690,12 @@ class KernelTuner:
             for record in records[: LENT_PER_SOURCE + 1]:
                 self._add_source(record, counts)
 
+    def scheduled(self, func: Any) -> Any:
+        """``func`` as a tuned build runs it now (the best record of its anchor applied, as :meth:`tune` returns it),
+        without tuning anything; None when its anchor has no record yet."""
+        schedule = self._lookup(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}))
+        return None if schedule is None else schedule.mod["main"]
+
     def best_seconds(self, func: Any) -> float:
         """The mean time of the best record for ``func``'s anchor (NaN without one)."""
         mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
