@@ -408,6 +408,29 @@ def test_representatives_are_searched_long_and_the_kernels_near_them_take_their_
         again.close()
 
 
+def test_a_kernel_fast_before_any_search_is_not_searched_long(tmp_path: Path) -> None:
+    """A kernel far from every representative whose untuned code already runs in under ``min_ms`` is searched with
+    the small budget, not the representatives' (a long search would cost minutes to save microseconds), and does
+    not become a representative: the next kernel of its anchor, slow, is searched long. (Timings made up.)"""
+    seconds = 1e-6
+
+    def measure(path: str, args: list[list[Any]]) -> list[float]:
+        return [seconds]
+
+    reps = Representatives(trials=12, radius=2.0, search="small", per_round=6, min_ms=0.05)
+    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, keep_speedup=0.0, representatives=reps)
+    try:
+        cheap = tuner.tune(_conv(16, 8, 32), 2)
+        assert cheap.searched and 0 < cheap.trials <= 2
+        slow_func = _conv(16, 8, 48)
+        assert tuner.needs_representative(slow_func)
+        seconds = 1e-3
+        slow = tuner.tune(slow_func, 2)
+        assert slow.searched and slow.trials == 12 and slow.transferred >= 1
+    finally:
+        tuner.close()
+
+
 @pytest.mark.timed
 def test_candidates_are_timed_with_the_cache_state_asked_for(tmp_path: Path) -> None:
     """MetaSchedule's candidates go through ``time_library``, in the cache state a recipe asks for

@@ -402,12 +402,16 @@ class Representatives:
     """Tune representatives long, transfer to the rest: a kernel with no representative of its anchor within
     ``radius`` (:func:`shape_distance`) becomes one, searched with ``trials`` (``search`` setting, ``per_round``
     candidates a round); the others take schedules from the nearest tuned kernels first (``KernelTuner.transfer``).
-    A workload in the database with at least half of ``trials`` measured records counts as a representative."""
+    A workload in the database with at least half of ``trials`` measured records counts as a representative.
+    A kernel whose best code before the search (untuned, or a transferred schedule) runs in under ``min_ms`` is
+    not searched long: the long search takes minutes, and could save it less than that per run. It is tuned as the
+    kernels near a representative are, and the next kernel of its anchor far from every representative is tried."""
 
     trials: int = 256
     radius: float = 8.0
     search: str = "stock"
     per_round: int = 64
+    min_ms: float = 0.05
 
 
 class KernelTuner:
@@ -473,15 +477,15 @@ class KernelTuner:
         start, built, measured = time.perf_counter(), self.builder.seconds, self.runner.seconds
         schedule = self._lookup(mod)
         searched, transferred, kept = 0, 0, False
-        if schedule is None and self._far_from_representatives(mod):
-            assert self.representatives is not None
-            rep = self.representatives
-            transferred, _ = self.transfer(mod)  # the untuned kernel and the nearest schedules (if any) seed the search
-            searched = self._search(mod, rep.trials, rep.search, rep.per_round)
-            schedule = self._lookup(mod)
-        if schedule is None:  # transferred schedules (if any) and the untuned kernel, timed first
+        if schedule is None:
+            far = self._far_from_representatives(mod)
+            # Transferred schedules (if any) and the untuned kernel, timed first: kept, or the search's seeds.
             transferred, kept = self.transfer(mod)
-            if kept:
+            rep = self.representatives
+            if far and rep is not None and not self.best_seconds(func) * 1e3 < rep.min_ms:
+                searched = self._search(mod, rep.trials, rep.search, rep.per_round)
+                schedule = self._lookup(mod)
+            elif kept:
                 schedule = self._lookup(mod)
         if schedule is None:
             searched = self._search(mod, trials, self.search, self.per_round)
