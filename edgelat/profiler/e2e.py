@@ -370,7 +370,7 @@ def measure_network(
     with agent_session(ws, device, threads=n_threads) as agent, tempfile.TemporaryDirectory(prefix="edgelat-net-") as tmp:
         lib = Path(tmp) / f"{key}.so"
         inputs = _build_for(ws, device, agent, mod, lib, chosen, n_threads, trials, scheduler, rep_trials)
-        if chosen.tunes:  # (after the build, which tunes the kernels the database lacked)
+        if chosen.tunes and schedules is None:  # (after the build, which tuned the kernels the database lacked)
             schedules = schedules_digest(ws, device, mod, chosen, n_threads)
         size_bytes = lib.stat().st_size
         remote = agent.remote_library(lib)
