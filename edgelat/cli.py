@@ -751,6 +751,14 @@ def validate_cmd(
         ),
     ] = "all",
     recipe: RecipeOpt = None,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Each network's time is the median of this many measurements, taken in rounds over the zoo "
+            "(a busy spell of the device then falls on one of each network's, not on all); stored ones count.",
+        ),
+    ] = 3,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Where the table, plot and report go.")] = None,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
@@ -765,21 +773,31 @@ def validate_cmd(
         if not json_out:
             err.print(
                 f"{label}: "
-                + (f"predicted {_ms(row.predicted_ms)} ms, measured {_ms(row.measured_ms)} ms ({row.error_pct:+.1f}%)" if row else "failed")
+                + (
+                    f"predicted {_ms(row.predicted_ms)} ms, measured {_ms(row.measured_ms)} ms ({row.error_pct:+.1f}%; "
+                    f"median of {row.measurements}, spread {row.measured_spread_pct:.0f}%)"
+                    if row
+                    else "failed"
+                )
             )
 
+    def measured(label: str, r: int, ms: float) -> None:
+        if not json_out:
+            err.print(f"round {r + 1}/{rounds}: {label} measured {_ms(ms)} ms")
+
     with _ws(workspace, store) as ws:
-        report = validate_device(ws, device, zoo=zoo, recipe=recipe, out_dir=out_dir, on_network=show)
+        report = validate_device(ws, device, zoo=zoo, recipe=recipe, out_dir=out_dir, rounds=rounds, on_network=show, on_measured=measured)
     if json_out:
         _print_json(asdict(report))
         return
     table = Table(
-        "network", "kernels", "predicted ms", "measured ms", "error", "FLOPs baseline error", title=f"{report.device} ({report.recipe})"
+        "network", "kernels", "predicted ms", "measured ms", "spread", "error", "FLOPs baseline error", title=f"{report.device} ({report.recipe})"
     )
     for r in report.rows:
         table.add_row(
-            r.network, str(r.kernels), f"{r.predicted_ms:.2f}", f"{r.measured_ms:.2f}", f"{r.error_pct:+.1f}%", f"{r.flops_error_pct:+.1f}%"
-        )
+            r.network, str(r.kernels), f"{r.predicted_ms:.2f}", f"{r.measured_ms:.2f}", f"{r.measured_spread_pct:.0f}% ({r.measurements})",
+            f"{r.error_pct:+.1f}%", f"{r.flops_error_pct:+.1f}%",
+        )  # fmt: skip
     out.print(table)
     m, f = report.metrics, report.flops_metrics
     out.print(

@@ -248,7 +248,21 @@ def test_validate_writes_table_plot_and_metrics(trained: Path, tmp_path: Path, m
     assert all(r.measured_ms > 0 and r.predicted_ms > 0 for r in report.rows) and [r.kernels for r in report.rows] == [2, 2, 1]
     assert set(report.metrics) == {"rmspe", "within_5", "within_10"} and set(report.flops_metrics) == set(report.metrics)
     assert Path(report.plot).stat().st_size > 10_000 and len(pd.read_csv(report.table)) == 3
-    assert stored == 3
+    assert stored == 3 and all(r.measurements == 1 and r.measured_spread_pct == 0 for r in report.rows)
+    # In rounds: each network's time is the median of its measurements, the stored one counting as the first.
+    seen: list[tuple[str, int]] = []
+    with open_workspace(trained) as ws:
+        twice = validate.validate_device(ws, "local", out_dir=tmp_path / "v2", rounds=2, on_measured=lambda n, r, ms: seen.append((n, r)))
+        medians = {name: sorted(json.loads(row["data"])["median_ms"] for row in ws.store.rows(
+            "SELECT data FROM network_measurements WHERE name = :name", {"name": name})) for name in ("mlp64@8", "mlp256@8", "conv@8")}  # fmt: skip
+        again = validate.validate_device(ws, "local", out_dir=tmp_path / "v3", rounds=2)
+        stored = ws.store.scalar("SELECT COUNT(*) FROM network_measurements")
+    assert seen == [("mlp64@8", 1), ("mlp256@8", 1), ("conv@8", 1)]  # one new measurement each, in the second round
+    for row in twice.rows:
+        pair = medians[row.network]
+        assert len(pair) == 2 and row.measurements == 2 and row.measured_ms == pytest.approx(sum(pair) / 2)
+        assert row.measured_spread_pct == pytest.approx(100 * (pair[1] / pair[0] - 1))
+    assert stored == 6 and [r.measured_ms for r in again.rows] == [r.measured_ms for r in twice.rows]  # both stored ones reused
 
 
 NB201 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"

@@ -36,6 +36,7 @@ __all__ = [
     "check_outputs",
     "build_network",
     "measure_network",
+    "stored_measurements",
     "network_hash",
     "run_network",
     "run_on_host",
@@ -323,6 +324,30 @@ def compare_outputs(device_outs: Sequence[Any], host_outs: Sequence[Any]) -> Out
     return OutputCheck(error, scale, 1e-3 * max(1.0, scale))
 
 
+def _stored(ws: Workspace, device: Any, key: str, recipe: str, threads: int, target: dict[str, Any], schedules: str | None) -> list[NetworkMeasurement]:
+    """The stored measurements of the network ``key`` built the same way (recipe, threads, target; tuned: the
+    same schedules), newest first. Older rows have no memory, and older tuned ones no schedules: left out."""
+    rows = ws.store.rows(
+        "SELECT data FROM network_measurements WHERE device = :device AND recipe = :recipe AND network_hash = :hash AND threads = :threads "
+        "ORDER BY id DESC",
+        {"device": device.name, "recipe": recipe, "hash": key, "threads": threads},
+    )
+    found = [NetworkMeasurement(**json.loads(row["data"])) for row in rows]
+    return [m for m in found if m.target == target and m.peak_memory_mb is not None and m.schedules == schedules]
+
+
+def stored_measurements(ws: Workspace, device_name: str, mod: tvm.IRModule, *, recipe: str = "default", threads: int | None = None) -> list[NetworkMeasurement]:
+    """The workspace's measurements of ``mod`` that stand for a new one on ``device_name`` (built the same way
+    now: recipe, threads, target and, for a tuned recipe, the same schedules), newest first."""
+    chosen = get_recipe(recipe)
+    device = get_device(ws, device_name)
+    n_threads = threads or device.measure_threads
+    schedules = schedules_digest(ws, device, mod, chosen, n_threads) if chosen.tunes else None
+    if chosen.tunes and schedules is None:  # a kernel without a record: a build would tune it, nothing stored stands for that
+        return []
+    return _stored(ws, device, network_hash(mod), recipe, n_threads, device.target(recipe), schedules)
+
+
 def measure_network(
     ws: Workspace,
     device_name: str,
@@ -355,17 +380,9 @@ def measure_network(
     key = network_hash(mod)
     schedules = schedules_digest(ws, device, mod, chosen, n_threads) if chosen.tunes and reuse and not check else None
     if reuse and not check and (schedules is not None or not chosen.tunes):
-        # the newest measurement of this network built the same way (recipe, threads, target; tuned: the same schedules)
-        rows = ws.store.rows(
-            "SELECT data FROM network_measurements WHERE device = :device AND recipe = :recipe AND network_hash = :hash AND threads = :threads "
-            "ORDER BY id DESC",
-            {"device": device.name, "recipe": recipe, "hash": key, "threads": n_threads},
-        )
-        for row in rows:
-            stored = NetworkMeasurement(**json.loads(row["data"]))
-            # (older rows have no memory, and older tuned ones no schedules: measured again)
-            if stored.target == target and stored.peak_memory_mb is not None and stored.schedules == schedules:
-                return stored
+        stored = _stored(ws, device, key, recipe, n_threads, target, schedules)
+        if stored:
+            return stored[0]
     footprint = network_footprint(mod)
     with agent_session(ws, device, threads=n_threads) as agent, tempfile.TemporaryDirectory(prefix="edgelat-net-") as tmp:
         lib = Path(tmp) / f"{key}.so"

@@ -77,6 +77,9 @@ class ValidationRow:
     predicted_memory_mb: float | None = None
     network_memory_mb: float | None = None
     predicted_network_memory_mb: float | None = None
+    # measured_ms is the median of this many measurements (``rounds``), spread (max / min - 1) between them.
+    measurements: int = 1
+    measured_spread_pct: float = 0.0
 
 
 @dataclass
@@ -107,34 +110,60 @@ def _flops_baseline(ws: Workspace, model: DeviceLatencyModel) -> DeviceLatencyMo
 
 
 def validate_device(
-    ws: Workspace, device: str, *, zoo: str = "all", recipe: str | None = None, out_dir: Path | None = None,
+    ws: Workspace, device: str, *, zoo: str = "all", recipe: str | None = None, out_dir: Path | None = None, rounds: int = 1,
     on_network: Callable[[str, ValidationRow | None], None] | None = None,
+    on_measured: Callable[[str, int, float], None] | None = None,
 ) -> ValidationReport:  # fmt: skip
-    """Predict and measure every network of ``zoo`` on ``device``; write a CSV table and a scatter plot."""
+    """Predict and measure every network of ``zoo`` on ``device``; write a CSV table and a scatter plot.
+
+    A network's measured time is the median of ``rounds`` end-to-end measurements taken in rounds (every
+    network once a round, so that a slow spell of the device falls on one measurement of each, not on all of
+    one). Measurements the workspace holds of a network built the same way count towards them; each new one
+    is stored (``on_measured(network, round, ms)`` is told of it)."""
     import torch
 
-    from edgelat.profiler.e2e import measure_network, network_hash
+    from edgelat.profiler.e2e import NetworkMeasurement, measure_network, network_hash, stored_measurements
 
+    if rounds < 1:
+        raise UsageError(f"rounds must be at least 1, not {rounds}")
     model = load_model(ws, device, recipe)
     flops = _flops_baseline(ws, model)
     report = ValidationReport(device, model.recipe)
     hashes: dict[str, str] = {}
-    for label, factory, res in validation_networks(zoo):
-        try:
-            torch.manual_seed(0)
-            mod = relax_from_torch(factory(), torch.randn(1, 3, res, res))
-            kernels = network_kernels(mod)
-            pred = predict_kernels(model, kernels)
-            base = predict_kernels(flops, kernels)
-            measured = measure_network(ws, device, mod, name=label, recipe=model.recipe, per_kernel=False, reuse=True)
-        except (UsageError, BuildError) as exc:  # one network that cannot be built or priced: reported, the rest go on
-            report.failures[label] = str(exc)
-            if on_network:
-                on_network(label, None)
+    priced: dict[str, tuple[Any, int, Any, Any]] = {}  # network -> (module, resolution, prediction, FLOPs baseline)
+    measured: dict[str, list[NetworkMeasurement]] = {}
+    networks = validation_networks(zoo)
+    for r in range(rounds):
+        for label, factory, res in networks:
+            if label in report.failures:
+                continue
+            try:
+                if r == 0:
+                    torch.manual_seed(0)
+                    mod = relax_from_torch(factory(), torch.randn(1, 3, res, res))
+                    kernels = network_kernels(mod)
+                    priced[label] = (mod, res, predict_kernels(model, kernels), predict_kernels(flops, kernels))
+                    measured[label] = stored_measurements(ws, device, mod, recipe=model.recipe)[:rounds]
+                if len(measured[label]) <= r:
+                    now = measure_network(ws, device, priced[label][0], name=label, recipe=model.recipe, per_kernel=False)
+                    measured[label].append(now)
+                    if on_measured:
+                        on_measured(label, r, now.median_ms)
+            except (UsageError, BuildError) as exc:  # one network that cannot be built or priced: reported, the rest go on
+                report.failures[label] = str(exc)
+                if on_network:
+                    on_network(label, None)
+    for label, _, _ in networks:
+        if label in report.failures:
             continue
-        row = ValidationRow(label, res, len(kernels), pred.total_ms, base.total_ms, measured.median_ms,
-                            100 * (pred.total_ms / measured.median_ms - 1), 100 * (base.total_ms / measured.median_ms - 1),
-                            params_mb=measured.params_mb, size_mb=measured.size_mb, memory_mb=measured.peak_memory_mb)  # fmt: skip
+        mod, res, pred, base = priced[label]
+        times = [m.median_ms for m in measured[label]]
+        first = measured[label][0]  # (weights, library and memory do not change between rounds)
+        ms = float(np.median(times))
+        row = ValidationRow(label, res, len(pred.kernels), pred.total_ms, base.total_ms, ms,
+                            100 * (pred.total_ms / ms - 1), 100 * (base.total_ms / ms - 1),
+                            params_mb=first.params_mb, size_mb=first.size_mb, memory_mb=first.peak_memory_mb,
+                            measurements=len(times), measured_spread_pct=100 * (max(times) / min(times) - 1))  # fmt: skip
         hashes[label] = network_hash(mod)
         report.rows.append(row)
         if on_network:
