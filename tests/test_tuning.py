@@ -296,14 +296,44 @@ def test_a_kernel_whose_fastest_record_does_not_build_takes_the_fastest_that_doe
     np.testing.assert_allclose(_run(second, inputs), _run(func, inputs), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("epilogue", "after_anchor"),
+    [("add.c+tir_sigmoid+multiply.i1", 2), ("tir_sigmoid+multiply.i1", 1), ("add.c+add.s+tir_clip+tir_clip+multiply.i3+divide.s", 2), ("add.c+relu", 2)],
+)
+def test_an_epilogue_collapses_to_the_anchors_consumer_and_the_output(epilogue: str, after_anchor: int) -> None:
+    """What anchor-trace scheduling is given: at most the anchor's one consumer and the output block after the
+    anchor, computing what the kernel did. Without a bias, swish's sigmoid and multiply both read the conv: the
+    sigmoid goes into the multiply, as after a bias add."""
+    import tvm
+
+    from edgelat.profiler.tuning import _anchor, collapse_epilogue
+
+    func = _conv(16, 8, 24, epilogue=epilogue)
+    mod = tvm.IRModule({"main": func})
+    anchor = _anchor(mod)
+    assert anchor is not None
+    collapsed = collapse_epilogue(mod, anchor[0])
+    sch = tvm.s_tir.Schedule(collapsed)
+    blocks, frontier = [], list(sch.get_consumers(sch.get_sblock(anchor[0])))
+    while frontier:
+        block = frontier.pop(0)
+        blocks.append(sch.get(block).name_hint)
+        frontier += [b for b in sch.get_consumers(block) if sch.get(b).name_hint not in blocks]
+    assert len(set(blocks)) == after_anchor, blocks
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(func)[:-1]]
+    np.testing.assert_allclose(_run(collapsed["main"], inputs), _run(func, inputs), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.slow
-def test_a_swish_kernel_builds_with_the_schedule_of_a_kernel_with_another_epilogue(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("swish", "relu"), [("add.c+tir_sigmoid+multiply.i1", "add.c+relu"), ("tir_sigmoid+multiply.i1", "relu")])
+def test_a_swish_kernel_builds_with_the_schedule_of_a_kernel_with_another_epilogue(tmp_path: Path, swish: str, relu: str) -> None:
     """Kernels share records by anchor block, and anchor-trace scheduling replays a record's inlining by block name.
     A chain seen in efficientnet's tuned build: a swish kernel searched, its schedule lent to a conv + bias + relu
     kernel of another shape, and that record then taken by a swish kernel with the same conv. Replayed as it came,
     the record reverse-inlines ``compute`` (there the relu, here the sigmoid) into the bias add, and the multiply
     reads a buffer nobody writes; with the epilogue collapsed first it builds, tuned, and computes what untuned
-    code does. (Timings made up, each
+    code does; with or without a bias. (Timings made up, each
     candidate faster than the one before, so that the transfers are kept.)"""
     import tvm_ffi
 
@@ -315,12 +345,11 @@ def test_a_swish_kernel_builds_with_the_schedule_of_a_kernel_with_another_epilog
         calls.append(path)
         return [1.0 / len(calls)]
 
-    swish = "add.c+tir_sigmoid+multiply.i1"
     llvm = {"kind": "llvm"}
     tuner = KernelTuner(tmp_path / "db", llvm, 1, None, measure, keep_speedup=0.0)
     try:
         assert tuner.tune(_conv(16, 8, 32, epilogue=swish), 8).searched
-        lent = tuner.tune(_conv(24, 8, 48), 8)  # conv + bias + relu
+        lent = tuner.tune(_conv(24, 8, 48, epilogue=relu), 8)
         assert lent.transferred == 1 and lent.kept_transfer
         func = _conv(24, 8, 48, epilogue=swish)
         tuned = tuner.tune(func, 8)

@@ -328,26 +328,28 @@ def schedule_like(mod: tvm.IRModule, trace: Any, target: tvm.target.Target) -> t
 
 
 def collapse_epilogue(mod: tvm.IRModule, anchor: str) -> tvm.IRModule:
-    """``mod`` with every elementwise block after the anchor's consumers inlined into the blocks that read it, so
-    that the epilogue is at most the anchor's consumer and the output block.
+    """``mod`` with every elementwise block after the anchor inlined into the blocks that read it, except the
+    anchor's consumer when it has one only, so that the epilogue is at most that consumer and the output block.
 
     Anchor-trace scheduling replays another kernel's inlining by block name: a trace of ``conv -> add -> relu``
     ends by reverse-inlining ``compute`` (the relu) into ``T_add``. In a swish epilogue (``add -> sigmoid ->
     multiply``, the multiply reading the add too), ``compute`` is the sigmoid, and inlining it into the add leaves
     the multiply reading a buffer nobody writes: the kernel does not build. Collapsed, the swish epilogue is one
-    block, ``x * sigmoid(x)`` (likewise hard swish's five), which the trace's names do not reach."""
+    block, ``x * sigmoid(x)`` (likewise hard swish's five), which the trace's names do not reach. Without a bias,
+    the sigmoid and the multiply both read the anchor: the sigmoid goes into the multiply all the same."""
     sch = tvm.s_tir.Schedule(mod)
-    anchor_rv = sch.get_sblock(anchor)
-    first = {sch.get(b).name_hint for b in sch.get_consumers(anchor_rv)}
-    later: list[str] = []
-    frontier = list(sch.get_consumers(anchor_rv))
+    consumers = sch.get_consumers(sch.get_sblock(anchor))
+    kept = {sch.get(consumers[0]).name_hint} if len(consumers) == 1 else set()
+    after: list[str] = []  # every block after the anchor, breadth first
+    frontier = list(consumers)
     while frontier:
-        for consumer in sch.get_consumers(frontier.pop(0)):
-            name = sch.get(consumer).name_hint
-            if name not in first and name not in later:
-                later.append(name)
-                frontier.append(consumer)
-    for name in later:
+        block = frontier.pop(0)
+        if sch.get(block).name_hint not in after:
+            after.append(sch.get(block).name_hint)
+            frontier += list(sch.get_consumers(block))
+    for name in after:
+        if name in kept:
+            continue
         try:
             sch.compute_inline(sch.get_sblock(name))
         except tvm.s_tir.ScheduleError:  # the output block (nothing reads it) and blocks that are not elementwise stay
