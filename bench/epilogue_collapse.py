@@ -30,7 +30,7 @@ from transfer_sources import network_funcs  # noqa: E402
 
 from edgelat.profiler.builds import _lowers  # noqa: E402
 from edgelat.profiler.inventory import get_device  # noqa: E402
-from edgelat.profiler.tuning import KernelTuner, _anchor, kernel_args, schedule_like  # noqa: E402
+from edgelat.profiler.tuning import KernelTuner, _anchor, anchor_trace, kernel_args, schedule_like  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
 
 
@@ -73,10 +73,10 @@ def main() -> None:
                 for way in ("as_they_come", "collapsed"):
                     try:
                         if way == "collapsed":
-                            sch = schedule_like(mod, record.trace, tuner.target)
+                            sch = schedule_like(mod, anchor_trace(record), tuner.target)
                         else:
                             sch = tvm.s_tir.Schedule(mod)
-                            ms.trace_apply.schedule_using_anchor_trace(sch, record.trace, tuner.target)
+                            ms.trace_apply.schedule_using_anchor_trace(sch, anchor_trace(record), tuner.target)
                     except Exception:  # noqa: BLE001 - the record does not apply this way
                         continue
                     if _lowers(sch.mod["main"], target):

@@ -354,8 +354,16 @@ def test_a_swish_kernel_builds_with_the_schedule_of_a_kernel_with_another_epilog
         func = _conv(24, 8, 48, epilogue=swish)
         tuned = tuner.tune(func, 8)
         assert not tuned.searched and tuned.transferred == 0  # the record of the relu kernel, looked up
+        assert tuner.tune(_conv(40, 8, 56, epilogue=swish), 8).transferred  # schedules lent to a swish kernel, kept
     finally:
         tuner.close()
+    # A database is read back by replaying each record on its workload: the transferred ones replay too.
+    from tvm.s_tir import meta_schedule as ms
+
+    from edgelat.profiler.tuning import MODULE_EQUALITY
+
+    records = (tmp_path / "db" / "database_tuning_record.json").read_text().splitlines()
+    assert len(ms.database.JSONDatabase(work_dir=str(tmp_path / "db"), module_equality=MODULE_EQUALITY).get_all_tuning_records()) == len(records)
     assert not tvm_ffi.structural_equal(tuned.func.body, func.body) and _lowers(tuned.func, llvm)
     rng = np.random.default_rng(0)
     inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(func)[:-1]]

@@ -320,9 +320,12 @@ def _refit(trace: Any, extents: tuple[int, ...], anchor: str) -> Any:
 def schedule_like(mod: tvm.IRModule, trace: Any, target: tvm.target.Target) -> tvm.s_tir.Schedule:
     """``mod`` scheduled by ``trace``, a schedule of a kernel with the same anchor block (MetaSchedule's anchor-trace
     scheduling), after its epilogue is collapsed (:func:`collapse_epilogue`); raises where the trace does not apply.
-    The schedule's trace is the anchor trace's alone: what it records is what other kernels may borrow."""
+    The schedule's trace replays on ``mod`` (a database reloads a record by replaying it on its workload): it
+    starts with the collapse, which :func:`anchor_trace` takes off again before another kernel borrows it."""
     anchor = _anchor(mod)
-    sch = tvm.s_tir.Schedule(collapse_epilogue(mod, anchor[0]) if anchor is not None else mod)
+    sch = tvm.s_tir.Schedule(mod)
+    if anchor is not None:
+        _collapse(sch, anchor[0])
     ms.trace_apply.schedule_using_anchor_trace(sch, trace, target)
     return sch
 
@@ -338,6 +341,12 @@ def collapse_epilogue(mod: tvm.IRModule, anchor: str) -> tvm.IRModule:
     block, ``x * sigmoid(x)`` (likewise hard swish's five), which the trace's names do not reach. Without a bias,
     the sigmoid and the multiply both read the anchor: the sigmoid goes into the multiply all the same."""
     sch = tvm.s_tir.Schedule(mod)
+    _collapse(sch, anchor)
+    return sch.mod
+
+
+def _collapse(sch: tvm.s_tir.Schedule, anchor: str) -> list[str]:
+    """:func:`collapse_epilogue` done on ``sch`` (so its trace records it); the names of the blocks inlined."""
     consumers = sch.get_consumers(sch.get_sblock(anchor))
     kept = {sch.get(consumers[0]).name_hint} if len(consumers) == 1 else set()
     after: list[str] = []  # every block after the anchor, breadth first
@@ -347,6 +356,7 @@ def collapse_epilogue(mod: tvm.IRModule, anchor: str) -> tvm.IRModule:
         if sch.get(block).name_hint not in after:
             after.append(sch.get(block).name_hint)
             frontier += list(sch.get_consumers(block))
+    inlined: list[str] = []
     for name in after:
         if name in kept:
             continue
@@ -354,7 +364,28 @@ def collapse_epilogue(mod: tvm.IRModule, anchor: str) -> tvm.IRModule:
             sch.compute_inline(sch.get_sblock(name))
         except tvm.s_tir.ScheduleError:  # the output block (nothing reads it) and blocks that are not elementwise stay
             continue
-    return sch.mod
+        inlined.append(name)
+    return inlined
+
+
+def anchor_trace(record: Any) -> Any:
+    """What ``record`` lends another kernel: its trace without the epilogue collapse :func:`schedule_like` put
+    first (the borrower collapses its own epilogue; the lender's block names would reach the borrower's blocks)."""
+    trace = record.trace
+    anchor = _anchor(record.workload.mod)
+    if anchor is None:
+        return trace
+    inlined = _collapse(tvm.s_tir.Schedule(record.workload.mod), anchor[0])
+    insts = list(trace.insts)
+    prefix = insts[: 2 * len(inlined)]
+    pairs = zip(prefix[0::2], prefix[1::2], strict=True)
+    if not inlined or len(prefix) < 2 * len(inlined) or not all(
+        get.kind.name == "GetSBlock" and str(get.attrs[0]) == name and inline.kind.name == "ComputeInline" and inline.inputs[0].same_as(get.outputs[0])
+        for (get, inline), name in zip(pairs, inlined, strict=True)
+    ):  # fmt: skip
+        return trace
+    rest = insts[2 * len(inlined) :]
+    return tvm.s_tir.schedule.Trace(rest, {inst: d for inst, d in trace.decisions.items() if any(inst.same_as(i) for i in rest)})
 
 
 def _untuned(mod: tvm.IRModule) -> tvm.s_tir.Schedule:
@@ -632,7 +663,7 @@ class KernelTuner:
     def _lend(self, source: _Source, mod: tvm.IRModule, extents: tuple[int, ...], anchor: str) -> Any:
         """``mod`` scheduled by the fastest of ``source``'s kept schedules that fits its loops (None if none does)."""
         for _, record in source.ranked:
-            trace = _refit(record.trace, extents, anchor)
+            trace = _refit(anchor_trace(record), extents, anchor)
             if trace is None:
                 continue
             try:
@@ -725,7 +756,7 @@ class KernelTuner:
         # data movement only (concat, transposes, split) can have none. Then the trace is replayed as it is,
         # and where that does not fit either, the kernel stays untuned rather than failing the build.
         try:
-            return schedule_like(mod, record.trace, self.target)
+            return schedule_like(mod, anchor_trace(record), self.target)
         except Exception as exc:  # noqa: BLE001 - TVM raises InternalError or TVMError for a trace that does not fit
             logger.debug("a tuning record does not apply to %s: %s", _anchor(mod), first_line(exc))
         sch = tvm.s_tir.Schedule(mod)
