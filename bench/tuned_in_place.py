@@ -46,6 +46,7 @@ def main() -> None:
         profiled = {r["config_id"] for r in ws.store.rows(
             "SELECT DISTINCT config_id FROM measurements WHERE device = :device AND recipe = 'tuned' AND status = 'ok'", {"device": args.device})}  # fmt: skip
         for name, factory, resolution in validation_networks(args.networks):
+            torch.manual_seed(0)  # the weights `validate` builds: its stored measurements and these are of one network
             mod = relax_from_torch(factory(), torch.randn(1, 3, resolution, resolution))
             kernels = network_kernels(mod)
             predicted = predict_kernels(model, kernels)
