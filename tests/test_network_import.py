@@ -171,6 +171,37 @@ def test_a_sum_then_a_division_runs_as_two_kernels(tmp_path: Path) -> None:
     assert [(k.op, (k.config or {}).get("epilogue")) for k in kernels][1:] == [("reduce", ""), ("activation", "divide.s")]
 
 
+def test_a_squeeze_excite_gate_is_profiled_at_the_size_it_scales(tmp_path: Path) -> None:
+    """The gate's conv runs on one pixel, but TVM fuses the scaling of the whole map into it: the kernel
+    writes C x H x W values. Its config says so (``multiply.x35``), and what is profiled for it does too."""
+    from edgelat.ops import fuse, fused_groups, get_op
+    from edgelat.ops.lowering import shape_of
+
+    class SE(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reduce, self.expand = nn.Conv2d(16, 8, 1), nn.Conv2d(8, 16, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * F.hardsigmoid(self.expand(F.relu(self.reduce(x.mean((2, 3), keepdim=True)))))
+
+    kernels = _kernels(SE(), (1, 16, 5, 7), tmp_path)
+    gate = [k for k in kernels if k.op == "conv2d" and k.config["cout"] == 16]
+    assert len(gate) == 1 and gate[0].config["h"] == gate[0].config["w"] == 1, [k.group.ops for k in kernels]
+    assert gate[0].config["epilogue"].endswith("multiply.x35"), gate[0].config
+    spec = get_op("conv2d")
+    assert spec.features(gate[0].config)["out_elems"] == 16 * 35
+    module = spec.emit(gate[0].config)
+    assert int(np.prod([int(d) for d in shape_of(module["main"].body.body)])) == 16 * 35  # the kernel profiled writes the whole map
+    (group,) = fused_groups(*fuse(module))
+    assert spec.match(group) == gate[0].config
+    # A sampler seeded with the gate draws gates: on one pixel, scaling maps of other (square) sizes.
+    drawn = [spec.sample(np.random.default_rng(i), [gate[0].config]) for i in range(20)]
+    gates = [d for d in drawn if "multiply.x" in d["epilogue"]]
+    assert len(gates) >= 10 and all(d["h"] == d["w"] == 1 for d in gates)
+    assert len({d["epilogue"] for d in gates}) > 1 and all(int(d["epilogue"].rsplit(".x", 1)[1]) ** 0.5 % 1 == 0 for d in gates)
+
+
 @pytest.mark.parametrize(
     ("name", "spellings"),
     [

@@ -127,7 +127,15 @@ def where(condition: Any, yes: Any, no: Any) -> Any:
 
 
 def size_features(flops: Any, in_bytes: Any, param_bytes: Any, out_bytes: Any, epilogue: Any, out_elems: Any) -> dict[str, Any]:
-    """The features every kind shares: work, traffic, intensity, and the epilogue's cost."""
+    """The features every kind shares: work, traffic, intensity, and the epilogue's cost.
+
+    ``out_bytes`` and ``out_elems`` are the anchor's output; an epilogue that broadcasts it to a larger
+    operand (a squeeze-excite gate, ``multiply.x49``) writes that larger tensor instead, and counts so.
+    """
+    counts = epilogue_columns(epilogue)
+    anchor_elems = out_elems
+    out_elems = out_elems * counts["ep_out_scale"]
+    out_bytes = out_bytes * counts["ep_out_scale"]
     total = in_bytes + param_bytes + out_bytes
     feats = {
         "flops": flops,
@@ -141,10 +149,9 @@ def size_features(flops: Any, in_bytes: Any, param_bytes: Any, out_bytes: Any, e
         "out_elems": out_elems,
         "log_out_elems": np.log1p(out_elems),
     }
-    counts = epilogue_columns(epilogue)
     feats.update(counts)
-    feats["ep_work"] = out_elems * (counts["ep_ops"] + 8.0 * counts["ep_transcendental"])
-    feats["ep_bytes"] = 4.0 * out_elems * (counts["ep_full_inputs"])
+    feats["ep_work"] = anchor_elems * counts["ep_scaled_work"]
+    feats["ep_bytes"] = 4.0 * anchor_elems * counts["ep_scaled_inputs"]
     return feats
 
 

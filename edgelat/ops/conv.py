@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ from edgelat.ops._common import (
     size_features,
     twos,
 )
-from edgelat.ops.epilogue import EpilogueBuilder, match_epilogue
+from edgelat.ops.epilogue import EpilogueBuilder, match_epilogue, rescale_broadcast
 from edgelat.ops.lowering import FusedGroup
 from edgelat.ops.registry import OpSpec, register_op
 
@@ -68,6 +69,11 @@ class Conv2d(OpSpec):
     def _draw(self, rng: np.random.Generator, seed: Config | None) -> Config:
         if seed is not None:
             hw = perturb(rng, seed["h"], spread=0.3, lo=max(seed["k"], 2))
+            if seed["h"] == seed["w"] == 1 and not self.depthwise:
+                # A squeeze-excite conv runs on one pixel, and its gate (``.xN``) scales a whole map: perturb
+                # the map's side, not the pixel.
+                hw = 1
+                seed = {**seed, "epilogue": rescale_broadcast(seed["epilogue"], lambda n: perturb(rng, math.isqrt(n), spread=0.3) ** 2)}
             if self.depthwise:
                 c = perturb(rng, seed["cin"], multiple=8 if seed["cin"] >= 16 else 1)
                 return {**seed, "h": hw, "w": hw, "cin": c, "cout": c, "groups": c}

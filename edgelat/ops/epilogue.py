@@ -6,7 +6,9 @@ A token names one legalized op and where its other operand comes from:
 - ``add.s``: binary with a scalar constant (``x + 3`` in hard-swish);
 - ``add.c``: with a small broadcast operand (bias, folded batch norm: ``(1, C, 1, 1)``);
 - ``add.t``: with another input of the same shape (a residual);
-- ``mul.x``: with a larger input that the running value is broadcast to (squeeze-excite);
+- ``multiply.x49``: with a larger input that the running value is broadcast to, here 49 times its size
+  (a squeeze-excite gate of shape ``(1, C, 1, 1)`` scaling a ``(1, C, 7, 7)`` map: the kernel writes the
+  larger tensor, so that is its output). A bare ``.x`` (older profiles) leaves the size to the caller;
 - ``multiply.i2``: with a value computed earlier in the same kernel, 2 steps back
   (swish's ``x * sigmoid(x)``).
 
@@ -25,6 +27,7 @@ becomes that activation's one canonical chain (:func:`canonical_epilogue`).
 from __future__ import annotations
 
 import functools
+import math
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +38,7 @@ from tvm.relax import op as R
 
 from edgelat.ops.lowering import TirCall
 
-__all__ = ["ACTIVATIONS", "EpilogueBuilder", "canonical_epilogue", "epilogue_after", "epilogue_counts", "match_epilogue", "split_epilogue"]
+__all__ = ["ACTIVATIONS", "EpilogueBuilder", "broadcast_factor", "broadcast_shape", "canonical_epilogue", "epilogue_after", "epilogue_counts", "match_epilogue", "rescale_broadcast", "split_epilogue"]
 
 UNARY: dict[str, Callable[[Any], Any]] = {
     "relu": R.nn.relu,
@@ -153,7 +156,8 @@ def _token(call: TirCall) -> str | None:
     if other == call.out and running == call.out:
         return f"{call.op}.t"
     if other == call.out:
-        return f"{call.op}.x"
+        factor = _numel(other) // max(_numel(running), 1)
+        return f"{call.op}.x{factor}" if factor > 1 else f"{call.op}.x"
     return f"{call.op}.c"
 
 
@@ -168,7 +172,7 @@ _AFFINE = {"add.s", "subtract.s", "multiply.s", "divide.s"}
 @dataclass
 class _Tok:
     op: str
-    kind: str  # "", "s", "c", "t", "x" or "i"
+    kind: str  # "", "s", "c", "t", "i", or "x" with its broadcast factor ("x49")
     ref: int = -1  # for kind "i": the history index it reads (0 the anchor's input, 1 its output, k+2 token k's result)
 
     def text(self, position: int) -> str:
@@ -277,18 +281,69 @@ def canonical_epilogue(epilogue: str) -> str:
     return _render(toks)
 
 
+def broadcast_factor(kind: str) -> int | None:
+    """How many times larger than the running value a ``.x`` operand is (``"x49"`` -> 49); None for a bare
+    ``x``, whose size the caller gives. Not a ``.x`` kind: ValueError."""
+    if not kind.startswith("x") or not (kind[1:].isdigit() or kind == "x"):
+        raise ValueError(f"not a broadcast operand: {kind!r}")
+    return int(kind[1:]) if kind[1:] else None
+
+
+def rescale_broadcast(epilogue: str, scale: Callable[[int], int]) -> str:
+    """``epilogue`` with every ``.xN`` factor replaced by ``scale(N)`` (a sampler perturbing a gated map's size)."""
+    tokens = []
+    for token in split_epilogue(epilogue):
+        op, _, kind = token.partition(".")
+        factor = broadcast_factor(kind) if kind.startswith("x") else None
+        tokens.append(f"{op}.x{max(2, scale(factor))}" if factor else token)
+    return "+".join(tokens)
+
+
 @functools.lru_cache(maxsize=4096)
 def epilogue_counts(epilogue: str) -> Mapping[str, float]:
-    """Feature counts of an epilogue: ops, transcendental ops, extra full-size inputs (read-only: cached per epilogue)."""
+    """Feature counts of an epilogue (read-only: cached per epilogue).
+
+    ``ep_ops``, ``ep_transcendental``, ``ep_full_inputs`` and ``ep_channel_inputs`` count tokens. The
+    ``ep_scaled_*`` counts weigh each op by the size it runs at, in units of the anchor's output: 1 until
+    a ``.xN`` token broadcasts the running value to N times its size, N after it (a squeeze-excite gate's
+    sigmoid runs on C values, its multiply on C x H x W); ``ep_out_scale`` is the output's size so.
+    """
     tokens = split_epilogue(epilogue)
+    scale, work, inputs = 1.0, 0.0, 0.0
+    for token in tokens:
+        op, _, kind = token.partition(".")
+        if kind.startswith("x"):
+            scale *= broadcast_factor(kind) or 1
+        if kind.startswith("x") or kind == "t":
+            inputs += scale
+        work += scale * (1.0 + 8.0 * (op in TRANSCENDENTAL))
     return types.MappingProxyType(
         {
             "ep_ops": float(len(tokens)),
             "ep_transcendental": float(sum(t.split(".")[0] in TRANSCENDENTAL for t in tokens)),
-            "ep_full_inputs": float(sum(t.endswith((".t", ".x")) for t in tokens)),
+            "ep_full_inputs": float(sum(t.partition(".")[2][:1] in ("t", "x") for t in tokens)),
             "ep_channel_inputs": float(sum(t.endswith(".c") for t in tokens)),
+            "ep_out_scale": scale,
+            "ep_scaled_work": work,
+            "ep_scaled_inputs": inputs,
         }
     )
+
+
+def broadcast_shape(shape: Sequence[int], factor: int) -> list[int]:
+    """A shape ``factor`` times larger that ``shape`` broadcasts to: the factor goes into ``shape``'s dims of one
+    after the batch, split over the last two as evenly as it divides (a gate of ``(1, C, 1, 1)`` and 49 give
+    ``(1, C, 7, 7)``; the same elements in the same order whatever the split)."""
+    ones = [i for i, d in enumerate(shape) if d == 1 and i > 0][-2:]
+    if not ones:
+        raise ValueError(f"a value of shape {tuple(shape)} has no dim of one to broadcast over")
+    out = list(shape)
+    if len(ones) == 1:
+        out[ones[0]] = factor
+    else:
+        a = max(d for d in range(1, math.isqrt(factor) + 1) if factor % d == 0)
+        out[ones[0]], out[ones[1]] = a, factor // a
+    return out
 
 
 class EpilogueBuilder:
@@ -325,10 +380,14 @@ class EpilogueBuilder:
                 y = self.emit(BINARY[op](y, self.input(small)))
             elif kind == "t":
                 y = self.emit(BINARY[op](y, self.input(shape)))
-            elif kind == "x":
-                if x_shape is None:
+            elif kind.startswith("x"):
+                factor = broadcast_factor(kind)
+                if factor is not None:
+                    y = self.emit(BINARY[op](self.input(broadcast_shape(shape, factor)), y))
+                elif x_shape is None:
                     raise ValueError(f"epilogue token {token!r} needs the shape of its larger operand")
-                y = self.emit(BINARY[op](self.input(x_shape), y))
+                else:
+                    y = self.emit(BINARY[op](self.input(x_shape), y))
             elif kind.startswith("i"):
                 back = int(kind[1:])
                 y = self.emit(BINARY[op](history[max(0, len(history) - 1 - back)], y))
