@@ -332,9 +332,9 @@ def epilogue_counts(epilogue: str) -> Mapping[str, float]:
 
 def broadcast_shape(shape: Sequence[int], factor: int) -> list[int]:
     """A shape ``factor`` times larger that ``shape`` broadcasts to: the factor goes into ``shape``'s dims of one
-    after the batch, split over the last two as evenly as it divides (a gate of ``(1, C, 1, 1)`` and 49 give
-    ``(1, C, 7, 7)``; the same elements in the same order whatever the split)."""
-    ones = [i for i, d in enumerate(shape) if d == 1 and i > 0][-2:]
+    after the batch (a matrix's rows too), split over the last two as evenly as it divides (a gate of
+    ``(1, C, 1, 1)`` and 49 give ``(1, C, 7, 7)``; the same elements in the same order whatever the split)."""
+    ones = [i for i, d in enumerate(shape) if d == 1 and (i > 0 or len(shape) <= 2)][-2:]
     if not ones:
         raise ValueError(f"a value of shape {tuple(shape)} has no dim of one to broadcast over")
     out = list(shape)

@@ -32,7 +32,7 @@ __all__ = ["OPS", "Config", "OpSpec", "config_id", "get_op", "list_ops", "regist
 
 Config = dict[str, Any]
 # Feature schema version: bump whenever any op's feature function changes meaning.
-FEATURE_SCHEMA_VERSION = 5
+FEATURE_SCHEMA_VERSION = 6
 # Bump when any op's adapt_group changes: cached block prices are broken down by group.
 ADAPT_GROUPS_VERSION = 2
 
