@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgelat.ops import FEATURE_SCHEMA_VERSION
 from edgelat.predictors.train import train_device
 from edgelat.profiler.campaign import ProfileConfig, profile
 from edgelat.profiler.inventory import get_device
@@ -28,7 +29,7 @@ def write_outputs(stem: str, summary: Any, rows: list[dict[str, Any]], indent: i
 
 def ensure_trained(ws: Workspace, samples: int = 100) -> None:
     """Profile `local` (``samples`` configs per op kind, ~15 minutes) for every kind it has no measurements of;
-    train if untrained or if the models predate those measurements."""
+    train if untrained, if the models predate those measurements, or if they were trained on other features."""
     from edgelat.ops import list_ops
 
     target = get_device(ws, "local").target("default")  # measurements built for another target are not trained on
@@ -38,5 +39,7 @@ def ensure_trained(ws: Workspace, samples: int = 100) -> None:
     if missing:
         print(f"profiling local into {ws.root} ({samples} configs per op kind: {', '.join(missing)}) ...")
         profile(ws, "local", ProfileConfig(ops=missing, samples=samples, weighted=True))
-    if missing or not (ws.model_dir("local", "default") / "meta.json").exists():
+    meta = ws.model_dir("local", "default") / "meta.json"
+    stale = meta.exists() and json.loads(meta.read_text()).get("feature_schema") != FEATURE_SCHEMA_VERSION
+    if missing or stale or not meta.exists():
         train_device(ws, "local")
