@@ -149,3 +149,16 @@ def test_what_adaptation_and_pruning_need_lives_on_the_kind() -> None:
     assert get_op("dense").pruned({"m": 1, "k": 64, "n": 10, "epilogue": ""}, 0, 16)["k"] == 48
     with pytest.raises(UsageError, match="not edited by channel pruning"):
         get_op("softmax").pruned({"rows": 4, "cols": 8}, 1, 0)
+
+
+def test_a_gate_fused_into_a_pool_counts_the_map_it_scales() -> None:
+    """Mean, then a gate that scales the pooled map (it reads the pool's input): the kernel writes C x H x W."""
+    from edgelat.ops import fuse, fused_groups
+
+    spec = get_op("global_avg_pool")
+    plain = {"n": 1, "c": 32, "h": 7, "w": 7, "epilogue": ""}
+    for gate in ("tir_sigmoid+multiply.i2", "add.s+tir_clip+tir_clip+divide.s+multiply.i5"):
+        cfg = {**plain, "epilogue": gate}
+        (group,) = fused_groups(*fuse(spec.emit(cfg)))
+        assert spec.match(group) == cfg and group.calls[-1].out == (1, 32, 7, 7)
+        assert spec.features(cfg)["out_elems"] == 32 * 49 and spec.features(plain)["out_elems"] == 32

@@ -38,7 +38,7 @@ from tvm.relax import op as R
 
 from edgelat.ops.lowering import TirCall
 
-__all__ = ["ACTIVATIONS", "EpilogueBuilder", "broadcast_factor", "broadcast_shape", "canonical_epilogue", "epilogue_after", "epilogue_counts", "match_epilogue", "rescale_broadcast", "split_epilogue"]
+__all__ = ["ACTIVATIONS", "EpilogueBuilder", "broadcast_factor", "broadcast_shape", "canonical_epilogue", "epilogue_after", "epilogue_counts", "match_epilogue", "reads_anchor_input", "rescale_broadcast", "split_epilogue"]
 
 UNARY: dict[str, Callable[[Any], Any]] = {
     "relu": R.nn.relu,
@@ -287,6 +287,12 @@ def broadcast_factor(kind: str) -> int | None:
     if not kind.startswith("x") or not (kind[1:].isdigit() or kind == "x"):
         raise ValueError(f"not a broadcast operand: {kind!r}")
     return int(kind[1:]) if kind[1:] else None
+
+
+def reads_anchor_input(epilogue: str) -> bool:
+    """Whether a token of ``epilogue`` reads the anchor's input (``multiply.i5`` after a mean: a gate scaling the
+    map it was pooled from, so the kernel writes the input's size, not the anchor's)."""
+    return any(t.kind == "i" and t.ref == 0 for t in _parse(epilogue))
 
 
 def rescale_broadcast(epilogue: str, scale: Callable[[int], int]) -> str:

@@ -22,7 +22,7 @@ from edgelat.ops._common import (
     where,
 )
 from edgelat.ops.conv import out_size
-from edgelat.ops.epilogue import ACTIVATIONS, EpilogueBuilder, epilogue_after, match_epilogue, split_epilogue
+from edgelat.ops.epilogue import ACTIVATIONS, EpilogueBuilder, epilogue_after, match_epilogue, reads_anchor_input, split_epilogue
 from edgelat.ops.lowering import FusedGroup
 from edgelat.ops.registry import OpSpec, register_op
 
@@ -132,9 +132,9 @@ class GlobalAvgPool(OpSpec):
 
     def features(self, cfg: Mapping[str, Any]) -> dict[str, float]:
         n, c, h, w = cfg["n"], cfg["c"], cfg["h"], cfg["w"]
-        # the SE's scale fused in, written as a bare ``.x`` (older profiles): a full-size output. A ``.xN`` token
-        # says its size itself, and size_features counts it.
-        scales = per_config(lambda e: "multiply.x" in split_epilogue(e), cfg["epilogue"])
+        # A gate fused in that scales the pooled map (it reads the anchor's input, or a bare ``.x`` of older
+        # profiles): a full-size output. A ``.xN`` token says its size itself, and size_features counts it.
+        scales = per_config(lambda e: reads_anchor_input(e) or "multiply.x" in split_epilogue(e), cfg["epilogue"])
         out_elems = where(scales, n * c * h * w, n * c)
         feats = size_features(1.0 * n * c * h * w, 4.0 * n * c * h * w * (1 + scales), 0.0, 4.0 * out_elems, cfg["epilogue"], out_elems)
         feats.update({"c": c, "h": h, "hw": h * w, **loop_features("w", w)})
