@@ -162,3 +162,20 @@ def test_a_gate_fused_into_a_pool_counts_the_map_it_scales() -> None:
         (group,) = fused_groups(*fuse(spec.emit(cfg)))
         assert spec.match(group) == cfg and group.calls[-1].out == (1, 32, 7, 7)
         assert spec.features(cfg)["out_elems"] == 32 * 49 and spec.features(plain)["out_elems"] == 32
+
+
+def test_a_per_channel_operand_runs_along_the_channels() -> None:
+    """``.c``: one value per channel of a conv (axis 1, 4-D or conv1d's 3-D), per output column of a matmul."""
+    from edgelat.ops import fuse, fused_groups
+
+    cases = {
+        "batch_matmul": ({"b": 2, "m": 64, "k": 16, "n": 32, "epilogue": "add.c+gelu"}, 32),
+        "conv2d_rect": ({"n": 1, "cin": 8, "h": 1, "w": 50, "cout": 12, "kh": 1, "kw": 3, "sh": 1, "sw": 1, "ph": 0, "pw": 1,
+                         "groups": 1, "dims": 1, "epilogue": "add.c+relu"}, 12),  # fmt: skip
+        "conv2d": ({"n": 1, "cin": 8, "h": 9, "w": 9, "cout": 12, "k": 3, "stride": 1, "pad": 1, "groups": 1, "dilation": 1, "epilogue": "add.c"}, 12),
+    }
+    for op, (cfg, channels) in cases.items():
+        (group,) = fused_groups(*fuse(get_op(op).emit(cfg)))
+        add = next(c for c in group.calls if c.op == "add")
+        small = [a for a in add.args if a is not None and a != add.out]
+        assert len(small) == 1 and math.prod(small[0]) == channels and max(small[0]) == channels, (op, add.args)

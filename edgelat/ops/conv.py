@@ -277,7 +277,7 @@ class Conv2dRect(OpSpec):
                 w = b.input((cfg["cout"], cfg["cin"] // g, cfg["kh"], cfg["kw"]), "w")
                 y = b.emit(R.nn.conv2d(x, w, strides=(cfg["sh"], cfg["sw"]), padding=(cfg["ph"], cfg["pw"]), groups=g))
                 out = (cfg["n"], cfg["cout"], *self._out_hw(cfg))
-            return b.epilogue(y, cfg["epilogue"], x_shape=out, anchor_input=x)
+            return b.epilogue(y, cfg["epilogue"], x_shape=out, anchor_input=x, channel_axis=1)
 
         return EpilogueBuilder().build(body)
 

@@ -57,6 +57,11 @@ UNARY: dict[str, Callable[[Any], Any]] = {
     "erf": R.erf,
     "tir_erf": R.erf,
     "gelu_tanh": R.nn.gelu_tanh,
+    "leaky_relu": lambda y: R.nn.leakyrelu(y, 0.01),  # the slope is not in the token: the same work whatever it is
+    "tir_log": R.log,
+    "log": R.log,
+    "tir_abs": R.abs,
+    "abs": R.abs,
 }
 BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "add": R.add,
@@ -367,11 +372,14 @@ class EpilogueBuilder:
     def emit(self, expr: Any) -> Any:
         return self.bb.emit(expr)
 
-    def epilogue(self, y: Any, epilogue: str, x_shape: Sequence[int] | None = None, anchor_input: Any = None) -> Any:
+    def epilogue(
+        self, y: Any, epilogue: str, x_shape: Sequence[int] | None = None, anchor_input: Any = None, channel_axis: int | None = None
+    ) -> Any:
         """Apply ``epilogue`` to ``y``, the anchor's result.
 
-        ``x_shape`` is the shape of a ``.x`` operand; ``anchor_input`` is the anchor's first
-        input, which ``.iN`` tokens may refer back to (as a squeeze-excite gate scales it).
+        ``x_shape`` is the shape of a bare ``.x`` operand; ``anchor_input`` is the anchor's first
+        input, which ``.iN`` tokens may refer back to (as a squeeze-excite gate scales it);
+        ``channel_axis`` is the axis a ``.c`` operand runs along (default: 1 for a 4-D value, else the last).
         """
         history = [y] if anchor_input is None else [anchor_input, y]
         for token in split_epilogue(epilogue):
@@ -382,7 +390,9 @@ class EpilogueBuilder:
             elif kind == "s":
                 y = self.emit(BINARY[op](y, relax.const(3.0, "float32")))
             elif kind == "c":
-                small = [1, shape[1], 1, 1] if len(shape) == 4 else [shape[-1]]
+                # one value per channel: (1, C, 1, 1) after a conv, (N,) after a matmul, (1, C, 1) after a conv1d
+                axis = channel_axis if channel_axis is not None else 1 if len(shape) == 4 else len(shape) - 1
+                small = [d if i == axis else 1 for i, d in enumerate(shape)] if axis != len(shape) - 1 else [shape[-1]]
                 y = self.emit(BINARY[op](y, self.input(small)))
             elif kind == "t":
                 y = self.emit(BINARY[op](y, self.input(shape)))
