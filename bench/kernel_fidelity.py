@@ -12,7 +12,6 @@ Writes bench/out/kernel_fidelity.{json,csv}.
 from __future__ import annotations
 
 import collections
-import math
 import sys
 import time
 from pathlib import Path
@@ -23,15 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _workspace import write_outputs  # noqa: E402  (bench/ is the script's folder)
 
 from edgelat.ops import fuse, fused_groups, get_op  # noqa: E402
-from edgelat.ops.lowering import FusedGroup, without_views  # noqa: E402
+from edgelat.ops.lowering import traffic_sizes  # noqa: E402
 from edgelat.ops.network import network_kernels, relax_from_torch  # noqa: E402
 from tests.corpus import corpus, example_inputs  # noqa: E402
-
-
-def sizes(group: FusedGroup) -> tuple[tuple[int, ...], int]:
-    calls = without_views(group).calls
-    operands = {math.prod(a) for c in calls for a in c.args if a is not None}
-    return tuple(sorted(s for s in operands if s > 1)), math.prod(calls[-1].out or ())
 
 
 def main() -> None:
@@ -53,9 +46,9 @@ def main() -> None:
             except Exception as exc:  # noqa: BLE001 - the survey goes on; the row says why
                 rows.append({"network": net.name, "op": k.op, "config": key[1], "status": "not emitted", "why": f"{type(exc).__name__}: {exc}"[:160]})
                 continue
-            same = len(groups) == 1 and sizes(groups[0]) == sizes(k.group)
+            same = len(groups) == 1 and traffic_sizes(groups[0]) == traffic_sizes(k.group)
             rows.append({"network": net.name, "op": k.op, "config": key[1], "status": "same" if same else "other sizes",
-                         "why": "" if same else f"network {sizes(k.group)}, emitted {[sizes(g) for g in groups]}"})  # fmt: skip
+                         "why": "" if same else f"network {traffic_sizes(k.group)}, emitted {[traffic_sizes(g) for g in groups]}"})  # fmt: skip
     status = collections.Counter(r["status"] for r in rows)
     by_op = collections.Counter((r["op"], r["status"]) for r in rows if r["status"] != "same")
     reasons = collections.Counter(r["why"].split(":")[-1].strip()[:40] for r in rows if r["status"] == "not emitted")

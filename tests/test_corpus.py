@@ -62,20 +62,12 @@ def test_predict_cli_takes_corpus_networks_without_flags(trained: Path, tmp_path
         assert data["total_ms"] > 0 and 0 <= data["coverage"] <= 1 and all("fallback" in k for k in data["kernels"])
 
 
-def _sizes(group: object) -> tuple[tuple[int, ...], int]:
-    """What a kernel reads and writes, by size: the distinct operand sizes (scalars left out) and the output's."""
-    from edgelat.ops.lowering import without_views
-
-    calls = without_views(group).calls  # type: ignore[arg-type]
-    sizes = {math.prod(a) for c in calls for a in c.args if a is not None}
-    return tuple(sorted(s for s in sizes if s > 1)), math.prod(calls[-1].out or ())
-
-
 @pytest.mark.parametrize("name", ["preact_resnet_tfpad", "conv1d_kws", "mobilevit_xxs_lite", "mobilenet_v3_large_clamp", "cbam_resnet"])
 def test_the_kernel_profiled_for_a_network_kernel_reads_and_writes_what_it_does(name: str) -> None:
     """Each kernel's config, emitted for profiling, is one kernel with the network's operand and output sizes
     (a leaky ReLU, a conv1d's per-channel batch norm, a matmul's bias, a spatial-attention gate)."""
     from edgelat.ops import fuse, fused_groups, get_op
+    from edgelat.ops.lowering import traffic_sizes
 
     net = get(name)
     example = example_inputs(net)
@@ -85,6 +77,6 @@ def test_the_kernel_profiled_for_a_network_kernel_reads_and_writes_what_it_does(
         if k.op is None or k.config is None or get_op(k.op).composite:
             continue
         groups = fused_groups(*fuse(get_op(k.op).emit(k.config)))
-        assert len(groups) == 1 and _sizes(groups[0]) == _sizes(k.group), (k.op, k.config)
+        assert len(groups) == 1 and traffic_sizes(groups[0]) == traffic_sizes(k.group), (k.op, k.config)
         checked += 1
     assert checked >= 5

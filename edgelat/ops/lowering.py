@@ -27,6 +27,7 @@ __all__ = [
     "kernel_funcs",
     "op_attrs",
     "shape_of",
+    "traffic_sizes",
     "without_views",
 ]
 
@@ -144,6 +145,15 @@ def without_views(group: FusedGroup) -> FusedGroup:
     first = fixed[0]
     fixed[0] = replace(first, chained=tuple(c or (not any(first.chained) and i == 0) for i, c in enumerate(first.chained)))
     return FusedGroup(group.name, tuple(fixed))
+
+
+def traffic_sizes(group: FusedGroup) -> tuple[tuple[int, ...], int]:
+    """What a kernel reads and writes, by size: its distinct operand sizes (one-element operands left out: a
+    scalar is a scalar however it is held) and its output's, views stripped. Two kernels that agree here
+    move the same data, whatever their ops are called."""
+    calls = without_views(group).calls
+    operands = {math.prod(a) for c in calls for a in c.args if a is not None}
+    return tuple(sorted(s for s in operands if s > 1)), math.prod(calls[-1].out or ())
 
 
 def _call_tir_op() -> Any:
