@@ -1,8 +1,12 @@
 """Where a tuned network's time goes that its prediction misses: every kernel timed in place (the VM's
 profiler, one run) beside its prediction, and whether the workspace's tuned profile measured that kernel
-itself (its kind and config) or the model extrapolated to it.
+itself (its kind and config) or the model extrapolated to it. With ``--alone``, each kernel's config is also
+profiled as a campaign profiles it (emitted from its config, scheduled from the database, timed the recipe's way),
+so a miss splits into the model's share (predicted vs alone) and the context's (alone vs in place); that campaign
+is deleted afterwards, so the workspace's training data is unchanged.
 
-Usage: python bench/tuned_in_place.py --workspace WS [--networks ghostnet_100@96,mnasnet_050@128] [--trials 16] [--stem tuned_in_place]
+Usage: python bench/tuned_in_place.py --workspace WS [--networks ghostnet_100@96,mnasnet_050@128] [--trials 16] [--alone]
+       [--stem tuned_in_place]
 Writes bench/out/STEM.{json,csv}.
 """
 
@@ -26,6 +30,7 @@ from edgelat.ops import config_id  # noqa: E402
 from edgelat.ops.network import network_kernels, relax_from_torch  # noqa: E402
 from edgelat.predictors.model import predict_kernels  # noqa: E402
 from edgelat.predictors.predict import load_model  # noqa: E402
+from edgelat.profiler.campaign import ProfileConfig, profile  # noqa: E402
 from edgelat.profiler.e2e import measure_network  # noqa: E402
 from edgelat.workflows.validate import validation_networks  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
@@ -37,6 +42,7 @@ def main() -> None:
     parser.add_argument("--networks", default="ghostnet_100@96,mnasnet_050@128")
     parser.add_argument("--device", default="local")
     parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--alone", action="store_true", help="also profile every kernel's config alone (alone_ms)")
     parser.add_argument("--stem", default="tuned_in_place", help="Output file name in bench/out (without suffix).")
     args = parser.parse_args()
     rows: list[dict[str, Any]] = []
@@ -58,6 +64,7 @@ def main() -> None:
                 times = in_place.get(p.name, [])
                 rows.append({
                     "network": name, "kernel": p.name, "op": p.op or "(fallback)",
+                    "config_id": config_id(k.op, k.config) if k.op else None, "config": json.dumps(k.config) if k.op else None,
                     "profiled": bool(k.op and config_id(k.op, k.config) in profiled),
                     "predicted_ms": p.predicted_ms, "in_place_ms": times.pop(0) if times else None,
                 })  # fmt: skip
@@ -73,7 +80,27 @@ def main() -> None:
                           for op in sorted({r["op"] for r in mine}) for sub in [[r for r in mine if r["op"] == op]]},
             }  # fmt: skip
             print(json.dumps({name: summary[name]}, indent=1), flush=True)
+        if args.alone:
+            alone = profile_alone(ws, args.device, rows, args.trials)
+            for r in rows:
+                r["alone_ms"] = alone.get(r["config_id"])
+            for name in summary:
+                mine = [r for r in rows if r["network"] == name and r["in_place_ms"] is not None and r["alone_ms"] is not None]
+                summary[name]["alone"] = {"kernels": len(mine), **{f"{way}_ms": sum(r[f"{way}_ms"] for r in mine) for way in ("predicted", "alone", "in_place")}}
+                print(name, summary[name]["alone"], flush=True)
     write_outputs(args.stem, summary, rows)
+
+
+def profile_alone(ws: Any, device: str, rows: list[dict[str, Any]], trials: int) -> dict[str, float]:
+    """Each distinct kernel config of ``rows`` profiled as a tuned campaign profiles it; the campaign is deleted after."""
+    plan = {r["config_id"]: (r["op"], json.loads(r["config"])) for r in rows if r["config_id"]}
+    result = profile(ws, device, ProfileConfig(configs=tuple(plan.values()), recipe="tuned", trials=trials))
+    try:
+        return {r["config_id"]: r["median_ms"] for r in ws.store.rows(
+            "SELECT config_id, median_ms FROM measurements WHERE campaign_id = :c AND status = 'ok'", {"c": result.campaign_id})}  # fmt: skip
+    finally:
+        ws.store.execute("DELETE FROM measurements WHERE campaign_id = :c", {"c": result.campaign_id})
+        ws.store.execute("DELETE FROM campaigns WHERE id = :c", {"c": result.campaign_id})
 
 
 if __name__ == "__main__":
