@@ -43,3 +43,9 @@ def ensure_trained(ws: Workspace, samples: int = 100) -> None:
     stale = meta.exists() and json.loads(meta.read_text()).get("feature_schema") != FEATURE_SCHEMA_VERSION
     if missing or stale or not meta.exists():
         train_device(ws, "local")
+
+
+def delete_campaign(ws: Workspace, campaign_id: int) -> None:
+    """Remove a campaign a bench ran only to compare with, and its measurements, so training data stays as it was."""
+    ws.store.execute("DELETE FROM measurements WHERE campaign_id = :c", {"c": campaign_id})
+    ws.store.execute("DELETE FROM campaigns WHERE id = :c", {"c": campaign_id})

@@ -31,7 +31,7 @@ from typing import Any
 os.environ.setdefault("TVM_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _workspace import write_outputs  # noqa: E402  (bench/ is the script's folder)
+from _workspace import delete_campaign, write_outputs  # noqa: E402  (bench/ is the script's folder)
 from transfer_sources import copy_without  # noqa: E402
 
 from edgelat.profiler.campaign import ProfileConfig, profile  # noqa: E402
@@ -96,11 +96,12 @@ def main() -> None:
             for way, path in (("rebuilt", copy), ("profiled", args.workspace)):
                 with open_workspace(path) as ws:
                     result = profile(ws, "local", cfg)
-                    got = {r["config_id"]: r["median_ms"] for r in ws.store.rows(
-                        "SELECT config_id, median_ms FROM measurements WHERE campaign_id = :c AND status = 'ok'", {"c": result.campaign_id})}  # fmt: skip
-                    if way == "profiled":  # the workspace's own data stays as it was
-                        ws.store.execute("DELETE FROM measurements WHERE campaign_id = :c", {"c": result.campaign_id})
-                        ws.store.execute("DELETE FROM campaigns WHERE id = :c", {"c": result.campaign_id})
+                    try:
+                        got = {r["config_id"]: r["median_ms"] for r in ws.store.rows(
+                            "SELECT config_id, median_ms FROM measurements WHERE campaign_id = :c AND status = 'ok'", {"c": result.campaign_id})}  # fmt: skip
+                    finally:
+                        if way == "profiled":  # the workspace's own data stays as it was
+                            delete_campaign(ws, result.campaign_id)
                 for c, ms_ in got.items():
                     if c in times:
                         times[c][way].append(ms_)

@@ -26,7 +26,7 @@ from typing import Any
 os.environ.setdefault("TVM_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _workspace import write_outputs  # noqa: E402  (bench/ is the script's folder)
+from _workspace import delete_campaign, write_outputs  # noqa: E402  (bench/ is the script's folder)
 
 from edgelat.profiler.campaign import ProfileConfig, profile  # noqa: E402
 from edgelat.profiler.recipes import get_recipe  # noqa: E402
@@ -87,8 +87,7 @@ def main() -> None:
         finally:
             if not args.keep:
                 for c in made:
-                    ws.store.execute("DELETE FROM measurements WHERE campaign_id = :c", {"c": c})
-                    ws.store.execute("DELETE FROM campaigns WHERE id = :c", {"c": c})
+                    delete_campaign(ws, c)
     summary: dict[str, Any] = {"when": time.strftime("%Y-%m-%d %H:%M"), "recipe": args.recipe, "rounds": args.rounds, "campaigns": {}}
     for campaign in sorted(by_campaign):
         mine = [o for o in out if o["campaign"] == campaign]

@@ -24,7 +24,7 @@ os.environ.setdefault("TVM_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from _workspace import write_outputs  # noqa: E402  (bench/ is the script's folder)
+from _workspace import delete_campaign, write_outputs  # noqa: E402  (bench/ is the script's folder)
 
 from edgelat.ops import config_id  # noqa: E402
 from edgelat.ops.network import network_kernels, relax_from_torch  # noqa: E402
@@ -99,8 +99,7 @@ def profile_alone(ws: Any, device: str, rows: list[dict[str, Any]], trials: int)
         return {r["config_id"]: r["median_ms"] for r in ws.store.rows(
             "SELECT config_id, median_ms FROM measurements WHERE campaign_id = :c AND status = 'ok'", {"c": result.campaign_id})}  # fmt: skip
     finally:
-        ws.store.execute("DELETE FROM measurements WHERE campaign_id = :c", {"c": result.campaign_id})
-        ws.store.execute("DELETE FROM campaigns WHERE id = :c", {"c": result.campaign_id})
+        delete_campaign(ws, result.campaign_id)
 
 
 if __name__ == "__main__":
