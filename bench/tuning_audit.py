@@ -17,7 +17,9 @@ cheap way:
 For each: share of the full speedup = (t_default - t_cheap) / (t_default - t_full), and tuning seconds.
 
 Usage: python bench/tuning_audit.py [--kernels 10] [--trials 16] [--full-trials 128] [--full-search small] [--full-per-round 16]
-       [--rep-trials 256] [--rep-radius 8] [--state DIR]
+       [--rep-trials 256] [--rep-radius 8] [--order interleaved] [--workers 2] [--state DIR]
+Kernels are taken one from each network in turn (``--order interleaved``), so a run stopped early is a sample of
+every network; candidates are built in ``--workers`` processes, as a campaign builds them.
 Writes bench/out/tuning_audit.{json,csv}.
 
 Resumable: each kernel's row lands in ``--state``/rows.jsonl as it is done, the tuning databases beside it
@@ -45,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd  # noqa: E402
 
 from bench.tuning_split import network_anchors  # noqa: E402
+from edgelat.profiler.builds import Builder  # noqa: E402
 from edgelat.profiler.inventory import agent_session, get_device  # noqa: E402
 from edgelat.profiler.tuning import KernelTuner, Representatives, kernel_args  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
@@ -77,6 +80,13 @@ def main() -> None:
     parser.add_argument(
         "--networks", default="mobilenetv2_100,resnet18,mnasnet_100,efficientnet_b0", help="where the kernels come from, in order"
     )
+    parser.add_argument(
+        "--order",
+        choices=("interleaved", "networks"),
+        default="interleaved",
+        help="kernels one from each network in turn (any first few are a sample of all the networks) or network after network",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="build workers for candidates (0: build in this process)")
     parser.add_argument("--report", action="store_true", help="summarise the kernels --state holds so far, and stop")
     parser.add_argument(
         "--sources",
@@ -87,7 +97,10 @@ def main() -> None:
     args = parser.parse_args()
     state = (
         args.state
-        or Path.home() / ".cache" / "edgelat-audit" / f"{args.full_trials}_{args.trials}_{args.full_search}_{args.full_per_round}"
+        or Path.home()
+        / ".cache"
+        / "edgelat-audit"
+        / f"{args.full_trials}_{args.trials}_{args.full_search}_{args.full_per_round}_{args.order}"
     )
     state.mkdir(parents=True, exist_ok=True)
     done_file = state / "rows.jsonl"
@@ -97,8 +110,12 @@ def main() -> None:
         print(table[["kernel", "default_us", "full_us", *(f"{leg}_share" for leg in LEGS if f"{leg}_us" in table)]].to_string(index=False))
         print(json.dumps(summary, indent=2))
         return
-    kernels = network_anchors(len(rows) if args.sources else args.kernels, tuple(args.networks.split(",")))
-    with tempfile.TemporaryDirectory() as tmpdir, open_workspace(Path(tmpdir) / "ws") as ws:
+    kernels = network_anchors(len(rows) if args.sources else args.kernels, tuple(args.networks.split(",")), args.order == "interleaved")
+    with (
+        tempfile.TemporaryDirectory() as tmpdir,
+        open_workspace(Path(tmpdir) / "ws") as ws,
+        Builder(Path(tmpdir) / "cache", workers=args.workers) as pool,
+    ):
         tmp = Path(tmpdir)
         device = get_device(ws, "local")
         target = device.preset_info.target()
@@ -108,7 +125,7 @@ def main() -> None:
                 return agent.time_library(Path(path), a, repeat=5, min_repeat_ms=5.0)
 
             def tuner(name: str, **kw: Any) -> KernelTuner:
-                return KernelTuner(state / name, target, 1, None, measure, **kw)
+                return KernelTuner(state / name, target, 1, None, measure, builder=pool, **kw)
 
             if args.sources:
                 budgets = [int(b) for b in args.sources.split(",")]

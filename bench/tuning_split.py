@@ -41,20 +41,29 @@ from edgelat.workspace import open_workspace  # noqa: E402
 OUT = Path(__file__).parent / "out"
 
 
-def network_anchors(limit: int, names: tuple[str, ...] = ("mobilenetv2_100",)) -> list[tuple[str, object]]:
-    """(label, PrimFunc) of the first ``limit`` kernels with distinct (kind, shapes) of the networks ``names``
-    (at 160 px), network after network, each in network order."""
-    picked: dict[tuple[str, ...], tuple[str, object]] = {}
+def network_anchors(limit: int, names: tuple[str, ...] = ("mobilenetv2_100",), interleave: bool = False) -> list[tuple[str, object]]:
+    """(label, PrimFunc) of the first ``limit`` kernels with distinct anchors (kind and shapes, whatever the epilogue:
+    a tuning database tells kernels apart so) of the networks ``names``
+    (at 160 px), each network's in network order: network after network, or with ``interleave`` one from each
+    network in turn (so that the first few are a sample of all the networks, not of the first one)."""
+    queues: list[list[tuple[tuple[str, ...], tuple[str, object]]]] = []
     for name in names:
         mod = relax_from_torch(create_model(name).eval(), example_input(160))
         funcs = kernel_funcs(fuse(mod)[0])
-        for k in network_kernels(mod):
-            if k.op is None or k.config is None:
-                continue
-            key = (k.op, *(f"{n}={v}" for n, v in sorted(k.config.items())))
-            picked.setdefault(key, (f"{k.op} {k.config}", funcs[k.name]))
+        queues.append(
+            [
+                ((k.op, *(f"{n}={v}" for n, v in sorted(k.config.items()) if n != "epilogue")), (f"{k.op} {k.config}", funcs[k.name]))
+                for k in network_kernels(mod)
+                if k.op is not None and k.config is not None
+            ]
+        )
+    order = itertools.chain.from_iterable(itertools.zip_longest(*queues)) if interleave else itertools.chain.from_iterable(queues)
+    picked: dict[tuple[str, ...], tuple[str, object]] = {}
+    for item in order:
+        if item is not None:
+            picked.setdefault(*item)
             if len(picked) >= limit:
-                return list(picked.values())
+                break
     return list(picked.values())
 
 
