@@ -12,7 +12,10 @@ cheap way:
   representative, searched ``--rep-trials`` with the reference's setting; the others take the nearest tuned
   schedules and search ``--trials`` only where those are not 1.5x faster than untuned code. A representative's
   search would be the reference's first ``--rep-trials`` candidates (same search, same rounds), so those records
-  are taken from the reference instead of searching again, at that share of its tuning time.
+  are taken from the reference instead of searching again, at that share of its tuning time. A kernel whose untuned
+  code runs in under ``Representatives.min_ms`` is not made a representative (a campaign would not search it long);
+- reps_loops: the same, with ``Representatives(same_unit_loops=True)``: a representative covers only kernels whose
+  loops of extent 1 are its own (a 3x3 convolution's does not cover a 1x1 one).
 
 For each: share of the full speedup = (t_default - t_cheap) / (t_default - t_full), and tuning seconds.
 
@@ -132,11 +135,18 @@ def main() -> None:
                 return source_budgets(kernels, budgets, tuner, lambda f: built_seconds(f, target, measure, tmp), tmp)
 
             chain, chain_only = tuner("chain"), tuner("chain-only", keep_speedup=0.0)
-            reps = Representatives(args.rep_trials, args.rep_radius, args.full_search, args.full_per_round)
-            chain_reps = tuner(f"chain-reps-{args.rep_trials}-{args.rep_radius:g}", representatives=reps)
+            chain_reps = {
+                leg: tuner(
+                    f"chain-{leg}-{args.rep_trials}-{args.rep_radius:g}",
+                    representatives=Representatives(
+                        args.rep_trials, args.rep_radius, args.full_search, args.full_per_round, same_unit_loops=unit_loops
+                    ),
+                )
+                for leg, unit_loops in REP_LEGS.items()
+            }
             for i, (label, func) in enumerate(kernels):
                 row = next((r for r in rows if r["kernel"] == label), None)
-                if row is not None and "reps_us" in row:
+                if row is not None and all(f"{leg}_us" in row for leg in REP_LEGS):
                     continue
                 if row is None:  # a kernel stopped half-way starts again
                     for name in (f"full-{i}", f"small-{i}"):
@@ -156,22 +166,29 @@ def main() -> None:
                         if t not in (chain, chain_only):
                             t.close()
                     rows.append(row)
-                row["reps_representative"] = chain_reps.needs_representative(func)
-                extra = 0.0
-                if row["reps_representative"]:  # the reference's first rep_trials candidates (and the untuned kernel)
-                    full = tuner(f"full-{i}", transfers=0)
-                    chain_reps.add_records(func, read_records(full.work_dir, args.rep_trials + 1))
-                    full.close()
-                    extra = row["full_tune_s"] * args.rep_trials / args.full_trials
-                out = chain_reps.tune(func, args.trials)
-                row["reps_us"] = chain_reps.best_seconds(func) * 1e6
-                row["reps_tune_s"] = out.tune_s + extra
-                row["reps_searched"] = out.searched
+                for leg, t in chain_reps.items():
+                    if f"{leg}_us" in row:  # this leg's chain has it already
+                        continue
+                    reps = t.representatives
+                    assert reps is not None
+                    # A representative is searched long unless its code runs in under min_ms before the search (the
+                    # tuner also counts transferred schedules there; the untuned time stands in for both here).
+                    row[f"{leg}_representative"] = t.needs_representative(func) and row["default_us"] >= reps.min_ms * 1e3
+                    extra = 0.0
+                    if row[f"{leg}_representative"]:  # the reference's first rep_trials candidates (and the untuned kernel)
+                        full = tuner(f"full-{i}", transfers=0)
+                        t.add_records(func, read_records(full.work_dir, args.rep_trials + 1))
+                        full.close()
+                        extra = row["full_tune_s"] * args.rep_trials / args.full_trials
+                    out = t.tune(func, args.trials)
+                    row[f"{leg}_us"] = t.best_seconds(func) * 1e6
+                    row[f"{leg}_tune_s"] = out.tune_s + extra
+                    row[f"{leg}_searched"] = out.searched
                 partial = done_file.with_suffix(".tmp")  # rows rewritten whole, then swapped in: never half a file
                 partial.write_text("".join(json.dumps(r) + "\n" for r in rows))
                 partial.replace(done_file)
                 print(f"{i + 1}/{len(kernels)}", {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-            for t in (chain, chain_only, chain_reps):
+            for t in (chain, chain_only, *chain_reps.values()):
                 t.close()
     table, summary = summarize(rows, args)
     OUT.mkdir(exist_ok=True)
@@ -180,7 +197,10 @@ def main() -> None:
     print(json.dumps(summary, indent=2))
 
 
-LEGS = ("small", "transfer", "transfer_only", "reps")
+# The ways with representatives, and whether a representative covers only kernels with its loops of extent 1
+# (Representatives.same_unit_loops).
+REP_LEGS = {"reps": False, "reps_loops": True}
+LEGS = ("small", "transfer", "transfer_only", *REP_LEGS)
 
 # The reference must beat untuned code by this much for a kernel's share of its speedup to mean something.
 MIN_FULL_SPEEDUP = 1.1
@@ -254,10 +274,11 @@ def summarize(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[pd.
             "median_tune_s": float(table[f"{name}_tune_s"][measured].median()),
             "total_tune_s": float(table[f"{name}_tune_s"][measured].sum()),
         }
-    if "reps_representative" in table:
-        rest = (table["reps_representative"] == False) & tunable  # noqa: E712 - a pandas column
-        summary["reps"]["representatives"] = int((table["reps_representative"] == True).sum())  # noqa: E712
-        summary["reps"]["median_share_not_representatives"] = float(table["reps_share"][rest].median())
+    for leg in REP_LEGS:
+        if f"{leg}_representative" in table:
+            rest = (table[f"{leg}_representative"] == False) & tunable  # noqa: E712 - a pandas column
+            summary[leg]["representatives"] = int((table[f"{leg}_representative"] == True).sum())  # noqa: E712
+            summary[leg]["median_share_not_representatives"] = float(table[f"{leg}_share"][rest].median())
     summary["full"] = {"median_tune_s": float(table["full_tune_s"].median()), "total_tune_s": float(table["full_tune_s"].sum()),
                        "median_speedup_over_default": float((table["default_us"] / table["full_us"]).median())}  # fmt: skip
     return table, summary

@@ -59,11 +59,23 @@ def test_the_quick_import_registers_every_tensor_intrinsic() -> None:
     assert int(out[0]) >= 5 and int(out[1]) >= 50 and out[2].strip() == "[]", out
 
 
-def _conv(cin: int, hw: int, cout: int, epilogue: str = "add.c+relu") -> Any:
+def _conv(cin: int, hw: int, cout: int, epilogue: str = "add.c+relu", k: int = 1) -> Any:
     from edgelat.ops import get_op, kernel_funcs
     from edgelat.ops.lowering import fuse
 
-    cfg = {"n": 1, "cin": cin, "h": hw, "w": hw, "cout": cout, "k": 1, "stride": 1, "pad": 0, "groups": 1, "dilation": 1, "epilogue": epilogue}
+    cfg = {
+        "n": 1,
+        "cin": cin,
+        "h": hw,
+        "w": hw,
+        "cout": cout,
+        "k": k,
+        "stride": 1,
+        "pad": k // 2,
+        "groups": 1,
+        "dilation": 1,
+        "epilogue": epilogue,
+    }
     funcs = kernel_funcs(fuse(get_op("conv2d").emit(cfg))[0])
     (name,) = [gv.name_hint for gv in funcs.functions if gv.name_hint != "main"]
     return funcs[name]
@@ -298,7 +310,12 @@ def test_a_kernel_whose_fastest_record_does_not_build_takes_the_fastest_that_doe
 
 @pytest.mark.parametrize(
     ("epilogue", "after_anchor"),
-    [("add.c+tir_sigmoid+multiply.i1", 2), ("tir_sigmoid+multiply.i1", 1), ("add.c+add.s+tir_clip+tir_clip+multiply.i3+divide.s", 2), ("add.c+relu", 2)],
+    [
+        ("add.c+tir_sigmoid+multiply.i1", 2),
+        ("tir_sigmoid+multiply.i1", 1),
+        ("add.c+add.s+tir_clip+tir_clip+multiply.i3+divide.s", 2),
+        ("add.c+relu", 2),
+    ],
 )
 def test_an_epilogue_collapses_to_the_anchors_consumer_and_the_output(epilogue: str, after_anchor: int) -> None:
     """What anchor-trace scheduling is given: at most the anchor's one consumer and the output block after the
@@ -363,7 +380,9 @@ def test_a_swish_kernel_builds_with_the_schedule_of_a_kernel_with_another_epilog
     from edgelat.profiler.tuning import MODULE_EQUALITY
 
     records = (tmp_path / "db" / "database_tuning_record.json").read_text().splitlines()
-    assert len(ms.database.JSONDatabase(work_dir=str(tmp_path / "db"), module_equality=MODULE_EQUALITY).get_all_tuning_records()) == len(records)
+    assert len(ms.database.JSONDatabase(work_dir=str(tmp_path / "db"), module_equality=MODULE_EQUALITY).get_all_tuning_records()) == len(
+        records
+    )
     assert not tvm_ffi.structural_equal(tuned.func.body, func.body) and _lowers(tuned.func, llvm)
     rng = np.random.default_rng(0)
     inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(func)[:-1]]
@@ -443,6 +462,30 @@ def test_representatives_are_searched_long_and_the_kernels_near_them_take_their_
         assert KernelTuner(tmp_path / "db2", {"kind": "llvm"}, 1, None, measure, representatives=reps).needs_representative(near)
     finally:
         again.close()
+
+
+def test_a_representative_covers_only_kernels_with_its_unit_loops_when_asked(tmp_path: Path) -> None:
+    """With ``same_unit_loops`` a 3x3 convolution's representative does not cover a 1x1 convolution of the same
+    channels and map (its window loops have extent 1), though it is within the radius; without it, it does. A 3x3
+    convolution nearby is covered either way. (Timings made up.)"""
+
+    def measure(path: str, args: list[list[Any]]) -> list[float]:
+        return [1e-3]
+
+    loose = Representatives(trials=6, radius=4.0, search="small", per_round=6)
+    strict = Representatives(trials=6, radius=4.0, search="small", per_round=6, same_unit_loops=True)
+    one_by_one, three_by_three = _conv(16, 8, 32), _conv(16, 8, 48, k=3)
+    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, keep_speedup=0.0, representatives=loose)
+    try:
+        assert tuner.tune(_conv(16, 8, 32, k=3), 2).trials == 6
+        assert not tuner.needs_representative(one_by_one) and not tuner.needs_representative(three_by_three)
+    finally:
+        tuner.close()
+    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, representatives=strict)
+    try:
+        assert tuner.needs_representative(one_by_one) and not tuner.needs_representative(three_by_three)
+    finally:
+        tuner.close()
 
 
 def test_a_kernel_fast_before_any_search_is_not_searched_long(tmp_path: Path) -> None:

@@ -295,6 +295,11 @@ def shape_distance(a: tuple[int, ...], b: tuple[int, ...]) -> float:
     return sum(abs(math.log2(max(x, 1) / max(y, 1))) for x, y in zip(a, b, strict=True))
 
 
+def unit_loops(extents: tuple[int, ...]) -> tuple[bool, ...]:
+    """Which of an anchor's loops have extent 1 (a 1x1 convolution's window, a 1x1 map, a batch of one)."""
+    return tuple(e == 1 for e in extents)
+
+
 def _refit(trace: Any, extents: tuple[int, ...], anchor: str) -> Any:
     """``trace`` (a schedule of another kernel with the same anchor) with the tile sizes of the anchor's loops
     snapped to divisors of ``extents`` (:func:`snap_tiles`); None when it tiles loops it did not get straight from
@@ -438,13 +443,17 @@ class Representatives:
     A workload in the database with at least half of ``trials`` measured records counts as a representative.
     A kernel whose best code before the search (untuned, or a transferred schedule) runs in under ``min_ms`` is
     not searched long: the long search takes minutes, and could save it less than that per run. It is tuned as the
-    kernels near a representative are, and the next kernel of its anchor far from every representative is tried."""
+    kernels near a representative are, and the next kernel of its anchor far from every representative is tried.
+    With ``same_unit_loops`` a representative covers only kernels whose anchor loops of extent 1 are its own (a 1x1
+    convolution is not covered by a 3x3 one however near their channels are, nor a convolution of a 1x1 map by one
+    of a larger map): a schedule tiles and unrolls a window, or a map, that the other kernel does not have."""
 
     trials: int = 256
     radius: float = 8.0
     search: str = "stock"
     per_round: int = 64
     min_ms: float = 0.05
+    same_unit_loops: bool = False
 
 
 class KernelTuner:
@@ -564,6 +573,7 @@ class KernelTuner:
             and len(s.extents) == len(extents)
             and s.records * 2 >= rep.trials
             and shape_distance(s.extents, extents) <= rep.radius
+            and (not rep.same_unit_loops or unit_loops(s.extents) == unit_loops(extents))
             for s in self._source_index().values()
         )
 
