@@ -23,7 +23,8 @@ Usage: python bench/tuning_audit.py [--kernels 10] [--trials 16] [--full-trials 
        [--rep-trials 256] [--rep-radius 8] [--order interleaved] [--workers 2] [--state DIR]
 Kernels are taken one from each network in turn (``--order interleaved``), so a run stopped early is a sample of
 every network; candidates are built in ``--workers`` processes, as a campaign builds them.
-Writes bench/out/tuning_audit.{json,csv}.
+Writes bench/out/tuning_audit.{json,csv,png} when all ``--kernels`` are done; ``--report`` writes the kernels done so far
+to bench/out/tuning_audit_partial.{json,csv,png} (never over the finished audit's files).
 
 Resumable: each kernel's row lands in ``--state``/rows.jsonl as it is done, the tuning databases beside it
 (default bench/state/tuning_audit/FULL-TRIALS_TRIALS_FULL-SEARCH_FULL-PER-ROUND_ORDER, in the repository: at the
@@ -93,7 +94,9 @@ def main() -> None:
         help="kernels one from each network in turn (any first few are a sample of all the networks) or network after network",
     )
     parser.add_argument("--workers", type=int, default=2, help="build workers for candidates (0: build in this process)")
-    parser.add_argument("--report", action="store_true", help="summarise the kernels --state holds so far, and stop")
+    parser.add_argument(
+        "--report", action="store_true", help="summarise the kernels --state holds so far into bench/out/tuning_audit_partial.*, and stop"
+    )
     parser.add_argument(
         "--sources",
         help="instead of tuning: for each budget B (e.g. 16,128,256,512), what transfer alone keeps on each kernel done so far when "
@@ -111,10 +114,10 @@ def main() -> None:
     state.mkdir(parents=True, exist_ok=True)
     done_file = state / "rows.jsonl"
     rows: list[dict[str, Any]] = [json.loads(line) for line in done_file.read_text().splitlines()] if done_file.exists() else []
-    if args.report:  # the kernels done so far, summarised; nothing tuned, nothing written
+    if args.report:  # the kernels done so far, summarised; nothing tuned
         table, summary = summarize(rows, args)
         print(table[["kernel", "default_us", "full_us", *(f"{leg}_share" for leg in LEGS if f"{leg}_us" in table)]].to_string(index=False))
-        print(json.dumps(summary, indent=2))
+        write(table, summary, "tuning_audit" if len(rows) >= args.kernels else "tuning_audit_partial")
         return
     kernels = network_anchors(len(rows) if args.sources else args.kernels, tuple(args.networks.split(",")), args.order == "interleaved")
     with (
@@ -194,10 +197,46 @@ def main() -> None:
             for t in (chain, chain_only, *chain_reps.values()):
                 t.close()
     table, summary = summarize(rows, args)
+    write(table, summary, "tuning_audit")
+
+
+def write(table: pd.DataFrame, summary: dict[str, Any], name: str) -> None:
+    """bench/out/NAME.{csv,json,png}: the kernels, the summary and a plot of both."""
     OUT.mkdir(exist_ok=True)
-    table.to_csv(OUT / "tuning_audit.csv", index=False)
-    (OUT / "tuning_audit.json").write_text(json.dumps(summary, indent=2))
+    table.to_csv(OUT / f"{name}.csv", index=False)
+    (OUT / f"{name}.json").write_text(json.dumps(summary, indent=2))
+    plot(table, summary, OUT / f"{name}.png")
     print(json.dumps(summary, indent=2))
+
+
+def plot(table: pd.DataFrame, summary: dict[str, Any], path: Path) -> None:
+    """Each way's share of the full speedup per kernel (representatives hollow) and its tuning seconds per kernel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    legs = [leg for leg in LEGS if f"{leg}_share" in table]
+    tunable = table["default_us"] >= MIN_FULL_SPEEDUP * table["full_us"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
+    for x, leg in enumerate(legs):
+        share = table[f"{leg}_share"].clip(-0.5, 1.2)
+        jitter = pd.Series([x + 0.25 * ((i * 0.618) % 1 - 0.5) for i in range(len(table))], index=table.index)
+        rep = table.get(f"{leg}_representative", pd.Series(False, index=table.index)).fillna(False).astype(bool)
+        top.scatter(jitter[tunable & ~rep], share[tunable & ~rep], s=14, color=f"C{x}")
+        top.scatter(jitter[tunable & rep], share[tunable & rep], s=22, facecolors="none", edgecolors=f"C{x}")
+        top.hlines(summary[leg]["median_share_of_full_speedup"], x - 0.3, x + 0.3, color="k", lw=2)
+        bottom.scatter(jitter, table[f"{leg}_tune_s"], s=14, color=f"C{x}")
+    top.axhline(0.7, color="grey", ls="--", lw=0.8, label="target: median 0.7")
+    top.set(ylabel="share of the full speedup kept\n(clipped to -0.5..1.2; hollow: representative)",
+            title=f"audit: {summary['kernels']} kernels, reference {summary['full_trials']} trials ({summary['full_search']})")  # fmt: skip
+    top.legend(fontsize=7, loc="lower left")
+    bottom.axhline(summary["full"]["median_tune_s"], color="k", ls=":", lw=0.8, label="reference's median")
+    bottom.set(yscale="log", ylabel="tuning s per kernel", xticks=range(len(legs)), xticklabels=legs)
+    bottom.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 # The ways with representatives, and whether a representative covers only kernels with its loops of extent 1
