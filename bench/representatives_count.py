@@ -10,12 +10,12 @@ The rule skips a kernel whose code before the search (untuned, or transferred) r
 is not in the store, so two bounds are given: every kernel counted (``upper``), and kernels whose tuned time is under
 ``min_ms`` left out (``lower``: a kernel tuned under it may have been over it before its search).
 
-Without a workspace (``--plan``), the kernels are the first ``--kernels`` of the plan a tuned campaign would measure
+Without a workspace, the kernels are the first ``--kernels`` of the plan a tuned campaign would measure
 (``edgelat profile local --recipe tuned --ops conv2d,dwconv2d,dense --samples 30 --minutes M``: 500 configs of each
 kind, interleaved, measured in that order); no times, so only the upper bound.
 
 Usage: python bench/representatives_count.py --workspace WS [--campaign 1] [--radius 8]
-       python bench/representatives_count.py --plan [--ops conv2d,dwconv2d,dense] [--kernels 1000] [--radius 8]
+       python bench/representatives_count.py [--ops conv2d,dwconv2d,dense] [--kernels 1000] [--radius 8]
 Writes bench/out/representatives_count.json.
 """
 
@@ -91,22 +91,20 @@ def representatives(kernels: list[tuple[str, str, tuple[int, ...], float]], rule
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--workspace", type=Path, help="a workspace holding a tuned campaign")
-    source.add_argument("--plan", action="store_true", help="a tuned campaign's plan instead (no workspace; upper bound only)")
+    parser.add_argument("--workspace", type=Path, help="a workspace holding a tuned campaign (without one: a tuned campaign's plan)")
     parser.add_argument("--campaign", type=int, default=1)
-    parser.add_argument("--ops", default="conv2d,dwconv2d,dense", help="--plan: the op kinds profiled")
-    parser.add_argument("--kernels", type=int, default=1000, help="--plan: how many of the plan's kernels")
+    parser.add_argument("--ops", default="conv2d,dwconv2d,dense", help="without a workspace: the op kinds profiled")
+    parser.add_argument("--kernels", type=int, default=1000, help="without a workspace: how many of the plan's kernels")
     parser.add_argument("--radius", type=float, default=Representatives.radius)
     args = parser.parse_args()
-    if args.plan:
+    if args.workspace is None:
         kernels = plan_anchors(tuple(args.ops.split(",")), args.kernels)
         summary: dict[str, Any] = {"plan": args.ops, "kernels": len(kernels), "radius": args.radius}
     else:
         with open_workspace(args.workspace) as ws:
             kernels = anchors(ws, args.campaign)
         summary = {"campaign": args.campaign, "kernels": len(kernels), "radius": args.radius}
-    bounds = ("upper",) if args.plan else ("upper", "lower")
+    bounds = ("upper",) if args.workspace is None else ("upper", "lower")
     for same in (False, True):
         rule = Representatives(radius=args.radius, same_unit_loops=same)
         summary[f"same_unit_loops={same}"] = {bound: representatives(kernels, rule, bound == "lower") for bound in bounds}
