@@ -246,6 +246,11 @@ LEGS = ("small", "transfer", "transfer_only", *REP_LEGS)
 
 # The reference must beat untuned code by this much for a kernel's share of its speedup to mean something.
 MIN_FULL_SPEEDUP = 1.1
+# Kernels whose untuned code is within this factor of the reference are the "hard" ones: nearly any tiled schedule
+# keeps most of a 20-50x speedup, so the ways differ on these.
+HARD_BELOW_SPEEDUP = 10.0
+# A kernel "keeps" its speedup at this share (the target for the median).
+KEEP_SHARE = 0.7
 
 
 def source_budgets(kernels: list[Any], budgets: list[int], tuner: Any, seconds: Any, tmp: Path) -> None:
@@ -301,9 +306,11 @@ def summarize(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[pd.
     table = pd.DataFrame(rows)
     gain = table["default_us"] - table["full_us"]
     tunable = table["default_us"] >= MIN_FULL_SPEEDUP * table["full_us"]
+    hard = tunable & (table["default_us"] < HARD_BELOW_SPEEDUP * table["full_us"])
     summary: dict[str, Any] = {"when": time.strftime("%Y-%m-%d"), "kernels": len(table), "trials": args.trials, "full_trials": args.full_trials,
                                "full_search": args.full_search, "full_per_round": args.full_per_round,
-                               "no_speedup_to_keep": int((~tunable).sum()), "min_full_speedup": MIN_FULL_SPEEDUP}  # fmt: skip
+                               "no_speedup_to_keep": int((~tunable).sum()), "min_full_speedup": MIN_FULL_SPEEDUP,
+                               "hard_kernels": int(hard.sum()), "hard_below_speedup": HARD_BELOW_SPEEDUP}  # fmt: skip
     for name in LEGS:
         if f"{name}_us" not in table:
             continue
@@ -313,6 +320,9 @@ def summarize(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[pd.
         summary[name] = {
             "kernels": int(measured.sum()),
             "median_share_of_full_speedup": float(share[measured & tunable].median()),
+            f"kernels_keeping_{KEEP_SHARE}": f"{int((share[measured & tunable] >= KEEP_SHARE).sum())}/{int((measured & tunable).sum())}",
+            "median_share_hard": float(share[measured & hard].median()),
+            "median_share_easy": float(share[measured & tunable & ~hard].median()),
             "median_tune_s": float(table[f"{name}_tune_s"][measured].median()),
             "total_tune_s": float(table[f"{name}_tune_s"][measured].sum()),
         }
@@ -321,6 +331,7 @@ def summarize(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[pd.
             rest = (table[f"{leg}_representative"] == False) & tunable  # noqa: E712 - a pandas column
             summary[leg]["representatives"] = int((table[f"{leg}_representative"] == True).sum())  # noqa: E712
             summary[leg]["median_share_not_representatives"] = float(table[f"{leg}_share"][rest].median())
+            summary[leg]["median_share_hard_not_representatives"] = float(table[f"{leg}_share"][rest & hard].median())
     summary["full"] = {"median_tune_s": float(table["full_tune_s"].median()), "total_tune_s": float(table["full_tune_s"].sum()),
                        "median_speedup_over_default": float((table["default_us"] / table["full_us"]).median())}  # fmt: skip
     return table, summary
