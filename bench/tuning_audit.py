@@ -100,7 +100,8 @@ def main() -> None:
     parser.add_argument(
         "--sources",
         help="instead of tuning: for each budget B (e.g. 16,128,256,512), what transfer alone keeps on each kernel done so far when "
-        "its sources are the other kernels' references cut to their first B candidates; writes bench/out/tuning_audit_sources.json",
+        "its sources are the other kernels' references cut to their first B candidates; writes bench/out/tuning_audit_sources.{json,csv} "
+        "(resumable: rows in --state)",
     )
     parser.add_argument("--state", type=Path, help="where rows and tuning databases are kept between runs")
     args = parser.parse_args()
@@ -138,7 +139,7 @@ def main() -> None:
 
             if args.sources:
                 budgets = [int(b) for b in args.sources.split(",")]
-                return source_budgets(kernels, budgets, tuner, lambda f: built_seconds(f, target, measure, tmp), tmp)
+                return source_budgets(kernels, budgets, tuner, lambda f: built_seconds(f, target, measure, tmp), tmp, state)
 
             chain, chain_only = tuner("chain"), tuner("chain-only", keep_speedup=0.0)
             chain_reps = {
@@ -253,12 +254,19 @@ HARD_BELOW_SPEEDUP = 10.0
 KEEP_SHARE = 0.7
 
 
-def source_budgets(kernels: list[Any], budgets: list[int], tuner: Any, seconds: Any, tmp: Path) -> None:
+def source_budgets(kernels: list[Any], budgets: list[int], tuner: Any, seconds: Any, tmp: Path, state: Path) -> None:
     """Transfer alone (the 4 nearest sources, ``keep_speedup`` 0) to each kernel from the other kernels' references
     cut to their first B candidates, for each budget B; untuned, reference and transferred code timed side by side
-    (``seconds(func)``: a PrimFunc built and timed)."""
-    rows = []
+    (``seconds(func)``: a PrimFunc built and timed). Each reference is read once; rows land in
+    ``state``/sources-BUDGETS.jsonl as each kernel is done, and a rerun with the same budgets goes on from there."""
+    done_file = state / f"sources-{'_'.join(map(str, budgets))}.jsonl"
+    rows: list[dict[str, Any]] = [json.loads(line) for line in done_file.read_text().splitlines()] if done_file.exists() else []
+    # Each reference's first B candidates (and the untuned kernel's record), read once per budget: read_records
+    # cuts the database file in its commit order (a database's own listing need not keep that order).
+    records = {(j, b): read_records(state / f"full-{j}", b + 1) for j in range(len(kernels)) for b in budgets}
     for i, (label, func) in enumerate(kernels):
+        if any(r["kernel"] == label for r in rows):
+            continue
         full = tuner(f"full-{i}", transfers=0)
         row: dict[str, Any] = {"kernel": label, "default_us": seconds(func) * 1e6, "full_us": seconds(full.tune(func, 1).func) * 1e6}
         full.close()
@@ -266,22 +274,33 @@ def source_budgets(kernels: list[Any], budgets: list[int], tuner: Any, seconds: 
             t = tuner(str(tmp / f"sources-{i}-{budget}"), keep_speedup=0.0)
             for j, (_, other) in enumerate(kernels):
                 if j != i:
-                    source = tuner(f"full-{j}", transfers=0)
-                    t.add_records(other, read_records(source.work_dir, budget + 1))
-                    source.close()
+                    t.add_records(other, records[j, budget])
             out = t.tune(func, 1)
             row[f"us_{budget}"] = seconds(out.func) * 1e6
             row[f"share_{budget}"] = (row["default_us"] - row[f"us_{budget}"]) / (row["default_us"] - row["full_us"])
             row[f"searched_{budget}"] = out.searched
             t.close()
+            shutil.rmtree(tmp / f"sources-{i}-{budget}", ignore_errors=True)
         rows.append(row)
+        with done_file.open("a") as f:
+            f.write(json.dumps(row) + "\n")
         print(f"{i + 1}/{len(kernels)}", {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
+    table = pd.DataFrame(rows)
+    tunable = table["default_us"] >= MIN_FULL_SPEEDUP * table["full_us"]
+    hard = tunable & (table["default_us"] < HARD_BELOW_SPEEDUP * table["full_us"])
     summary = {
         "when": time.strftime("%Y-%m-%d"),
         "kernels": len(rows),
-        "median_share": {b: statistics.median(r[f"share_{b}"] for r in rows) for b in budgets},
+        "no_speedup_to_keep": int((~tunable).sum()),
+        "median_share": {b: float(table[f"share_{b}"][tunable].median()) for b in budgets},
+        "median_share_hard": {b: float(table[f"share_{b}"][hard].median()) for b in budgets},
+        f"kernels_keeping_{KEEP_SHARE}": {
+            b: f"{int((table[f'share_{b}'][tunable] >= KEEP_SHARE).sum())}/{int(tunable.sum())}" for b in budgets
+        },
+        "searched": {b: int(table[f"searched_{b}"].astype(bool).sum()) for b in budgets},
     }
     OUT.mkdir(exist_ok=True)
+    table.to_csv(OUT / "tuning_audit_sources.csv", index=False)
     (OUT / "tuning_audit_sources.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=1))
     print(json.dumps(summary, indent=2))
 
