@@ -16,7 +16,7 @@ kind, interleaved, measured in that order); no times, so only the upper bound.
 
 Usage: python bench/representatives_count.py --workspace WS [--campaign 1] [--radius 8]
        python bench/representatives_count.py [--ops conv2d,dwconv2d,dense] [--kernels 1000] [--radius 8]
-Writes bench/out/representatives_count.json.
+Writes bench/out/representatives_count.json (another radius R: representatives_count_rR.json).
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def main() -> None:
         rule = Representatives(radius=args.radius, same_unit_loops=same)
         summary[f"same_unit_loops={same}"] = {bound: representatives(kernels, rule, bound == "lower") for bound in bounds}
     OUT.mkdir(exist_ok=True)
-    (OUT / "representatives_count.json").write_text(json.dumps(summary, indent=2))
+    name = "representatives_count" + ("" if args.radius == Representatives.radius else f"_r{args.radius:g}")
+    (OUT / f"{name}.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
 
 

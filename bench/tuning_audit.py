@@ -15,7 +15,8 @@ cheap way:
   are taken from the reference instead of searching again, at that share of its tuning time. A kernel whose untuned
   code runs in under ``Representatives.min_ms`` is not made a representative (a campaign would not search it long);
 - reps_loops: the same, with ``Representatives(same_unit_loops=True)``: a representative covers only kernels whose
-  loops of extent 1 are its own (a 3x3 convolution's does not cover a 1x1 one).
+  loops of extent 1 are its own (a 3x3 convolution's does not cover a 1x1 one);
+- reps_r4, reps_r2: the same as reps with a radius of 4 and 2 (more representatives, each nearer its kernels).
 
 For each: share of the full speedup = (t_default - t_cheap) / (t_default - t_full), and tuning seconds.
 
@@ -144,12 +145,12 @@ def main() -> None:
             chain, chain_only = tuner("chain"), tuner("chain-only", keep_speedup=0.0)
             chain_reps = {
                 leg: tuner(
-                    f"chain-{leg}-{args.rep_trials}-{args.rep_radius:g}",
+                    f"chain-{leg}-{args.rep_trials}-{radius or args.rep_radius:g}",
                     representatives=Representatives(
-                        args.rep_trials, args.rep_radius, args.full_search, args.full_per_round, same_unit_loops=unit_loops
+                        args.rep_trials, radius or args.rep_radius, args.full_search, args.full_per_round, same_unit_loops=unit_loops
                     ),
                 )
-                for leg, unit_loops in REP_LEGS.items()
+                for leg, (unit_loops, radius) in REP_LEGS.items()
             }
             for i, (label, func) in enumerate(kernels):
                 row = next((r for r in rows if r["kernel"] == label), None)
@@ -240,9 +241,14 @@ def plot(table: pd.DataFrame, summary: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-# The ways with representatives, and whether a representative covers only kernels with its loops of extent 1
-# (Representatives.same_unit_loops).
-REP_LEGS = {"reps": False, "reps_loops": True}
+# The ways with representatives: whether a representative covers only kernels with its loops of extent 1
+# (Representatives.same_unit_loops), and their radius (None: --rep-radius).
+REP_LEGS: dict[str, tuple[bool, float | None]] = {
+    "reps": (False, None),
+    "reps_loops": (True, None),
+    "reps_r4": (False, 4.0),
+    "reps_r2": (False, 2.0),
+}
 LEGS = ("small", "transfer", "transfer_only", *REP_LEGS)
 
 # The reference must beat untuned code by this much for a kernel's share of its speedup to mean something.
