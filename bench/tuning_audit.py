@@ -260,10 +260,17 @@ HARD_BELOW_SPEEDUP = 10.0
 KEEP_SHARE = 0.7
 
 
+def kernel_kinds(table: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Which kernels have a speedup to keep (the reference ``MIN_FULL_SPEEDUP`` times faster than untuned code), and
+    which of those are hard (untuned code within ``HARD_BELOW_SPEEDUP`` of the reference)."""
+    tunable = table["default_us"] >= MIN_FULL_SPEEDUP * table["full_us"]
+    return tunable, tunable & (table["default_us"] < HARD_BELOW_SPEEDUP * table["full_us"])
+
+
 def source_budgets(kernels: list[Any], budgets: list[int], tuner: Any, seconds: Any, tmp: Path, state: Path) -> None:
     """Transfer alone (the 4 nearest sources, ``keep_speedup`` 0) to each kernel from the other kernels' references
     cut to their first B candidates, for each budget B; untuned, reference and transferred code timed side by side
-    (``seconds(func)``: a PrimFunc built and timed). Each reference is read once; rows land in
+    (``seconds(func)``: a PrimFunc built and timed). Each reference is read once per budget; rows land in
     ``state``/sources-BUDGETS.jsonl as each kernel is done, and a rerun with the same budgets goes on from there."""
     done_file = state / f"sources-{'_'.join(map(str, budgets))}.jsonl"
     rows: list[dict[str, Any]] = [json.loads(line) for line in done_file.read_text().splitlines()] if done_file.exists() else []
@@ -292,8 +299,7 @@ def source_budgets(kernels: list[Any], budgets: list[int], tuner: Any, seconds: 
             f.write(json.dumps(row) + "\n")
         print(f"{i + 1}/{len(kernels)}", {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     table = pd.DataFrame(rows)
-    tunable = table["default_us"] >= MIN_FULL_SPEEDUP * table["full_us"]
-    hard = tunable & (table["default_us"] < HARD_BELOW_SPEEDUP * table["full_us"])
+    tunable, hard = kernel_kinds(table)
     summary = {
         "when": time.strftime("%Y-%m-%d"),
         "kernels": len(rows),
@@ -330,8 +336,7 @@ def summarize(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple[pd.
     of shares and counted as ``no_speedup_to_keep``; its tuning seconds still count."""
     table = pd.DataFrame(rows)
     gain = table["default_us"] - table["full_us"]
-    tunable = table["default_us"] >= MIN_FULL_SPEEDUP * table["full_us"]
-    hard = tunable & (table["default_us"] < HARD_BELOW_SPEEDUP * table["full_us"])
+    tunable, hard = kernel_kinds(table)
     summary: dict[str, Any] = {"when": time.strftime("%Y-%m-%d"), "kernels": len(table), "trials": args.trials, "full_trials": args.full_trials,
                                "full_search": args.full_search, "full_per_round": args.full_per_round,
                                "no_speedup_to_keep": int((~tunable).sum()), "min_full_speedup": MIN_FULL_SPEEDUP,
