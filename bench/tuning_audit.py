@@ -96,7 +96,9 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=2, help="build workers for candidates (0: build in this process)")
     parser.add_argument(
-        "--report", action="store_true", help="summarise the kernels --state holds so far into bench/out/tuning_audit_partial.*, and stop"
+        "--report",
+        action="store_true",
+        help="summarise the kernels --state holds so far into bench/out/tuning_audit_partial.* (tuning_audit.* once all --kernels are done), and stop",
     )
     parser.add_argument(
         "--sources",
