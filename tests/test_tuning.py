@@ -243,6 +243,106 @@ def test_a_kernel_borrows_from_its_nearest_sources_and_from_the_fastest_nearby(t
         tuner.close()
 
 
+def _pool(c: int, hw: int) -> Any:
+    """A global average pool as a campaign profiles it (its input named ``x``, so its reduction block ``x_red``)."""
+    from edgelat.ops import get_op, kernel_funcs
+    from edgelat.ops.lowering import fuse
+
+    funcs = kernel_funcs(fuse(get_op("global_avg_pool").emit({"n": 1, "c": c, "h": hw, "w": hw, "epilogue": ""}))[0])
+    (name,) = [gv.name_hint for gv in funcs.functions if gv.name_hint != "main"]
+    return funcs[name]
+
+
+def _network_pools(c: int, hw: int) -> list[Any]:
+    """The two global pools of a network imported from PyTorch (``x.mean((2, 3))``), whose reduction blocks TVM
+    names after the tensors they read (not ``x_red``)."""
+    import torch
+
+    from edgelat.ops import kernel_funcs
+    from edgelat.ops.lowering import fuse
+    from edgelat.ops.network import relax_from_torch
+
+    class TwoPools(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = x * x.mean((2, 3), keepdim=True)
+            return y * torch.relu(y).mean((2, 3), keepdim=True)
+
+    funcs = kernel_funcs(fuse(relax_from_torch(TwoPools().eval(), torch.zeros(1, c, hw, hw)))[0])
+    return [funcs[gv] for gv in funcs.functions if gv.name_hint != "main" and "mean" in gv.name_hint]
+
+
+def _rfactor_record(tuner: KernelTuner, func: Any, inner: int) -> None:
+    """A record for the pool ``func`` as MetaSchedule's rfactor rule schedules a reduction: its two reduction loops
+    fused, the fused loop tiled (``inner`` inside), the inner part made a partial sum."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from edgelat.profiler.tuning import _anchor
+
+    mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+    anchor = _anchor(mod)
+    assert anchor is not None
+    sch = tvm.s_tir.Schedule(mod)
+    loops = sch.get_loops(sch.get_sblock(anchor[0]))
+    fused = sch.fuse(*loops[-2:])
+    extent = anchor[1][-2] * anchor[1][-1]
+    _, inside = sch.split(fused, sch.sample_perfect_tile(fused, n=2, decision=[extent // inner, inner]))
+    sch.rfactor(inside, 0)
+    args = ms.arg_info.ArgInfo.from_prim_func(func)
+    record = ms.database.TuningRecord(sch.trace, tuner.database.commit_workload(mod), [1e-6], tuner.target, args)
+    tuner.add_records(func, [record])
+
+
+def test_a_network_kernel_takes_the_record_of_a_profiled_kernel_whose_blocks_are_named_otherwise(tmp_path: Path) -> None:
+    """TVM names a reduction's block after the tensor it reads: a network's global pool (``lv3_red``) finds the record
+    of the profiled pool of its shape (``x_red``; the database matches them by structure) and runs its schedule, not
+    untuned code; and the network's second pool of the same shape, named otherwise again, runs it too."""
+    import tvm_ffi
+
+    profiled = _pool(32, 8)
+    pools = _network_pools(32, 8)
+    assert len(pools) == 2
+    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, lambda path, args: [1.0])
+    try:
+        _rfactor_record(tuner, profiled, inner=8)
+        scheduled = [tuner.scheduled(func) for func in pools]
+    finally:
+        tuner.close()
+    rng = np.random.default_rng(0)
+    for tuned, plain in zip(scheduled, pools, strict=True):
+        assert tuned is not None and not tvm_ffi.structural_equal(tuned.body, plain.body)  # scheduled, not untuned
+        assert "rf" in tuned.script()  # the profiled pool's partial sums
+        inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(plain)[:-1]]
+        np.testing.assert_allclose(_run(tuned, inputs), _run(plain, inputs), rtol=1e-4, atol=1e-4)
+
+
+def test_pools_lend_schedules_that_tile_their_fused_reduction_loops(tmp_path: Path) -> None:
+    """A pool's schedule tiles its reduction loops fused into one (rfactor): transferred to a pool of another size
+    (and another block name), the tile is snapped to a divisor of the new fused extent (6 x 6: 8 inside becomes 9)."""
+    import tvm
+
+    calls = [0]
+
+    def measure(path: str, args: list[list[Any]]) -> list[float]:
+        calls[0] += 1
+        return [1.0] if calls[0] == 1 else [1e-3]  # the untuned kernel, timed first, loses
+
+    (_, pool) = _network_pools(48, 6)
+    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, keep_speedup=0.0)
+    try:
+        _rfactor_record(tuner, _pool(32, 8), inner=8)
+        outcome = tuner.tune(pool, 4)
+        assert outcome.transferred == 1 and outcome.kept_transfer and not outcome.searched
+        record = tuner.database.query_tuning_record(tvm.IRModule({"main": pool.with_attr("global_symbol", "main")}), tuner.target, "main")
+        tiles = [[int(d) for d in record.trace.get_decision(i)] for i in record.trace.insts if i.kind.name == "SamplePerfectTile"]
+        assert tiles == [[4, 9]]
+    finally:
+        tuner.close()
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(pool)[:-1]]
+    np.testing.assert_allclose(_run(outcome.func, inputs), _run(pool, inputs), rtol=1e-4, atol=1e-4)
+
+
 def test_a_record_that_anchor_scheduling_refuses_is_replayed_or_left_untuned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """MetaSchedule's anchor-trace scheduling fails on kernels without an anchor block (a channel shuffle's concat,
     transposes and split): the record's trace is then replayed as it is, and where that fails too the kernel

@@ -289,6 +289,17 @@ def _anchor(mod: tvm.IRModule) -> tuple[str, tuple[int, ...]] | None:
     return block.name_hint, tuple(int(iv.dom.extent) for iv in block.iter_vars)
 
 
+def anchor_kind(name: str) -> str:
+    """What an anchor block named ``name`` computes, as kernels that may lend each other schedules share it: its name,
+    except where TVM names the block after a tensor. TOPI names a reduction after its input (a network's global
+    pools are ``lv9_red``, ``lv82_red``..., a profiled one ``x_red``), so all reductions are one kind, ``red``
+    (``red_temp`` for an argmax's), and the loops' extents tell them apart."""
+    for suffix in ("_red_temp", "_red"):
+        if name.endswith(suffix):
+            return suffix[1:]
+    return name
+
+
 def shape_distance(a: tuple[int, ...], b: tuple[int, ...]) -> float:
     """How far apart two anchors' loop extents are: the sum over loops of |log2| of their ratio (a 3x3 kernel is
     3.2 from a 1x1 one; twice the channels in and out, 2)."""
@@ -301,25 +312,33 @@ def unit_loops(extents: tuple[int, ...]) -> tuple[bool, ...]:
 
 
 def _refit(trace: Any, extents: tuple[int, ...], anchor: str) -> Any:
-    """``trace`` (a schedule of another kernel with the same anchor) with the tile sizes of the anchor's loops
-    snapped to divisors of ``extents`` (:func:`snap_tiles`); None when it tiles loops it did not get straight from
-    the anchor (then its decisions cannot be mapped to the new loops)."""
-    anchor_rv, loops = None, list[Any]()
+    """``trace`` (a schedule of another kernel with the same anchor) with the tile sizes of the anchor's loops, and of
+    loops fused from them (a reduction's loops fused before an rfactor), snapped to divisors of the new extents
+    (:func:`snap_tiles`); None when it tiles a loop it did not get that way (then its decisions cannot be mapped to
+    the new loops)."""
+    anchor_rv, known = None, list[tuple[Any, int]]()  # loop RVs whose extent in the new kernel is known
     for inst in trace.insts:
         kind = inst.kind.name
         if kind == "EnterPostproc":
             break
         if kind == "GetSBlock" and str(inst.attrs[0]) == anchor:
             anchor_rv = inst.outputs[0]
-        elif kind == "GetLoops" and anchor_rv is not None and inst.inputs[0].same_as(anchor_rv) and not loops:
-            loops = list(inst.outputs)
+        elif kind == "GetLoops" and anchor_rv is not None and inst.inputs[0].same_as(anchor_rv) and not known:
+            known = list(zip(inst.outputs, extents, strict=False))
+        elif kind == "Fuse":
+            fused = [_extent(known, loop) for loop in inst.inputs]
+            if all(e is not None for e in fused):
+                known.append((inst.outputs[0], math.prod(e for e in fused if e is not None)))
         elif kind == "SamplePerfectTile":
-            index = next((i for i, loop in enumerate(loops) if loop.same_as(inst.inputs[0])), None)
-            decision = trace.get_decision(inst)
-            if index is None or index >= len(extents) or decision is None:
+            extent, decision = _extent(known, inst.inputs[0]), trace.get_decision(inst)
+            if extent is None or decision is None:
                 return None
-            trace = trace.with_decision(inst, snap_tiles([int(d) for d in decision], extents[index]), remove_postproc=False)
+            trace = trace.with_decision(inst, snap_tiles([int(d) for d in decision], extent), remove_postproc=False)
     return trace
+
+
+def _extent(known: list[tuple[Any, int]], loop: Any) -> int | None:
+    return next((extent for rv, extent in known if rv.same_as(loop)), None)
 
 
 def schedule_like(mod: tvm.IRModule, trace: Any, target: tvm.target.Target) -> tvm.s_tir.Schedule:
@@ -373,14 +392,35 @@ def _collapse(sch: tvm.s_tir.Schedule, anchor: str) -> list[str]:
     return inlined
 
 
-def anchor_trace(record: Any) -> Any:
+def anchor_trace(record: Any, anchor_name: str | None = None) -> Any:
     """What ``record`` lends another kernel: its trace without the epilogue collapse :func:`schedule_like` put
-    first (the borrower collapses its own epilogue; the lender's block names would reach the borrower's blocks)."""
+    first (the borrower collapses its own epilogue; the lender's block names would reach the borrower's blocks),
+    its anchor block looked up as ``anchor_name`` (the borrower's, when TVM named the two after other tensors:
+    :func:`anchor_kind`)."""
     trace = record.trace
     anchor = _anchor(record.workload.mod)
     if anchor is None:
         return trace
-    inlined = _collapse(tvm.s_tir.Schedule(record.workload.mod), anchor[0])
+    return _renamed(_uncollapsed(record, anchor[0]), anchor[0], anchor_name or anchor[0])
+
+
+def _renamed(trace: Any, old: str, new: str) -> Any:
+    """``trace`` looking up the block ``old`` as ``new``."""
+    if old == new:
+        return trace
+    insts = [
+        tvm.s_tir.schedule.Instruction(i.kind, i.inputs, [new, *i.attrs[1:]], i.outputs)
+        if i.kind.name == "GetSBlock" and str(i.attrs[0]) == old
+        else i
+        for i in trace.insts
+    ]
+    return tvm.s_tir.schedule.Trace(insts, dict(trace.decisions.items()))
+
+
+def _uncollapsed(record: Any, anchor: str) -> Any:
+    """``record``'s trace without the epilogue collapse it starts with (its blocks inlined, in pairs)."""
+    trace = record.trace
+    inlined = _collapse(tvm.s_tir.Schedule(record.workload.mod), anchor)
     insts = list(trace.insts)
     prefix = insts[: 2 * len(inlined)]
     pairs = zip(prefix[0::2], prefix[1::2], strict=True)
@@ -569,7 +609,7 @@ class KernelTuner:
             return False
         name, extents = anchor
         return not any(
-            s.anchor == name
+            anchor_kind(s.anchor) == anchor_kind(name)
             and len(s.extents) == len(extents)
             and s.records * 2 >= rep.trials
             and shape_distance(s.extents, extents) <= rep.radius
@@ -653,7 +693,7 @@ class KernelTuner:
         nearest = self.transfers if nearest is None else nearest
         fastest = self.fastest if fastest is None else fastest
         sources = sorted(
-            (s for s in self._source_index().values() if s.anchor == name and len(s.extents) == len(extents)),
+            (s for s in self._source_index().values() if anchor_kind(s.anchor) == anchor_kind(name) and len(s.extents) == len(extents)),
             key=lambda s: shape_distance(s.extents, extents),
         )
         picked: list[tuple[_Source, Any]] = []
@@ -673,7 +713,7 @@ class KernelTuner:
     def _lend(self, source: _Source, mod: tvm.IRModule, extents: tuple[int, ...], anchor: str) -> Any:
         """``mod`` scheduled by the fastest of ``source``'s kept schedules that fits its loops (None if none does)."""
         for _, record in source.ranked:
-            trace = _refit(anchor_trace(record), extents, anchor)
+            trace = _refit(anchor_trace(record, anchor), extents, anchor)
             if trace is None:
                 continue
             try:
@@ -766,7 +806,8 @@ class KernelTuner:
         # data movement only (concat, transposes, split) can have none. Then the trace is replayed as it is,
         # and where that does not fit either, the kernel stays untuned rather than failing the build.
         try:
-            return schedule_like(mod, anchor_trace(record), self.target)
+            anchor = _anchor(mod)
+            return schedule_like(mod, anchor_trace(record, anchor[0] if anchor else None), self.target)
         except Exception as exc:  # noqa: BLE001 - TVM raises InternalError or TVMError for a trace that does not fit
             logger.debug("a tuning record does not apply to %s: %s", _anchor(mod), first_line(exc))
         sch = tvm.s_tir.Schedule(mod)
