@@ -343,10 +343,12 @@ def test_pools_lend_schedules_that_tile_their_fused_reduction_loops(tmp_path: Pa
     np.testing.assert_allclose(_run(outcome.func, inputs), _run(pool, inputs), rtol=1e-4, atol=1e-4)
 
 
-def test_a_record_that_anchor_scheduling_refuses_is_replayed_or_left_untuned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_record_that_anchor_scheduling_refuses_is_replayed_or_left_untuned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """MetaSchedule's anchor-trace scheduling fails on kernels without an anchor block (a channel shuffle's concat,
     transposes and split): the record's trace is then replayed as it is, and where that fails too the kernel
-    stays untuned; a tuned build never fails for it. (The failures are forced here.)"""
+    stays untuned, with a warning; a tuned build never fails for it. (The failures are forced here.)"""
     import tvm
     import tvm_ffi
     from tvm.s_tir import meta_schedule as ms
@@ -367,9 +369,11 @@ def test_a_record_that_anchor_scheduling_refuses_is_replayed_or_left_untuned(tmp
         monkeypatch.setattr(ms.trace_apply, "schedule_using_anchor_trace", refuse)
         replayed = tuner.tune(func, 4)
         assert not replayed.searched and not tvm_ffi.structural_equal(replayed.func.body, func.body)
+        assert "does not apply" not in caplog.text
         monkeypatch.setattr(tvm.s_tir.Trace, "apply_to_schedule", refuse)
         untuned = tuner.tune(func, 4)
         assert not untuned.searched and tvm_ffi.structural_equal(untuned.func.body, func.body)
+        assert "the tuning record of kernel conv2d_nchw does not apply to it; it runs untuned" in caplog.text
     finally:
         tuner.close()
     rng = np.random.default_rng(0)

@@ -796,7 +796,13 @@ class KernelTuner:
         if record is None:
             return None
         sch = self._apply(mod, record)
-        return sch if sch is not None else tvm.s_tir.Schedule(mod)
+        if sch is None:  # a tuned build runs this kernel untuned while its record says otherwise: say so
+            anchor = _anchor(mod)
+            logger.warning(
+                "the tuning record of kernel %s does not apply to it; it runs untuned (-v says why)", anchor[0] if anchor else "?"
+            )
+            return tvm.s_tir.Schedule(mod)
+        return sch
 
     def _apply(self, mod: tvm.IRModule, record: Any) -> Any:
         """``record``'s schedule applied to ``mod`` (None when it does not fit)."""
