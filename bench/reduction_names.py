@@ -4,11 +4,11 @@ TVM names a reduction's block after the tensor it reads: a network's global pool
 the pool a campaign profiles from its config ``x_red``. The tuning database matches a network's pool to the profiled
 record by structure, but MetaSchedule's anchor-trace scheduling looks the anchor block up by name: it failed, and
 the pool ran untuned in the tuned build while the predictor charged it the profiled (tuned) time. The tuner now
-looks the record's anchor up under the kernel's own name (``anchor_trace``, ``anchor_kind``).
+looks the record's anchor up under the kernel's own name (``anchor_trace``, ``block_kind``).
 
 For each network, its kernels' configs are first profiled as a campaign profiles them (each config emitted and
 tuned with ``--trials``, one database, transfer first); then the network is built from that database twice: as
-before (``_renamed`` and ``anchor_kind`` patched back to the names as they are) and now. Reported per build: how
+before (``_renamed`` and ``block_kind`` patched back to the names as they are) and now. Reported per build: how
 many of the network's kernels with an anchor run untuned, and the network's time on `local` (1 thread, the agent's
 median of 7 repeats of at least 100 ms), the two builds timed alternately for ``--rounds`` rounds, medians.
 
@@ -54,7 +54,7 @@ WAYS = ("before", "now")
 @contextlib.contextmanager
 def names_as_they_are() -> Iterator[None]:
     """The tuner as it was before: a record's anchor looked up under its own block name, kinds by block name."""
-    with mock.patch.object(tuning, "_renamed", lambda trace, old, new: trace), mock.patch.object(tuning, "anchor_kind", lambda name: name):
+    with mock.patch.object(tuning, "_renamed", lambda trace, names: trace), mock.patch.object(tuning, "block_kind", lambda mod, name: name):
         yield
 
 

@@ -316,6 +316,45 @@ def test_a_network_kernel_takes_the_record_of_a_profiled_kernel_whose_blocks_are
         np.testing.assert_allclose(_run(tuned, inputs), _run(plain, inputs), rtol=1e-4, atol=1e-4)
 
 
+def test_a_network_layer_norm_runs_the_schedule_searched_for_the_profiled_one(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A layer norm's three reductions are all named after its input (``x_sum``, ``x_mean``, ``x_var_sum`` profiled,
+    ``lv_sum``... in a network): a record searched for the profiled kernel applies to the network's, every block
+    looked up under the network's name for it, and computes the same."""
+    import torch
+    import tvm_ffi
+
+    from edgelat.ops import get_op, kernel_funcs
+    from edgelat.ops.lowering import fuse
+    from edgelat.ops.network import relax_from_torch
+
+    class Norm(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.layer_norm(x, (64,))
+
+    def only(funcs: Any) -> Any:
+        return next(funcs[gv] for gv in funcs.functions if "layer_norm" in gv.name_hint)
+
+    profiled = only(kernel_funcs(fuse(get_op("layernorm").emit({"rows": 49, "dim": 64}))[0]))
+    network = only(kernel_funcs(fuse(relax_from_torch(Norm().eval(), torch.zeros(49, 64)))[0]))
+    calls = [0]
+
+    def measure(path: str, args: list[list[Any]]) -> list[float]:
+        calls[0] += 1
+        return [1.0] if calls[0] == 1 else [1e-3]  # the untuned kernel, timed first, loses
+
+    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, seed=0)
+    try:
+        assert tuner.tune(profiled, 4).searched
+        tuned = tuner.scheduled(network)
+    finally:
+        tuner.close()
+    assert tuned is not None and not tvm_ffi.structural_equal(tuned.body, network.body)
+    assert "does not apply" not in caplog.text
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(network)[:-1]]
+    np.testing.assert_allclose(_run(tuned, inputs), _run(network, inputs), rtol=1e-4, atol=1e-4)
+
+
 def test_pools_lend_schedules_that_tile_their_fused_reduction_loops(tmp_path: Path) -> None:
     """A pool's schedule tiles its reduction loops fused into one (rfactor): transferred to a pool of another size
     (and another block name), the tile is snapped to a divisor of the new fused extent (6 x 6: 8 inside becomes 9)."""

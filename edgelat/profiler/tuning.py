@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import logging
 import math
+import re
 import shutil
 import statistics
 import sys
@@ -289,15 +290,17 @@ def _anchor(mod: tvm.IRModule) -> tuple[str, tuple[int, ...]] | None:
     return block.name_hint, tuple(int(iv.dom.extent) for iv in block.iter_vars)
 
 
-def anchor_kind(name: str) -> str:
-    """What an anchor block named ``name`` computes, as kernels that may lend each other schedules share it: its name,
-    except where TVM names the block after a tensor. TOPI names a reduction after its input (a network's global
-    pools are ``lv9_red``, ``lv82_red``..., a profiled one ``x_red``), so all reductions are one kind, ``red``
-    (``red_temp`` for an argmax's), and the loops' extents tell them apart."""
-    for suffix in ("_red_temp", "_red"):
-        if name.endswith(suffix):
-            return suffix[1:]
-    return name
+def block_kind(mod: tvm.IRModule, name: str) -> str:
+    """What the block ``name`` of ``mod`` computes, as kernels that may lend each other schedules share it: its name
+    without the name of the value TVM took it from. TOPI names a reduction after the tensor it reads: a network's
+    global pools are ``lv9_red``, ``lv82_red``..., the pool a campaign profiles ``x_red``, a layer norm's variance
+    ``lv_var_sum``: their kinds are ``red`` and ``var_sum``, and the loops' extents tell kernels apart. The value is
+    one of ``mod``'s inputs, or one fused away inside it, named as Relax (``lv``, ``lv1``...) or torch.export
+    (``args_0``...) names them."""
+    for tensor in sorted((str(p.name) for p in mod["main"].params), key=len, reverse=True):
+        if name.startswith(f"{tensor}_"):
+            return name[len(tensor) + 1 :]
+    return re.sub(r"^(lv|gv|args_)\d*_", "", name)
 
 
 def shape_distance(a: tuple[int, ...], b: tuple[int, ...]) -> float:
@@ -392,25 +395,45 @@ def _collapse(sch: tvm.s_tir.Schedule, anchor: str) -> list[str]:
     return inlined
 
 
-def anchor_trace(record: Any, anchor_name: str | None = None) -> Any:
+def anchor_trace(record: Any, borrower: tvm.IRModule | None = None) -> Any:
     """What ``record`` lends another kernel: its trace without the epilogue collapse :func:`schedule_like` put
     first (the borrower collapses its own epilogue; the lender's block names would reach the borrower's blocks),
-    its anchor block looked up as ``anchor_name`` (the borrower's, when TVM named the two after other tensors:
-    :func:`anchor_kind`)."""
+    its blocks looked up under the names the ``borrower``'s blocks of the same kind have (:func:`block_kind`: TVM
+    names some blocks after tensors, ``x_red`` in one kernel, ``lv82_red`` in another)."""
     trace = record.trace
     anchor = _anchor(record.workload.mod)
     if anchor is None:
         return trace
-    return _renamed(_uncollapsed(record, anchor[0]), anchor[0], anchor_name or anchor[0])
+    trace = _uncollapsed(record, anchor[0])
+    return trace if borrower is None else _renamed(trace, _same_kind_names(record.workload.mod, borrower))
 
 
-def _renamed(trace: Any, old: str, new: str) -> Any:
-    """``trace`` looking up the block ``old`` as ``new``."""
-    if old == new:
+def _block_names(mod: tvm.IRModule) -> list[str]:
+    sch = tvm.s_tir.Schedule(mod)
+    return [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
+
+
+def _same_kind_names(lender: tvm.IRModule, borrower: tvm.IRModule) -> dict[str, str]:
+    """The borrower's name for each block of the lender it has under another name: its one block of the same kind."""
+    mine = _block_names(borrower)
+    by_kind: dict[str, list[str]] = {}
+    for name in mine:
+        by_kind.setdefault(block_kind(borrower, name), []).append(name)
+    renames = {}
+    for name in _block_names(lender):
+        same = by_kind.get(block_kind(lender, name), [])
+        if name not in mine and len(same) == 1:
+            renames[name] = same[0]
+    return renames
+
+
+def _renamed(trace: Any, names: dict[str, str]) -> Any:
+    """``trace`` looking each block up under its name in ``names`` (where it has one)."""
+    if not names:
         return trace
     insts = [
-        tvm.s_tir.schedule.Instruction(i.kind, i.inputs, [new, *i.attrs[1:]], i.outputs)
-        if i.kind.name == "GetSBlock" and str(i.attrs[0]) == old
+        tvm.s_tir.schedule.Instruction(i.kind, i.inputs, [names[str(i.attrs[0])], *i.attrs[1:]], i.outputs)
+        if i.kind.name == "GetSBlock" and str(i.attrs[0]) in names
         else i
         for i in trace.insts
     ]
@@ -460,7 +483,8 @@ class _Source:
     """A tuned workload whose fastest schedules other kernels may try: what picking it needs, computed once."""
 
     ranked: list[tuple[float, Any]]  # (mean seconds, ms.database.TuningRecord), fastest first, LENT_PER_SOURCE at most
-    anchor: str
+    anchor: str  # its anchor block's name
+    kind: str  # what that block computes (:func:`block_kind`): sources lend to kernels of their kind
     extents: tuple[int, ...]
     records: int  # measured records of its workload: how long it was searched
 
@@ -608,8 +632,9 @@ class KernelTuner:
         if rep is None or anchor is None:
             return False
         name, extents = anchor
+        kind = block_kind(mod, name)
         return not any(
-            anchor_kind(s.anchor) == anchor_kind(name)
+            s.kind == kind
             and len(s.extents) == len(extents)
             and s.records * 2 >= rep.trials
             and shape_distance(s.extents, extents) <= rep.radius
@@ -690,10 +715,11 @@ class KernelTuner:
         if anchor is None:
             return []
         name, extents = anchor
+        kind = block_kind(mod, name)
         nearest = self.transfers if nearest is None else nearest
         fastest = self.fastest if fastest is None else fastest
         sources = sorted(
-            (s for s in self._source_index().values() if anchor_kind(s.anchor) == anchor_kind(name) and len(s.extents) == len(extents)),
+            (s for s in self._source_index().values() if s.kind == kind and len(s.extents) == len(extents)),
             key=lambda s: shape_distance(s.extents, extents),
         )
         picked: list[tuple[_Source, Any]] = []
@@ -713,7 +739,7 @@ class KernelTuner:
     def _lend(self, source: _Source, mod: tvm.IRModule, extents: tuple[int, ...], anchor: str) -> Any:
         """``mod`` scheduled by the fastest of ``source``'s kept schedules that fits its loops (None if none does)."""
         for _, record in source.ranked:
-            trace = _refit(anchor_trace(record, anchor), extents, anchor)
+            trace = _refit(anchor_trace(record, mod), extents, anchor)
             if trace is None:
                 continue
             try:
@@ -762,7 +788,8 @@ class KernelTuner:
             return
         anchor = _anchor(record.workload.mod)
         if anchor is not None:
-            self._sources[key] = _Source([(seconds, record)], anchor[0], anchor[1], counts.get(key, 1))
+            kind = block_kind(record.workload.mod, anchor[0])
+            self._sources[key] = _Source([(seconds, record)], anchor[0], kind, anchor[1], counts.get(key, 1))
 
     def _remember(self, mod: tvm.IRModule) -> None:
         """Make ``mod``'s best record (just tuned or transferred) a source for the kernels after it."""
@@ -812,8 +839,7 @@ class KernelTuner:
         # data movement only (concat, transposes, split) can have none. Then the trace is replayed as it is,
         # and where that does not fit either, the kernel stays untuned rather than failing the build.
         try:
-            anchor = _anchor(mod)
-            return schedule_like(mod, anchor_trace(record, anchor[0] if anchor else None), self.target)
+            return schedule_like(mod, anchor_trace(record, mod), self.target)
         except Exception as exc:  # noqa: BLE001 - TVM raises InternalError or TVMError for a trace that does not fit
             logger.debug("a tuning record does not apply to %s: %s", _anchor(mod), first_line(exc))
         sch = tvm.s_tir.Schedule(mod)
