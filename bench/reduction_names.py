@@ -4,7 +4,8 @@ TVM names a reduction's block after the tensor it reads: a network's global pool
 the pool a campaign profiles from its config ``x_red``. The tuning database matches a network's pool to the profiled
 record by structure, but MetaSchedule's anchor-trace scheduling looks the anchor block up by name: it failed, and
 the pool ran untuned in the tuned build while the predictor charged it the profiled (tuned) time. The tuner now
-looks the record's anchor up under the kernel's own name (``anchor_trace``, ``block_kind``).
+looks each block of a record up under the kernel's own name for a block of its kind (``anchor_trace``,
+``block_kind``).
 
 For each network, its kernels' configs are first profiled as a campaign profiles them (each config emitted and
 tuned with ``--trials``, one database, transfer first); then the network is built from that database twice: as
