@@ -532,6 +532,75 @@ def test_a_swish_kernel_builds_with_the_schedule_of_a_kernel_with_another_epilog
     np.testing.assert_allclose(_run(tuned.func, inputs), _run(func, inputs), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
+def test_a_conv_takes_the_transferred_record_of_the_same_conv_with_a_residual(tmp_path: Path) -> None:
+    """Kernels with one anchor share a workload: resnet's conv + bias + relu looks up the record transferred to
+    its residual twin (conv + bias + add + relu). A transferred record starts with its own epilogue's collapse;
+    when that collapse walked the epilogue's consumers in the trace, the walk did not replay on the shorter
+    epilogue, and the kernel ran untuned in the tuned build (four of resnet18's convolutions). (Timings made up,
+    each candidate faster than the one before, so that the transfer is kept.)"""
+    import tvm
+    import tvm_ffi
+
+    calls: list[str] = []
+
+    def measure(path: str, args: list[list[Any]]) -> list[float]:
+        calls.append(path)
+        return [1.0 / len(calls)]
+
+    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, keep_speedup=0.0)
+    try:
+        assert tuner.tune(_conv(16, 8, 16, epilogue="add.c+add.t+relu", k=3), 8).searched
+        residual = tuner.tune(_conv(24, 8, 24, epilogue="add.c+add.t+relu", k=3), 8)
+        assert residual.transferred == 1 and residual.kept_transfer
+        func = _conv(24, 8, 24, epilogue="add.c+relu", k=3)
+        mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+        record = tuner.database.query_tuning_record(mod, tuner.target, "main")
+        assert record is not None and "T_add1" in record.workload.mod.script()  # the residual's transferred record
+        scheduled = tuner.scheduled(func)
+    finally:
+        tuner.close()
+    assert scheduled is not None and not tvm_ffi.structural_equal(scheduled.body, func.body)
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(func)[:-1]]
+    np.testing.assert_allclose(_run(scheduled, inputs), _run(func, inputs), rtol=1e-4, atol=1e-4)
+
+
+def test_a_records_collapse_comes_off_in_the_form_it_was_written() -> None:
+    """The collapse a trace starts with is its inlining only; records written before also walked the epilogue's
+    consumers first (workspaces keep them). Both come off, and a trace that uses what its first instructions
+    found is left whole."""
+    from types import SimpleNamespace
+
+    import tvm
+
+    from edgelat.profiler.tuning import _anchor, _collapse, _uncollapsed
+
+    mod = tvm.IRModule({"main": _conv(16, 8, 16, epilogue="add.c+add.t+relu", k=3)})
+    anchor = _anchor(mod)
+    assert anchor is not None
+    sch = tvm.s_tir.Schedule(mod)
+    assert _collapse(sch, anchor[0]) == ["T_add1"]
+    assert [i.kind.name for i in sch.trace.insts] == ["GetSBlock", "ComputeInline"]
+    sch.get_loops(sch.get_sblock(anchor[0]))
+    assert [i.kind.name for i in _uncollapsed(SimpleNamespace(trace=sch.trace), anchor[0]).insts] == ["GetSBlock", "GetLoops"]
+
+    legacy = tvm.s_tir.Schedule(mod)
+    block = legacy.get_sblock(anchor[0])
+    while consumers := legacy.get_consumers(block):
+        block = consumers[0]
+    legacy.compute_inline(legacy.get_sblock("T_add1"))
+    conv = legacy.get_sblock(anchor[0])
+    legacy.get_loops(conv)
+    assert [i.kind.name for i in _uncollapsed(SimpleNamespace(trace=legacy.trace), anchor[0]).insts] == ["GetSBlock", "GetLoops"]
+
+    searched = tvm.s_tir.Schedule(mod)
+    first = searched.get_sblock(anchor[0])
+    searched.get_consumers(first)
+    searched.get_loops(first)  # uses the block the first instruction found: nothing to take off
+    assert len(_uncollapsed(SimpleNamespace(trace=searched.trace), anchor[0]).insts) == 3
+
+
 def test_a_runaway_build_is_cut_off_and_its_worker_replaced(tmp_path: Path) -> None:
     import operator
     import time

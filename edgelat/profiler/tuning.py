@@ -373,25 +373,31 @@ def collapse_epilogue(mod: tvm.IRModule, anchor: str) -> tvm.IRModule:
 
 
 def _collapse(sch: tvm.s_tir.Schedule, anchor: str) -> list[str]:
-    """:func:`collapse_epilogue` done on ``sch`` (so its trace records it); the names of the blocks inlined."""
-    consumers = sch.get_consumers(sch.get_sblock(anchor))
-    kept = {sch.get(consumers[0]).name_hint} if len(consumers) == 1 else set()
+    """:func:`collapse_epilogue` done on ``sch``; the names of the blocks inlined. Its trace records only a
+    ``GetSBlock`` and a ``ComputeInline`` for each (:func:`_uncollapsed` takes them off again): the blocks are
+    found on a copy, since a walk over the consumers in the trace would replay only on kernels whose epilogue
+    has as many blocks (a residual conv's record would not apply to the same conv without the residual)."""
+    walk = tvm.s_tir.Schedule(sch.mod)
+    consumers = walk.get_consumers(walk.get_sblock(anchor))
+    kept = {walk.get(consumers[0]).name_hint} if len(consumers) == 1 else set()
     after: list[str] = []  # every block after the anchor, breadth first
     frontier = list(consumers)
     while frontier:
         block = frontier.pop(0)
-        if sch.get(block).name_hint not in after:
-            after.append(sch.get(block).name_hint)
-            frontier += list(sch.get_consumers(block))
+        if walk.get(block).name_hint not in after:
+            after.append(walk.get(block).name_hint)
+            frontier += list(walk.get_consumers(block))
     inlined: list[str] = []
     for name in after:
         if name in kept:
             continue
         try:
-            sch.compute_inline(sch.get_sblock(name))
+            walk.compute_inline(walk.get_sblock(name))
         except tvm.s_tir.ScheduleError:  # the output block (nothing reads it) and blocks that are not elementwise stay
             continue
         inlined.append(name)
+    for name in inlined:
+        sch.compute_inline(sch.get_sblock(name))
     return inlined
 
 
@@ -441,19 +447,39 @@ def _renamed(trace: Any, names: dict[str, str]) -> Any:
 
 
 def _uncollapsed(record: Any, anchor: str) -> Any:
-    """``record``'s trace without the epilogue collapse it starts with (its blocks inlined, in pairs)."""
-    trace = record.trace
-    inlined = _collapse(tvm.s_tir.Schedule(record.workload.mod), anchor)
-    insts = list(trace.insts)
-    prefix = insts[: 2 * len(inlined)]
-    pairs = zip(prefix[0::2], prefix[1::2], strict=True)
-    if not inlined or len(prefix) < 2 * len(inlined) or not all(
-        get.kind.name == "GetSBlock" and str(get.attrs[0]) == name and inline.kind.name == "ComputeInline" and inline.inputs[0].same_as(get.outputs[0])
-        for (get, inline), name in zip(pairs, inlined, strict=True)
-    ):  # fmt: skip
-        return trace
-    rest = insts[2 * len(inlined) :]
-    return tvm.s_tir.schedule.Trace(rest, {inst: d for inst, d in trace.decisions.items() if any(inst.same_as(i) for i in rest)})
+    """``record``'s trace without the epilogue collapse :func:`schedule_like` put first: the ``GetSBlock`` and
+    ``ComputeInline`` of each block inlined, after (in records written before the collapse left it out) a
+    ``GetSBlock`` of the anchor and the ``GetConsumers`` of a walk over its epilogue. Taken from the trace itself,
+    not from the record's workload: kernels with one anchor share a workload, and its epilogue may be another's."""
+    insts = list(record.trace.insts)
+    start = 0
+    if len(insts) > 1 and insts[0].kind.name == "GetSBlock" and str(insts[0].attrs[0]) == anchor and insts[1].kind.name == "GetConsumers":
+        start = 1
+        while start < len(insts) and insts[start].kind.name == "GetConsumers":
+            start += 1
+    while (
+        start + 1 < len(insts)
+        and insts[start].kind.name == "GetSBlock"
+        and insts[start + 1].kind.name == "ComputeInline"
+        and insts[start + 1].inputs[0].same_as(insts[start].outputs[0])
+    ):
+        start += 2
+    rest = insts[start:]
+    dropped = [rv for inst in insts[:start] for rv in inst.outputs]
+    if not start or any(rv.same_as(d) for inst in rest for rv in _flat(inst.inputs) for d in dropped):
+        return record.trace  # no collapse in front (a search's own record), or the rest uses what it found
+    return tvm.s_tir.schedule.Trace(rest, {inst: d for inst, d in record.trace.decisions.items() if any(inst.same_as(i) for i in rest)})
+
+
+def _flat(values: Any) -> list[Any]:
+    """The objects among an instruction's inputs (arrays opened; None and numbers left out)."""
+    out: list[Any] = []
+    for v in values:
+        if isinstance(v, (list, tuple, tvm.ir.Array)):
+            out += _flat(v)
+        elif hasattr(v, "same_as"):
+            out.append(v)
+    return out
 
 
 def _untuned(mod: tvm.IRModule) -> tvm.s_tir.Schedule:
