@@ -18,10 +18,11 @@ same start and times them side by side:
 3. the networks built each way timed on `local` (one thread), alternating, ``--rounds`` times; medians.
 
 Usage: python bench/transfer_rule.py [--compare share|caches|sources] [--fastest 4] [--networks resnet18@96,mobilenetv2_100@160]
-       [--keep-share 0.5] [--trials 16] [--rep-trials 256] [--rounds 5] [--state DIR]
+       [--keep-share 0.5] [--trials 16] [--rep-trials 256] [--rounds 5] [--state DIR] [--start DB] [--stem NAME]
 Writes bench/out/transfer_rule.{json,csv} (``--compare caches``: candidate_caches.{json,csv}; ``--compare sources``:
 transfer_sources_networks.{json,csv}). The databases stay in ``--state`` (default ~/.cache/edgelat-transfer-rule):
-a rerun reuses step 1's representatives.
+a rerun reuses step 1's representatives. ``--start DB``: start from a device's tuning database (a profile's) instead of
+step 1's. ``--stem``: the output files' name.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def build_all(
     trials: int,
     reps: Representatives,
     caches: str = "warm",
-    fastest: int = 0,
+    fastest: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Each network built tuned into ``out``/NAME.so through one tuner on ``db``: tuning seconds and what each kernel did."""
     device = get_device(ws, "local")
@@ -70,7 +71,7 @@ def build_all(
     with Builder(ws.cache_dir) as workers:
         tuner = KernelTuner(
             db, target, 1, None, lambda p, a: agent.time_library(Path(p), a, caches=caches), builder=workers,
-            representatives=reps, keep_share=keep_share, fastest=fastest,
+            representatives=reps, keep_share=keep_share, **({} if fastest is None else {"fastest": fastest}),
         )  # fmt: skip
         outcomes: list[TuneOutcome] = []
         tune = tuner.tune
@@ -132,18 +133,25 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rep-trials", type=int, default=Representatives().trials)
+    parser.add_argument(
+        "--start", type=Path, help="a device's tuning database (a profile's) to start from instead of the representatives of 1."
+    )
+    parser.add_argument("--stem", help="Output file name in bench/out (without suffix).")
     parser.add_argument("--state", type=Path, default=Path.home() / ".cache" / "edgelat-transfer-rule")
     args = parser.parse_args()
     networks = validation_networks(args.networks)
     reps = Representatives(trials=args.rep_trials)
     args.state.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"networks": args.networks, "compare": args.compare, "keep_share": args.keep_share, "trials": args.trials}
+    summary: dict[str, Any] = {
+        "networks": args.networks, "compare": args.compare, "keep_share": args.keep_share, "trials": args.trials, "start": str(args.start or ""),
+    }  # fmt: skip
     rows: list[dict[str, Any]] = []
     with open_workspace(args.state / "ws") as ws:
         device = get_device(ws, "local")
         with agent_session(ws, device, threads=1) as agent:
             first = args.state / "representatives-search"
-            if not (args.state / "representatives").exists():
+            start_db = args.start or args.state / "representatives"
+            if args.start is None and not start_db.exists():
                 shutil.rmtree(first, ignore_errors=True)
                 start = time.perf_counter()
                 summary["representatives_build"] = build_all(ws, agent, networks, first / "db", first / "libs", 0.0, args.trials, reps)
@@ -151,7 +159,7 @@ def main() -> None:
                 summary["representatives"] = keep_representatives(first / "db", args.state / "representatives", reps.trials // 2)
             # Each way: (keep_share, how candidates are timed, how many of the fastest sources nearby are tried).
             if args.compare == "share":
-                ways = {"speedup": (0.0, "warm", 0), f"speedup+share{args.keep_share:g}": (args.keep_share, "warm", 0)}
+                ways = {"speedup": (0.0, "warm", None), f"speedup+share{args.keep_share:g}": (args.keep_share, "warm", None)}
             elif args.compare == "caches":
                 ways = {"candidates-warm": (0.0, "warm", 0), "candidates-llc": (0.0, get_recipe("tuned").caches, 0)}
             else:
@@ -160,7 +168,7 @@ def main() -> None:
             for way, (share, caches, fastest) in ways.items():
                 work = args.state / way
                 shutil.rmtree(work, ignore_errors=True)
-                shutil.copytree(args.state / "representatives", work / "db")
+                shutil.copytree(start_db, work / "db")
                 summary[way] = build_all(ws, agent, networks, work / "db", work / "libs", share, args.trials, reps, caches, fastest)
                 libs[way] = work / "libs"
             # Side by side: each network's builds timed alternately.
@@ -177,7 +185,7 @@ def main() -> None:
                 for way in ways:
                     rows.append({"network": name, "way": way, "ms": statistics.median(times[way]), **summary[way][name]})
                     print(rows[-1], flush=True)
-    write_outputs({"share": "transfer_rule", "caches": "candidate_caches", "sources": "transfer_sources_networks"}[args.compare], summary, rows)
+    write_outputs(args.stem or {"share": "transfer_rule", "caches": "candidate_caches", "sources": "transfer_sources_networks"}[args.compare], summary, rows)
 
 
 if __name__ == "__main__":

@@ -364,7 +364,7 @@ def test_pools_lend_schedules_that_tile_their_fused_reduction_loops(tmp_path: Pa
 
     def measure(path: str, args: list[list[Any]]) -> list[float]:
         calls[0] += 1
-        return [1.0] if calls[0] == 1 else [1e-3]  # the untuned kernel, timed first, loses
+        return [1.0] if calls[0] == 1 else [1e-6]  # the untuned kernel, timed first, loses; as fast as the source
 
     (_, pool) = _network_pools(48, 6)
     tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, keep_speedup=0.0)
@@ -641,6 +641,47 @@ def test_a_tuning_database_is_read_once_per_process_until_someone_else_writes_to
         assert third.database.has_workload(tvm.IRModule({"main": _conv(8, 4, 8).with_attr("global_symbol", "main")}))
     finally:
         third.close()
+
+
+def test_records_a_database_cannot_read_are_set_aside_and_the_rest_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """TVM reads a tuning database whole or not at all. A line cut short (a crash mid-write) or a record whose trace
+    does not replay on its workload (here a convolution's schedule filed under a pool) is moved to a ``.damaged``
+    file beside it, with a warning; the device's other records stay usable."""
+    import json
+    import logging
+
+    import tvm
+
+    def measure(path: str, args: list[list[Any]]) -> list[float]:
+        return [1.0]
+
+    conv, pool = _conv(16, 8, 32), _pool(16, 8)
+    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, seed=0)
+    try:
+        tuner.tune(conv, 2)
+        tuner.database.commit_workload(tvm.IRModule({"main": pool.with_attr("global_symbol", "main")}))
+    finally:
+        tuner.close()
+    records = tmp_path / "db" / "database_tuning_record.json"
+    lines = records.read_text().splitlines()
+    tuned = [line for line in lines if len(json.loads(line)[1][0][0]) > 1]  # a searched schedule, not the untuned kernel
+    assert tuned
+    _, record = json.loads(tuned[0])
+    misfiled = json.dumps([1, record])  # workload 1 is the pool
+    with records.open("a") as f:
+        f.write(misfiled + "\n" + lines[0][: len(lines[0]) // 2])  # and a last line cut short, no newline
+    with caplog.at_level(logging.WARNING, logger="edgelat.profiler.tuning"):
+        reopened = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure)
+    try:
+        assert len(reopened.database) == len(lines)
+        assert math.isfinite(reopened.best_seconds(conv))
+        assert reopened.scheduled(conv) is not None
+    finally:
+        reopened.close()
+    (aside,) = (tmp_path / "db").glob("database_tuning_record.json.damaged-*")
+    assert aside.read_text().splitlines() == [misfiled, lines[0][: len(lines[0]) // 2]]
+    assert records.read_text().splitlines() == lines
+    assert "set aside 2 of" in caplog.text
 
 
 def test_representatives_are_searched_long_and_the_kernels_near_them_take_their_schedules(tmp_path: Path) -> None:

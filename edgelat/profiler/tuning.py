@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import logging
 import math
 import re
@@ -171,11 +172,72 @@ def _open_database(work_dir: Path) -> Any:
     try:
         database = ms.database.JSONDatabase(work_dir=str(work_dir), module_equality=MODULE_EQUALITY)
     except Exception as exc:  # noqa: BLE001 - whatever a damaged file makes TVM raise, it is one reason
-        raise DamagedFileError(
-            f"the tuning database in {work_dir} cannot be read ({first_line(exc)[:200]}); move the folder away to tune from scratch"
-        ) from None
+        # TVM reads every record or none: one line cut short by a crash mid-write, or one record that no longer
+        # replays on its workload, would lose a device's hours of tuning. Those lines are set aside instead.
+        reason = first_line(exc)[:200]
+        if not _set_aside_damaged_records(Path(work_dir), reason):
+            raise DamagedFileError(
+                f"the tuning database in {work_dir} cannot be read ({reason}); move the folder away to tune from scratch"
+            ) from None
+        try:
+            database = ms.database.JSONDatabase(work_dir=str(work_dir), module_equality=MODULE_EQUALITY)
+        except Exception as again:  # noqa: BLE001
+            raise DamagedFileError(
+                f"the tuning database in {work_dir} cannot be read ({first_line(again)[:200]}); move the folder away to tune from scratch"
+            ) from None
     _OPEN_DATABASES[key] = (_files_signature(work_dir), database)
     return database
+
+
+def _set_aside_damaged_records(work_dir: Path, reason: str) -> bool:
+    """Move the lines of ``work_dir``'s database that cannot be read (cut short, or a record whose trace does not replay
+    on its workload) to ``*.damaged`` files beside it, keeping the rest; False when none could be told apart (a damaged
+    workload that records after it refer to: nothing is changed then)."""
+    workload_file, record_file = work_dir / "database_workload.json", work_dir / "database_tuning_record.json"
+    if not workload_file.exists() or not record_file.exists():
+        return False
+    workload_lines = workload_file.read_text().splitlines()
+    workloads: list[Any] = []
+    for i, line in enumerate(workload_lines):
+        try:
+            workloads.append(ms.database.Workload.from_json(json.loads(line)))
+        except Exception:  # noqa: BLE001 - a workload line TVM cannot read
+            if i < len(workload_lines) - 1:
+                return False  # records refer to workloads by line: the ones after it cannot be placed
+    record_lines = record_file.read_text().splitlines()
+    logger.warning("the tuning database in %s cannot be read (%s); checking its %d records one by one", work_dir, reason, len(record_lines))
+    kept: list[str] = []
+    damaged: list[str] = []
+    for line in record_lines:
+        try:
+            index, record = json.loads(line)
+            ms.database.TuningRecord.from_json(record, workloads[index])  # replays the trace on the workload
+            kept.append(line)
+        except Exception:  # noqa: BLE001 - cut short, out of range, or a trace that does not replay
+            damaged.append(line)
+    cut = workload_lines[len(workloads) :]
+    if not damaged and not cut:
+        return False
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    asides: list[str] = []
+    for path, good, bad in ((record_file, kept, damaged), (workload_file, workload_lines[: len(workloads)], cut)):
+        if not bad:
+            continue
+        aside = path.with_name(f"{path.name}.damaged-{stamp}")
+        aside.write_text("".join(f"{line}\n" for line in bad))
+        asides.append(str(aside))
+        partial = path.with_name(f"{path.name}.partial")
+        partial.write_text("".join(f"{line}\n" for line in good))
+        partial.replace(path)
+    logger.warning(
+        "set aside %d of %d records%s that cannot be read (in %s); the other %d are kept",
+        len(damaged),
+        len(record_lines),
+        " and a workload line cut short" if cut else "",
+        " and ".join(asides),
+        len(kept),
+    )
+    return True
 
 
 # A candidate compiles in about a second; some (huge unrolls) keep LLVM busy for many minutes. Built in
@@ -560,7 +622,8 @@ class KernelTuner:
         transfers: int = 4,
         fastest: int = 4,
         keep_speedup: float = 1.5,
-        keep_share: float = 0.0,
+        keep_share: float = 0.5,
+        share_min_ms: float = Representatives.min_ms,
         builder: Any = None,
         per_round: int = 16,
         representatives: Representatives | None = None,
@@ -581,11 +644,13 @@ class KernelTuner:
         # How many tuned kernels' schedules a new kernel tries first (the nearest, and the fastest nearby:
         # :meth:`lenders`), and how much faster than its untuned code the best of them must be to be kept
         # without a search; and what share of the throughput its sources reached (the median of theirs, in
-        # anchor iterations a second) it must reach too.
+        # anchor iterations a second) it must reach too, unless it runs in under ``share_min_ms`` already (a
+        # search would cost more than it could save).
         self.transfers = transfers
         self.fastest = fastest
         self.keep_speedup = keep_speedup
         self.keep_share = keep_share
+        self.share_min_ms = share_min_ms
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.target = tvm.target.Target({**target, "num-cores": threads})
@@ -704,7 +769,7 @@ class KernelTuner:
         many schedules were transferred, and whether the best was ``keep_speedup`` times faster than the untuned
         kernel (then no search is needed: a schedule that only matches untuned code is not worth keeping
         unsearched) and reached ``keep_share`` of its sources' median throughput (anchor iterations a second:
-        how far it is from what its neighbours reached).
+        how far it is from what its neighbours reached) or runs in under ``share_min_ms``.
         """
         from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
@@ -727,8 +792,11 @@ class KernelTuner:
         if not math.isfinite(best) or best * self.keep_speedup > untuned:
             return len(picked), False
         # Far short of what its neighbours reached, a transferred schedule is searched past even when it beats
-        # untuned code (untuned dense convolutions are so slow that almost any schedule does).
+        # untuned code (untuned dense convolutions are so slow that almost any schedule does), and a short search
+        # often finds far better (README: "Keeping a transferred schedule").
         assert anchor is not None
+        if best * 1e3 < self.share_min_ms:
+            return len(picked), True
         return len(picked), math.prod(anchor[1]) / best >= self.keep_share * statistics.median(reached)
 
     def lenders(self, mod: tvm.IRModule, nearest: int | None = None, fastest: int | None = None) -> list[tuple[_Source, Any]]:
