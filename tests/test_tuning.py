@@ -412,12 +412,54 @@ def test_a_record_that_anchor_scheduling_refuses_is_replayed_or_left_untuned(
         monkeypatch.setattr(tvm.s_tir.Trace, "apply_to_schedule", refuse)
         untuned = tuner.tune(func, 4)
         assert not untuned.searched and tvm_ffi.structural_equal(untuned.func.body, func.body)
-        assert "the tuning record of kernel conv2d_nchw does not apply to it; it runs untuned" in caplog.text
+        assert "no tuned record of kernel conv2d_nchw applies to it; it runs untuned" in caplog.text
     finally:
         tuner.close()
     rng = np.random.default_rng(0)
     inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(func)[:-1]]
     np.testing.assert_allclose(_run(replayed.func, inputs), _run(func, inputs), rtol=1e-4, atol=1e-4)
+
+
+def test_a_kernel_whose_fastest_record_does_not_apply_takes_the_fastest_that_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Twins (one conv, two epilogues) share records, and the fastest can be the twin's search trace, which does not
+    replay on this epilogue: the kernel takes the fastest record that applies, quietly, and runs untuned with a
+    warning only when no tuned record applies. (Refusals forced here; timings made up, each candidate faster than
+    the one before.)"""
+    import logging
+
+    import tvm
+    import tvm_ffi
+
+    from edgelat.profiler.tuning import _is_untuned
+
+    calls: list[str] = []
+
+    def measure(path: str, args: list[list[Any]]) -> list[float]:
+        calls.append(path)
+        return [1.0] if len(calls) == 1 else [1e-3 / len(calls)]
+
+    func = _conv(16, 8, 32)
+    mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, seed=0)
+    apply = KernelTuner._apply
+    try:
+        assert tuner.tune(func, 6).searched
+        records = [r for r in tuner.database.get_top_k(tuner.database.commit_workload(mod), 16) if r.run_secs]
+        refused = {str(records[0].trace)}
+        monkeypatch.setattr(KernelTuner, "_apply", lambda self, m, r: None if str(r.trace) in refused else apply(self, m, r))
+        with caplog.at_level(logging.WARNING, logger="edgelat.profiler.tuning"):
+            second = tuner.scheduled(func)
+            assert second is not None and tvm_ffi.structural_equal(second, apply(tuner, mod, records[1]).mod["main"])
+            assert not tvm_ffi.structural_equal(second.body, func.body)  # tuned, not the untuned record
+            assert "runs untuned" not in caplog.text
+            refused |= {str(r.trace) for r in records if not _is_untuned(r.trace)}  # every tuned record
+            untuned = tuner.scheduled(func)
+        assert untuned is not None and tvm_ffi.structural_equal(untuned.body, func.body)
+        assert "no tuned record of kernel conv2d_nchw applies to it; it runs untuned" in caplog.text
+    finally:
+        tuner.close()
 
 
 def test_a_kernel_whose_fastest_record_does_not_build_takes_the_fastest_that_does(tmp_path: Path) -> None:

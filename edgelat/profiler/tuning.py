@@ -473,7 +473,13 @@ def anchor_trace(record: Any, borrower: tvm.IRModule | None = None) -> Any:
     if anchor is None:
         return trace
     trace = _uncollapsed(record, anchor[0])
-    return trace if borrower is None else _renamed(trace, _same_kind_names(record.workload.mod, borrower))
+    if borrower is not None:
+        trace = _renamed(trace, _same_kind_names(record.workload.mod, borrower))
+    # A search's trace keeps the queries its rules made of the graph around the anchor (the consumers of the
+    # bias add: none in a conv + bias kernel) even where nothing uses their answers; replayed on a twin whose
+    # epilogue has one more block, such a query returns another number of blocks and the whole trace fails.
+    # Dead-code elimination drops them (queries only: what they return is used by nothing after them).
+    return trace.simplified(remove_postproc=False)
 
 
 def _block_names(mod: tvm.IRModule) -> list[str]:
@@ -912,18 +918,37 @@ class KernelTuner:
         return sum(runs) / len(runs) if runs else float("nan")
 
     def _lookup(self, mod: tvm.IRModule) -> Any:
-        """The schedule of ``mod`` from the best record with the same anchor block, or None."""
+        """The schedule of ``mod`` from the fastest record with the same anchor block that applies to it, or None when
+        its anchor has no record.
+
+        Kernels share records by anchor block, so the fastest may be a twin's (the same conv with another epilogue)
+        whose search trace does not replay on this epilogue; the next records, transferred ones (whose epilogue
+        collapse comes off, :func:`_uncollapsed`) or the twin's other candidates, often do."""
         record = self.database.query_tuning_record(mod, self.target, "main")
         if record is None:
             return None
         sch = self._apply(mod, record)
-        if sch is None:  # a tuned build runs this kernel untuned while its record says otherwise: say so
-            anchor = _anchor(mod)
-            logger.warning(
-                "the tuning record of kernel %s does not apply to it; it runs untuned (-v says why)", anchor[0] if anchor else "?"
-            )
-            return tvm.s_tir.Schedule(mod)
-        return sch
+        if sch is not None:
+            return sch
+        applied = self._applied(mod, lambda s: True)
+        if applied is not None and not _is_untuned(applied[1].trace):
+            logger.debug("the fastest record of kernel %s does not apply to it; it takes a slower one", _anchor(mod))
+            return applied[0]
+        # A tuned build runs this kernel untuned while its records say otherwise: say so.
+        anchor = _anchor(mod)
+        logger.warning("no tuned record of kernel %s applies to it; it runs untuned (-v says why)", anchor[0] if anchor else "?")
+        return tvm.s_tir.Schedule(mod)
+
+    def _applied(self, mod: tvm.IRModule, builds: Callable[[Any], bool], tries: int = 16) -> tuple[Any, Any] | None:
+        """The schedule of ``mod`` by the fastest of its anchor's records (up to ``tries``) that applies and whose
+        function ``builds``, with that record; None when none does."""
+        if not self.database.has_workload(mod):
+            return None
+        for record in self.database.get_top_k(self.database.commit_workload(mod), tries):
+            sch = self._apply(mod, record) if record.run_secs else None
+            if sch is not None and builds(sch.mod["main"]):
+                return sch, record
+        return None
 
     def _apply(self, mod: tvm.IRModule, record: Any) -> Any:
         """``record``'s schedule applied to ``mod`` (None when it does not fit)."""
@@ -951,14 +976,8 @@ class KernelTuner:
         Kernels share records by anchor block, so the fastest may be another kernel's: its schedule can apply
         to this kernel's epilogue cleanly yet leave IR that does not lower (seen: a swish epilogue's
         intermediate used before its definition). The next records, other kernels' or this one's own, often do."""
-        mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
-        if not self.database.has_workload(mod):
-            return None
-        for record in self.database.get_top_k(self.database.commit_workload(mod), tries):
-            sch = self._apply(mod, record) if record.run_secs else None
-            if sch is not None and builds(sch.mod["main"]):
-                return sch.mod["main"]
-        return None
+        applied = self._applied(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), builds, tries)
+        return None if applied is None else applied[0].mod["main"]
 
     def close(self) -> None:
         _OPEN_DATABASES[self.work_dir.resolve()] = (_files_signature(self.work_dir), self.database)  # its own commits
