@@ -24,10 +24,12 @@ def _one_line(result: object) -> str:
 
 
 def test_an_unreadable_tuning_database(tmp_path: Path) -> None:
+    """A workload line damaged before others cannot be set aside (records refer to workloads by position; a last line
+    cut short is set aside: tests/test_tuning.py): one line, exit 2."""
     w = tmp_path / "ws"
     tuning = w / "tuning" / "local"
     tuning.mkdir(parents=True)
-    (tuning / "database_workload.json").write_text("garbage{\n")
+    (tuning / "database_workload.json").write_text("garbage{\ngarbage{\n")
     (tuning / "database_tuning_record.json").write_text("")
     result = CliRunner().invoke(app, ["measure", "local", str(_net(tmp_path / "n.onnx")), "--recipe", "tuned", "-w", str(w)])
     line = _one_line(result)

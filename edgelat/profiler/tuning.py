@@ -927,12 +927,9 @@ class KernelTuner:
         record = self.database.query_tuning_record(mod, self.target, "main")
         if record is None:
             return None
-        sch = self._apply(mod, record)
-        if sch is not None:
-            return sch
         applied = self._applied(mod, lambda s: True)
-        if applied is not None and not _is_untuned(applied[1].trace):
-            logger.debug("the fastest record of kernel %s does not apply to it; it takes a slower one", _anchor(mod))
+        # The fastest record that applies, unless it is the untuned kernel's while faster tuned ones did not apply.
+        if applied is not None and (_is_untuned(record.trace) or not _is_untuned(applied[1].trace)):
             return applied[0]
         # A tuned build runs this kernel untuned while its records say otherwise: say so.
         anchor = _anchor(mod)
