@@ -96,6 +96,13 @@ def _run(func: Any, inputs: list[np.ndarray]) -> np.ndarray:
     return out.numpy()
 
 
+def _assert_computes_the_same(scheduled: Any, plain: Any, tol: float = 1e-4) -> None:
+    """``scheduled`` (a tuned PrimFunc) computes what ``plain`` (the kernel untuned) does, on random inputs."""
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(plain)[:-1]]
+    np.testing.assert_allclose(_run(scheduled, inputs), _run(plain, inputs), rtol=tol, atol=tol)
+
+
 @pytest.mark.timed
 @pytest.mark.slow
 def test_a_schedule_transferred_to_another_shape_computes_the_same(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
@@ -135,10 +142,8 @@ def test_a_schedule_transferred_to_another_shape_computes_the_same(tmp_path: Pat
                 assert other.transferred >= 1
             finally:
                 tuner.close()
-    rng = np.random.default_rng(0)
     for tuned, plain in ((moved.func, target_func), (other.func, other_func)):
-        inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(plain)[:-1]]
-        np.testing.assert_allclose(_run(tuned, inputs), _run(plain, inputs), rtol=1e-4, atol=1e-4)
+        _assert_computes_the_same(tuned, plain)
 
 
 def test_a_kernel_no_schedule_beats_stays_untuned(tmp_path: Path) -> None:
@@ -308,12 +313,10 @@ def test_a_network_kernel_takes_the_record_of_a_profiled_kernel_whose_blocks_are
         scheduled = [tuner.scheduled(func) for func in pools]
     finally:
         tuner.close()
-    rng = np.random.default_rng(0)
     for tuned, plain in zip(scheduled, pools, strict=True):
         assert tuned is not None and not tvm_ffi.structural_equal(tuned.body, plain.body)  # scheduled, not untuned
         assert "rf" in tuned.script()  # the profiled pool's partial sums
-        inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(plain)[:-1]]
-        np.testing.assert_allclose(_run(tuned, inputs), _run(plain, inputs), rtol=1e-4, atol=1e-4)
+        _assert_computes_the_same(tuned, plain)
 
 
 def test_a_network_layer_norm_runs_the_schedule_searched_for_the_profiled_one(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -350,9 +353,7 @@ def test_a_network_layer_norm_runs_the_schedule_searched_for_the_profiled_one(tm
         tuner.close()
     assert tuned is not None and not tvm_ffi.structural_equal(tuned.body, network.body)
     assert "does not apply" not in caplog.text
-    rng = np.random.default_rng(0)
-    inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(network)[:-1]]
-    np.testing.assert_allclose(_run(tuned, inputs), _run(network, inputs), rtol=1e-4, atol=1e-4)
+    _assert_computes_the_same(tuned, network)
 
 
 def test_pools_lend_schedules_that_tile_their_fused_reduction_loops(tmp_path: Path) -> None:
@@ -377,9 +378,7 @@ def test_pools_lend_schedules_that_tile_their_fused_reduction_loops(tmp_path: Pa
         assert tiles == [[4, 9]]
     finally:
         tuner.close()
-    rng = np.random.default_rng(0)
-    inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(pool)[:-1]]
-    np.testing.assert_allclose(_run(outcome.func, inputs), _run(pool, inputs), rtol=1e-4, atol=1e-4)
+    _assert_computes_the_same(outcome.func, pool)
 
 
 def test_a_record_that_anchor_scheduling_refuses_is_replayed_or_left_untuned(
@@ -415,9 +414,7 @@ def test_a_record_that_anchor_scheduling_refuses_is_replayed_or_left_untuned(
         assert "no tuned record of kernel conv2d_nchw applies to it; it runs untuned" in caplog.text
     finally:
         tuner.close()
-    rng = np.random.default_rng(0)
-    inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(func)[:-1]]
-    np.testing.assert_allclose(_run(replayed.func, inputs), _run(func, inputs), rtol=1e-4, atol=1e-4)
+    _assert_computes_the_same(replayed.func, func)
 
 
 def test_a_kernel_whose_fastest_record_does_not_apply_takes_the_fastest_that_does(
@@ -488,9 +485,7 @@ def test_a_kernel_whose_fastest_record_does_not_build_takes_the_fastest_that_doe
         assert tuner.schedule_that_builds(_conv(16, 8, 32, epilogue="add.c"), lambda f: True) is not None  # same anchor, another epilogue
     finally:
         tuner.close()
-    rng = np.random.default_rng(0)
-    inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(func)[:-1]]
-    np.testing.assert_allclose(_run(second, inputs), _run(func, inputs), rtol=1e-4, atol=1e-4)
+    _assert_computes_the_same(second, func)
 
 
 @pytest.mark.parametrize(
@@ -522,9 +517,7 @@ def test_an_epilogue_collapses_to_the_anchors_consumer_and_the_output(epilogue: 
         blocks.append(sch.get(block).name_hint)
         frontier += [b for b in sch.get_consumers(block) if sch.get(b).name_hint not in blocks]
     assert len(set(blocks)) == after_anchor, blocks
-    rng = np.random.default_rng(0)
-    inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(func)[:-1]]
-    np.testing.assert_allclose(_run(collapsed["main"], inputs), _run(func, inputs), rtol=1e-5, atol=1e-5)
+    _assert_computes_the_same(collapsed["main"], func, tol=1e-5)
 
 
 @pytest.mark.slow
@@ -569,9 +562,7 @@ def test_a_swish_kernel_builds_with_the_schedule_of_a_kernel_with_another_epilog
         records
     )
     assert not tvm_ffi.structural_equal(tuned.func.body, func.body) and _lowers(tuned.func, llvm)
-    rng = np.random.default_rng(0)
-    inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(func)[:-1]]
-    np.testing.assert_allclose(_run(tuned.func, inputs), _run(func, inputs), rtol=1e-4, atol=1e-4)
+    _assert_computes_the_same(tuned.func, func)
 
 
 @pytest.mark.slow
@@ -603,9 +594,7 @@ def test_a_conv_takes_the_transferred_record_of_the_same_conv_with_a_residual(tm
     finally:
         tuner.close()
     assert scheduled is not None and not tvm_ffi.structural_equal(scheduled.body, func.body)
-    rng = np.random.default_rng(0)
-    inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(func)[:-1]]
-    np.testing.assert_allclose(_run(scheduled, inputs), _run(func, inputs), rtol=1e-4, atol=1e-4)
+    _assert_computes_the_same(scheduled, func)
 
 
 def test_a_conv_with_a_residual_takes_the_searched_record_of_the_same_conv_without(tmp_path: Path) -> None:
@@ -641,9 +630,7 @@ def test_a_conv_with_a_residual_takes_the_searched_record_of_the_same_conv_witho
     finally:
         tuner.close()
     assert scheduled is not None and not tvm_ffi.structural_equal(scheduled.body, twin.body)
-    rng = np.random.default_rng(0)
-    inputs = [rng.standard_normal(shape).astype("float32") for shape in _shapes(twin)[:-1]]
-    np.testing.assert_allclose(_run(scheduled, inputs), _run(twin, inputs), rtol=1e-4, atol=1e-4)
+    _assert_computes_the_same(scheduled, twin)
 
 
 def test_a_records_collapse_comes_off_in_the_form_it_was_written() -> None:
