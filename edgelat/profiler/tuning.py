@@ -924,24 +924,28 @@ class KernelTuner:
         Kernels share records by anchor block, so the fastest may be a twin's (the same conv with another epilogue)
         whose search trace does not replay on this epilogue; the next records, transferred ones (whose epilogue
         collapse comes off, :func:`_uncollapsed`) or the twin's other candidates, often do."""
-        record = self.database.query_tuning_record(mod, self.target, "main")
-        if record is None:
+        records = self._records(mod)
+        if not records:
             return None
-        applied = self._applied(mod, lambda s: True)
+        applied = self._applied(mod, records, lambda s: True)
         # The fastest record that applies, unless it is the untuned kernel's while faster tuned ones did not apply.
-        if applied is not None and (_is_untuned(record.trace) or not _is_untuned(applied[1].trace)):
+        if applied is not None and (_is_untuned(records[0].trace) or not _is_untuned(applied[1].trace)):
             return applied[0]
         # A tuned build runs this kernel untuned while its records say otherwise: say so.
         anchor = _anchor(mod)
         logger.warning("no tuned record of kernel %s applies to it; it runs untuned (-v says why)", anchor[0] if anchor else "?")
         return tvm.s_tir.Schedule(mod)
 
-    def _applied(self, mod: tvm.IRModule, builds: Callable[[Any], bool], tries: int = 16) -> tuple[Any, Any] | None:
-        """The schedule of ``mod`` by the fastest of its anchor's records (up to ``tries``) that applies and whose
-        function ``builds``, with that record; None when none does."""
+    def _records(self, mod: tvm.IRModule, tries: int = 16) -> list[Any]:
+        """The fastest ``tries`` records of ``mod``'s anchor, fastest first (none when it has none)."""
         if not self.database.has_workload(mod):
-            return None
-        for record in self.database.get_top_k(self.database.commit_workload(mod), tries):
+            return []
+        return list(self.database.get_top_k(self.database.commit_workload(mod), tries))
+
+    def _applied(self, mod: tvm.IRModule, records: list[Any], builds: Callable[[Any], bool]) -> tuple[Any, Any] | None:
+        """The schedule of ``mod`` by the first of ``records`` that applies and whose function ``builds``, with that
+        record; None when none does."""
+        for record in records:
             sch = self._apply(mod, record) if record.run_secs else None
             if sch is not None and builds(sch.mod["main"]):
                 return sch, record
@@ -973,7 +977,8 @@ class KernelTuner:
         Kernels share records by anchor block, so the fastest may be another kernel's: its schedule can apply
         to this kernel's epilogue cleanly yet leave IR that does not lower (seen: a swish epilogue's
         intermediate used before its definition). The next records, other kernels' or this one's own, often do."""
-        applied = self._applied(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), builds, tries)
+        mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+        applied = self._applied(mod, self._records(mod, tries), builds)
         return None if applied is None else applied[0].mod["main"]
 
     def close(self) -> None:
