@@ -6,7 +6,8 @@ meet in it. The kernels are those of `bench/tuned_in_place.py`'s CSV (its ``conf
 campaigns are deleted afterwards, but the network measurements stay in the workspace: run it on a copy.
 
 Usage: python bench/context_bounds.py --workspace COPY_OF_WS [--kernels bench/out/in_place_alone.csv] [--rounds 3]
-Writes bench/out/context_bounds.{json,csv}.
+       [--stem context_bounds]
+Writes bench/out/STEM.{json,csv}.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--kernels", type=Path, default=OUT / "in_place_alone.csv", help="tuned_in_place.py's CSV")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="local")
+    parser.add_argument("--stem", default="context_bounds", help="Output file name in bench/out (without suffix).")
     args = parser.parse_args()
     with open(args.kernels, newline="") as f:
         instances = [r for r in csv.DictReader(f) if r["config_id"]]
@@ -96,7 +98,7 @@ def main() -> None:
         })  # fmt: skip
         print(f"{name}: network / llc {rows[-1]['network_over_llc']:.3f}, share of the way to flushed {rows[-1]['share_of_way']:.2f}")
     summary = {"when": time.strftime("%Y-%m-%d %H:%M"), "rounds": args.rounds, "kernels": len(plan), "networks": len(mods)}
-    write_outputs("context_bounds", summary, rows)
+    write_outputs(args.stem, summary, rows)
 
 
 if __name__ == "__main__":
