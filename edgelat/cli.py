@@ -378,6 +378,14 @@ def profile_cmd(
             "kernel is built from its tuning records, nothing is tuned again. --ops narrows it."
         ),
     ] = False,
+    far: Annotated[
+        bool,
+        typer.Option(
+            "--far/--no-far",
+            help="For a recipe with a far way (tuned: flushed caches, what a network too large for the last level meets), "
+            "time each kernel that way too, after the recipe's; predictions put a network between the two.",
+        ),
+    ] = True,
     scheduler: SchedulerOpt = None,
     workspace: WorkspaceOpt = None,
     store: StoreOpt = None,
@@ -385,10 +393,10 @@ def profile_cmd(
     """Profile operator kernels on a device: build with TVM, time through the agent, store."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from edgelat.profiler.campaign import ProfileConfig, profile, untimed_configs
+    from edgelat.profiler.campaign import ProfileConfig, untimed_configs
     from edgelat.profiler.executors import scheduler_address
-    from edgelat.profiler.fleet import profile_group
     from edgelat.profiler.inventory import get_device
+    from edgelat.profiler.recipes import get_recipe
 
     cfg = ProfileConfig(
         ops=tuple(o.strip() for o in ops.split(",") if o.strip()) if ops else (),
@@ -419,44 +427,65 @@ def profile_cmd(
             transient=False,
         ) as bar,
     ):
+        far_way = get_recipe(recipe).far_caches if far else None
         if retime and not resume:
             if samples is not None or get_device(ws, device).is_group:
                 raise UsageError("--retime takes the kernels already measured: not with --samples, nor on a device group")
-            configs = untimed_configs(ws, device, recipe, cfg.ops)
-            if not configs:
+            ways = (None, far_way) if far_way else (None,)
+            passes = [(dataclasses.replace(cfg, configs=c, caches=w), False) for w in ways if (c := untimed_configs(ws, device, recipe, cfg.ops, w))]
+            if not passes:
                 bar.stop()
-                out.print(f"nothing to re-time: every {recipe} kernel of {device} is timed the way {recipe} times kernels now")
+                out.print(f"nothing to re-time: every {recipe} kernel of {device} is timed the ways {recipe} times kernels now")
                 return
-            cfg = dataclasses.replace(cfg, configs=configs)
-        task = bar.add_task(f"profiling {device}", total=None, rate=0.0, failed=0)
-        session_start = [0.0, 0]
+        else:
+            passes = [(cfg, resume)]
+        while passes:
+            run_cfg, run_resume = passes.pop(0)
+            result = _profile_pass(ws, device, run_cfg, run_resume, bar)
+            if far_way and not retime and result.status == "done" and not get_device(ws, device).is_group:
+                # The far way follows the recipe's (a resumed far pass finds nothing left), from the same builds.
+                left = untimed_configs(ws, device, recipe, cfg.ops, far_way)
+                passes = [(dataclasses.replace(cfg, configs=left, caches=far_way), False)] if left and run_cfg.caches is None else []
 
-        def update(p: Any) -> None:
-            import time
 
-            if not session_start[0]:
-                session_start[0], session_start[1] = time.time(), p.done - 1
-            elapsed = max(time.time() - session_start[0], 1e-3)
-            rate = (p.done - session_start[1]) / elapsed * 60
-            bar.update(task, total=p.total, completed=p.done, rate=rate, failed=p.failed, description=f"profiling {device} ({p.last_op})")
+def _profile_pass(ws: Any, device: str, cfg: Any, resume: bool, bar: Any) -> Any:
+    """One campaign, with its bar and its summary."""
+    from edgelat.profiler.campaign import profile
+    from edgelat.profiler.fleet import profile_group
+    from edgelat.profiler.inventory import get_device
 
-        fleet = None
-        try:
-            with _terminate_as_interrupt():
-                if get_device(ws, device).is_group:
-                    result, fleet = profile_group(ws, get_device(ws, device), cfg, resume=resume, on_update=update)
-                else:
-                    result = profile(ws, device, cfg, resume=resume, on_update=update)
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/yellow]: everything measured so far is stored; continue with --resume")
-            raise typer.Exit(130) from None
-        bar.stop()
-        _print_summary(ws, result.campaign_id)
-        if fleet is not None:
-            _print_fleet(fleet)
-        out.print(
-            f"campaign {result.campaign_id}: {result.status}, {result.measured}/{result.planned} kernels stored ({result.failed} failed) in {result.elapsed_s:.0f} s"
-        )
+    way = f", {cfg.caches}" if cfg.caches else ""
+    bar.start()  # (again, after a pass before this one stopped it to print its summary)
+    task = bar.add_task(f"profiling {device}{way}", total=None, rate=0.0, failed=0)
+    session_start = [0.0, 0]
+
+    def update(p: Any) -> None:
+        import time
+
+        if not session_start[0]:
+            session_start[0], session_start[1] = time.time(), p.done - 1
+        elapsed = max(time.time() - session_start[0], 1e-3)
+        rate = (p.done - session_start[1]) / elapsed * 60
+        bar.update(task, total=p.total, completed=p.done, rate=rate, failed=p.failed, description=f"profiling {device}{way} ({p.last_op})")
+
+    fleet = None
+    try:
+        with _terminate_as_interrupt():
+            if get_device(ws, device).is_group:
+                result, fleet = profile_group(ws, get_device(ws, device), cfg, resume=resume, on_update=update)
+            else:
+                result = profile(ws, device, cfg, resume=resume, on_update=update)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/yellow]: everything measured so far is stored; continue with --resume")
+        raise typer.Exit(130) from None
+    bar.stop()
+    _print_summary(ws, result.campaign_id)
+    if fleet is not None:
+        _print_fleet(fleet)
+    out.print(
+        f"campaign {result.campaign_id}{way}: {result.status}, {result.measured}/{result.planned} kernels stored ({result.failed} failed) in {result.elapsed_s:.0f} s"
+    )
+    return result
 
 
 def _print_fleet(fleet: Any) -> None:
@@ -669,6 +698,9 @@ def _print_kernels(pred: Any) -> None:
             else ""
         )
     )
+    if (c := pred.context) is not None:
+        out.print(f"its kernels {_ms(c.near_ms)} ms the {pred.recipe} way, {_ms(c.far_ms)} ms with their weights in memory; one run touches "
+                  f"{c.footprint_mb:.1f} MB, which puts it {c.share:.2f} of the way (the device's curve, fitted by `edgelat validate`)")  # fmt: skip
     if (m := pred.memory) is not None:
         how = "fitted on the device's measured networks" if m.fitted else "not fitted: measure a few networks on the device"
         out.print(f"predicted peak memory [bold]{_mb(m.memory_mb)}[/bold], library {_mb(m.size_mb)} ({_mb(m.params_mb)} weights, "
@@ -790,19 +822,30 @@ def validate_cmd(
     if json_out:
         _print_json(asdict(report))
         return
-    table = Table(
-        "network", "kernels", "predicted ms", "measured ms", "spread", "error", "FLOPs baseline error", title=f"{report.device} ({report.recipe})"
-    )
+    placed = report.context is not None
+    table = Table("network", "kernels", "predicted ms", "measured ms", "spread", "error", "FLOPs baseline error",
+                  *(("MB touched", "near / far ms", "share") if placed else ()), title=f"{report.device} ({report.recipe})")  # fmt: skip
     for r in report.rows:
         table.add_row(
             r.network, str(r.kernels), f"{r.predicted_ms:.2f}", f"{r.measured_ms:.2f}", f"{r.measured_spread_pct:.0f}% ({r.measurements})",
             f"{r.error_pct:+.1f}%", f"{r.flops_error_pct:+.1f}%",
+            *((f"{r.touched_mb:.1f}", f"{r.near_ms:.2f} / {r.far_ms:.2f}", f"{r.context_share:.2f}") if placed else ()),
         )  # fmt: skip
     out.print(table)
     m, f = report.metrics, report.flops_metrics
     out.print(
         f"edgelat: {m['within_10']:.1f}% within ±10%, RMSPE {m['rmspe']:.1f}%   |   FLOPs baseline: {f['within_10']:.1f}% within ±10%, RMSPE {f['rmspe']:.1f}%"
     )
+    if report.near_metrics:
+        n, c = report.near_metrics, report.context
+        out.print(f"the kernels' {report.recipe} way alone: {n['within_10']:.1f}% within ±10%, RMSPE {n['rmspe']:.1f}%")
+        if c is not None:
+            out.print(
+                f"networks placed between their kernels' two ways by their footprint (each by a curve fitted to the others); the curve "
+                f"fitted to all {len(c['networks'])}, saved for predictions: half way at {c['center_mb']:.1f} MB, rising to {c['height']:.2f}"
+            )
+        else:
+            out.print("too few networks to place them between their kernels' two ways: validate at least 5")
     light = Table("network", "weights MB", "library MB (predicted)", "peak memory MB (predicted)", "network's own MB (predicted)",
                   title="memory and storage (predicted: fitted on the device's other networks)")  # fmt: skip
     for r in report.rows:
@@ -819,7 +862,7 @@ def validate_cmd(
             out.print(f"{name}: {metrics['within_10']:.1f}% within ±10%, RMSPE {metrics['rmspe']:.1f}%")
     for label, why in report.failures.items():
         out.print(f"[yellow]not predicted[/yellow] {label}: {why}")
-    out.print(f"table: {report.table}\nplot: {report.plot}")
+    out.print(f"table: {report.table}\nplot: {report.plot}" + (f"\nshare against footprint: {report.context_plot}" if report.context_plot else ""))
 
 
 # -- adapt -----------------------------------------------------------------------------

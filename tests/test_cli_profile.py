@@ -110,6 +110,7 @@ def test_retime_times_the_measured_kernels_again_the_way_the_recipe_times_now(
     assert narrowed.exit_code == 0 and "10/10 kernels stored" in narrowed.stdout, narrowed.stderr
     rest = runner.invoke(app, ["profile", "local", "--retime", *fast])
     assert rest.exit_code == 0 and "10/10 kernels stored" in rest.stdout, rest.stderr
+    assert rest.stdout.count("kernels stored") == 1  # one pass: the recipe has no far way
     with open_workspace(Path(w), store_url) as ws:
         rows = ws.store.rows("SELECT caches, COUNT(DISTINCT config_id) AS n FROM measurements WHERE status = 'ok' GROUP BY caches")
         assert {r["caches"]: r["n"] for r in rows} == {"warm": 20, "llc": 20}

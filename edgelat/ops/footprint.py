@@ -48,6 +48,11 @@ class Footprint:
     def workspace_mb(self) -> float:
         return self.workspace_bytes / 2**20
 
+    @property
+    def touched_mb(self) -> float:
+        """What one run reads and writes at least once: its weights and its planned activations."""
+        return (self.params_bytes + self.activation_bytes) / 2**20
+
 
 def _bytes(shape: relax.ShapeExpr, dtype: str) -> int | None:
     dims = [int(d) if isinstance(d, tvm.tirx.IntImm) else None for d in shape.values]

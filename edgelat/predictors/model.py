@@ -11,6 +11,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,9 +20,10 @@ from edgelat.errors import ModelFileError, UsageError
 from edgelat.ops import get_op
 from edgelat.ops.network import Kernel, KernelRecord
 from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
-from edgelat.predictors import FALLBACK
+from edgelat.predictors import CONTEXT_FILE, FALLBACK, FAR
+from edgelat.predictors.context import CacheContext
 from edgelat.predictors.estimators import MODEL_FORMAT, load_estimator
-from edgelat.predictors.results import KernelPrediction, Prediction
+from edgelat.predictors.results import ContextPrediction, KernelPrediction, Prediction
 from edgelat.workspace import Workspace
 
 __all__ = ["DeviceLatencyModel", "KernelPrediction", "Prediction", "grouped_ms", "kernel_group", "predict_kernels"]
@@ -35,13 +37,26 @@ PricedKernel = Kernel | KernelRecord
 class DeviceLatencyModel:
     """The trained kernel models of one (device, recipe); ``predict`` takes (op, config) pairs."""
 
-    def __init__(self, device: str, recipe: str, models: dict[str, Any], meta: dict[str, Any], fallback: Any = None) -> None:
+    def __init__(
+        self,
+        device: str,
+        recipe: str,
+        models: dict[str, Any],
+        meta: dict[str, Any],
+        fallback: Any = None,
+        far: DeviceLatencyModel | None = None,
+        context: CacheContext | None = None,
+    ) -> None:
         self.device = device
         self.recipe = recipe
         self.models = models
         self.meta = meta
         # Prices kernels no kind's model covers, from the features every kernel has (None in old workspaces).
         self.fallback = fallback
+        # The same kinds timed the recipe's far way (Recipe.far_caches), and where the device's networks run between
+        # the two by their footprint (edgelat.predictors.context); None where the recipe or the device has none.
+        self.far = far
+        self.context = context
         self._memo: dict[tuple[Any, ...], float] = {}
 
     @classmethod
@@ -73,11 +88,14 @@ class DeviceLatencyModel:
                 f"this edgelat reads format {MODEL_FORMAT}: retrain with `edgelat train {device}`"
             )
         try:
-            models = {op: load_estimator(folder / op) for op in meta["ops"]}
-            fallback = load_estimator(folder / FALLBACK) if meta.get(FALLBACK) else None
+            models, fallback = _estimators(folder, meta)
+            far = None
+            if isinstance(meta.get(FAR), dict):
+                far_models, far_fallback = _estimators(folder / FAR, meta[FAR])
+                far = cls(device, recipe, far_models, meta[FAR], far_fallback)
         except ModelFileError as exc:
             raise ModelFileError(f"the {recipe} models of {device} cannot be used: {exc}; {retrain}") from None
-        return cls(device, recipe, models, meta, fallback)
+        return cls(device, recipe, models, meta, fallback, far, CacheContext.load(folder / CONTEXT_FILE) if far else None)
 
     def forget(self) -> None:
         """Drop the remembered predictions (each (op, config) is predicted afresh)."""
@@ -116,12 +134,42 @@ class DeviceLatencyModel:
         return np.asarray(self.fallback.predict_array(np.array([[r[n] for n in names] for r in rows], dtype=float)), dtype=float)
 
 
-def predict_kernels(model: DeviceLatencyModel, kernels: Sequence[PricedKernel], *, strict: bool = False) -> Prediction:
+def _estimators(folder: Path, meta: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """The kinds' models and the fallback (None) that ``meta`` lists in ``folder``."""
+    return {op: load_estimator(folder / op) for op in meta["ops"]}, load_estimator(folder / FALLBACK) if meta.get(FALLBACK) else None
+
+
+def predict_kernels(
+    model: DeviceLatencyModel, kernels: Sequence[PricedKernel], *, strict: bool = False, footprint_mb: float | None = None
+) -> Prediction:
     """Each kernel priced by its kind's model, or by the fallback model where there is none.
 
     With ``strict``, a kernel without a dedicated model is refused instead, with the kinds to
-    profile and the kernels no kind claims.
+    profile and the kernels no kind claims. With the network's ``footprint_mb`` and a device whose models
+    have a far way and a fitted context, each kernel is priced between its two ways where the network's
+    footprint puts it (:mod:`edgelat.predictors.context`; ``prediction.context`` says how).
     """
+    ms, missing = _priced(model, kernels, strict)
+    context = None
+    if footprint_mb is not None and model.far is not None and model.context is not None:
+        far_ms = _priced(model.far, kernels, False)[0]
+        far_ms = np.where(np.isnan(far_ms), ms, far_ms)  # a kind with no far model: its near price
+        share = model.context.share(footprint_mb)
+        context = ContextPrediction(float(np.sum(ms)), float(np.sum(far_ms)), footprint_mb, share)
+        ms = ms + share * (far_ms - ms)
+    total = float(np.sum(ms))
+    dedicated = np.ones(len(ms), dtype=bool)
+    dedicated[missing] = False
+    out = [
+        KernelPrediction(k.name, k.op, k.config, float(v), float(v) / total if total > 0 else 0.0, not d)
+        for k, v, d in zip(kernels, ms, dedicated, strict=True)
+    ]
+    coverage = float(np.sum(ms[dedicated]) / total) if total > 0 else 1.0
+    return Prediction(model.device, model.recipe, total, out, coverage, context=context)
+
+
+def _priced(model: DeviceLatencyModel, kernels: Sequence[PricedKernel], strict: bool) -> tuple[np.ndarray, list[int]]:
+    """Each kernel's milliseconds by ``model``, and which of them the fallback priced."""
     items = [(k.op or "", k.config or {}) for k in kernels]
     ms = model.predict(items)
     missing = [i for i, v in enumerate(ms) if np.isnan(v)]
@@ -137,15 +185,7 @@ def predict_kernels(model: DeviceLatencyModel, kernels: Sequence[PricedKernel], 
                 + f", and the models of {model.device} have no fallback (trained by an older edgelat): run `edgelat train {model.device}`"
             )
         ms[missing] = priced
-    total = float(np.sum(ms))
-    dedicated = np.ones(len(ms), dtype=bool)
-    dedicated[missing] = False
-    out = [
-        KernelPrediction(k.name, k.op, k.config, float(v), float(v) / total if total > 0 else 0.0, not d)
-        for k, v, d in zip(kernels, ms, dedicated, strict=True)
-    ]
-    coverage = float(np.sum(ms[dedicated]) / total) if total > 0 else 1.0
-    return Prediction(model.device, model.recipe, total, out, coverage)
+    return ms, missing
 
 
 def _no_predictor_message(model: DeviceLatencyModel, kernels: Sequence[PricedKernel]) -> str:

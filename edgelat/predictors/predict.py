@@ -88,14 +88,18 @@ def predict_network(
     """Predicted latency of ``network`` (ONNX path, torch module or Relax module) on ``device``; with
     ``memory``, its peak memory and deployable size too (``prediction.memory``: :mod:`edgelat.predictors.memory`).
     ``latency_model``: the device's models, when already loaded (a service keeps them)."""
+    from edgelat.ops.footprint import network_footprint
+
     model = latency_model or load_model(ws, device, recipe)
     mod = load_network(network, input_shape)
-    prediction = predict_kernels(model, network_kernels(mod), strict=strict)
-    if memory:
-        from edgelat.ops.footprint import network_footprint
+    in_context = model.far is not None and model.context is not None  # (the footprint places it between two ways)
+    footprint = network_footprint(mod) if memory or in_context else None
+    touched = footprint.touched_mb if footprint is not None and in_context else None
+    prediction = predict_kernels(model, network_kernels(mod), strict=strict, footprint_mb=touched)
+    if memory and footprint is not None:
         from edgelat.predictors.memory import MemoryModel
 
-        prediction.memory = MemoryModel.for_device(ws, device).predict(network_footprint(mod))
+        prediction.memory = MemoryModel.for_device(ws, device).predict(footprint)
     return prediction
 
 

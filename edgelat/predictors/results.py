@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ArchPrediction", "KernelPrediction", "MemoryPrediction", "Prediction"]
+__all__ = ["ArchPrediction", "ContextPrediction", "KernelPrediction", "MemoryPrediction", "Prediction"]
 
 
 @dataclass
@@ -30,6 +30,16 @@ class MemoryPrediction:
     fitted: bool  # False: the unfitted sums of edgelat.predictors.memory's docstring
 
 
+@dataclass(frozen=True)
+class ContextPrediction:
+    """How a network was put between its kernels' two ways (edgelat.predictors.context)."""
+
+    near_ms: float  # its kernels priced the recipe's way (a network in the last level)
+    far_ms: float  # and the far way (their weights in memory)
+    footprint_mb: float  # what one run touches: weights and planned activations
+    share: float  # of the way from near to far, by the device's fitted curve
+
+
 @dataclass
 class Prediction:
     device: str
@@ -40,6 +50,8 @@ class Prediction:
     coverage: float = 1.0
     # Memory and storage, when asked for.
     memory: MemoryPrediction | None = None
+    # Where between its kernels' two ways the network was priced (None: the recipe's way alone).
+    context: ContextPrediction | None = None
 
     def as_dict(self) -> dict[str, Any]:
         lightness = {}
@@ -53,6 +65,7 @@ class Prediction:
             "total_ms": self.total_ms,
             **lightness,
             "coverage": self.coverage,
+            **({"context": self.context.__dict__} if self.context is not None else {}),
             "kernels": [k.__dict__ for k in self.kernels],
         }
 
@@ -64,7 +77,8 @@ class Prediction:
             memory = MemoryPrediction(data.get("memory_mb"), data["size_mb"], data["params_mb"], data["planned_activation_mb"],
                                       data["memory_fitted"])  # fmt: skip
         kernels = [KernelPrediction(**k) for k in data.get("kernels", [])]
-        return cls(data["device"], data["recipe"], data["total_ms"], kernels, data.get("coverage", 1.0), memory)
+        context = ContextPrediction(**data["context"]) if data.get("context") else None
+        return cls(data["device"], data["recipe"], data["total_ms"], kernels, data.get("coverage", 1.0), memory, context)
 
 
 @dataclass

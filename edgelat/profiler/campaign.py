@@ -10,6 +10,7 @@ with its error; the agent is restarted and the campaign goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import statistics
@@ -104,6 +105,9 @@ class ProfileConfig:
     # the agent is restarted; at twice as many the campaign stops and forgets that run of failures, so a resume
     # measures those kernels again instead of keeping what a sick device or agent said of them.
     failure_streak: int = 25
+    # How the kernels are timed (an agent cache state): None, the recipe's way (:attr:`Recipe.caches`); its far way
+    # (:attr:`Recipe.far_caches`) for ``profile --retime --far``. Kept with the campaign: a resume times alike.
+    caches: str | None = None
 
 
 @dataclass
@@ -238,16 +242,18 @@ def _find_resumable(ws: Workspace, device: str, recipe: str) -> Any:
     )
 
 
-def untimed_configs(ws: Workspace, device: str, recipe: str, ops: Sequence[str] = ()) -> tuple[tuple[str, dict[str, Any]], ...]:
-    """The kernels ``device`` measured with ``recipe`` but never the way the recipe times them now
-    (:attr:`Recipe.caches`): what ``profile --retime`` times again (tuned ones from their tuning records:
-    nothing is tuned again)."""
+def untimed_configs(
+    ws: Workspace, device: str, recipe: str, ops: Sequence[str] = (), caches: str | None = None
+) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """The kernels ``device`` measured with ``recipe`` but never ``caches`` (default: the way the recipe times
+    them now, :attr:`Recipe.caches`): what ``profile --retime`` times again (tuned ones from their tuning
+    records: nothing is tuned again)."""
     rows = ws.store.rows(
         """SELECT DISTINCT k.op, k.params FROM measurements m JOIN kernel_configs k USING (config_id)
            WHERE m.device = :device AND m.recipe = :recipe AND m.status = 'ok' AND m.caches != :caches
            AND m.config_id NOT IN (SELECT config_id FROM measurements WHERE device = :device AND recipe = :recipe AND caches = :caches AND status = 'ok')
            ORDER BY k.op, k.params""",  # (PostgreSQL orders a DISTINCT only by what it selects)
-        {"device": device, "recipe": recipe, "caches": get_recipe(recipe).caches},
+        {"device": device, "recipe": recipe, "caches": caches or get_recipe(recipe).caches},
     )
     return tuple((r["op"], json.loads(r["params"])) for r in rows if not ops or r["op"] in ops)
 
@@ -289,6 +295,7 @@ def _create_campaign(ws: Workspace, device: Device, cfg: ProfileConfig, target: 
                 "threads": threads,
                 "tvm_version": tvm.__version__,
                 "seed": cfg.seed,
+                "caches": cfg.caches if cfg.caches != get_recipe(cfg.recipe).caches else None,
             },
         )
     return int(row["id"]), ids
@@ -346,6 +353,8 @@ def profile(
     """
     recipe = get_recipe(cfg.recipe)
     recipe.check(cfg.trials)
+    if cfg.caches is not None and cfg.caches not in (recipe.caches, recipe.far_caches):
+        raise UsageError(f"the {recipe.name} recipe times kernels {recipe.caches}" + (f" or {recipe.far_caches}" if recipe.far_caches else "") + f", not {cfg.caches}")
     if cfg.samples is not None and cfg.samples < 1:
         raise UsageError("--samples must be at least 1")
     if cfg.rep_trials < 0 or cfg.rep_radius < 0:
@@ -355,6 +364,9 @@ def profile(
         raise UsageError(f"{device.name} is a device group: its campaigns run through edgelat.profiler.fleet.profile_group")
     preset = device.preset_info
     campaign_id, plan_ids, target, threads, lease = open_campaign(ws, device, cfg, resume)
+    # A resumed campaign times its kernels as it began to.
+    row = ws.store.first("SELECT caches FROM campaigns WHERE id = :id", {"id": campaign_id})
+    cfg = dataclasses.replace(cfg, caches=row["caches"] if row is not None else cfg.caches)
     done_ids = measured_ids(ws, campaign_id)
     todo = [i for i in plan_ids if i not in done_ids]
     configs = stored_configs(ws, todo)
@@ -393,7 +405,7 @@ def profile(
                         break
                     op = configs[cid][0]
                     row_values = _measure_one(session, built, cfg)
-                    _store(ws, campaign_id, device.name, cid, op, recipe, threads, target, agent_version, built, row_values)
+                    _store(ws, campaign_id, device.name, cid, op, recipe, threads, target, agent_version, built, row_values, caches=cfg.caches)
                     on_device = row_values["status"] != "build_failed" or recipe.tunes
                     streak = [] if row_values["status"] == "ok" or not on_device else [*streak, cid]
                     if len(streak) == cfg.failure_streak:
@@ -499,7 +511,7 @@ def _measure_one(session: _Session, built: BuiltKernel, cfg: ProfileConfig) -> d
     if built.error is not None:
         return {"status": "build_failed", "error": built.error}
     best: dict[str, Any] | None = None
-    caches = get_recipe(cfg.recipe).caches
+    caches = cfg.caches or get_recipe(cfg.recipe).caches
     flushed = caches != "warm"  # one call per repeat
     for attempt in range(1, cfg.attempts + 1):
         assert session.agent is not None
@@ -585,8 +597,10 @@ def _store(
     built: BuiltKernel,
     values: dict[str, Any],
     member: str | None = None,
+    caches: str | None = None,
 ) -> None:
-    """One measurement row; ``member``: the group member that measured it (a single device is its own)."""
+    """One measurement row; ``member``: the group member that measured it (a single device is its own); ``caches``:
+    how it was timed, if not the recipe's way."""
     import tvm
 
     cols = [
@@ -617,7 +631,7 @@ def _store(
         values["status"],
         threads,
         json.dumps(target),
-        recipe.caches,
+        caches or recipe.caches,
         tvm.__version__,
         agent_version,
         built.build_s,

@@ -40,6 +40,10 @@ class Recipe:
     # How a tuning recipe's candidates are timed while it searches (the same states as ``caches``). The
     # device's tuning database ranks records by these times, so records timed two ways must not share one.
     candidate_caches: str = "warm"
+    # The way a kernel is also timed for networks that do not fit the last level, whose kernels meet their
+    # weights in memory: None, or a second way (see :mod:`edgelat.predictors.context`, which puts a network
+    # between the two by its footprint). ``profile`` times every kernel this way too, after the recipe's.
+    far_caches: str | None = None
 
     def check(self, trials: int) -> None:
         """Refuse settings this recipe cannot work with (one line: a UsageError)."""
@@ -79,6 +83,9 @@ class TunedRecipe(Recipe):
     # Candidates timed "llc" too made no network consistently faster in two side-by-side runs (README:
     # "Tuning cost"), and the databases tuned so far hold warm times: they stay warm.
     candidate_caches = "warm"
+    # On this host the networks ran between their kernels' "llc" and "flushed" sums, nearer "flushed" the larger
+    # their weights (README: "Caches in a network").
+    far_caches = "flushed"
 
     def check(self, trials: int) -> None:
         if trials < 1:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from edgelat.errors import BuildError, UsageError
+from edgelat.ops.footprint import network_footprint
 from edgelat.ops.network import network_kernels, relax_from_torch
 from edgelat.predictors.predict import DeviceLatencyModel, load_model, predict_kernels
 from edgelat.predictors.train import accuracy_metrics
@@ -80,6 +81,12 @@ class ValidationRow:
     # measured_ms is the median of this many measurements (``rounds``), spread (max / min - 1) between them.
     measurements: int = 1
     measured_spread_pct: float = 0.0
+    # A recipe with a far way (edgelat.predictors.context): the kernels priced both ways, the megabytes one run
+    # touches, and the share of the way the curve fitted to the *other* networks gave it (predicted_ms is there).
+    near_ms: float | None = None
+    far_ms: float | None = None
+    touched_mb: float | None = None
+    context_share: float | None = None
 
 
 @dataclass
@@ -94,7 +101,12 @@ class ValidationReport:
     memory_metrics: dict[str, float] = field(default_factory=dict)
     network_memory_metrics: dict[str, float] = field(default_factory=dict)
     size_metrics: dict[str, float] = field(default_factory=dict)
+    # The kernels' near sums alone against the measurements, and the curve fitted to every network (saved with the
+    # models for predictions); None without a far way or with too few networks.
+    near_metrics: dict[str, float] = field(default_factory=dict)
+    context: dict[str, Any] | None = None
     plot: str | None = None
+    context_plot: str | None = None
     table: str | None = None
 
 
@@ -131,6 +143,7 @@ def validate_device(
     report = ValidationReport(device, model.recipe)
     hashes: dict[str, str] = {}
     priced: dict[str, tuple[Any, int, Any, Any]] = {}  # network -> (module, resolution, prediction, FLOPs baseline)
+    far: dict[str, tuple[float, float]] = {}  # network -> (its kernels priced the far way, the MB one run touches)
     measured: dict[str, list[NetworkMeasurement]] = {}
     networks = validation_networks(zoo)
     for r in range(rounds):
@@ -143,6 +156,8 @@ def validate_device(
                     mod = relax_from_torch(factory(), torch.randn(1, 3, res, res))
                     kernels = network_kernels(mod)
                     priced[label] = (mod, res, predict_kernels(model, kernels), predict_kernels(flops, kernels))
+                    if model.far is not None:
+                        far[label] = (_far_ms(model, kernels), network_footprint(mod).touched_mb)
                     measured[label] = stored_measurements(ws, device, mod, recipe=model.recipe)[:rounds]
                 if len(measured[label]) <= r:
                     now = measure_network(ws, device, priced[label][0], name=label, recipe=model.recipe, per_kernel=False)
@@ -166,10 +181,13 @@ def validate_device(
                             measurements=len(times), measured_spread_pct=100 * (max(times) / min(times) - 1))  # fmt: skip
         hashes[label] = network_hash(mod)
         report.rows.append(row)
-        if on_network:
-            on_network(label, row)
     if not report.rows:
         raise UsageError(f"no network of zoo {zoo!r} could be predicted on {device}: {next(iter(report.failures.values()), '')}")
+    if far:
+        _in_context(ws, model, report, far)
+    for row in report.rows:
+        if on_network:
+            on_network(row.network, row)
     y = np.array([r.measured_ms for r in report.rows])
     report.metrics = accuracy_metrics(y, np.array([r.predicted_ms for r in report.rows]))
     report.flops_metrics = accuracy_metrics(y, np.array([r.flops_baseline_ms for r in report.rows]))
@@ -182,8 +200,39 @@ def validate_device(
     table.to_csv(out_dir / "validation.csv", index=False)
     report.table = str(out_dir / "validation.csv")
     report.plot = str(_scatter(report, out_dir / "predicted_vs_measured.png"))
+    if report.context is not None:
+        report.context_plot = str(_context_plot(report, out_dir / "share_vs_footprint.png"))
     (out_dir / "report.json").write_text(json.dumps(asdict(report), indent=2))
     return report
+
+
+def _far_ms(model: DeviceLatencyModel, kernels: Any) -> float:
+    """A network's kernels priced the recipe's far way."""
+    assert model.far is not None
+    return predict_kernels(model.far, kernels).total_ms
+
+
+def _in_context(ws: Workspace, model: DeviceLatencyModel, report: ValidationReport, far: dict[str, tuple[float, float]]) -> None:
+    """Each network priced between its kernels' two ways by a curve fitted to the other networks (cross-fitted:
+    what a network the device never ran is told); the curve fitted to all of them is saved with the models."""
+    from edgelat.predictors import CONTEXT_FILE
+    from edgelat.predictors.context import MIN_NETWORKS, CacheContext, ContextRow, cross_fitted
+
+    rows = [ContextRow(r.network, far[r.network][1], r.predicted_ms, far[r.network][0], r.measured_ms) for r in report.rows]
+    report.near_metrics = accuracy_metrics(np.array([r.measured_ms for r in rows]), np.array([r.near_ms for r in rows]))
+    for row, c in zip(report.rows, rows, strict=True):
+        row.near_ms, row.far_ms, row.touched_mb = c.near_ms, c.far_ms, c.footprint_mb
+    if len(rows) <= MIN_NETWORKS:  # (each network's curve is fitted to the others)
+        return
+    for row, c, price in zip(report.rows, rows, cross_fitted(rows), strict=True):
+        assert price is not None
+        row.context_share = (price - c.near_ms) / (c.far_ms - c.near_ms) if c.far_ms != c.near_ms else 0.0
+        row.predicted_ms, row.error_pct = price, 100 * (price / row.measured_ms - 1)
+    curve = CacheContext.fit(rows)
+    folder = ws.model_dir(model.device, model.recipe)
+    folder.mkdir(parents=True, exist_ok=True)
+    curve.save(folder / CONTEXT_FILE)
+    report.context = asdict(curve)
 
 
 def _lightness(ws: Workspace, device: str, report: ValidationReport, hashes: dict[str, str]) -> None:
@@ -211,6 +260,36 @@ def _lightness(ws: Workspace, device: str, report: ValidationReport, hashes: dic
     sized = [r for r in report.rows if r.predicted_size_mb is not None]
     if sized:
         report.size_metrics = accuracy_metrics(np.array([r.size_mb for r in sized]), np.array([r.predicted_size_mb for r in sized]))
+
+
+def _context_plot(report: ValidationReport, path: Path) -> Path:
+    """Where each network ran between its kernels' two ways, against the MB it touches, with the device's curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgelat.predictors.context import CacheContext
+
+    assert report.context is not None
+    curve = CacheContext(report.context["center_mb"], report.context["width"], report.context["height"])
+    rows = [r for r in report.rows if r.touched_mb is not None and r.far_ms is not None and r.near_ms is not None and r.far_ms != r.near_ms]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    mb = np.array([r.touched_mb for r in rows])
+    ax.scatter(mb, [(r.measured_ms - r.near_ms) / (r.far_ms - r.near_ms) for r in rows], color="tab:blue", s=22, label="measured")  # type: ignore[operator]
+    for r, x in zip(rows, mb, strict=True):
+        ax.annotate(r.network, (x, (r.measured_ms - r.near_ms) / (r.far_ms - r.near_ms)), fontsize=6, xytext=(3, 2), textcoords="offset points")  # type: ignore[operator]
+    grid = np.geomspace(mb.min() / 1.5, mb.max() * 1.5, 200)
+    ax.plot(grid, [curve.share(x) for x in grid], "k-", lw=1, label=f"fitted to all (half way at {curve.center_mb:.1f} MB)")
+    ax.axhline(0, color="tab:gray", lw=0.6)
+    ax.axhline(1, color="tab:gray", lw=0.6, ls="--")
+    ax.set(xscale="log", xlabel="MB one run touches (weights + planned activations)",
+           ylabel="share of the way from near to far sum", title=f"{report.device} ({report.recipe}): networks between their kernels' two ways")  # fmt: skip
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def _scatter(report: ValidationReport, path: Path) -> Path:

@@ -1,0 +1,105 @@
+"""Where a device's networks run between their kernels timed two ways, by how much memory they touch.
+
+A kernel timed alone meets its weights where the timing left them: in the last-level cache (the tuned recipe's
+``llc`` way) or in memory (its far way, ``flushed``: :attr:`edgelat.profiler.recipes.Recipe.far_caches`). In a
+network, a kernel last read its weights one inference ago, and everything the network touched since went through
+the caches: a network whose weights and activations fit the last level finds most of them there, a larger one
+finds more of them in memory. So a network is priced, kernel by kernel,
+
+    near + share(footprint) * (far - near)
+
+where ``footprint`` is the megabytes a run touches (weights and planned activations,
+:func:`edgelat.ops.footprint.network_footprint`) and ``share`` a logistic in its logarithm: about 0 well below the
+last level's effective size, rising around it to ``height``. Its three numbers are fitted to networks the device
+ran (``edgelat validate`` fits them, each network's error there from a fit on the others) and saved beside the
+models; a device without them is priced the recipe's way alone (share 0).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["MIN_NETWORKS", "CacheContext", "ContextRow", "cross_fitted"]
+
+# Networks a fit needs (three numbers).
+MIN_NETWORKS = 4
+
+
+@dataclass(frozen=True)
+class ContextRow:
+    """One network the device ran: its footprint, its kernels' predicted sums both ways, its measured time."""
+
+    name: str
+    footprint_mb: float
+    near_ms: float
+    far_ms: float
+    measured_ms: float
+
+
+@dataclass(frozen=True)
+class CacheContext:
+    # The footprint where the share is half its height, in MB.
+    center_mb: float
+    # How sharply it rises: the logistic's scale in natural-log units of footprint.
+    width: float
+    # The share a network far larger than the last level reaches (1: its kernels as timed the far way).
+    height: float
+    # The networks it was fitted to.
+    networks: tuple[str, ...] = ()
+
+    def share(self, footprint_mb: float) -> float:
+        """Of the way from the near sum to the far sum, where a network touching ``footprint_mb`` runs."""
+        z = (math.log(max(footprint_mb, 1e-6)) - math.log(self.center_mb)) / self.width
+        return self.height / (1.0 + math.exp(-max(min(z, 60.0), -60.0)))
+
+    def price(self, row: ContextRow) -> float:
+        return row.near_ms + self.share(row.footprint_mb) * (row.far_ms - row.near_ms)
+
+    @classmethod
+    def fit(cls, rows: Sequence[ContextRow]) -> CacheContext:
+        """The curve that best prices ``rows`` (least squares on relative errors); at least MIN_NETWORKS of them."""
+        from scipy.optimize import least_squares
+
+        if len(rows) < MIN_NETWORKS:
+            raise ValueError(f"a context fit needs at least {MIN_NETWORKS} networks, not {len(rows)}")
+        f = np.log([max(r.footprint_mb, 1e-6) for r in rows])
+        near, far, measured = (np.array([getattr(r, k) for r in rows]) for k in ("near_ms", "far_ms", "measured_ms"))
+
+        def residuals(p: np.ndarray) -> np.ndarray:
+            share = p[2] / (1.0 + np.exp(-np.clip((f - p[0]) / p[1], -60, 60)))
+            return (near + share * (far - near)) / measured - 1.0
+
+        # Bounds keep the curve a rise within the footprints seen, and its height within three times the far way.
+        low, high = [f.min() - 1.0, 0.05, 0.0], [f.max() + 1.0, 2.0, 3.0]
+        start = [float(np.median(f)), 0.3, 1.0]
+        p = least_squares(residuals, start, bounds=(low, high)).x
+        return cls(float(math.exp(p[0])), float(p[1]), float(p[2]), tuple(r.name for r in rows))
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> CacheContext | None:
+        """The curve saved at ``path``; None if there is none (or it cannot be read: the network is then priced
+        the recipe's way alone)."""
+        try:
+            data = json.loads(path.read_text())
+            return cls(float(data["center_mb"]), float(data["width"]), float(data["height"]), tuple(data.get("networks", ())))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+def cross_fitted(rows: Sequence[ContextRow]) -> list[float | None]:
+    """Each row priced by a curve fitted to the others (None where the others are too few): what a network the
+    fit has not seen would be told."""
+    out: list[float | None] = []
+    for i, row in enumerate(rows):
+        others = [r for j, r in enumerate(rows) if j != i]
+        out.append(CacheContext.fit(others).price(row) if len(others) >= MIN_NETWORKS else None)
+    return out
