@@ -276,14 +276,18 @@ def _context_plot(report: ValidationReport, path: Path) -> Path:
     rows = [r for r in report.rows if r.touched_mb is not None and r.far_ms is not None and r.near_ms is not None and r.far_ms != r.near_ms]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     mb = np.array([r.touched_mb for r in rows])
-    ax.scatter(mb, [(r.measured_ms - r.near_ms) / (r.far_ms - r.near_ms) for r in rows], color="tab:blue", s=22, label="measured")  # type: ignore[operator]
-    for r, x in zip(rows, mb, strict=True):
-        ax.annotate(r.network, (x, (r.measured_ms - r.near_ms) / (r.far_ms - r.near_ms)), fontsize=6, xytext=(3, 2), textcoords="offset points")  # type: ignore[operator]
+    # A network whose two sums nearly agree has a share that says little: kept on the scale, marked.
+    low, high = -0.5, max(1.5, curve.height + 0.3)
+    shares = np.array([(r.measured_ms - r.near_ms) / (r.far_ms - r.near_ms) for r in rows])  # type: ignore[operator]
+    ax.scatter(mb, np.clip(shares, low, high), color="tab:blue", s=22, label="measured (clipped to the axes: marked >)")
+    for r, x, y in zip(rows, mb, shares, strict=True):
+        off = "" if low <= y <= high else f" > ({y:.1f})"
+        ax.annotate(r.network + off, (x, float(np.clip(y, low, high))), fontsize=6, xytext=(3, 2), textcoords="offset points")
     grid = np.geomspace(mb.min() / 1.5, mb.max() * 1.5, 200)
     ax.plot(grid, [curve.share(x) for x in grid], "k-", lw=1, label=f"fitted to all (half way at {curve.center_mb:.1f} MB)")
     ax.axhline(0, color="tab:gray", lw=0.6)
     ax.axhline(1, color="tab:gray", lw=0.6, ls="--")
-    ax.set(xscale="log", xlabel="MB one run touches (weights + planned activations)",
+    ax.set(ylim=(low - 0.1, high + 0.1), xscale="log", xlabel="MB one run touches (weights + planned activations)",
            ylabel="share of the way from near to far sum", title=f"{report.device} ({report.recipe}): networks between their kernels' two ways")  # fmt: skip
     ax.legend(fontsize=8)
     fig.tight_layout()
