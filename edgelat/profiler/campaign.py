@@ -105,8 +105,9 @@ class ProfileConfig:
     # the agent is restarted; at twice as many the campaign stops and forgets that run of failures, so a resume
     # measures those kernels again instead of keeping what a sick device or agent said of them.
     failure_streak: int = 25
-    # How the kernels are timed (an agent cache state): None, the recipe's way (:attr:`Recipe.caches`); its far way
-    # (:attr:`Recipe.far_caches`) for ``profile --retime --far``. Kept with the campaign: a resume times alike.
+    # How the kernels are timed (an agent cache state): None, the recipe's way (:attr:`Recipe.caches`), or its far way
+    # (:attr:`Recipe.far_caches`: the pass `edgelat profile` runs after the recipe's). Kept with the campaign: a
+    # resume times alike.
     caches: str | None = None
 
 

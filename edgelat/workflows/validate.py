@@ -157,7 +157,7 @@ def validate_device(
                     kernels = network_kernels(mod)
                     priced[label] = (mod, res, predict_kernels(model, kernels), predict_kernels(flops, kernels))
                     if model.far is not None:
-                        far[label] = (_far_ms(model, kernels), network_footprint(mod).touched_mb)
+                        far[label] = (predict_kernels(model.far, kernels).total_ms, network_footprint(mod).touched_mb)
                     measured[label] = stored_measurements(ws, device, mod, recipe=model.recipe)[:rounds]
                 if len(measured[label]) <= r:
                     now = measure_network(ws, device, priced[label][0], name=label, recipe=model.recipe, per_kernel=False)
@@ -204,12 +204,6 @@ def validate_device(
         report.context_plot = str(_context_plot(report, out_dir / "share_vs_footprint.png"))
     (out_dir / "report.json").write_text(json.dumps(asdict(report), indent=2))
     return report
-
-
-def _far_ms(model: DeviceLatencyModel, kernels: Any) -> float:
-    """A network's kernels priced the recipe's far way."""
-    assert model.far is not None
-    return predict_kernels(model.far, kernels).total_ms
 
 
 def _in_context(ws: Workspace, model: DeviceLatencyModel, report: ValidationReport, far: dict[str, tuple[float, float]]) -> None:
