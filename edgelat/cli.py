@@ -581,7 +581,10 @@ def train_cmd(device: str, recipe: RecipeOpt = None, json_out: JsonOpt = False, 
     if json_out:
         _print_json(report_dict(report))
         return
-    table = Table("op", "configs", "folds", "xgboost RMSPE", "±5%", "±10%", "FLOPs-linear ±10%", "random forest ±10%", "1-NN lookup ±10%",
+    from rich.table import Column
+
+    names = Column("op", no_wrap=True, min_width=max(len(r.op) for r in report.ops) if report.ops else 2)  # ("conv2d (flushed)" whole)
+    table = Table(names, "configs", "folds", "xgboost RMSPE", "±5%", "±10%", "FLOPs-linear ±10%", "random forest ±10%", "1-NN lookup ±10%",
                   title=f"{report.device} ({report.recipe}): cross-validated accuracy (each config predicted by models that never saw it)")  # fmt: skip
     for r in report.ops:
         m = r.metrics

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgelat.profiler.tuning import SEARCH_SETTINGS, KernelTuner, Representatives, shape_distance, snap_tiles
+from edgelat.profiler.tuning import SEARCH_SETTINGS, KernelTuner, Representatives, main_module, shape_distance, snap_tiles
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,7 @@ def _shapes(func: Any) -> list[list[int]]:
 def _run(func: Any, inputs: list[np.ndarray]) -> np.ndarray:
     import tvm
 
-    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target="llvm")
+    lib = tvm.compile(main_module(func), target="llvm")
     out = tvm.runtime.tensor(np.zeros(_shapes(func)[-1], dtype="float32"))
     lib["main"](*[tvm.runtime.tensor(x) for x in inputs], out)
     return out.numpy()
@@ -176,7 +176,6 @@ def test_a_kernel_no_schedule_beats_stays_untuned(tmp_path: Path) -> None:
 def test_a_source_whose_fastest_schedule_does_not_fit_lends_its_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Transfer tries a source's next fastest schedules where its fastest does not fit the new kernel's loops (here:
     its tiles refit to nothing, once), instead of passing the source over."""
-    import tvm
 
     import edgelat.profiler.tuning as tuning
 
@@ -195,7 +194,7 @@ def test_a_source_whose_fastest_schedule_does_not_fit_lends_its_next(tmp_path: P
         monkeypatch.setattr(tuning, "_refit", first_fails)
         borrower = _conv(24, 6, 40)
         assert tuner.tune(borrower, 4).transferred == 1
-        mod = tvm.IRModule({"main": borrower.with_attr("global_symbol", "main")})
+        mod = main_module(borrower)
         lent = [str(tuning.anchor_trace(r, mod)) for _, r in source.ranked[:2]]
         assert len(refits) >= 2 and [str(t) for t in refits[:2]] == lent and lent[0] != lent[1]
     finally:
@@ -231,7 +230,6 @@ def test_a_kernel_borrows_from_its_nearest_sources_and_from_the_fastest_nearby(t
     """Transfer sources: the nearest tuned kernels of the anchor, then (``fastest``) those nearby that reached the
     highest throughput, however far down the nearest they are. (Timings made up: every source's schedules take 1 ms,
     but the farthest's 10 us, so it is the fastest in anchor iterations a second by far.)"""
-    import tvm
 
     scheduled, calls = [1e-3], [0]
 
@@ -241,7 +239,7 @@ def test_a_kernel_borrows_from_its_nearest_sources_and_from_the_fastest_nearby(t
 
     sources = [_conv(16, 8, cout) for cout in (40, 64, 128, 256)]  # 0.3, 1, 2 and 3 from the kernel below
     target = _conv(16, 8, 32)
-    mod = tvm.IRModule({"main": target.with_attr("global_symbol", "main")})
+    mod = main_module(target)
     tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, seed=0)
     try:
         for i, func in enumerate(sources):
@@ -291,7 +289,7 @@ def _rfactor_record(tuner: KernelTuner, func: Any, inner: int) -> None:
 
     from edgelat.profiler.tuning import _anchor
 
-    mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+    mod = main_module(func)
     anchor = _anchor(mod)
     assert anchor is not None
     sch = tvm.s_tir.Schedule(mod)
@@ -366,7 +364,6 @@ def test_a_network_layer_norm_runs_the_schedule_searched_for_the_profiled_one(tm
 def test_pools_lend_schedules_that_tile_their_fused_reduction_loops(tmp_path: Path) -> None:
     """A pool's schedule tiles its reduction loops fused into one (rfactor): transferred to a pool of another size
     (and another block name), the tile is snapped to a divisor of the new fused extent (6 x 6: 8 inside becomes 9)."""
-    import tvm
 
     calls = [0]
 
@@ -380,7 +377,7 @@ def test_pools_lend_schedules_that_tile_their_fused_reduction_loops(tmp_path: Pa
         _rfactor_record(tuner, _pool(32, 8), inner=8)
         outcome = tuner.tune(pool, 4)
         assert outcome.transferred == 1 and outcome.kept_transfer and not outcome.searched
-        record = tuner.database.query_tuning_record(tvm.IRModule({"main": pool.with_attr("global_symbol", "main")}), tuner.target, "main")
+        record = tuner.database.query_tuning_record(main_module(pool), tuner.target, "main")
         tiles = [[int(d) for d in record.trace.get_decision(i)] for i in record.trace.insts if i.kind.name == "SamplePerfectTile"]
         assert tiles == [[4, 9]]
     finally:
@@ -433,7 +430,6 @@ def test_a_kernel_whose_fastest_record_does_not_apply_takes_the_fastest_that_doe
     the one before.)"""
     import logging
 
-    import tvm
     import tvm_ffi
 
     from edgelat.profiler.tuning import _is_untuned
@@ -445,7 +441,7 @@ def test_a_kernel_whose_fastest_record_does_not_apply_takes_the_fastest_that_doe
         return [1.0] if len(calls) == 1 else [1e-3 / len(calls)]
 
     func = _conv(16, 8, 32)
-    mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+    mod = main_module(func)
     tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, seed=0)
     apply = KernelTuner._apply
     try:
@@ -579,7 +575,6 @@ def test_a_conv_takes_the_transferred_record_of_the_same_conv_with_a_residual(tm
     when that collapse walked the epilogue's consumers in the trace, the walk did not replay on the shorter
     epilogue, and the kernel ran untuned in the tuned build (four of resnet18's convolutions). (Timings made up,
     each candidate faster than the one before, so that the transfer is kept.)"""
-    import tvm
     import tvm_ffi
 
     calls: list[str] = []
@@ -594,7 +589,7 @@ def test_a_conv_takes_the_transferred_record_of_the_same_conv_with_a_residual(tm
         residual = tuner.tune(_conv(24, 8, 24, epilogue="add.c+add.t+relu", k=3), 8)
         assert residual.transferred == 1 and residual.kept_transfer
         func = _conv(24, 8, 24, epilogue="add.c+relu", k=3)
-        mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+        mod = main_module(func)
         record = tuner.database.query_tuning_record(mod, tuner.target, "main")
         assert record is not None and "T_add1" in record.workload.mod.script()  # the residual's transferred record
         scheduled = tuner.scheduled(func)
@@ -618,7 +613,7 @@ def test_a_conv_with_a_residual_takes_the_searched_record_of_the_same_conv_witho
         return [1e-3]
 
     func, twin = _conv(24, 8, 16, epilogue="add.c"), _conv(24, 8, 16, epilogue="add.c+add.t")
-    mod, twin_mod = (tvm.IRModule({"main": f.with_attr("global_symbol", "main")}) for f in (func, twin))
+    mod, twin_mod = (main_module(f) for f in (func, twin))
     tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, seed=0)
     try:
         assert tuner.tune(func, 4).searched
@@ -694,7 +689,6 @@ def test_a_runaway_build_is_cut_off_and_its_worker_replaced(tmp_path: Path) -> N
 def test_a_tuning_database_is_read_once_per_process_until_someone_else_writes_to_it(tmp_path: Path) -> None:
     """Opening a large database takes minutes, so a process's tuners share the one they opened (a validation run
     builds a dozen networks); when another writer changed its files since, it is read again."""
-    import tvm
     from tvm.s_tir import meta_schedule as ms
 
     from edgelat.profiler.tuning import MODULE_EQUALITY
@@ -708,11 +702,11 @@ def test_a_tuning_database_is_read_once_per_process_until_someone_else_writes_to
     assert second.database is first.database
     second.close()
     other = ms.database.JSONDatabase(work_dir=str(tmp_path / "db"), module_equality=MODULE_EQUALITY)  # another process
-    other.commit_workload(tvm.IRModule({"main": _conv(8, 4, 8).with_attr("global_symbol", "main")}))
+    other.commit_workload(main_module(_conv(8, 4, 8)))
     third = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure)
     try:
         assert third.database is not first.database and len(third.database) == 0  # read again (a workload, no records)
-        assert third.database.has_workload(tvm.IRModule({"main": _conv(8, 4, 8).with_attr("global_symbol", "main")}))
+        assert third.database.has_workload(main_module(_conv(8, 4, 8)))
     finally:
         third.close()
 
@@ -724,7 +718,6 @@ def test_records_a_database_cannot_read_are_set_aside_and_the_rest_kept(tmp_path
     import json
     import logging
 
-    import tvm
 
     def measure(path: str, args: list[list[Any]]) -> list[float]:
         return [1.0]
@@ -733,7 +726,7 @@ def test_records_a_database_cannot_read_are_set_aside_and_the_rest_kept(tmp_path
     tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, seed=0)
     try:
         tuner.tune(conv, 2)
-        tuner.database.commit_workload(tvm.IRModule({"main": pool.with_attr("global_symbol", "main")}))
+        tuner.database.commit_workload(main_module(pool))
     finally:
         tuner.close()
     records = tmp_path / "db" / "database_tuning_record.json"
@@ -851,7 +844,7 @@ def test_candidates_are_timed_with_the_cache_state_asked_for(tmp_path: Path) -> 
     func = _conv(8, 6, 8)
     lib = tmp_path / "cand" / "mod.so"
     lib.parent.mkdir()
-    tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target="llvm").export_library(str(lib))
+    tvm.compile(main_module(func), target="llvm").export_library(str(lib))
     args = [[shape, "float32"] for shape in _shapes(func)]
     with open_workspace(tmp_path / "ws") as ws:
         with agent_session(ws, get_device(ws, "local"), threads=1) as agent:

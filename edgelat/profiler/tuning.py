@@ -35,7 +35,7 @@ from edgelat.errors import BuildError, DamagedFileError
 from edgelat.profiler.recipes import first_line
 from edgelat.registry import Registry
 
-__all__ = ["SEARCH_SETTINGS", "KernelTuner", "Representatives", "TuneOutcome", "kernel_args", "snap_tiles"]
+__all__ = ["SEARCH_SETTINGS", "KernelTuner", "Representatives", "TuneOutcome", "kernel_args", "main_module", "snap_tiles"]
 
 logger = logging.getLogger(__name__)
 
@@ -365,6 +365,11 @@ def block_kind(mod: tvm.IRModule, name: str) -> str:
     return re.sub(r"^(lv|gv|args_)\d*_", "", name)
 
 
+def main_module(func: Any) -> tvm.IRModule:
+    """``func`` (a PrimFunc) as the one function of a module, named main: how MetaSchedule keys a workload."""
+    return tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+
+
 def shape_distance(a: tuple[int, ...], b: tuple[int, ...]) -> float:
     """How far apart two anchors' loop extents are: the sum over loops of |log2| of their ratio (a 3x3 kernel is
     3.2 from a 1x1 one; twice the channels in and out, 2)."""
@@ -676,7 +681,7 @@ class KernelTuner:
     def tune(self, func: Any, trials: int) -> TuneOutcome:
         """The best schedule of ``func`` (searching ``trials`` candidates unless already tuned; a kernel that
         becomes a representative is searched as :class:`Representatives` says)."""
-        mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+        mod = main_module(func)
         start, built, measured = time.perf_counter(), self.builder.seconds, self.runner.seconds
         schedule = self._lookup(mod)
         searched, transferred, kept = 0, 0, False
@@ -708,7 +713,7 @@ class KernelTuner:
 
     def add_records(self, func: Any, records: list[Any]) -> None:
         """Keep tuning ``records`` of another database (same target) as ``func``'s, as if they were found here."""
-        mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+        mod = main_module(func)
         workload = self.database.commit_workload(mod)
         for r in records:
             self.database.commit_tuning_record(ms.database.TuningRecord(r.trace, workload, r.run_secs, self.target, r.args_info))
@@ -717,7 +722,7 @@ class KernelTuner:
     def needs_representative(self, func: Any) -> bool:
         """Whether ``func`` would be searched as a representative: representatives are on, it has no record yet,
         and no representative of its anchor is within their radius."""
-        mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+        mod = main_module(func)
         if self.database.has_workload(mod) and self.database.query_tuning_record(mod, self.target, "main") is not None:
             return False
         return self._far_from_representatives(mod)
@@ -907,12 +912,12 @@ class KernelTuner:
     def scheduled(self, func: Any) -> Any:
         """``func`` as a tuned build runs it now (the best record of its anchor applied, as :meth:`tune` returns it),
         without tuning anything; None when its anchor has no record yet."""
-        schedule = self._lookup(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}))
+        schedule = self._lookup(main_module(func))
         return None if schedule is None else schedule.mod["main"]
 
     def best_seconds(self, func: Any) -> float:
         """The mean time of the best record for ``func``'s anchor (NaN without one)."""
-        mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+        mod = main_module(func)
         record = self.database.query_tuning_record(mod, self.target, "main")
         runs = [float(t) for t in record.run_secs] if record is not None and record.run_secs else []
         return sum(runs) / len(runs) if runs else float("nan")
@@ -977,7 +982,7 @@ class KernelTuner:
         Kernels share records by anchor block, so the fastest may be another kernel's: its schedule can apply
         to this kernel's epilogue cleanly yet leave IR that does not lower (seen: a swish epilogue's
         intermediate used before its definition). The next records, other kernels' or this one's own, often do."""
-        mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+        mod = main_module(func)
         applied = self._applied(mod, self._records(mod, tries), builds)
         return None if applied is None else applied[0].mod["main"]
 
