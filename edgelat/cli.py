@@ -343,14 +343,15 @@ def profile_cmd(
         Optional[int],
         typer.Option(
             help="Configurations of each op kind, exactly. Without it: 100 per kind times the kind's weight (conv2d 4x, "
-            "dwconv2d 3x, dense 2x: they carry most of a network's latency). 20 proved too few for useful models.",
+            "dwconv2d 3x, dense 2x: they carry most of a network's latency), plus epilogue twins (the same shapes with each "
+            "activation the drawn kernels hold less often than a uniform draw would). 20 proved too few for useful models.",
             show_default=False,
         ),
     ] = None,
     weighted: Annotated[
         Optional[bool],
         typer.Option(
-            "--weighted/--unweighted", help="Apply the kinds' weights to --samples too, or not to the default plan.", show_default=False
+            "--weighted/--unweighted", help="Apply the kinds' weights and epilogue twins to --samples too, or not to the default plan.", show_default=False
         ),
     ] = None,
     minutes: Annotated[Optional[float], typer.Option(help="Stop after this many minutes (resumable).")] = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -13,10 +14,10 @@ from tvm.script import tirx as T
 import edgelat
 from edgelat.datasets.store import export_measurements, measurements_frame
 from edgelat.errors import CampaignInterrupted, UsageError
-from edgelat.ops import OpSpec, config_id, register_op, unregister_op
+from edgelat.ops import OpSpec, config_id, get_op, register_op, unregister_op
 from edgelat.profiler import inventory
 from edgelat.profiler.builds import BuildRequest, BuiltKernel
-from edgelat.profiler.campaign import ProfileConfig, _batches, plan_configs, profile
+from edgelat.profiler.campaign import ProfileConfig, _batches, campaign_plan, plan_configs, profile
 from edgelat.workspace import Workspace, measured_by
 from tests.sshd import SSHServer
 
@@ -43,6 +44,32 @@ def test_weighted_plan_draws_more_of_the_heavy_kinds_in_proportion() -> None:
     assert len({config_id(op, c) for op, c in plan}) == 21
     # Every third of the plan holds a third of each kind: a campaign stopped early keeps the mix.
     assert sorted(ops[:7]) == ["add", "conv2d", "conv2d", "conv2d", "conv2d", "dense", "dense"]
+
+
+def test_twins_give_every_epilogue_its_uniform_share_at_drawn_shapes() -> None:
+    seeds = {"conv2d": [{"n": 1, "cin": 32, "h": 28, "w": 28, "cout": 64, "k": 3, "stride": 1, "pad": 1, "groups": 1, "dilation": 1,
+                         "epilogue": "add.c+relu"}]}  # fmt: skip
+    plain = plan_configs(["conv2d", "add"], 40, seed=2, seeds=seeds, weighted=False)
+    twinned = plan_configs(["conv2d", "add"], 40, seed=2, seeds=seeds, weighted=False, twins=True)
+    assert twinned == plan_configs(["conv2d", "add"], 40, seed=2, seeds=seeds, weighted=False, twins=True)
+    drawn = [c for op, c in plain if op == "conv2d"]
+    convs = [c for op, c in twinned if op == "conv2d"]
+    assert [c for op, c in twinned if op == "add"] == [c for op, c in plain if op == "add"]  # a kind without epilogues is as drawn
+    # The drawn configs are all there, in order, and each twin follows its original, differing only in the epilogue.
+    originals = [c for c in convs if any(c == d for d in drawn)]
+    assert originals == drawn
+    last = None
+    for c in convs:
+        if any(c == d for d in drawn):
+            last = c
+        else:
+            assert last is not None and {**c, "epilogue": last["epilogue"]} == last and c["epilogue"] != last["epilogue"]
+    families = get_op("conv2d").epilogues
+    counts = Counter(c["epilogue"] for c in convs)
+    assert min(counts[f] for f in families) >= -(-len(drawn) // len(families))
+    assert Counter(c["epilogue"] for c in drawn)["add.c+relu"] > len(drawn) // len(families)  # the seed's epilogue dominated the draw
+    assert counts["add.c+relu"] == Counter(c["epilogue"] for c in drawn)["add.c+relu"]  # and gets no twins
+    assert len({config_id("conv2d", c) for c in convs}) == len(convs)
 
 
 class _RecordingBuilder:
@@ -354,15 +381,13 @@ def test_a_tuned_network_measurement_is_reused_only_while_its_schedules_are_the_
 
 def test_weights_shape_the_default_plan_only() -> None:
     """`--samples N` with named kinds is N of each (it was N times the kind's weight: 200 conv2d asked, 800 drawn)."""
-    from collections import Counter
-
-    from edgelat.profiler.campaign import campaign_plan
-
     def counts(cfg: ProfileConfig) -> Counter[str]:
         return Counter(op for op, _ in campaign_plan(cfg)[1])
 
     assert counts(ProfileConfig(ops=("conv2d", "add"), samples=7)) == {"conv2d": 7, "add": 7}
-    assert counts(ProfileConfig(ops=("conv2d", "add"), samples=7, weighted=True)) == {"conv2d": 28, "add": 7}
+    # Weighted, conv2d draws 4x, and epilogue twins come on top (test_twins_...).
+    weighted = counts(ProfileConfig(ops=("conv2d", "add"), samples=7, weighted=True))
+    assert weighted["add"] == 7 and weighted["conv2d"] > 28
     default = counts(ProfileConfig(ops=("conv2d", "add")))
-    assert default["conv2d"] == 4 * default["add"] == 400
+    assert default["add"] == 100 and default["conv2d"] > 400
     assert counts(ProfileConfig(ops=("conv2d", "add"), weighted=False)) == {"conv2d": 100, "add": 100}

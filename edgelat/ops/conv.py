@@ -42,6 +42,7 @@ def out_size(size: int, k: int, stride: int, pad: int, dilation: int) -> int:
 @register_op("dwconv2d", depthwise=True, sample_weight=3.0, description="depthwise 2-D convolution, NCHW, + fused epilogue")
 class Conv2d(OpSpec):
     params = ("n", "cin", "h", "w", "cout", "k", "stride", "pad", "groups", "dilation", "epilogue")
+    epilogues = tuple(dict.fromkeys(CONV_EPILOGUES))
     depthwise: bool = False
 
     def adapt_group(self, cfg: Mapping[str, Any]) -> str:

@@ -21,6 +21,7 @@ DENSE_EPILOGUES = ("", "add.c", "add.c+relu", "add.c+tir_clip", "add.c+" + ACTIV
 @register_op("dense", sample_weight=2.0, description="fully connected layer: (m, k) x (k, n) + fused epilogue")
 class Dense(OpSpec):
     params = ("m", "k", "n", "epilogue")
+    epilogues = DENSE_EPILOGUES
 
     def pruned(self, cfg: Mapping[str, Any], out_removed: int, in_removed: int) -> Config:
         return {**cfg, "n": cfg["n"] - out_removed, "k": cfg["k"] - in_removed}

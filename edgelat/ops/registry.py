@@ -49,6 +49,10 @@ class OpSpec:
     # How many configs a weighted campaign draws of this kind, per ``samples``: the kinds that
     # carry most of a network's latency (convolutions, dense) and vary most get more.
     sample_weight: ClassVar[float] = 1.0
+    # The epilogues a twinned plan covers (a kind with an ``epilogue`` param): each at least as often as a uniform
+    # draw over them would make it, through twins of drawn configs (see edgelat.profiler.campaign.plan_configs).
+    # Real networks' seeds are mostly ReLU, and a kind that saw a handful of swish kernels prices swish badly.
+    epilogues: ClassVar[tuple[str, ...]] = ()
 
     def sample(self, rng: np.random.Generator, seeds: Sequence[Config]) -> Config:
         """A random configuration: a real-network seed (when given) perturbed, or drawn from scratch."""

@@ -62,7 +62,8 @@ class ProfileConfig:
     # Configurations per op kind; None is the default plan, DEFAULT_SAMPLES per kind times the kind's
     # ``sample_weight`` (conv2d 4x, dwconv2d 3x, dense 2x). With ``minutes`` set, at least 500.
     samples: int | None = None
-    # Whether the weights apply; None: only to the default plan (an explicit ``samples`` is that many of each kind).
+    # Whether the weights apply, and epilogue twins are added (plan_configs); None: only to the default plan (an
+    # explicit ``samples`` is that many of each kind).
     weighted: bool | None = None
     # Exact (op, config) pairs to profile instead of sampled ones, e.g. the kernels of a network.
     configs: tuple[tuple[str, dict[str, Any]], ...] = ()
@@ -135,10 +136,16 @@ class CampaignResult:
 
 
 def plan_configs(
-    ops: Sequence[str], samples: int, seed: int, seeds: dict[str, list[dict[str, Any]]] | None = None, *, weighted: bool = True
+    ops: Sequence[str],
+    samples: int,
+    seed: int,
+    seeds: dict[str, list[dict[str, Any]]] | None = None,
+    *,
+    weighted: bool = True,
+    twins: bool = False,
 ) -> list[tuple[str, dict[str, Any]]]:
     """A reproducible plan: ``samples`` distinct configs per op (times its ``sample_weight`` when
-    ``weighted``), interleaved across ops."""
+    ``weighted``), interleaved across ops; with ``twins``, plus the epilogue twins of :func:`epilogue_twins`."""
     per_op: list[list[tuple[str, dict[str, Any]]]] = []
     for index, op in enumerate(ops):
         spec = get_op(op)
@@ -150,10 +157,38 @@ def plan_configs(
             chosen.setdefault(config_id(op, cfg), cfg)
             if len(chosen) >= wanted:
                 break
-        per_op.append([(op, cfg) for cfg in chosen.values()])
+        drawn = list(chosen.values())
+        if twins:
+            drawn = epilogue_twins(op, drawn, np.random.default_rng([seed, index, 104729]))
+        per_op.append([(op, cfg) for cfg in drawn])
     # Interleaved in proportion, so a campaign stopped early holds every kind in its share.
     order = sorted((i / len(p), k, i) for k, p in enumerate(per_op) for i in range(len(p)))
     return [per_op[k][i] for _, k, i in order]
+
+
+def epilogue_twins(op: str, drawn: Sequence[dict[str, Any]], rng: np.random.Generator) -> list[dict[str, Any]]:
+    """``drawn`` with twins: for each of the kind's ``epilogues`` that ``drawn`` holds fewer times than a
+    uniform draw over them would (``len(drawn) / len(epilogues)``, rounded up), copies of drawn configs with
+    that epilogue, picked at random, each placed right after its original.
+
+    A twin differs from its original only in what the kernel does after the anchor, so the pair teaches the
+    model that epilogue's cost at that shape; and a tuned twin takes its original's schedule (transfer), so it
+    costs a fraction of a drawn kernel."""
+    families = get_op(op).epilogues
+    if not families or not drawn:
+        return list(drawn)
+    floor = -(-len(drawn) // len(families))
+    seen = {config_id(op, c) for c in drawn}
+    after: dict[int, list[dict[str, Any]]] = {}
+    for family in families:
+        others = [i for i, c in enumerate(drawn) if c["epilogue"] != family]
+        missing = floor - (len(drawn) - len(others))
+        for i in sorted(rng.choice(others, size=min(max(missing, 0), len(others)), replace=False).tolist()):
+            twin = {**drawn[i], "epilogue": family}
+            if (key := config_id(op, twin)) not in seen:
+                seen.add(key)
+                after.setdefault(i, []).append(twin)
+    return [c for i, cfg in enumerate(drawn) for c in (cfg, *after.get(i, []))]
 
 
 def _stats(seconds: list[float]) -> dict[str, float]:
@@ -269,7 +304,7 @@ def campaign_plan(cfg: ProfileConfig) -> tuple[list[str], list[tuple[str, dict[s
         samples = DEFAULT_SAMPLES if cfg.samples is None else cfg.samples
         samples = samples if cfg.minutes is None else max(samples, 500)
         weighted = cfg.samples is None if cfg.weighted is None else cfg.weighted
-        plan = plan_configs(ops, samples, cfg.seed, _seed_configs(), weighted=weighted)
+        plan = plan_configs(ops, samples, cfg.seed, _seed_configs(), weighted=weighted, twins=weighted)
     for op in ops:
         get_op(op)  # an unknown kind is refused with the known ones
     return ops, plan
