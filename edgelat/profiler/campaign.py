@@ -172,8 +172,8 @@ def epilogue_twins(op: str, drawn: Sequence[dict[str, Any]], rng: np.random.Gene
     that epilogue, picked at random, each placed right after its original.
 
     A twin differs from its original only in what the kernel does after the anchor, so the pair teaches the
-    model that epilogue's cost at that shape; and a tuned twin takes its original's schedule (transfer), so it
-    costs a fraction of a drawn kernel."""
+    model that epilogue's cost at that shape; and a tuned twin is built from its original's records (kept by anchor
+    block), so it costs a fraction of a drawn kernel."""
     families = get_op(op).epilogues
     if not families or not drawn:
         return list(drawn)
