@@ -390,7 +390,8 @@ def test_a_record_that_anchor_scheduling_refuses_is_replayed_or_left_untuned(
 ) -> None:
     """MetaSchedule's anchor-trace scheduling fails on kernels without an anchor block (a channel shuffle's concat,
     transposes and split): the record's trace is then replayed as it is, and where that fails too the kernel
-    stays untuned, with a warning; a tuned build never fails for it. (The failures are forced here.)"""
+    is searched again and, none of those applying either, stays untuned, with a warning; a tuned build never fails
+    for it. (The failures are forced here.)"""
     import tvm
     import tvm_ffi
     from tvm.s_tir import meta_schedule as ms
@@ -413,8 +414,10 @@ def test_a_record_that_anchor_scheduling_refuses_is_replayed_or_left_untuned(
         assert not replayed.searched and not tvm_ffi.structural_equal(replayed.func.body, func.body)
         assert "does not apply" not in caplog.text
         monkeypatch.setattr(tvm.s_tir.Trace, "apply_to_schedule", refuse)
+        # No record applies, so it is searched again (``trials`` more), and with none of those applying either
+        # it runs untuned.
         untuned = tuner.tune(func, 4)
-        assert not untuned.searched and tvm_ffi.structural_equal(untuned.func.body, func.body)
+        assert untuned.searched and tvm_ffi.structural_equal(untuned.func.body, func.body)
         assert "no tuned record of kernel conv2d_nchw applies to it; it runs untuned" in caplog.text
     finally:
         tuner.close()
@@ -458,8 +461,12 @@ def test_a_kernel_whose_fastest_record_does_not_apply_takes_the_fastest_that_doe
             untuned = tuner.scheduled(func)
         assert untuned is not None and tvm_ffi.structural_equal(untuned.body, func.body)
         assert "no tuned record of kernel conv2d_nchw applies to it; it runs untuned" in caplog.text
+        # Tuning it is not building it untuned: it is searched (the refused records are not its own schedule).
+        tuned = tuner.tune(func, 6)
+        assert tuned.searched and not tvm_ffi.structural_equal(tuned.func.body, func.body)
     finally:
         tuner.close()
+    _assert_computes_the_same(tuned.func, func)
 
 
 def test_a_kernel_whose_fastest_record_does_not_build_takes_the_fastest_that_does(tmp_path: Path) -> None:

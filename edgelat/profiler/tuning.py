@@ -683,7 +683,9 @@ class KernelTuner:
         becomes a representative is searched as :class:`Representatives` says)."""
         mod = main_module(func)
         start, built, measured = time.perf_counter(), self.builder.seconds, self.runner.seconds
-        schedule = self._lookup(mod)
+        # A kernel whose anchor has records, none of them a tuned one that applies (a twin's, whose traces do not
+        # replay on this epilogue), is transferred to and searched like a new one, not built untuned.
+        schedule = self._lookup(mod, untuned=False)
         searched, transferred, kept = 0, 0, False
         if schedule is None:
             far = self._far_from_representatives(mod)
@@ -692,9 +694,9 @@ class KernelTuner:
             rep = self.representatives
             if far and rep is not None and not self.best_seconds(func) * 1e3 < rep.min_ms:
                 searched = self._search(mod, rep.trials, rep.search, rep.per_round)
-                schedule = self._lookup(mod)
+                schedule = self._lookup(mod, untuned=False)
             elif kept:
-                schedule = self._lookup(mod)
+                schedule = self._lookup(mod, untuned=False)
         if schedule is None:
             searched = self._search(mod, trials, self.search, self.per_round)
             schedule = self._lookup(mod)
@@ -922,9 +924,10 @@ class KernelTuner:
         runs = [float(t) for t in record.run_secs] if record is not None and record.run_secs else []
         return sum(runs) / len(runs) if runs else float("nan")
 
-    def _lookup(self, mod: tvm.IRModule) -> Any:
+    def _lookup(self, mod: tvm.IRModule, untuned: bool = True) -> Any:
         """The schedule of ``mod`` from the fastest record with the same anchor block that applies to it, or None when
-        its anchor has no record.
+        its anchor has no record. Where its anchor has records but no tuned one applies (and the untuned kernel was
+        not the fastest), ``mod`` as it is, with a warning; None instead with ``untuned`` False.
 
         Kernels share records by anchor block, so the fastest may be a twin's (the same conv with another epilogue)
         whose search trace does not replay on this epilogue; the next records, transferred ones (whose epilogue
@@ -936,6 +939,8 @@ class KernelTuner:
         # The fastest record that applies, unless it is the untuned kernel's while faster tuned ones did not apply.
         if applied is not None and (_is_untuned(records[0].trace) or not _is_untuned(applied[1].trace)):
             return applied[0]
+        if not untuned:
+            return None
         # A tuned build runs this kernel untuned while its records say otherwise: say so.
         anchor = _anchor(mod)
         logger.warning("no tuned record of kernel %s applies to it; it runs untuned (-v says why)", anchor[0] if anchor else "?")
