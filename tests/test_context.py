@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from edgelat.cli import app
 from edgelat.predictors import CONTEXT_FILE, FAR
-from edgelat.predictors.context import MIN_NETWORKS, CacheContext, ContextRow, cross_fitted
+from edgelat.predictors.context import MIN_NETWORKS, CacheContext, ContextRow, cross_fitted, models_tag
 from edgelat.workspace import Workspace, open_workspace
 
 runner = CliRunner()
@@ -60,7 +60,9 @@ def test_saved_curve_loads_and_a_damaged_one_is_none(tmp_path: Path) -> None:
 
 
 @pytest.mark.timings_ignored
-def test_a_recipe_with_a_far_way_profiles_trains_and_predicts_both(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_recipe_with_a_far_way_profiles_trains_and_predicts_both(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """`profile` times every kernel the recipe's way and then its far way (a second campaign, kept as such);
     `train` fits both; a prediction with the device's curve is its kernels' near sum moved the curve's share
     of the way to their far sum, and without a curve the near sum alone."""
@@ -93,7 +95,8 @@ def test_a_recipe_with_a_far_way_profiles_trains_and_predicts_both(tmp_path: Pat
         assert alone.context is None
         near = alone.total_ms
         far = predict_network(ws, "local", net, input_shape=(1, 256), memory=False, latency_model=model.far).total_ms
-        CacheContext(center_mb=0.5, width=0.3, height=0.8).save(ws.model_dir("local", "default") / CONTEXT_FILE)
+        folder = ws.model_dir("local", "default")
+        CacheContext(center_mb=0.5, width=0.3, height=0.8, models=models_tag(folder)).save(folder / CONTEXT_FILE)
         placed = predict_network(ws, "local", net, input_shape=(1, 256), memory=False)
     c = placed.context
     assert c is not None and c.near_ms == pytest.approx(near) and c.far_ms == pytest.approx(far)
@@ -101,6 +104,13 @@ def test_a_recipe_with_a_far_way_profiles_trains_and_predicts_both(tmp_path: Pat
     assert c.share == pytest.approx(CacheContext(0.5, 0.3, 0.8).share(c.footprint_mb))
     assert placed.total_ms == pytest.approx(near + c.share * (far - near))
     assert sum(k.predicted_ms for k in placed.kernels) == pytest.approx(placed.total_ms)
+    # Trained again, the models do not take the curve fitted to the sums of the ones before: the near sum, with a warning.
+    caplog.clear()
+    assert runner.invoke(app, ["train", "local", "-w", w]).exit_code == 0
+    with open_workspace(Path(w)) as ws:
+        assert (ws.model_dir("local", "default") / CONTEXT_FILE).exists() and load_model(ws, "local").context is None
+        again_alone = predict_network(ws, "local", net, input_shape=(1, 256), memory=False)
+    assert again_alone.context is None and "fitted to models since trained again" in caplog.text
 
 
 @pytest.mark.timings_ignored
@@ -146,8 +156,12 @@ def test_validate_prices_each_network_by_a_curve_fitted_to_the_others_and_saves_
         assert row.predicted_ms == pytest.approx(r.measured_ms, rel=0.01) and abs(row.error_pct) < 1
         assert row.context_share == pytest.approx(truth.share(r.footprint_mb), abs=0.02)
     assert report.near_metrics["within_10"] < 100  # the near sums alone miss the larger networks
-    saved = CacheContext.load(ws.model_dir("local", "tuned") / CONTEXT_FILE)
+    folder = ws.model_dir("local", "tuned")
+    saved = CacheContext.load(folder / CONTEXT_FILE, models_tag(folder))
     assert saved is not None and saved.center_mb == pytest.approx(14.0, rel=0.02) and report.context == asdict(saved)
+    (folder / "meta.json").write_text("{}")  # the models trained again
+    assert CacheContext.load(folder / CONTEXT_FILE, models_tag(folder)) is None
+    (folder / "meta.json").unlink()
     assert _context_plot(report, tmp_path / "c.png").stat().st_size > 0
     # Too few networks to cross-fit: the near sums stand, nothing is saved.
     few = ValidationReport("local", "tuned", rows=[ValidationRow(r.name, 96, 10, r.near_ms, r.near_ms, r.measured_ms, 0.0, 0.0) for r in rows[:4]])

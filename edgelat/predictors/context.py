@@ -12,12 +12,16 @@ where ``footprint`` is the megabytes a run touches (weights and planned activati
 :func:`edgelat.ops.footprint.network_footprint`) and ``share`` a logistic in its logarithm: about 0 well below the
 last level's effective size, rising around it to ``height``. Its three numbers are fitted to networks the device
 ran (``edgelat validate`` fits them, each network's error there from a fit on the others) and saved beside the
-models; a device without them is priced the recipe's way alone (share 0).
+models, with a tag of the models they were fitted to (:func:`models_tag`): models trained again do not take a curve
+fitted to their predecessors' sums. A device without a curve for its models is priced the recipe's way alone
+(share 0).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -25,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MIN_NETWORKS", "CacheContext", "ContextRow", "cross_fitted"]
+__all__ = ["MIN_NETWORKS", "CacheContext", "ContextRow", "cross_fitted", "models_tag"]
+
+log = logging.getLogger(__name__)
 
 # Networks a fit needs (three numbers).
 MIN_NETWORKS = 4
@@ -52,6 +58,8 @@ class CacheContext:
     height: float
     # The networks it was fitted to.
     networks: tuple[str, ...] = ()
+    # The models whose kernel sums it was fitted to (:func:`models_tag`; "": not said).
+    models: str = ""
 
     def share(self, footprint_mb: float) -> float:
         """Of the way from the near sum to the far sum, where a network touching ``footprint_mb`` runs."""
@@ -87,14 +95,34 @@ class CacheContext:
         path.write_text(json.dumps(asdict(self), indent=2))
 
     @classmethod
-    def load(cls, path: Path) -> CacheContext | None:
-        """The curve saved at ``path``; None if there is none (or it cannot be read: the network is then priced
-        the recipe's way alone)."""
+    def load(cls, path: Path, models: str | None = None) -> CacheContext | None:
+        """The curve saved at ``path``; None if there is none, it cannot be read, or (given ``models``, the tag of the
+        models it would place) it was fitted to other models, with a warning: the network is then priced the recipe's
+        way alone."""
         try:
             data = json.loads(path.read_text())
-            return cls(float(data["center_mb"]), float(data["width"]), float(data["height"]), tuple(data.get("networks", ())))
+            curve = cls(
+                float(data["center_mb"]), float(data["width"]), float(data["height"]), tuple(data.get("networks", ())), str(data.get("models", ""))
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        if models is not None and curve.models != models:
+            log.warning(
+                "the cache-context curve %s was fitted to models since trained again: networks are priced the recipe's way "
+                "alone until `edgelat validate` fits it to these",
+                path,
+            )
+            return None
+        return curve
+
+
+def models_tag(folder: Path) -> str:
+    """What tells a device's trained models apart: a hash of the ``meta.json`` that ``train`` writes in ``folder``
+    ("" where there is none)."""
+    try:
+        return hashlib.sha256((folder / "meta.json").read_bytes()).hexdigest()[:12]
+    except OSError:
+        return ""
 
 
 def cross_fitted(rows: Sequence[ContextRow]) -> list[float | None]:

@@ -21,7 +21,7 @@ from edgelat.ops import get_op
 from edgelat.ops.network import Kernel, KernelRecord
 from edgelat.ops.registry import FEATURE_SCHEMA_VERSION
 from edgelat.predictors import CONTEXT_FILE, FALLBACK, FAR
-from edgelat.predictors.context import CacheContext
+from edgelat.predictors.context import CacheContext, models_tag
 from edgelat.predictors.estimators import MODEL_FORMAT, load_estimator
 from edgelat.predictors.results import ContextPrediction, KernelPrediction, Prediction
 from edgelat.workspace import Workspace
@@ -95,7 +95,7 @@ class DeviceLatencyModel:
                 far = cls(device, recipe, far_models, meta[FAR], far_fallback)
         except ModelFileError as exc:
             raise ModelFileError(f"the {recipe} models of {device} cannot be used: {exc}; {retrain}") from None
-        return cls(device, recipe, models, meta, fallback, far, CacheContext.load(folder / CONTEXT_FILE) if far else None)
+        return cls(device, recipe, models, meta, fallback, far, CacheContext.load(folder / CONTEXT_FILE, models_tag(folder)) if far else None)
 
     def forget(self) -> None:
         """Drop the remembered predictions (each (op, config) is predicted afresh)."""

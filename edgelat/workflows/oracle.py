@@ -22,6 +22,7 @@ from edgelat.files import write_text_atomic
 from edgelat.nas.oracle import BlockOracle
 from edgelat.nas.search import Measured
 from edgelat.nas.spaces import SearchSpace
+from edgelat.predictors.context import models_tag
 from edgelat.predictors.results import ArchPrediction
 from edgelat.workspace import Workspace
 
@@ -118,10 +119,9 @@ def device_oracle(
 
         model = load_model(ws, device, recipe)
     recipe = model.recipe if model is not None else model_recipe(ws, device, recipe)
-    meta = ws.model_dir(device, recipe) / "meta.json"
-    if not meta.exists():
+    tag = models_tag(ws.model_dir(device, recipe))
+    if not tag:
         raise UsageError(f"{device} has no trained {recipe} models: run `edgelat train {device}` first")
-    tag = hashlib.sha256(meta.read_bytes()).hexdigest()[:12]
     cache = ws.oracle_dir(device, recipe) / f"{space.name}-{tag}-{_blocks_version(space)}.json"
     loaded: list[DeviceLatencyModel] = [model] if model is not None else []
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -210,7 +210,7 @@ def _in_context(ws: Workspace, model: DeviceLatencyModel, report: ValidationRepo
     """Each network priced between its kernels' two ways by a curve fitted to the other networks (cross-fitted:
     what a network the device never ran is told); the curve fitted to all of them is saved with the models."""
     from edgelat.predictors import CONTEXT_FILE
-    from edgelat.predictors.context import MIN_NETWORKS, CacheContext, ContextRow, cross_fitted
+    from edgelat.predictors.context import MIN_NETWORKS, CacheContext, ContextRow, cross_fitted, models_tag
 
     rows = [ContextRow(r.network, far[r.network][1], r.predicted_ms, far[r.network][0], r.measured_ms) for r in report.rows]
     report.near_metrics = accuracy_metrics(np.array([r.measured_ms for r in rows]), np.array([r.near_ms for r in rows]))
@@ -222,9 +222,9 @@ def _in_context(ws: Workspace, model: DeviceLatencyModel, report: ValidationRepo
         assert price is not None
         row.context_share = (price - c.near_ms) / (c.far_ms - c.near_ms) if c.far_ms != c.near_ms else 0.0
         row.predicted_ms, row.error_pct = price, 100 * (price / row.measured_ms - 1)
-    curve = CacheContext.fit(rows)
     folder = ws.model_dir(model.device, model.recipe)
     folder.mkdir(parents=True, exist_ok=True)
+    curve = replace(CacheContext.fit(rows), models=models_tag(folder))
     curve.save(folder / CONTEXT_FILE)
     report.context = asdict(curve)
 
