@@ -104,6 +104,26 @@ def test_a_recipe_with_a_far_way_profiles_trains_and_predicts_both(
     assert c.share == pytest.approx(CacheContext(0.5, 0.3, 0.8).share(c.footprint_mb))
     assert placed.total_ms == pytest.approx(near + c.share * (far - near))
     assert sum(k.predicted_ms for k in placed.kernels) == pytest.approx(placed.total_ms)
+    # Pruning and search price as predict does: the pricer places a network, and its kernels at that network's share;
+    # the oracle places an architecture by its blocks' two sums and their footprint.
+    from edgelat.nas import get_space
+    from edgelat.predictors.predict import NetworkPricer
+    from edgelat.workflows.oracle import device_oracle, predict_archs
+
+    with open_workspace(Path(w)) as ws:
+        pricer = NetworkPricer(load_model(ws, "local"))
+        total, items = pricer.network(net, torch.randn(1, 256))
+        assert total == pytest.approx(placed.total_ms) and pricer.share == pytest.approx(c.share)
+        assert float(sum(pricer.kernels(items))) == pytest.approx(placed.total_ms)  # every kernel has a kind's model here
+        space = get_space("nb201")
+        arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+        whole = predict_network(ws, "local", space.build(arch), input_shape=space.input_shape(arch), memory=False)
+        oracle = device_oracle(ws, "local", space)
+        by_blocks = predict_archs(ws, "local", space, [arch], oracle=oracle)[0]
+    assert whole.context is not None and 0.1 < whole.context.share < 0.9
+    assert oracle.footprint_mb(space.blocks(arch)) == pytest.approx(whole.context.footprint_mb, rel=0.15)
+    assert by_blocks.total_ms == pytest.approx(whole.total_ms, rel=0.1)  # NB201's blocks add up within 0-6% (a ReLU fuses across cells)
+    assert sum(ms for _, ms in by_blocks.blocks) == pytest.approx(by_blocks.total_ms)
     # Trained again, the models do not take the curve fitted to the sums of the ones before: the near sum, with a warning.
     caplog.clear()
     assert runner.invoke(app, ["train", "local", "-w", w]).exit_code == 0

@@ -119,6 +119,42 @@ def test_a_price_read_back_from_the_cache_is_the_fresh_price_to_the_last_bit(tmp
     assert np.array_equal(fresh, cached)
 
 
+def test_an_architecture_is_placed_between_its_blocks_two_sums_by_its_footprint(tmp_path: Path) -> None:
+    """With a device's cache context, an architecture runs ``near + share(footprint) * (far - near)`` over its blocks,
+    its footprint all its blocks' weights and its largest block's activations; each block's part is placed alike, so
+    the breakdown adds up to the price. Without one, the near sum."""
+    from edgelat.nas.oracle import ACTIVATION_MB, FAR_MS, PARAMS_MB
+    from edgelat.predictors.context import CacheContext
+
+    space = get_space("fbnet")
+    rng = np.random.default_rng(0)
+    prices: dict[str, dict[str, float]] = {}
+
+    def blocks_ms(keys: Sequence[str]) -> dict[str, dict[str, float]]:
+        for k in keys:
+            near = float(rng.uniform(0.1, 1.0))
+            prices[k] = {"conv": near, "n_kernels": 2.0, FAR_MS: near * float(rng.uniform(1.0, 2.0)),
+                         PARAMS_MB: float(rng.uniform(0.0, 1.0)), ACTIVATION_MB: float(rng.uniform(0.1, 3.0))}  # fmt: skip
+        return {k: prices[k] for k in keys}
+
+    curve = CacheContext(center_mb=12.0, width=0.3, height=0.9)
+    archs = [space.sample(np.random.default_rng(i)) for i in range(4)]
+    placed = BlockOracle(space, blocks_ms=blocks_ms, share=curve.share, cache_file=tmp_path / "c.json")
+    totals = placed.predict(archs)
+    near_only = BlockOracle(space, blocks_ms=blocks_ms, cache_file=tmp_path / "c.json").predict(archs)  # the same blocks, from the cache
+    shares = []
+    for arch, total, alone in zip(archs, totals, near_only, strict=True):
+        keys = space.blocks(arch)
+        near = sum(prices[k]["conv"] for k in keys)
+        far = sum(prices[k][FAR_MS] for k in keys)
+        mb = sum(prices[k][PARAMS_MB] for k in keys) + max(prices[k][ACTIVATION_MB] for k in keys)
+        assert placed.footprint_mb(keys) == pytest.approx(mb)
+        shares.append(curve.share(mb))
+        assert total == pytest.approx(near + curve.share(mb) * (far - near)) and alone == pytest.approx(near)
+        assert sum(ms for _, ms in placed.breakdown(arch)) == pytest.approx(total)
+    assert 0.05 < min(shares) and max(shares) < 0.85  # the footprints are on the curve's rise, not at its ends
+
+
 def _additive_tables(space_name: str) -> tuple[TableOracle, TableOracle, dict[str, float], dict[str, float]]:
     """Every NB201 arch with a latency that adds up over edges and an accuracy that prefers convs."""
     space = get_space(space_name)

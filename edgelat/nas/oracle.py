@@ -5,6 +5,9 @@ the search itself). :class:`BlockOracle` sums per-block latencies from any ``blo
 input_shape)`` function (in edgelat, a device's kernel predictor): each block of a space is
 priced once, kept in a JSON cache, and every architecture after that is a few dictionary
 lookups, which is what lets a search score tens of thousands of architectures per second.
+Where a device's networks run between their kernels' two timing ways by their footprint
+(:mod:`edgelat.predictors.context`), blocks carry their far price and footprint too, and an
+architecture is placed between its two sums as ``predict`` places a network.
 
 Example:
     >>> oracle = BlockOracle(get_space("nb201"), block_ms=my_predictor)  # doctest: +SKIP
@@ -25,13 +28,17 @@ from edgelat.errors import UsageError
 from edgelat.files import write_text_atomic
 from edgelat.nas.spaces import SearchSpace
 
-__all__ = ["BlockOracle", "LatencyOracle", "TableOracle"]
+__all__ = ["ACTIVATION_MB", "FAR_MS", "PARAMS_MB", "BlockOracle", "LatencyOracle", "TableOracle"]
 
 # (module, input shape) -> predicted milliseconds, or a breakdown of them by named group
-# (keys starting with "n_" are counts, not milliseconds)
+# (keys starting with "n_" are not part of the latency: counts, and what placing a network needs, below)
 BlockMs = Callable[[Any, Any], "float | Mapping[str, float]"]
 # Many block keys at once -> the price of each (for a pricer with caches of its own, or that batches)
 BlocksMs = Callable[[Sequence[str]], Mapping[str, "float | Mapping[str, float]"]]
+
+# A block's price the far way, and its footprint: its weights (they add up over a network's blocks) and its planned
+# activations (the planner reuses storage, so a network's are taken as its largest block's).
+FAR_MS, PARAMS_MB, ACTIVATION_MB = "n_far_ms", "n_params_mb", "n_activation_mb"
 
 
 class LatencyOracle(Protocol):
@@ -73,6 +80,9 @@ class BlockOracle:
         cache_file: JSON file the block prices are kept in across runs (written atomically);
             it must be specific to whatever ``block_ms`` predicts with.
         on_block: called with (blocks priced, blocks to price) while pricing new blocks.
+        share: where an architecture touching so many MB runs between its blocks' near and far sums
+            (:meth:`edgelat.predictors.context.CacheContext.share`); the blocks' prices then carry ``FAR_MS``,
+            ``PARAMS_MB`` and ``ACTIVATION_MB``. None: the blocks' sum.
     """
 
     def __init__(
@@ -83,6 +93,7 @@ class BlockOracle:
         on_block: Callable[[int, int], None] | None = None,
         *,
         blocks_ms: BlocksMs | None = None,
+        share: Callable[[float], float] | None = None,
     ) -> None:
         if (block_ms is None) == (blocks_ms is None):
             raise ValueError("give one of block_ms and blocks_ms")
@@ -91,6 +102,7 @@ class BlockOracle:
         self.blocks_ms = blocks_ms
         self.cache_file = Path(cache_file) if cache_file is not None else None
         self.on_block = on_block
+        self.share = share
         self.blocks: dict[str, dict[str, float]] = {}
         if self.cache_file is not None and self.cache_file.exists():
             self.blocks = json.loads(self.cache_file.read_text())
@@ -127,14 +139,28 @@ class BlockOracle:
             self.price_blocks([k for ks in keys.values() for k in ks])
             block_ms = {k: _total(self.blocks[k]) for ks in keys.values() for k in ks}
             for arch, ks in keys.items():
-                self._archs[arch] = sum(block_ms[k] for k in ks)
+                near = sum(block_ms[k] for k in ks)
+                self._archs[arch] = near if self.share is None else near + self._share(ks) * (self._far(ks) - near)
         return np.fromiter((self._archs[a] for a in archs), dtype=float, count=len(archs))
 
     def breakdown(self, arch: str) -> list[tuple[str, float]]:
-        """(block key, ms) of each block of ``arch``, in network order."""
+        """(block key, ms) of each block of ``arch``, in network order (placed as the architecture is)."""
         keys = self.space.blocks(arch)
         self.price_blocks(keys)
-        return [(k, _total(self.blocks[k])) for k in keys]
+        share = self._share(keys) if self.share is not None else 0.0
+        return [(k, _total(self.blocks[k]) + share * (self._far([k]) - _total(self.blocks[k]))) for k in keys]
+
+    def footprint_mb(self, keys: Sequence[str]) -> float:
+        """What a network of these blocks touches in a run: all their weights and the largest one's activations."""
+        return math.fsum(self.blocks[k].get(PARAMS_MB, 0.0) for k in keys) + max((self.blocks[k].get(ACTIVATION_MB, 0.0) for k in keys), default=0.0)
+
+    def _share(self, keys: Sequence[str]) -> float:
+        assert self.share is not None
+        return self.share(self.footprint_mb(keys))
+
+    def _far(self, keys: Sequence[str]) -> float:
+        """The blocks' far sum (a block without a far price at its near one)."""
+        return math.fsum(self.blocks[k].get(FAR_MS, _total(self.blocks[k])) for k in keys)
 
     def features(self, archs: Sequence[str], groups: Sequence[str]) -> np.ndarray:
         """``len(archs) x len(groups)``: each group's sum over the blocks of each architecture."""

@@ -26,7 +26,7 @@ from edgelat.predictors.estimators import MODEL_FORMAT, load_estimator
 from edgelat.predictors.results import ContextPrediction, KernelPrediction, Prediction
 from edgelat.workspace import Workspace
 
-__all__ = ["DeviceLatencyModel", "KernelPrediction", "Prediction", "grouped_ms", "kernel_group", "predict_kernels"]
+__all__ = ["DeviceLatencyModel", "KernelPrediction", "Prediction", "far_ms", "grouped_ms", "kernel_group", "predict_kernels"]
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,19 @@ class DeviceLatencyModel:
             raise ModelFileError(f"the {recipe} models of {device} cannot be used: {exc}; {retrain}") from None
         return cls(device, recipe, models, meta, fallback, far, CacheContext.load(folder / CONTEXT_FILE, models_tag(folder)) if far else None)
 
+    @property
+    def in_context(self) -> bool:
+        """Whether a network's footprint places its kernels between two ways (a far model and a fitted curve)."""
+        return self.far is not None and self.context is not None
+
+    def placed(self, near_ms: np.ndarray, items: Sequence[tuple[str, dict[str, Any]]], share: float) -> np.ndarray:
+        """Kernels priced ``near_ms`` the recipe's way, moved ``share`` of the way to their far prices (a kind
+        without a far model stays at its near price)."""
+        if self.far is None or share == 0.0:
+            return near_ms
+        far_ms = self.far.predict(items)
+        return near_ms + share * (np.where(np.isnan(far_ms), near_ms, far_ms) - near_ms)
+
     def forget(self) -> None:
         """Drop the remembered predictions (each (op, config) is predicted afresh)."""
         self._memo.clear()
@@ -151,9 +164,9 @@ def predict_kernels(
     """
     ms, missing = _priced(model, kernels, strict)
     context = None
-    if footprint_mb is not None and model.far is not None and model.context is not None:
-        far_ms = _priced(model.far, kernels, False)[0]
-        far_ms = np.where(np.isnan(far_ms), ms, far_ms)  # a kind with no far model: its near price
+    if footprint_mb is not None and model.in_context:
+        assert model.far is not None and model.context is not None
+        far_ms = _far_priced(model.far, kernels, ms)
         share = model.context.share(footprint_mb)
         context = ContextPrediction(float(np.sum(ms)), float(np.sum(far_ms)), footprint_mb, share)
         ms = ms + share * (far_ms - ms)
@@ -166,6 +179,18 @@ def predict_kernels(
     ]
     coverage = float(np.sum(ms[dedicated]) / total) if total > 0 else 1.0
     return Prediction(model.device, model.recipe, total, out, coverage, context=context)
+
+
+def far_ms(model: DeviceLatencyModel, kernels: Sequence[PricedKernel]) -> float:
+    """The kernels' sum priced the recipe's far way, as :func:`predict_kernels` places them (``model.far`` needed)."""
+    assert model.far is not None
+    return float(np.sum(_far_priced(model.far, kernels, _priced(model, kernels, False)[0])))
+
+
+def _far_priced(far: DeviceLatencyModel, kernels: Sequence[PricedKernel], near_ms: np.ndarray) -> np.ndarray:
+    """Each kernel's milliseconds by the far models; a kernel they do not price (no far fallback), its near price."""
+    ms = _priced(far, kernels, False)[0]
+    return np.where(np.isnan(ms), near_ms, ms)
 
 
 def _priced(model: DeviceLatencyModel, kernels: Sequence[PricedKernel], strict: bool) -> tuple[np.ndarray, list[int]]:

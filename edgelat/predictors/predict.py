@@ -92,9 +92,8 @@ def predict_network(
 
     model = latency_model or load_model(ws, device, recipe)
     mod = load_network(network, input_shape)
-    in_context = model.far is not None and model.context is not None  # (the footprint places it between two ways)
-    footprint = network_footprint(mod) if memory or in_context else None
-    touched = footprint.touched_mb if footprint is not None and in_context else None
+    footprint = network_footprint(mod) if memory or model.in_context else None
+    touched = footprint.touched_mb if footprint is not None and model.in_context else None
     prediction = predict_kernels(model, network_kernels(mod), strict=strict, footprint_mb=touched)
     if memory and footprint is not None:
         from edgelat.predictors.memory import MemoryModel
@@ -108,18 +107,27 @@ def covered_ops(model: DeviceLatencyModel) -> list[str]:
 
 
 class NetworkPricer:
-    """Prices torch modules and single kernels with a device's model: what pruning loops ask."""
+    """Prices torch modules and single kernels with a device's model: what pruning loops ask.
+
+    On a device with a fitted cache context a network is priced as ``predict`` prices it (between its kernels' two
+    ways, by its footprint), and single kernels at the share of the way of the network priced last: a cut changes
+    the footprint a little, and the share with it, which the next network's price takes in."""
 
     def __init__(self, model: DeviceLatencyModel) -> None:
         self.model = model
+        self.share = 0.0
 
     def network(self, module: Any, example: Any) -> tuple[float, list[tuple[str, dict[str, Any]]]]:
-        kernels = network_kernels(load_network(module, example=example))
-        prediction = predict_kernels(self.model, kernels)
+        from edgelat.ops.footprint import network_footprint
+
+        mod = load_network(module, example=example)
+        kernels = network_kernels(mod)
+        prediction = predict_kernels(self.model, kernels, footprint_mb=network_footprint(mod).touched_mb if self.model.in_context else None)
+        self.share = prediction.context.share if prediction.context is not None else 0.0
         return prediction.total_ms, [(k.op, k.config) for k in kernels if k.op is not None and k.config is not None]
 
     def kernels(self, items: Sequence[tuple[str, dict[str, Any]]]) -> np.ndarray:
-        return self.model.predict(items)
+        return self.model.placed(self.model.predict(items), items, self.share)
 
 
 class NetworkMemoryPricer:

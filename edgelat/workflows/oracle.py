@@ -22,7 +22,7 @@ from edgelat.files import write_text_atomic
 from edgelat.nas.oracle import BlockOracle
 from edgelat.nas.search import Measured
 from edgelat.nas.spaces import SearchSpace
-from edgelat.predictors.context import models_tag
+from edgelat.predictors.context import CacheContext, models_tag
 from edgelat.predictors.results import ArchPrediction
 from edgelat.workspace import Workspace
 
@@ -74,22 +74,48 @@ def block_kernels(
     from edgelat.ops.network import KernelRecord, network_kernels
     from edgelat.predictors.predict import load_network
 
-    path = ws.block_kernels_file(space.name, _blocks_version(space))
-    kept: dict[str, list[dict[str, Any]]] = {}
+    def kernels(key: str) -> list[dict[str, Any]]:
+        module, shape = space.build_block(key)
+        return [k.record().as_dict() for k in network_kernels(load_network(module, example=_block_example(shape)))]
+
+    kept = _per_block(ws.block_kernels_file(space.name, _blocks_version(space)), keys, kernels, on_block)
+    return {key: [KernelRecord.from_dict(d) for d in kept[key]] for key in keys}
+
+
+def block_footprints(
+    ws: Workspace, space: SearchSpace, keys: Sequence[str], on_block: Callable[[int, int], None] | None = None
+) -> dict[str, dict[str, float]]:
+    """Each block's weights and planned activations in MB (:mod:`edgelat.ops.footprint`; ``PARAMS_MB`` and
+    ``ACTIVATION_MB``), found once per workspace and kept, as :func:`block_kernels` keeps the kernels."""
+    from edgelat.nas.oracle import ACTIVATION_MB, PARAMS_MB
+    from edgelat.ops.footprint import network_footprint
+    from edgelat.predictors.predict import load_network
+
+    def footprint(key: str) -> dict[str, float]:
+        module, shape = space.build_block(key)
+        f = network_footprint(load_network(module, example=_block_example(shape)))
+        return {PARAMS_MB: f.params_mb, ACTIVATION_MB: f.activation_mb}
+
+    kept = _per_block(ws.block_kernels_file(f"{space.name}-footprints", _blocks_version(space)), keys, footprint, on_block)
+    return {key: kept[key] for key in keys}
+
+
+def _per_block(path: Path, keys: Sequence[str], find: Callable[[str], Any], on_block: Callable[[int, int], None] | None) -> dict[str, Any]:
+    """What ``find`` says of each block key, kept in ``path`` (JSON): found only for keys not kept yet."""
+    kept: dict[str, Any] = {}
     if path.exists():
         try:
             kept = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            log.warning("block kernels in %s unreadable (%s): found again", path, exc)
+            log.warning("%s unreadable (%s): found again", path, exc)
     todo = sorted(set(keys) - kept.keys())
     for i, key in enumerate(todo):
-        module, shape = space.build_block(key)
-        kept[key] = [k.record().as_dict() for k in network_kernels(load_network(module, example=_block_example(shape)))]
+        kept[key] = find(key)
         if on_block is not None:
             on_block(i + 1, len(todo))
         if (i + 1) % 50 == 0 or i + 1 == len(todo):
             write_text_atomic(path, json.dumps(kept))
-    return {key: [KernelRecord.from_dict(d) for d in kept[key]] for key in keys}
+    return kept
 
 
 def _block_example(shape: Any) -> Any:
@@ -112,28 +138,51 @@ def device_oracle(
     else loaded when a block is not yet priced).
 
     Block prices are cached per trained model; the kernels they are priced from, for any model
-    (:func:`block_kernels`).
+    (:func:`block_kernels`). On a device with a fitted cache context (:mod:`edgelat.predictors.context`) an
+    architecture is placed between its blocks' two sums by its footprint (:func:`block_footprints`), as
+    ``predict`` places a network.
     """
     if model is None and ws.adapter_file(device).exists():
         from edgelat.predictors.predict import load_model
 
         model = load_model(ws, device, recipe)
     recipe = model.recipe if model is not None else model_recipe(ws, device, recipe)
-    tag = models_tag(ws.model_dir(device, recipe))
+    folder = ws.model_dir(device, recipe)
+    tag = models_tag(folder)
     if not tag:
         raise UsageError(f"{device} has no trained {recipe} models: run `edgelat train {device}` first")
-    cache = ws.oracle_dir(device, recipe) / f"{space.name}-{tag}-{_blocks_version(space)}.json"
+    context = (model.context if model.in_context else None) if model is not None else _saved_context(folder, tag)
+    # Blocks priced for a context carry more than the ones without: kept apart.
+    cache = ws.oracle_dir(device, recipe) / f"{space.name}-{tag}-{_blocks_version(space)}{'-far' if context else ''}.json"
     loaded: list[DeviceLatencyModel] = [model] if model is not None else []
 
     def blocks_ms(keys: Sequence[str]) -> dict[str, dict[str, float]]:
-        from edgelat.predictors.model import grouped_ms, predict_kernels
+        from edgelat.nas.oracle import FAR_MS
+        from edgelat.predictors.model import far_ms, grouped_ms, predict_kernels
         from edgelat.predictors.predict import load_model
 
         if not loaded:
             loaded.append(load_model(ws, device, recipe))
-        return {key: grouped_ms(predict_kernels(loaded[0], kernels)) for key, kernels in block_kernels(ws, space, keys, on_block).items()}
+        model = loaded[0]
+        kernels = block_kernels(ws, space, keys, on_block)
+        prices = {key: grouped_ms(predict_kernels(model, ks)) for key, ks in kernels.items()}
+        if context is not None and model.far is not None:
+            for key, footprint in block_footprints(ws, space, keys, on_block).items():
+                prices[key].update({FAR_MS: far_ms(model, kernels[key]), **footprint})
+        return prices
 
-    return BlockOracle(space, cache_file=cache, blocks_ms=blocks_ms)
+    return BlockOracle(space, cache_file=cache, blocks_ms=blocks_ms, share=context.share if context is not None else None)
+
+
+def _saved_context(folder: Path, tag: str) -> CacheContext | None:
+    """The cache context saved with the models in ``folder`` (tagged ``tag``), where they have far models; else None."""
+    from edgelat.predictors import CONTEXT_FILE, FAR
+
+    try:
+        far = isinstance(json.loads((folder / "meta.json").read_text()).get(FAR), dict)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return CacheContext.load(folder / CONTEXT_FILE, tag) if far else None
 
 
 def model_recipe(ws: Workspace, device: str, recipe: str | None = None) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 from edgelat.errors import BuildError, UsageError
 from edgelat.ops.footprint import network_footprint
 from edgelat.ops.network import network_kernels, relax_from_torch
+from edgelat.predictors.model import far_ms
 from edgelat.predictors.predict import DeviceLatencyModel, load_model, predict_kernels
 from edgelat.predictors.train import accuracy_metrics
 from edgelat.workspace import Workspace
@@ -157,7 +158,7 @@ def validate_device(
                     kernels = network_kernels(mod)
                     priced[label] = (mod, res, predict_kernels(model, kernels), predict_kernels(flops, kernels))
                     if model.far is not None:
-                        far[label] = (predict_kernels(model.far, kernels).total_ms, network_footprint(mod).touched_mb)
+                        far[label] = (far_ms(model, kernels), network_footprint(mod).touched_mb)
                     measured[label] = stored_measurements(ws, device, mod, recipe=model.recipe)[:rounds]
                 if len(measured[label]) <= r:
                     now = measure_network(ws, device, priced[label][0], name=label, recipe=model.recipe, per_kernel=False)
