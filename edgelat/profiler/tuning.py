@@ -913,8 +913,9 @@ class KernelTuner:
 
     def scheduled(self, func: Any) -> Any:
         """``func`` as a tuned build runs it now (the best record of its anchor applied, as :meth:`tune` returns it),
-        without tuning anything; None when its anchor has no record yet."""
-        schedule = self._lookup(main_module(func))
+        without tuning anything; None when a build would tune it first: its anchor has no record yet, or no tuned
+        record of it applies."""
+        schedule = self._lookup(main_module(func), untuned=False)
         return None if schedule is None else schedule.mod["main"]
 
     def best_seconds(self, func: Any) -> float:
