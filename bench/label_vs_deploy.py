@@ -46,13 +46,13 @@ def workload_keys(op: str, config: dict[str, Any]) -> set[int]:
     from tvm.s_tir import meta_schedule as ms
 
     from edgelat.ops import fuse, get_op, kernel_funcs
-    from edgelat.profiler.tuning import MODULE_EQUALITY, _anchor
+    from edgelat.profiler.tuning import MODULE_EQUALITY, _anchor, main_module
 
     probe = ms.database.MemoryDatabase(module_equality=MODULE_EQUALITY)
     keys = set()
     for func in kernel_funcs(fuse(get_op(op).emit(config))[0]).functions.values():
         if isinstance(func, tvm.tirx.PrimFunc):
-            mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+            mod = main_module(func)
             if _anchor(mod) is not None:
                 keys.add(int(tvm_ffi.structural_hash(probe.commit_workload(mod).mod)))
     return keys

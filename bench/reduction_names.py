@@ -45,7 +45,7 @@ from edgelat.profiler.builds import Builder  # noqa: E402
 from edgelat.profiler.e2e import build_network  # noqa: E402
 from edgelat.profiler.inventory import agent_session, get_device  # noqa: E402
 from edgelat.profiler.recipes import get_recipe  # noqa: E402
-from edgelat.profiler.tuning import KernelTuner  # noqa: E402
+from edgelat.profiler.tuning import KernelTuner, main_module  # noqa: E402
 from edgelat.workflows.validate import validation_networks  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
 
@@ -70,7 +70,7 @@ def untuned_kernels(tuner: KernelTuner, mod: Any) -> tuple[int, int, list[str]]:
     for func in funcs.functions.values():
         if not isinstance(func, tvm.tirx.PrimFunc):
             continue
-        anchor = tuning._anchor(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}))
+        anchor = tuning._anchor(main_module(func))
         if anchor is None:
             continue
         anchored += 1

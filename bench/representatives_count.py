@@ -33,7 +33,7 @@ from edgelat.ops import get_op, kernel_funcs  # noqa: E402
 from edgelat.ops.lowering import fuse  # noqa: E402
 from edgelat.profiler.campaign import ProfileConfig, campaign_plan  # noqa: E402
 from edgelat.profiler.recipes import get_recipe  # noqa: E402
-from edgelat.profiler.tuning import Representatives, _anchor, shape_distance, unit_loops  # noqa: E402
+from edgelat.profiler.tuning import Representatives, _anchor, main_module, shape_distance, unit_loops  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
 
 OUT = Path(__file__).parent / "out"
@@ -57,13 +57,12 @@ def plan_anchors(ops: tuple[str, ...], kernels: int) -> list[tuple[str, str, tup
 
 def anchor_of(op: str, params: dict[str, Any]) -> tuple[str, tuple[int, ...]] | None:
     """The anchor block's name and loop extents of the first fused kernel of ``op`` with ``params`` that has one."""
-    import tvm
 
     funcs = kernel_funcs(fuse(get_op(op).emit(params))[0])
     for gv in funcs.functions:
         if gv.name_hint == "main":
             continue
-        anchor = _anchor(tvm.IRModule({"main": funcs[gv].with_attr("global_symbol", "main")}))
+        anchor = _anchor(main_module(funcs[gv]))
         if anchor is not None:
             return anchor[0], tuple(anchor[1])
     return None

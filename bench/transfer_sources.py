@@ -40,7 +40,7 @@ from edgelat.ops.network import relax_from_torch  # noqa: E402
 from edgelat.profiler.builds import Builder  # noqa: E402
 from edgelat.profiler.inventory import agent_session, get_device  # noqa: E402
 from edgelat.profiler.recipes import get_recipe  # noqa: E402
-from edgelat.profiler.tuning import KernelTuner, _anchor  # noqa: E402
+from edgelat.profiler.tuning import KernelTuner, _anchor, main_module  # noqa: E402
 from edgelat.workflows.validate import validation_networks  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
 
@@ -54,7 +54,7 @@ def network_funcs(networks: str) -> dict[str, list[Any]]:
         torch.manual_seed(0)
         fused = kernel_funcs(fuse(relax_from_torch(factory().eval(), torch.randn(1, 3, resolution, resolution)))[0])
         funcs = [f for f in fused.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
-        out[name] = [tvm.IRModule({"main": f.with_attr("global_symbol", "main")}) for f in funcs]
+        out[name] = [main_module(f) for f in funcs]
     return out
 
 

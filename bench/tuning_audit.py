@@ -57,7 +57,7 @@ import pandas as pd  # noqa: E402
 from bench.tuning_split import network_anchors  # noqa: E402
 from edgelat.profiler.builds import Builder  # noqa: E402
 from edgelat.profiler.inventory import agent_session, get_device  # noqa: E402
-from edgelat.profiler.tuning import KernelTuner, Representatives, kernel_args  # noqa: E402
+from edgelat.profiler.tuning import KernelTuner, Representatives, kernel_args, main_module  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
 
 OUT = Path(__file__).parent / "out"
@@ -69,7 +69,7 @@ def built_seconds(func: Any, target: dict[str, Any], measure: Any, tmp: Path) ->
 
     path = tmp / f"untuned-{time.monotonic_ns()}" / "k.so"
     path.parent.mkdir(parents=True)
-    tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=tvm.target.Target(target)).export_library(str(path))
+    tvm.compile(main_module(func), target=tvm.target.Target(target)).export_library(str(path))
     runs = measure(str(path), kernel_args(func))
     return statistics.median(runs)
 

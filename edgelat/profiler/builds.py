@@ -227,8 +227,10 @@ def _lowers(func: Any, target: dict[str, Any]) -> bool:
     """Whether a scheduled kernel builds on its own."""
     import tvm
 
+    from edgelat.profiler.tuning import main_module
+
     try:
-        tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=tvm.target.Target(target))
+        tvm.compile(main_module(func), target=tvm.target.Target(target))
     except Exception:  # noqa: BLE001 - any failure: it does not
         return False
     return True
