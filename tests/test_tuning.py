@@ -467,6 +467,45 @@ def test_a_kernel_whose_fastest_record_does_not_apply_takes_the_fastest_that_doe
     _assert_computes_the_same(tuned.func, func)
 
 
+def test_a_twin_that_no_record_of_its_anchor_fits_is_searched_on_its_own_and_found_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A twin (the same conv, another epilogue) that none of its anchor's records fits is searched on its own, into a
+    database of its own: opened again by another process, the shared database reads whole (a twin's search trace
+    would not replay on the workload it shares), and the twin finds its own schedule without a search. (That no
+    shared record fits the twin is forced; timings made up, each candidate faster than the one before.)"""
+    import tvm_ffi
+
+    from edgelat.profiler import tuning
+
+    calls: list[str] = []
+
+    def measure(path: str, args: list[list[Any]]) -> list[float]:
+        calls.append(path)
+        return [1.0] if len(calls) == 1 else [1e-3 / len(calls)]
+
+    plain, twin = _conv(16, 8, 32), _conv(16, 8, 32, epilogue="add.c+tir_sigmoid+multiply.i1")
+    apply = KernelTuner._apply
+    monkeypatch.setattr(KernelTuner, "_apply", lambda self, m, r: None if tvm_ffi.structural_equal(m, main_module(twin)) else apply(self, m, r))
+    tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, seed=0)
+    try:
+        assert tuner.tune(plain, 6).searched
+        tuned = tuner.tune(twin, 6)
+        assert tuned.searched and not tvm_ffi.structural_equal(tuned.func.body, twin.body)
+    finally:
+        tuner.close()
+    monkeypatch.setattr(tuning, "_OPEN_DATABASES", {})  # as another process finds them
+    again = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, seed=0)
+    try:
+        found = again.scheduled(twin)
+        assert found is not None and tvm_ffi.structural_equal(found, tuned.func)
+        assert not again.tune(plain, 6).searched and not again.tune(twin, 6).searched
+    finally:
+        again.close()
+    assert not list((tmp_path / "db").rglob("*.damaged*")) and "cannot be read" not in caplog.text
+    _assert_computes_the_same(found, twin)
+
+
 def test_a_kernel_whose_fastest_record_does_not_build_takes_the_fastest_that_does(tmp_path: Path) -> None:
     """Kernels share records by anchor block, and the fastest can apply to a kernel yet not build for it: the
     next records are tried, fastest first, and one that builds is taken; none when none does. (Which records

@@ -152,6 +152,12 @@ class TuneOutcome:
 
 MODULE_EQUALITY = "anchor-block"
 
+# A kernel whose anchor's records are another kernel's (a twin: the same conv with another epilogue) and none of
+# which applies to it is searched on its own, and its records are kept in a database of their own, in this folder
+# beside the shared one, by the whole kernel: under the shared workload they would have to replay on the other kernel
+# whenever the database is opened, and a search trace of one epilogue does not replay on another.
+OWN_FOLDER, OWN_EQUALITY = "own", "structural"
+
 # Tuning databases this process opened, by folder: opening one of 10k records takes minutes, and a validation
 # run builds many networks. One is reused while its files are as this process's tuners left them (another
 # process that tuned into the folder since makes it read again).
@@ -163,14 +169,14 @@ def _files_signature(work_dir: Path) -> tuple[tuple[int, int], ...]:
     return tuple((st.st_size, st.st_mtime_ns) for p in sorted(Path(work_dir).glob("database_*.json")) for st in [p.stat()])
 
 
-def _open_database(work_dir: Path) -> Any:
+def _open_database(work_dir: Path, module_equality: str = MODULE_EQUALITY) -> Any:
     """The MetaSchedule database in ``work_dir``: opened once per process while no one else writes to it."""
     key = work_dir.resolve()
     known = _OPEN_DATABASES.get(key)
     if known is not None and known[0] == _files_signature(work_dir):
         return known[1]
     try:
-        database = ms.database.JSONDatabase(work_dir=str(work_dir), module_equality=MODULE_EQUALITY)
+        database = ms.database.JSONDatabase(work_dir=str(work_dir), module_equality=module_equality)
     except Exception as exc:  # noqa: BLE001 - whatever a damaged file makes TVM raise, it is one reason
         # TVM reads every record or none: one line cut short by a crash mid-write, or one record that no longer
         # replays on its workload, would lose a device's hours of tuning. Those lines are set aside instead.
@@ -180,7 +186,7 @@ def _open_database(work_dir: Path) -> Any:
                 f"the tuning database in {work_dir} cannot be read ({reason}); move the folder away to tune from scratch"
             ) from None
         try:
-            database = ms.database.JSONDatabase(work_dir=str(work_dir), module_equality=MODULE_EQUALITY)
+            database = ms.database.JSONDatabase(work_dir=str(work_dir), module_equality=module_equality)
         except Exception as again:  # noqa: BLE001
             raise DamagedFileError(
                 f"the tuning database in {work_dir} cannot be read ({first_line(again)[:200]}); move the folder away to tune from scratch"
@@ -671,6 +677,7 @@ class KernelTuner:
         # trace is applied to it (epilogue blocks inlined), as MetaSchedule's Relax integration does.
         # So a campaign tunes each anchor once; kernels sharing it get its schedule.
         self.database = _open_database(self.work_dir)
+        self._own_db: Any = None  # (OWN_FOLDER, opened when first needed)
         # Transfer sources by workload, read from the database on first use and kept current as kernels are
         # tuned: scanning every record per kernel would make a campaign quadratic in its records.
         self._sources: dict[int, _Source] | None = None
@@ -683,10 +690,13 @@ class KernelTuner:
         becomes a representative is searched as :class:`Representatives` says)."""
         mod = main_module(func)
         start, built, measured = time.perf_counter(), self.builder.seconds, self.runner.seconds
-        # A kernel whose anchor has records, none of them a tuned one that applies (a twin's, whose traces do not
-        # replay on this epilogue), is transferred to and searched like a new one, not built untuned.
         schedule = self._lookup(mod, untuned=False)
         searched, transferred, kept = 0, 0, False
+        if schedule is None and self._records(mod):
+            # Its anchor has records, none of them a tuned one that applies (a twin's, whose traces do not replay on
+            # this epilogue): it is searched on its own (OWN_FOLDER), not built untuned.
+            searched = self._search(mod, trials, self.search, self.per_round, own=True)
+            schedule = self._lookup(mod)
         if schedule is None:
             far = self._far_from_representatives(mod)
             # Transferred schedules (if any) and the untuned kernel, timed first: kept, or the search's seeds.
@@ -746,8 +756,9 @@ class KernelTuner:
             for s in self._source_index().values()
         )
 
-    def _search(self, mod: tvm.IRModule, trials: int, search: str, per_round: int) -> int:
-        """MetaSchedule's search of ``mod``, ``trials`` candidates built and timed on the device into the database."""
+    def _search(self, mod: tvm.IRModule, trials: int, search: str, per_round: int, own: bool = False) -> int:
+        """MetaSchedule's search of ``mod``, ``trials`` candidates built and timed on the device into the database
+        (``own``: the database of kernels tuned on their own, :data:`OWN_FOLDER`)."""
         _prepare_metaschedule_logging()
         # Its console handler writes to the stdout of the moment: stderr, so `--json` output stays clean.
         with tempfile.TemporaryDirectory(dir=self.work_dir, prefix="logs-") as logs, contextlib.redirect_stdout(sys.stderr):
@@ -759,14 +770,40 @@ class KernelTuner:
                 num_trials_per_iter=min(trials, per_round),
                 builder=self.builder,
                 runner=self.runner,
-                database=self.database,
+                database=self._own_database() if own else self.database,
                 num_tuning_cores=1,
-                module_equality=MODULE_EQUALITY,
+                module_equality=OWN_EQUALITY if own else MODULE_EQUALITY,
                 strategy=SEARCH_SETTINGS.get(search)(trials),
                 seed=self.seed,
             )
-        self._remember(mod)
+        if not own:
+            self._remember(mod)
         return trials
+
+    def _own_database(self, create: bool = True) -> Any:
+        """The database of kernels tuned on their own (:data:`OWN_FOLDER`); None where it does not exist and ``create``
+        is False."""
+        if self._own_db is None:
+            folder = self.work_dir / OWN_FOLDER
+            if not create and not folder.exists():
+                return None
+            folder.mkdir(exist_ok=True)
+            self._own_db = _open_database(folder, OWN_EQUALITY)
+        return self._own_db
+
+    def _own(self, mod: tvm.IRModule) -> Any:
+        """``mod`` scheduled by the best record of its own search (:data:`OWN_FOLDER`); None without one that applies."""
+        database = self._own_database(create=False)
+        record = database.query_tuning_record(mod, self.target, "main") if database is not None and database.has_workload(mod) else None
+        if record is None:
+            return None
+        sch = tvm.s_tir.Schedule(mod)
+        try:
+            record.trace.apply_to_schedule(sch, remove_postproc=False)
+        except Exception as exc:  # noqa: BLE001 - TVM raises InternalError or TVMError for a trace that does not fit
+            logger.debug("its own record does not apply to %s: %s", _anchor(mod), first_line(exc))
+            return None
+        return sch
 
     def transfer(self, mod: tvm.IRModule) -> tuple[int, bool]:
         """Try the best schedules of kernels already tuned, of the same anchor but other shapes, on ``mod``.
@@ -928,7 +965,8 @@ class KernelTuner:
     def _lookup(self, mod: tvm.IRModule, untuned: bool = True) -> Any:
         """The schedule of ``mod`` from the fastest record with the same anchor block that applies to it, or None when
         its anchor has no record. Where its anchor has records but no tuned one applies (and the untuned kernel was
-        not the fastest), ``mod`` as it is, with a warning; None instead with ``untuned`` False.
+        not the fastest), the best of its own search (:meth:`tune`, :data:`OWN_FOLDER`), else ``mod`` as it is, with
+        a warning; None instead with ``untuned`` False.
 
         Kernels share records by anchor block, so the fastest may be a twin's (the same conv with another epilogue)
         whose search trace does not replay on this epilogue; the next records, transferred ones (whose epilogue
@@ -940,6 +978,9 @@ class KernelTuner:
         # The fastest record that applies, unless it is the untuned kernel's while faster tuned ones did not apply.
         if applied is not None and (_is_untuned(records[0].trace) or not _is_untuned(applied[1].trace)):
             return applied[0]
+        own = self._own(mod)
+        if own is not None:
+            return own
         if not untuned:
             return None
         # A tuned build runs this kernel untuned while its records say otherwise: say so.
@@ -994,4 +1035,7 @@ class KernelTuner:
 
     def close(self) -> None:
         _OPEN_DATABASES[self.work_dir.resolve()] = (_files_signature(self.work_dir), self.database)  # its own commits
+        if self._own_db is not None:
+            own = self.work_dir / OWN_FOLDER
+            _OPEN_DATABASES[own.resolve()] = (_files_signature(own), self._own_db)
         self._artifacts.cleanup()
