@@ -45,8 +45,8 @@ def workload_keys(op: str, config: dict[str, Any]) -> set[int]:
     import tvm_ffi
     from tvm.s_tir import meta_schedule as ms
 
-    from edgelat.ops import fuse, get_op, kernel_funcs
-    from edgelat.profiler.tuning import MODULE_EQUALITY, _anchor, main_module
+    from edgelat.ops import fuse, get_op, kernel_funcs, main_module
+    from edgelat.profiler.tuning import MODULE_EQUALITY, _anchor
 
     probe = ms.database.MemoryDatabase(module_equality=MODULE_EQUALITY)
     keys = set()

@@ -39,13 +39,13 @@ import torch  # noqa: E402
 from _workspace import write_outputs  # noqa: E402  (bench/ is the script's folder)
 
 import edgelat.profiler.tuning as tuning  # noqa: E402
-from edgelat.ops import config_id, fuse, get_op, kernel_funcs  # noqa: E402
+from edgelat.ops import config_id, fuse, get_op, kernel_funcs, main_module  # noqa: E402
 from edgelat.ops.network import network_kernels, relax_from_torch  # noqa: E402
 from edgelat.profiler.builds import Builder  # noqa: E402
 from edgelat.profiler.e2e import build_network  # noqa: E402
 from edgelat.profiler.inventory import agent_session, get_device  # noqa: E402
 from edgelat.profiler.recipes import get_recipe  # noqa: E402
-from edgelat.profiler.tuning import KernelTuner, main_module  # noqa: E402
+from edgelat.profiler.tuning import KernelTuner  # noqa: E402
 from edgelat.workflows.validate import validation_networks  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
 

@@ -29,11 +29,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgelat.ops import get_op, kernel_funcs  # noqa: E402
+from edgelat.ops import get_op, kernel_funcs, main_module  # noqa: E402
 from edgelat.ops.lowering import fuse  # noqa: E402
 from edgelat.profiler.campaign import ProfileConfig, campaign_plan  # noqa: E402
 from edgelat.profiler.recipes import get_recipe  # noqa: E402
-from edgelat.profiler.tuning import Representatives, _anchor, main_module, shape_distance, unit_loops  # noqa: E402
+from edgelat.profiler.tuning import Representatives, _anchor, shape_distance, unit_loops  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
 
 OUT = Path(__file__).parent / "out"

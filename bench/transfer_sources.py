@@ -35,12 +35,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _workspace import write_outputs  # noqa: E402  (bench/ is the script's folder)
 
+from edgelat.ops import main_module  # noqa: E402
 from edgelat.ops.lowering import fuse, kernel_funcs  # noqa: E402
 from edgelat.ops.network import relax_from_torch  # noqa: E402
 from edgelat.profiler.builds import Builder  # noqa: E402
 from edgelat.profiler.inventory import agent_session, get_device  # noqa: E402
 from edgelat.profiler.recipes import get_recipe  # noqa: E402
-from edgelat.profiler.tuning import KernelTuner, _anchor, main_module  # noqa: E402
+from edgelat.profiler.tuning import KernelTuner, _anchor  # noqa: E402
 from edgelat.workflows.validate import validation_networks  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
 

@@ -55,9 +55,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd  # noqa: E402
 
 from bench.tuning_split import network_anchors  # noqa: E402
+from edgelat.ops import main_module  # noqa: E402
 from edgelat.profiler.builds import Builder  # noqa: E402
 from edgelat.profiler.inventory import agent_session, get_device  # noqa: E402
-from edgelat.profiler.tuning import KernelTuner, Representatives, kernel_args, main_module  # noqa: E402
+from edgelat.profiler.tuning import KernelTuner, Representatives, kernel_args  # noqa: E402
 from edgelat.workspace import open_workspace  # noqa: E402
 
 OUT = Path(__file__).parent / "out"

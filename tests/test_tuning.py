@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgelat.profiler.tuning import SEARCH_SETTINGS, KernelTuner, Representatives, main_module, shape_distance, snap_tiles
+from edgelat.ops import main_module
+from edgelat.profiler.tuning import SEARCH_SETTINGS, KernelTuner, Representatives, shape_distance, snap_tiles
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ one of the modules here (or your own module)::
 # general data-movement kind (layout) comes after the specific ones (channel shuffle).
 from edgelat.ops import conv, elementwise, linear, misc, pool, reduce, resize  # noqa: F401, I001  (registers the kinds)
 from edgelat.ops import layout  # noqa: F401, E402
-from edgelat.ops.lowering import FUSION_PIPELINE_VERSION, FusedGroup, TirCall, fuse, fused_groups, kernel_funcs
+from edgelat.ops.lowering import FUSION_PIPELINE_VERSION, FusedGroup, TirCall, fuse, fused_groups, kernel_funcs, main_module
 from edgelat.ops.registry import FEATURE_SCHEMA_VERSION, OPS, Config, OpSpec, config_id, get_op, list_ops, register_op, unregister_op
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "get_op",
     "kernel_funcs",
     "list_ops",
+    "main_module",
     "register_op",
     "unregister_op",
 ]

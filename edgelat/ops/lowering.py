@@ -68,6 +68,12 @@ def kernel_funcs(fused: tvm.IRModule) -> tvm.IRModule:
     return tvm.transform.Sequential([relax.transform.FuseTIR(), relax.transform.DeadCodeElimination()])(fused)
 
 
+def main_module(func: Any) -> tvm.IRModule:
+    """``func`` (one kernel's PrimFunc) as the one function of a module, named main: what a kernel's own build
+    compiles and how MetaSchedule keys a workload."""
+    return tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+
+
 def shape_of(expr: Any) -> tuple[int, ...] | None:
     ty = getattr(expr, "ty", None)
     shape = getattr(ty, "shape", None)

@@ -227,7 +227,7 @@ def _lowers(func: Any, target: dict[str, Any]) -> bool:
     """Whether a scheduled kernel builds on its own."""
     import tvm
 
-    from edgelat.profiler.tuning import main_module
+    from edgelat.ops import main_module
 
     try:
         tvm.compile(main_module(func), target=tvm.target.Target(target))

@@ -32,10 +32,11 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
 from edgelat.errors import BuildError, DamagedFileError
+from edgelat.ops.lowering import main_module
 from edgelat.profiler.recipes import first_line
 from edgelat.registry import Registry
 
-__all__ = ["SEARCH_SETTINGS", "KernelTuner", "Representatives", "TuneOutcome", "kernel_args", "main_module", "snap_tiles"]
+__all__ = ["SEARCH_SETTINGS", "KernelTuner", "Representatives", "TuneOutcome", "kernel_args", "snap_tiles"]
 
 logger = logging.getLogger(__name__)
 
@@ -369,11 +370,6 @@ def block_kind(mod: tvm.IRModule, name: str) -> str:
         if name.startswith(f"{tensor}_"):
             return name[len(tensor) + 1 :]
     return re.sub(r"^(lv|gv|args_)\d*_", "", name)
-
-
-def main_module(func: Any) -> tvm.IRModule:
-    """``func`` (a PrimFunc) as the one function of a module, named main: how MetaSchedule keys a workload."""
-    return tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
 
 
 def shape_distance(a: tuple[int, ...], b: tuple[int, ...]) -> float:
