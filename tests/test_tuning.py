@@ -468,31 +468,41 @@ def test_a_kernel_whose_fastest_record_does_not_apply_takes_the_fastest_that_doe
     _assert_computes_the_same(tuned.func, func)
 
 
-def test_a_twin_that_no_record_of_its_anchor_fits_is_searched_on_its_own_and_found_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("lent", [True, False], ids=["transferred", "searched"])
+def test_a_twin_that_no_record_of_its_anchor_fits_is_tuned_on_its_own_and_found_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, lent: bool
 ) -> None:
-    """A twin (the same conv, another epilogue) that none of its anchor's records fits is searched on its own, into a
-    database of its own: opened again by another process, the shared database reads whole (a twin's search trace
-    would not replay on the workload it shares), and the twin finds its own schedule without a search. (That no
-    shared record fits the twin is forced; timings made up, each candidate faster than the one before.)"""
+    """A twin (the same conv, another epilogue) that none of its anchor's records fits is tuned on its own, into a
+    database of its own: schedules of other kernels transferred first, and searched where none is kept (no schedule
+    lent: ``lent`` False). Opened again by another process, the shared database reads whole (a twin's records would
+    not replay on the workload it shares), and the twin finds its own schedule without tuning. (That no shared record
+    fits the twin is forced; timings made up, each candidate faster than the one before.)"""
     import tvm_ffi
 
     from edgelat.profiler import tuning
 
     calls: list[str] = []
+    slow = [1]  # the calls that time an untuned kernel: the first of each tuning (``transfer`` times it first)
 
     def measure(path: str, args: list[list[Any]]) -> list[float]:
         calls.append(path)
-        return [1.0] if len(calls) == 1 else [1e-3 / len(calls)]
+        return [1.0] if len(calls) in slow else [1e-3 / len(calls)]
 
     plain, twin = _conv(16, 8, 32), _conv(16, 8, 32, epilogue="add.c+tir_sigmoid+multiply.i1")
-    apply = KernelTuner._apply
-    monkeypatch.setattr(KernelTuner, "_apply", lambda self, m, r: None if tvm_ffi.structural_equal(m, main_module(twin)) else apply(self, m, r))
+    is_twin = lambda m: tvm_ffi.structural_equal(m, main_module(twin))  # noqa: E731
+    apply, lenders = KernelTuner._apply, KernelTuner.lenders
+    monkeypatch.setattr(KernelTuner, "_apply", lambda self, m, r: None if is_twin(m) else apply(self, m, r))
+    if not lent:
+        monkeypatch.setattr(KernelTuner, "lenders", lambda self, m, *a, **k: [] if is_twin(m) else lenders(self, m, *a, **k))
     tuner = KernelTuner(tmp_path / "db", {"kind": "llvm"}, 1, None, measure, seed=0)
     try:
         assert tuner.tune(plain, 6).searched
+        before = len(tuner._records(main_module(plain)))
+        slow.append(len(calls) + 1)
         tuned = tuner.tune(twin, 6)
-        assert tuned.searched and not tvm_ffi.structural_equal(tuned.func.body, twin.body)
+        assert len(tuner._records(main_module(plain))) == before  # nothing of the twin's under the shared workload
+        assert (tuned.transferred > 0 and tuned.kept_transfer and not tuned.searched) if lent else (tuned.transferred == 0 and tuned.searched)
+        assert not tvm_ffi.structural_equal(tuned.func.body, twin.body)
     finally:
         tuner.close()
     monkeypatch.setattr(tuning, "_OPEN_DATABASES", {})  # as another process finds them
@@ -500,7 +510,9 @@ def test_a_twin_that_no_record_of_its_anchor_fits_is_searched_on_its_own_and_fou
     try:
         found = again.scheduled(twin)
         assert found is not None and tvm_ffi.structural_equal(found, tuned.func)
-        assert not again.tune(plain, 6).searched and not again.tune(twin, 6).searched
+        for func in (plain, twin):
+            outcome = again.tune(func, 6)
+            assert not outcome.searched and outcome.transferred == 0
     finally:
         again.close()
     assert not list((tmp_path / "db").rglob("*.damaged*")) and "cannot be read" not in caplog.text

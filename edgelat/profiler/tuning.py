@@ -690,8 +690,11 @@ class KernelTuner:
         searched, transferred, kept = 0, 0, False
         if schedule is None and self._records(mod):
             # Its anchor has records, none of them a tuned one that applies (a twin's, whose traces do not replay on
-            # this epilogue): it is searched on its own (OWN_FOLDER), not built untuned.
-            searched = self._search(mod, trials, self.search, self.per_round, own=True)
+            # this epilogue): it is tuned on its own (OWN_FOLDER), not built untuned; schedules transferred first, as
+            # for any new kernel, then searched where they fall short.
+            transferred, kept = self.transfer(mod, own=True)
+            if not kept:
+                searched = self._search(mod, trials, self.search, self.per_round, own=True)
             schedule = self._lookup(mod)
         if schedule is None:
             far = self._far_from_representatives(mod)
@@ -801,8 +804,9 @@ class KernelTuner:
             return None
         return sch
 
-    def transfer(self, mod: tvm.IRModule) -> tuple[int, bool]:
-        """Try the best schedules of kernels already tuned, of the same anchor but other shapes, on ``mod``.
+    def transfer(self, mod: tvm.IRModule, own: bool = False) -> tuple[int, bool]:
+        """Try the best schedules of kernels already tuned, of the same anchor but other shapes, on ``mod`` (their
+        records kept in the database of kernels tuned on their own with ``own``, :data:`OWN_FOLDER`).
 
         The sources are tuned workloads with the same anchor block (:func:`_anchor`), nearest first
         (:func:`shape_distance`); each one's fastest trace gets its tile sizes snapped to divisors of the new
@@ -829,11 +833,13 @@ class KernelTuner:
         candidates = [_untuned(mod), *picked]
         built = self.builder.build([ms.builder.BuilderInput(sch.mod, self.target) for sch in candidates])
         seconds = [self._time(b, args) for b in built]
-        workload = self.database.commit_workload(mod)
+        database = self._own_database() if own else self.database
+        workload = database.commit_workload(mod)
         for sch, runs in zip(candidates, seconds, strict=True):
             if runs:
-                self.database.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, runs, self.target, args))
-        self._remember(mod)
+                database.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, runs, self.target, args))
+        if not own:
+            self._remember(mod)
         untuned, best = (min((sum(r) / len(r) for r in rs if r), default=math.inf) for rs in (seconds[:1], seconds[1:]))
         if not math.isfinite(best) or best * self.keep_speedup > untuned:
             return len(picked), False
