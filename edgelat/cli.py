@@ -856,6 +856,16 @@ def validate_cmd(
     out.print(
         f"edgelat: {m['within_10']:.1f}% within ±10%, RMSPE {m['rmspe']:.1f}%   |   FLOPs baseline: {f['within_10']:.1f}% within ±10%, RMSPE {f['rmspe']:.1f}%"
     )
+    if report.unsteady:
+        from edgelat.workflows.validate import STEADY_SPREAD_PCT
+
+        s = report.steady_metrics
+        out.print(
+            f"[yellow]{len(report.unsteady)} of {len(report.rows)} networks' measurements spread over {STEADY_SPREAD_PCT:.0f}% between "
+            f"rounds[/yellow] ({', '.join(report.unsteady)}): the device was not steady, and their errors measure it as much as the "
+            "predictor" + (f"; the {len(report.rows) - len(report.unsteady)} steady ones: {s['within_10']:.1f}% within ±10%, RMSPE {s['rmspe']:.1f}%" if s else "")
+            + "; measure again on a quieter device, or with more --rounds"
+        )
     if report.near_metrics:
         n, c = report.near_metrics, report.context
         out.print(f"the kernels' {report.recipe} way alone: {n['within_10']:.1f}% within ±10%, RMSPE {n['rmspe']:.1f}%")

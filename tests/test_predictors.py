@@ -265,6 +265,36 @@ def test_validate_writes_table_plot_and_metrics(trained: Path, tmp_path: Path, m
     assert stored == 6 and [r.measured_ms for r in again.rows] == [r.measured_ms for r in twice.rows]  # both stored ones reused
 
 
+def test_validate_says_which_networks_were_measured_on_an_unsteady_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Networks whose rounds spread over STEADY_SPREAD_PCT are named, the accuracy on the steady ones is given beside
+    the whole zoo's, and the plot marks them; a network measured once is not called unsteady."""
+    from edgelat.workflows import validate
+    from edgelat.workflows.validate import ValidationReport, ValidationRow
+
+    def row(name: str, predicted: float, measured: float, spread: float, measurements: int = 3) -> ValidationRow:
+        return ValidationRow(name, 96, 10, predicted, predicted, measured, 100 * (predicted / measured - 1), 0.0,
+                             measurements=measurements, measured_spread_pct=spread)  # fmt: skip
+
+    rows = [row("steady_ok", 1.02, 1.0, 4.0), row("steady_off", 1.3, 1.0, 9.0), row("shaky", 2.0, 1.0, 66.0), row("once", 1.0, 1.0, 0.0, 1)]
+    report = ValidationReport("local", "tuned", rows=rows)
+    report.metrics = accuracy_metrics(np.array([r.measured_ms for r in rows]), np.array([r.predicted_ms for r in rows]))
+    report.flops_metrics = report.metrics
+    validate._steadiness(report)
+    assert report.unsteady == ["shaky"]
+    assert report.steady_metrics == accuracy_metrics(np.array([1.0, 1.0, 1.0]), np.array([1.02, 1.3, 1.0]))
+    report.plot, report.table = str(validate._scatter(report, tmp_path / "p.png")), str(tmp_path / "t.csv")
+    assert Path(report.plot).stat().st_size > 10_000
+    monkeypatch.setattr(validate, "validate_device", lambda *a, **k: report)
+    result = CliRunner().invoke(app, ["validate", "local", "-w", str(tmp_path / "ws")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())  # (the console wraps lines)
+    assert "1 of 4 networks' measurements spread over 10% between rounds (shaky)" in text
+    assert "the 3 steady ones: 66.7% within ±10%" in text
+    calm = ValidationReport("local", "tuned", rows=rows[:2])
+    validate._steadiness(calm)
+    assert calm.unsteady == [] and calm.steady_metrics == {}
+
+
 NB201 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 
 

@@ -59,6 +59,11 @@ def validation_networks(zoo: str = "all", seed: int = 0) -> list[tuple[str, Call
     return nets
 
 
+# A network whose measurements spread more than this between rounds (max / min - 1, in %) was not measured on a
+# steady device: against a ±10% accuracy target its error says as much about the device as about the predictor.
+STEADY_SPREAD_PCT = 10.0
+
+
 @dataclass
 class ValidationRow:
     network: str
@@ -105,10 +110,25 @@ class ValidationReport:
     # The kernels' near sums alone against the measurements, and the curve fitted to every network (saved with the
     # models for predictions); None without a far way or with too few networks.
     near_metrics: dict[str, float] = field(default_factory=dict)
+    # The networks whose measurements spread over STEADY_SPREAD_PCT between rounds, and the accuracy on the others
+    # (empty when all or none are steady).
+    unsteady: list[str] = field(default_factory=list)
+    steady_metrics: dict[str, float] = field(default_factory=dict)
     context: dict[str, Any] | None = None
     plot: str | None = None
     context_plot: str | None = None
     table: str | None = None
+
+
+def _steadiness(report: ValidationReport) -> None:
+    """Which networks were measured on an unsteady device (spread over :data:`STEADY_SPREAD_PCT`), and the accuracy on
+    the steady ones."""
+    unsteady = [r.measurements > 1 and r.measured_spread_pct > STEADY_SPREAD_PCT for r in report.rows]
+    report.unsteady = [r.network for r, u in zip(report.rows, unsteady, strict=True) if u]
+    steady = [r for r, u in zip(report.rows, unsteady, strict=True) if not u]
+    report.steady_metrics = (
+        accuracy_metrics(np.array([r.measured_ms for r in steady]), np.array([r.predicted_ms for r in steady])) if report.unsteady and steady else {}
+    )
 
 
 def _flops_baseline(ws: Workspace, model: DeviceLatencyModel) -> DeviceLatencyModel:
@@ -192,6 +212,7 @@ def validate_device(
     y = np.array([r.measured_ms for r in report.rows])
     report.metrics = accuracy_metrics(y, np.array([r.predicted_ms for r in report.rows]))
     report.flops_metrics = accuracy_metrics(y, np.array([r.flops_baseline_ms for r in report.rows]))
+    _steadiness(report)
     _lightness(ws, device, report, hashes)
     out_dir = out_dir or ws.run_dir("validation", device, model.recipe)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -307,9 +328,12 @@ def _scatter(report: ValidationReport, path: Path) -> Path:
         color="tab:gray",
         label=f"FLOPs baseline ({report.flops_metrics['within_10']:.0f}% within ±10%)",
     )
-    ax.scatter(
-        y, [r.predicted_ms for r in report.rows], s=22, color="tab:blue", label=f"edgelat ({report.metrics['within_10']:.0f}% within ±10%)"
-    )
+    shaky = np.array([r.network in report.unsteady for r in report.rows], dtype=bool)
+    predicted = np.array([r.predicted_ms for r in report.rows])
+    ax.scatter(y[~shaky], predicted[~shaky], s=22, color="tab:blue", label=f"edgelat ({report.metrics['within_10']:.0f}% within ±10%)")
+    if shaky.any():
+        ax.scatter(y[shaky], predicted[shaky], s=22, facecolors="none", edgecolors="tab:blue",
+                   label=f"edgelat, measurements spread over {STEADY_SPREAD_PCT:.0f}%")  # fmt: skip
     lo, hi = float(y.min()) * 0.5, float(y.max()) * 2
     ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
     ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="tab:green", alpha=0.15, label="±10%")
