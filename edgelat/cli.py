@@ -811,6 +811,14 @@ def validate_cmd(
             "(a busy spell of the device then falls on one of each network's, not on all); stored ones count.",
         ),
     ] = 3,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Measure every network --rounds times now: stored measurements do not count (a device that was busy "
+            "when they were taken); the new ones are stored and count next time.",
+        ),
+    ] = False,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Where the table, plot and report go.")] = None,
     json_out: JsonOpt = False,
     workspace: WorkspaceOpt = None,
@@ -838,7 +846,8 @@ def validate_cmd(
             err.print(f"round {r + 1}/{rounds}: {label} measured {_ms(ms)} ms")
 
     with _ws(workspace, store) as ws:
-        report = validate_device(ws, device, zoo=zoo, recipe=recipe, out_dir=out_dir, rounds=rounds, on_network=show, on_measured=measured)
+        report = validate_device(ws, device, zoo=zoo, recipe=recipe, out_dir=out_dir, rounds=rounds, fresh=fresh, on_network=show,
+                                on_measured=measured)  # fmt: skip
     if json_out:
         _print_json(asdict(report))
         return
@@ -864,7 +873,7 @@ def validate_cmd(
             f"[yellow]{len(report.unsteady)} of {len(report.rows)} networks' measurements spread over {STEADY_SPREAD_PCT:.0f}% between "
             f"rounds[/yellow] ({', '.join(report.unsteady)}): the device was not steady, and their errors measure it as much as the "
             "predictor" + (f"; the {len(report.rows) - len(report.unsteady)} steady ones: {s['within_10']:.1f}% within ±10%, RMSPE {s['rmspe']:.1f}%" if s else "")
-            + "; measure again on a quieter device, or with more --rounds"
+            + "; measure again on a quieter device (--fresh), or with more --rounds"
         )
     if report.near_metrics:
         n, c = report.near_metrics, report.context
@@ -1093,6 +1102,11 @@ def search_cmd(
                 f"{100 * v['error']:+.1f}%",
             )
         out.print(table)
+        if result["oracle_scaled_by"] is not None:
+            out.print(
+                f"the predictor put every architecture over {latency_ms:g} ms, but its fastest one measured within it: "
+                f"predictions were scaled by {result['oracle_scaled_by']:.2f} (retrain on more kernels: edgelat profile {device})"
+            )
         if result["arch"]:
             out.print(f"best: {result['arch']}\n  measured {result['measured_ms']:.2f} ms (predicted {result['predicted_ms']:.2f} ms)")
             if limits.any:

@@ -216,6 +216,33 @@ def test_verification_refits_until_a_measured_pick_meets_the_budget() -> None:
     assert all(abs(v.error) < 1e-9 for v in result.verified if v.round == 2)
 
 
+def test_the_device_not_the_oracle_says_when_no_architecture_meets_the_budget() -> None:
+    """The oracle is 80% pessimistic: it puts every architecture over a budget the fastest ones meet when measured.
+    The fastest is measured before anything is refused, the predictions are scaled by what it showed, and the
+    search returns a measured pick within the budget. A budget nothing meets when measured is refused with both."""
+    space = get_space("nb201")
+    truth, acc_oracle, lat, _ = _additive_tables("nb201")
+    pessimistic = TableOracle({a: 1.8 * ms for a, ms in lat.items()}, space)
+    fastest = min_latency(space, truth)
+    budget = 1.2 * fastest.predicted_ms
+    assert min_latency(space, pessimistic).predicted_ms > budget  # the oracle alone would refuse
+    with pytest.raises(UsageError, match="smallest reachable predicted"):
+        search(space, pessimistic, acc_oracle.predict, budget, population=8, generations=2)
+    measured: list[str] = []
+
+    def measure(arch: str) -> float:
+        measured.append(arch)
+        return float(truth.predict([arch])[0])
+
+    result = search_and_verify(space, lambda: pessimistic, acc_oracle.predict, budget, measure, rounds=2, top_k=2, population=16, generations=8)
+    assert measured[0] == fastest.arch and result.scaled_by == pytest.approx(1 / 1.8)
+    assert result.chosen is not None and result.chosen.measured_ms <= budget
+    assert result.as_dict()["oracle_scaled_by"] == pytest.approx(1 / 1.8)
+    assert len(measured) == len(set(measured))  # no architecture measured twice
+    with pytest.raises(UsageError, match=r"measured at [0-9.]+ ms on the device"):
+        search_and_verify(space, lambda: pessimistic, acc_oracle.predict, 0.9 * fastest.predicted_ms, measure, rounds=2, top_k=2)
+
+
 def test_memory_and_size_limits_are_hard_constraints_predicted_then_measured(tmp_path: Path) -> None:
     """A size law every candidate is judged by (here the number of conv3x3 in the cell, as MB): the front holds only
     architectures within the limits; a pick whose *measured* memory exceeds the limit is not chosen."""

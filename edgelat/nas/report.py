@@ -127,6 +127,14 @@ def _report(space: SearchSpace, result: VerifiedSearch, info: dict[str, Any]) ->
     lines += [
         f"- rounds: {result.rounds}, refits: {result.refits}, evaluations in the last round: {result.last.evaluations}, "
         f"search time {result.last.seconds:.1f} s",
+        *(
+            [
+                "- the oracle put every architecture over the budget, but the fastest measured within it: "
+                f"the last round's predictions were scaled by {result.scaled_by:.3f}"
+            ]
+            if result.scaled_by is not None
+            else []
+        ),
         "",
         "| round | arch | score | predicted ms | measured ms | error |",
         "| --- | --- | --- | --- | --- | --- |",

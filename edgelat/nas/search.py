@@ -344,10 +344,14 @@ class VerifiedSearch:
     rounds: int
     refits: int
     last: SearchResult
+    # Where the oracle put every architecture over the budget but the fastest one measured within it, the last
+    # round's predictions were scaled by measured / predicted of that one (None: never).
+    scaled_by: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "budget_ms": self.budget_ms,
+            "oracle_scaled_by": self.scaled_by,
             "memory_limit_mb": self.limits.memory_mb,
             "size_limit_mb": self.limits.size_mb,
             "chosen": asdict(self.chosen) if self.chosen else None,
@@ -385,22 +389,50 @@ def search_and_verify(
     ``make_oracle`` is asked for a fresh oracle for the next round. With ``limits`` (peak memory, size),
     ``make_lightness`` predicts them each round and a pick meets its constraints only if its measured
     memory and size (``measure`` returning :class:`Measured`) are within them too.
+
+    The device, not the oracle, says when nothing fits: where the oracle puts even the fastest
+    architecture (:func:`min_latency`) over the budget, that one is measured first. Over the budget
+    there too, the search stops with a :class:`UsageError` giving both; within it, the round's
+    predictions are scaled by its measured / predicted latency, so the search runs on an oracle the
+    device has corrected, and the measured architecture counts as a verified pick.
     """
     verified: list[Verified] = []
     refits = 0
     result: SearchResult | None = None
+    scaled_by: float | None = None
+
+    def verify(cand: Candidate, round_: int) -> Verified:
+        got = measure(cand.arch)
+        m = got if isinstance(got, Measured) else Measured(float(got))
+        v = Verified(cand.arch, cand.score, cand.predicted_ms, m.ms, round_, cand.memory_mb, m.memory_mb, cand.size_mb, m.size_mb)
+        if on_verified is not None:
+            on_verified(v)
+        return v
+
     for round_ in range(1, rounds + 1):
         lightness = make_lightness() if make_lightness is not None and limits.any else None
-        result = search(space, make_oracle(), scorer, budget_ms, limits=limits, lightness=lightness, **search_kwargs)
-        picks = _picks(result.front, budget_ms, top_k, {v.arch for v in verified}, margin)
-        this_round = []
-        for cand in picks:
-            got = measure(cand.arch)
-            m = got if isinstance(got, Measured) else Measured(float(got))
-            v = Verified(cand.arch, cand.score, cand.predicted_ms, m.ms, round_, cand.memory_mb, m.memory_mb, cand.size_mb, m.size_mb)
-            this_round.append(v)
-            if on_verified is not None:
-                on_verified(v)
+        oracle, this_round = make_oracle(), []
+        scaled_by = None
+        if not budget_ms > 0:
+            raise UsageError(f"the latency budget must be positive, got {budget_ms} ms")
+        fastest = min_latency(space, oracle, search_kwargs.get("seed", 0))
+        if fastest.predicted_ms > budget_ms:
+            known = next((v for v in verified if v.arch == fastest.arch), None)
+            if known is None:
+                score = float(np.asarray(scorer([fastest.arch]), dtype=float)[0])
+                light = np.asarray(lightness([fastest.arch]), dtype=float)[0] if lightness is not None else (np.nan, np.nan)
+                known = verify(Candidate(fastest.arch, fastest.predicted_ms, score, _known(light[0]), _known(light[1])), round_)
+                this_round.append(known)
+            if known.measured_ms > budget_ms:
+                raise UsageError(
+                    f"no architecture of {space.name} meets {budget_ms:g} ms: the fastest one is predicted at "
+                    f"{fastest.predicted_ms:.3f} ms and measured at {known.measured_ms:.3f} ms on the device ({fastest.arch})"
+                )
+            scaled_by = known.measured_ms / fastest.predicted_ms
+            oracle = _Scaled(oracle, scaled_by)
+        result = search(space, oracle, scorer, budget_ms, limits=limits, lightness=lightness, **search_kwargs)
+        picks = _picks(result.front, budget_ms, top_k, {v.arch for v in verified + this_round}, margin)
+        this_round += [verify(cand, round_) for cand in picks]
         verified += this_round
         if any(_meets(v, budget_ms, limits) for v in this_round) or round_ == rounds:
             break
@@ -411,7 +443,17 @@ def search_and_verify(
     meeting = [v for v in verified if _meets(v, budget_ms, limits)]
     chosen = max(meeting, key=lambda v: (v.score, -v.measured_ms)) if meeting else None
     assert result is not None
-    return VerifiedSearch(budget_ms, limits, chosen, verified, round_, refits, result)
+    return VerifiedSearch(budget_ms, limits, chosen, verified, round_, refits, result, scaled_by)
+
+
+class _Scaled:
+    """An oracle's predictions times a factor the device measured."""
+
+    def __init__(self, oracle: LatencyOracle, factor: float) -> None:
+        self.oracle, self.factor = oracle, factor
+
+    def predict(self, archs: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.oracle.predict(archs), dtype=float) * self.factor
 
 
 def _meets(v: Verified, budget_ms: float, limits: Limits) -> bool:

@@ -45,6 +45,7 @@ class DeviceSearch:
             "met_budget": chosen is not None,
             "rounds": self.result.rounds,
             "refits": self.result.refits,
+            "oracle_scaled_by": self.result.scaled_by,
             "seconds": self.seconds,
             "out_dir": str(Path(self.paths["best_json"]).parent),
             "verified": self.result.as_dict()["verified"],

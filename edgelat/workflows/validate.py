@@ -144,6 +144,7 @@ def _flops_baseline(ws: Workspace, model: DeviceLatencyModel) -> DeviceLatencyMo
 
 def validate_device(
     ws: Workspace, device: str, *, zoo: str = "all", recipe: str | None = None, out_dir: Path | None = None, rounds: int = 1,
+    fresh: bool = False,
     on_network: Callable[[str, ValidationRow | None], None] | None = None,
     on_measured: Callable[[str, int, float], None] | None = None,
 ) -> ValidationReport:  # fmt: skip
@@ -151,8 +152,8 @@ def validate_device(
 
     A network's measured time is the median of ``rounds`` end-to-end measurements taken in rounds (every
     network once a round, so that a slow spell of the device falls on one measurement of each, not on all of
-    one). Measurements the workspace holds of a network built the same way count towards them; each new one
-    is stored (``on_measured(network, round, ms)`` is told of it)."""
+    one). Measurements the workspace holds of a network built the same way count towards them (the newest
+    first), unless ``fresh``; each new one is stored (``on_measured(network, round, ms)`` is told of it)."""
     import torch
 
     from edgelat.profiler.e2e import NetworkMeasurement, measure_network, network_hash, stored_measurements
@@ -179,7 +180,7 @@ def validate_device(
                     priced[label] = (mod, res, predict_kernels(model, kernels), predict_kernels(flops, kernels))
                     if model.far is not None:
                         far[label] = (far_ms(model, kernels), network_footprint(mod).touched_mb)
-                    measured[label] = stored_measurements(ws, device, mod, recipe=model.recipe)[:rounds]
+                    measured[label] = [] if fresh else stored_measurements(ws, device, mod, recipe=model.recipe)[:rounds]
                 if len(measured[label]) <= r:
                     now = measure_network(ws, device, priced[label][0], name=label, recipe=model.recipe, per_kernel=False)
                     measured[label].append(now)
