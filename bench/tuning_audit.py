@@ -16,7 +16,9 @@ cheap way:
   code runs in under ``Representatives.min_ms`` is not made a representative (a campaign would not search it long);
 - reps_loops: the same, with ``Representatives(same_unit_loops=True)``: a representative covers only kernels whose
   loops of extent 1 are its own (a 3x3 convolution's does not cover a 1x1 one);
-- reps_r4, reps_r2: the same as reps with a radius of 4 and 2 (more representatives, each nearer its kernels).
+- reps_r4, reps_r2: the same as reps with a radius of 4 and 2 (more representatives, each nearer its kernels);
+- reps_t256, reps_t128, reps_t64: the same as reps with representatives searched 256, 128 and 64 trials, run side by
+  side in one go (the ``reps`` leg's ``--rep-trials`` ran with the first legs).
 
 For each: share of the full speedup = (t_default - t_cheap) / (t_default - t_full), and tuning seconds.
 
@@ -148,12 +150,12 @@ def main() -> None:
             chain, chain_only = tuner("chain"), tuner("chain-only", keep_speedup=0.0)
             chain_reps = {
                 leg: tuner(
-                    f"chain-{leg}-{args.rep_trials}-{radius or args.rep_radius:g}",
+                    f"chain-{leg}-{trials or args.rep_trials}-{radius or args.rep_radius:g}",
                     representatives=Representatives(
-                        args.rep_trials, radius or args.rep_radius, args.full_search, args.full_per_round, same_unit_loops=unit_loops
+                        trials or args.rep_trials, radius or args.rep_radius, args.full_search, args.full_per_round, same_unit_loops=unit_loops
                     ),
                 )
-                for leg, (unit_loops, radius) in REP_LEGS.items()
+                for leg, (unit_loops, radius, trials) in REP_LEGS.items()
             }
             for i, (label, func) in enumerate(kernels):
                 row = next((r for r in rows if r["kernel"] == label), None)
@@ -188,9 +190,9 @@ def main() -> None:
                     extra = 0.0
                     if row[f"{leg}_representative"]:  # the reference's first rep_trials candidates (and the untuned kernel)
                         full = tuner(f"full-{i}", transfers=0)
-                        t.add_records(func, read_records(full.work_dir, args.rep_trials + 1))
+                        t.add_records(func, read_records(full.work_dir, reps.trials + 1))
                         full.close()
-                        extra = row["full_tune_s"] * args.rep_trials / args.full_trials
+                        extra = row["full_tune_s"] * reps.trials / args.full_trials
                     out = t.tune(func, args.trials)
                     row[f"{leg}_us"] = t.best_seconds(func) * 1e6
                     row[f"{leg}_tune_s"] = out.tune_s + extra
@@ -245,12 +247,15 @@ def plot(table: pd.DataFrame, summary: dict[str, Any], path: Path) -> None:
 
 
 # The ways with representatives: whether a representative covers only kernels with its loops of extent 1
-# (Representatives.same_unit_loops), and their radius (None: --rep-radius).
-REP_LEGS: dict[str, tuple[bool, float | None]] = {
-    "reps": (False, None),
-    "reps_loops": (True, None),
-    "reps_r4": (False, 4.0),
-    "reps_r2": (False, 2.0),
+# (Representatives.same_unit_loops), their radius (None: --rep-radius) and their trials (None: --rep-trials).
+REP_LEGS: dict[str, tuple[bool, float | None, int | None]] = {
+    "reps": (False, None, None),
+    "reps_loops": (True, None, None),
+    "reps_r4": (False, 4.0, None),
+    "reps_r2": (False, 2.0, None),
+    "reps_t256": (False, None, 256),
+    "reps_t128": (False, None, 128),
+    "reps_t64": (False, None, 64),
 }
 LEGS = ("small", "transfer", "transfer_only", *REP_LEGS)
 
