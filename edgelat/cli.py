@@ -364,7 +364,7 @@ def profile_cmd(
             help="Tuned recipe: trials of a representative, a kernel with none of its anchor (conv, matmul...) within "
             "--rep-radius; the others start from the nearest tuned schedules. 0: none, every kernel gets --trials."
         ),
-    ] = 128,
+    ] = 256,
     rep_radius: Annotated[
         float, typer.Option(help="How near a representative must be: summed |log2| ratios of the anchors' loop extents.")
     ] = 8.0,

@@ -613,7 +613,7 @@ class Representatives:
     convolution is not covered by a 3x3 one however near their channels are, nor a convolution of a 1x1 map by one
     of a larger map): a schedule tiles and unrolls a window, or a map, that the other kernel does not have."""
 
-    trials: int = 128
+    trials: int = 256
     radius: float = 8.0
     search: str = "stock"
     per_round: int = 64
