@@ -18,7 +18,9 @@ cheap way:
   loops of extent 1 are its own (a 3x3 convolution's does not cover a 1x1 one);
 - reps_r4, reps_r2: the same as reps with a radius of 4 and 2 (more representatives, each nearer its kernels);
 - reps_t256, reps_t128, reps_t64: the same as reps with representatives searched 256, 128 and 64 trials, run side by
-  side in one go (the ``reps`` leg's ``--rep-trials`` ran with the first legs).
+  side in one go (the ``reps`` leg's ``--rep-trials`` ran with the first legs);
+- reps_lean, reps_ref256: representatives searched for real, 256 trials with the ``lean`` setting (not taken from the
+  reference), and beside it, in the same run, the reference's first 256 as reps_t256.
 
 For each: share of the full speedup = (t_default - t_cheap) / (t_default - t_full), and tuning seconds.
 
@@ -57,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bench.rep_search_split import register_lean  # noqa: E402
 from bench.tuning_split import network_anchors  # noqa: E402
 from edgelat.ops import main_module  # noqa: E402
 from edgelat.profiler.builds import Builder  # noqa: E402
@@ -112,6 +115,7 @@ def main() -> None:
     )
     parser.add_argument("--state", type=Path, help="where rows and tuning databases are kept between runs")
     args = parser.parse_args()
+    register_lean()
     state = (
         args.state
         or Path(__file__).parent
@@ -153,10 +157,14 @@ def main() -> None:
                 leg: tuner(
                     f"chain-{leg}-{trials or args.rep_trials}-{radius or args.rep_radius:g}",
                     representatives=Representatives(
-                        trials or args.rep_trials, radius or args.rep_radius, args.full_search, args.full_per_round, same_unit_loops=unit_loops
+                        trials or args.rep_trials,
+                        radius or args.rep_radius,
+                        search or args.full_search,
+                        args.full_per_round,
+                        same_unit_loops=unit_loops,
                     ),
                 )
-                for leg, (unit_loops, radius, trials) in REP_LEGS.items()
+                for leg, (unit_loops, radius, trials, search) in REP_LEGS.items()
             }
             for i, (label, func) in enumerate(kernels):
                 row = next((r for r in rows if r["kernel"] == label), None)
@@ -189,7 +197,7 @@ def main() -> None:
                     # tuner also counts transferred schedules there; the untuned time stands in for both here).
                     row[f"{leg}_representative"] = t.needs_representative(func) and row["default_us"] >= reps.min_ms * 1e3
                     extra = 0.0
-                    if row[f"{leg}_representative"]:  # the reference's first rep_trials candidates (and the untuned kernel)
+                    if row[f"{leg}_representative"] and REP_LEGS[leg][3] is None:  # the reference's first candidates (and the untuned kernel)
                         full = tuner(f"full-{i}", transfers=0)
                         t.add_records(func, read_records(full.work_dir, reps.trials + 1))
                         full.close()
@@ -248,15 +256,18 @@ def plot(table: pd.DataFrame, summary: dict[str, Any], path: Path) -> None:
 
 
 # The ways with representatives: whether a representative covers only kernels with its loops of extent 1
-# (Representatives.same_unit_loops), their radius (None: --rep-radius) and their trials (None: --rep-trials).
-REP_LEGS: dict[str, tuple[bool, float | None, int | None]] = {
-    "reps": (False, None, None),
-    "reps_loops": (True, None, None),
-    "reps_r4": (False, 4.0, None),
-    "reps_r2": (False, 2.0, None),
-    "reps_t256": (False, None, 256),
-    "reps_t128": (False, None, 128),
-    "reps_t64": (False, None, 64),
+# (Representatives.same_unit_loops), their radius (None: --rep-radius), their trials (None: --rep-trials), and the
+# search setting they are searched with for real (None: their records are the reference's first candidates).
+REP_LEGS: dict[str, tuple[bool, float | None, int | None, str | None]] = {
+    "reps": (False, None, None, None),
+    "reps_loops": (True, None, None, None),
+    "reps_r4": (False, 4.0, None, None),
+    "reps_r2": (False, 2.0, None, None),
+    "reps_t256": (False, None, 256, None),
+    "reps_t128": (False, None, 128, None),
+    "reps_t64": (False, None, 64, None),
+    "reps_lean": (False, None, 256, "lean"),
+    "reps_ref256": (False, None, 256, None),
 }
 LEGS = ("small", "transfer", "transfer_only", *REP_LEGS)
 
