@@ -20,7 +20,11 @@ cheap way:
 - reps_t256, reps_t128, reps_t64: the same as reps with representatives searched 256, 128 and 64 trials, run side by
   side in one go (the ``reps`` leg's ``--rep-trials`` ran with the first legs);
 - reps_lean, reps_ref256: representatives searched for real, 256 trials with the ``lean`` setting (not taken from the
-  reference), and beside it, in the same run, the reference's first 256 as reps_t256.
+  reference), and beside it, in the same run, the reference's first 256 as reps_t256;
+- reps_warm128: representatives searched for real, 128 trials of the stock search, with one cost model kept from
+  each search of the leg to the next, the representatives' and the 16-trial ones' (MetaSchedule's XGBoost model
+  guesses until it holds 100 measured candidates: a cold 128-trial search of 64 a round is guided in none of its
+  rounds).
 
 For each: share of the full speedup = (t_default - t_cheap) / (t_default - t_full), and tuning seconds.
 
@@ -43,6 +47,8 @@ a row is printed).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import shutil
@@ -50,6 +56,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +173,9 @@ def main() -> None:
                 )
                 for leg, (unit_loops, radius, trials, search) in REP_LEGS.items()
             }
+            from tvm.s_tir import meta_schedule as ms
+
+            models = {leg: ms.cost_model.XGBModel(num_tuning_cores=1) for leg in WARM_LEGS}  # one for each warm leg's run
             for i, (label, func) in enumerate(kernels):
                 row = next((r for r in rows if r["kernel"] == label), None)
                 if row is not None and all(f"{leg}_us" in row for leg in REP_LEGS):
@@ -202,7 +212,8 @@ def main() -> None:
                         t.add_records(func, read_records(full.work_dir, reps.trials + 1))
                         full.close()
                         extra = row["full_tune_s"] * reps.trials / args.full_trials
-                    out = t.tune(func, args.trials)
+                    with shared_cost_model(models[leg]) if leg in models else contextlib.nullcontext():
+                        out = t.tune(func, args.trials)
                     row[f"{leg}_us"] = t.best_seconds(func) * 1e6
                     row[f"{leg}_tune_s"] = out.tune_s + extra
                     row[f"{leg}_searched"] = out.searched
@@ -268,7 +279,23 @@ REP_LEGS: dict[str, tuple[bool, float | None, int | None, str | None]] = {
     "reps_t64": (False, None, 64, None),
     "reps_lean": (False, None, 256, "lean"),
     "reps_ref256": (False, None, 256, None),
+    "reps_warm128": (False, None, 128, "stock"),
 }
+# Legs whose searches share one cost model, kept from each search to the next.
+WARM_LEGS = {"reps_warm128"}
+
+
+@contextlib.contextmanager
+def shared_cost_model(model: Any) -> Iterator[None]:
+    """MetaSchedule's searches run meanwhile use ``model`` (trained on every search before) instead of a fresh one."""
+    from tvm.s_tir import meta_schedule as ms
+
+    original = ms.tune_tir
+    ms.tune_tir = functools.partial(original, cost_model=model)
+    try:
+        yield
+    finally:
+        ms.tune_tir = original
 LEGS = ("small", "transfer", "transfer_only", *REP_LEGS)
 
 # The reference must beat untuned code by this much for a kernel's share of its speedup to mean something.
