@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -163,16 +163,20 @@ def min_latency(space: SearchSpace, oracle: LatencyOracle, seed: int = 0, starts
     return Candidate(best[1], best[0], float("nan"))
 
 
-def _check_budget(space: SearchSpace, oracle: LatencyOracle, budget_ms: float, seed: int) -> Candidate:
-    if not budget_ms > 0:
-        raise UsageError(f"the latency budget must be positive, got {budget_ms} ms")
-    fastest = min_latency(space, oracle, seed)
+def _check_budget(space: SearchSpace, oracle: LatencyOracle, budget_ms: float, seed: int, fastest: Candidate | None = None) -> Candidate:
+    _check_positive(budget_ms)
+    fastest = fastest or min_latency(space, oracle, seed)
     if fastest.predicted_ms > budget_ms:
         raise UsageError(
             f"no architecture of {space.name} meets {budget_ms:g} ms: the smallest reachable predicted latency is "
             f"{fastest.predicted_ms:.3f} ms ({fastest.arch})"
         )
     return fastest
+
+
+def _check_positive(budget_ms: float) -> None:
+    if not budget_ms > 0:
+        raise UsageError(f"the latency budget must be positive, got {budget_ms} ms")
 
 
 def search(
@@ -189,6 +193,7 @@ def search(
     on_generation: Callable[[int, int], None] | None = None,
     limits: Limits = Limits(),
     lightness: Lightness | None = None,
+    fastest: Candidate | None = None,
 ) -> SearchResult:
     """NSGA-II over ``space``: maximise ``scorer``, minimise ``oracle`` latency, latency <= ``budget_ms``;
     with ``limits``, also predicted peak memory and size (``lightness``) within them: hard constraints
@@ -196,7 +201,8 @@ def search(
 
     Stops after ``generations`` generations, ``max_evaluations`` distinct architectures or
     ``time_limit_s`` seconds, whichever comes first. The fastest architecture (see
-    :func:`min_latency`) seeds the population, so a feasible one is always known.
+    :func:`min_latency`, or ``fastest`` where the caller found it with this oracle) seeds the population, so a
+    feasible one is always known.
 
     Raises:
         UsageError: the budget is not positive, or no architecture of the space meets it
@@ -217,7 +223,7 @@ def search(
     start = time.time()
     if limits.any and lightness is None:
         raise UsageError("memory or size limits need a way to predict them (lightness)")
-    fastest = _check_budget(space, oracle, budget_ms, seed)
+    known_fastest = _check_budget(space, oracle, budget_ms, seed, fastest)
     evaluate = _Evaluator(oracle, scorer, lightness if limits.any else None)
     rng = np.random.default_rng(seed)
     decode = space.decode
@@ -240,7 +246,7 @@ def search(
 
     class _Sampling(Sampling):
         def _do(self, problem: Any, n_samples: int, **kwargs: Any) -> np.ndarray:
-            archs = [fastest.arch] + [space.sample(rng) for _ in range(n_samples - 1)]
+            archs = [known_fastest.arch] + [space.sample(rng) for _ in range(n_samples - 1)]
             return np.array([space.encode(a) for a in archs])
 
     class _Crossover(Crossover):
@@ -409,12 +415,11 @@ def search_and_verify(
             on_verified(v)
         return v
 
+    _check_positive(budget_ms)
     for round_ in range(1, rounds + 1):
         lightness = make_lightness() if make_lightness is not None and limits.any else None
         oracle, this_round = make_oracle(), []
         scaled_by = None
-        if not budget_ms > 0:
-            raise UsageError(f"the latency budget must be positive, got {budget_ms} ms")
         fastest = min_latency(space, oracle, search_kwargs.get("seed", 0))
         if fastest.predicted_ms > budget_ms:
             known = next((v for v in verified if v.arch == fastest.arch), None)
@@ -430,7 +435,8 @@ def search_and_verify(
                 )
             scaled_by = known.measured_ms / fastest.predicted_ms
             oracle = _Scaled(oracle, scaled_by)
-        result = search(space, oracle, scorer, budget_ms, limits=limits, lightness=lightness, **search_kwargs)
+            fastest = replace(fastest, predicted_ms=known.measured_ms)  # what the scaled oracle predicts for it
+        result = search(space, oracle, scorer, budget_ms, limits=limits, lightness=lightness, fastest=fastest, **search_kwargs)
         picks = _picks(result.front, budget_ms, top_k, {v.arch for v in verified + this_round}, margin)
         this_round += [verify(cand, round_) for cand in picks]
         verified += this_round
