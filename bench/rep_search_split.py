@@ -5,16 +5,20 @@ Kernels of resnet18 at 160 px (its distinct anchors, in network order; pick them
 (one thread) from an empty database, as a campaign searches a representative: ``--trials`` candidates, 64 a round,
 candidates built in two workers, with each setting in turn, side by side in one run.
 
-Usage: python bench/rep_search_split.py [--kernels 5,8] [--settings stock,lean] [--trials 256]
+``--search-cores 1,2`` compares the host cores MetaSchedule's search runs on (``KernelTuner(search_cores=...)``) instead.
+
+Usage: python bench/rep_search_split.py [--kernels 5,8] [--settings stock,lean] [--trials 256] [--search-cores 2]
 Prints one line per kernel and setting (the README quotes them).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("TVM_NUM_THREADS", "1")
@@ -41,6 +45,7 @@ def main() -> None:
     parser.add_argument("--kernels", default="5,8", help="indices into resnet18's distinct anchors")
     parser.add_argument("--settings", default="stock,lean")
     parser.add_argument("--trials", type=int, default=Representatives.trials)
+    parser.add_argument("--search-cores", default="0", help="comma-separated; 0: all of this host's (the product's default)")
     args = parser.parse_args()
     register_lean()
     kernels = network_anchors(12, ("resnet18",))
@@ -54,14 +59,17 @@ def main() -> None:
 
             for i in (int(k) for k in args.kernels.split(",")):
                 label, func = kernels[i]
-                for setting in args.settings.split(","):
-                    t = KernelTuner(Path(tmp) / f"db-{i}-{setting}", target, 1, None, measure, search=setting, transfers=0, builder=pool,
-                                    per_round=Representatives.per_round)  # fmt: skip
+                for setting, cores in itertools.product(args.settings.split(","), [int(c) for c in args.search_cores.split(",")]):
+                    t = KernelTuner(Path(tmp) / f"db-{i}-{setting}-{cores}", target, 1, None, measure, search=setting, transfers=0,
+                                    builder=pool, per_round=Representatives.per_round, search_cores=cores or None)  # fmt: skip
+                    cpu = time.process_time()
                     out = t.tune(func, args.trials)
+                    cpu = time.process_time() - cpu
                     best = t.best_seconds(func)
                     t.close()
-                    print(f"{setting:>6} {args.trials} trials {out.tune_s:6.1f} s = search {out.search_s:5.1f} + build {out.build_s:5.1f} "
-                          f"+ measure {out.measure_s:5.1f}; best {best * 1e6:9.1f} us  {label[:90]}", flush=True)  # fmt: skip
+                    print(f"{setting:>6} {t.search_cores} cores {args.trials} trials {out.tune_s:6.1f} s = search {out.search_s:5.1f} + build "
+                          f"{out.build_s:5.1f} + measure {out.measure_s:5.1f}; this process's CPU {cpu:6.1f} s; best {best * 1e6:9.1f} us  "
+                          f"{label[:90]}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

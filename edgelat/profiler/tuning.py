@@ -14,6 +14,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import statistics
@@ -641,14 +642,19 @@ class KernelTuner:
         per_round: int = 16,
         representatives: Representatives | None = None,
         seed: int | None = None,
+        search_cores: int | None = None,
     ) -> None:
         """``builder``: a :class:`edgelat.profiler.builds.Builder` whose workers build candidates (default: this process).
         ``per_round``: candidates the search proposes, builds and times per round (MetaSchedule's default is 64;
         small budgets are better spent in more, smaller rounds).
         ``representatives``: search a kernel far from every representative of its anchor long (it becomes one),
         the others ``trials`` at most; None: every kernel the same.
-        ``seed``: MetaSchedule's random state (None: a fresh one per search; the candidates' timings vary anyway)."""
+        ``seed``: MetaSchedule's random state (None: a fresh one per search; the candidates' timings vary anyway).
+        ``search_cores``: this host's cores MetaSchedule's search runs on (its evolution, feature extraction and cost
+        model; None: all of them). A round searches, then builds, then times, so the search never runs beside a timed
+        candidate, even where the device is this machine."""
         self.search = search
+        self.search_cores = search_cores or max(1, os.cpu_count() or 1)
         self.seed = seed
         SEARCH_SETTINGS.get(search)  # an unknown name fails here, not at the first search
         self.per_round = per_round
@@ -770,7 +776,7 @@ class KernelTuner:
                 builder=self.builder,
                 runner=self.runner,
                 database=self._own_database() if own else self.database,
-                num_tuning_cores=1,
+                num_tuning_cores=self.search_cores,
                 module_equality=OWN_EQUALITY if own else MODULE_EQUALITY,
                 strategy=SEARCH_SETTINGS.get(search)(trials),
                 seed=self.seed,
