@@ -152,6 +152,50 @@ def test_the_device_computes_what_torch_and_the_host_build_compute(root: Path, s
             np.testing.assert_allclose(on_device[0], expected, rtol=1e-4, atol=1e-4)
 
 
+def test_a_tuned_build_computes_on_the_device_what_torch_computes(root: Path, setup_output: str) -> None:
+    """The tuned recipe's whole path on an aarch64 device: MetaSchedule's candidates cross-compiled for the rpi4
+    target (Cortex-A72, NEON), timed there by the agent, the best kept in the device's tuning database, and the
+    network built from it computes torch's outputs."""
+    import torch
+    import tvm_ffi
+
+    from edgelat.ops.network import relax_from_torch
+    from edgelat.profiler.e2e import run_network, run_on_host
+    from edgelat.profiler.inventory import get_device
+    from edgelat.profiler.tuning import KernelTuner
+    from edgelat.workspace import open_workspace
+
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(8, 4),
+    ).eval()  # fmt: skip
+    x = torch.randn(1, 3, 16, 16)
+    mod = relax_from_torch(net, x)
+    with open_workspace(root) as ws:
+        on_device = run_network(ws, NAME, mod, [x.numpy()], recipe="tuned", trials=2, rep_trials=0)
+        on_host = run_on_host(mod, [x.numpy()])
+        device = get_device(ws, NAME)
+        target = device.target("tuned")
+        tuner = KernelTuner(ws.tuning_dir(NAME), target, 1, device.preset_info.cross_compiler, lambda p, a: [])
+        try:
+            records = tuner.database.get_all_tuning_records()
+        finally:
+            tuner.close()
+    with torch.no_grad():
+        expected = net(x).numpy()
+    assert target["mcpu"] == "cortex-a72" and "+neon" in target["mattr"], target
+    # the candidates were timed on the device: the convolution, the pool and the dense layer each have a record
+    # with a real run time (a failed candidate's is 1e10 s)
+    best: dict[int, float] = {}
+    for r in records:
+        key = int(tvm_ffi.structural_hash(r.workload.mod))
+        best[key] = min(best.get(key, 1e10), *(float(s) for s in r.run_secs or [1e10]))
+    assert len(best) >= 3 and all(0 < t < 1 for t in best.values()), best
+    np.testing.assert_allclose(on_device[0], on_host[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(on_device[0], expected, rtol=1e-4, atol=1e-4)
+
+
 def test_a_profiled_kernel_computes_on_the_device_what_it_computes_here(root: Path, setup_output: str, tmp_path: Path) -> None:
     """A kernel library as a campaign builds it (rpi4 target, cross-compiled), run by the agent on the device,
     against the same kernel built for this host."""
