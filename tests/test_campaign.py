@@ -391,3 +391,38 @@ def test_weights_shape_the_default_plan_only() -> None:
     default = counts(ProfileConfig(ops=("conv2d", "add")))
     assert default["add"] == 100 and default["conv2d"] > 400
     assert counts(ProfileConfig(ops=("conv2d", "add"), weighted=False)) == {"conv2d": 100, "add": 100}
+
+
+@pytest.mark.timed
+@pytest.mark.slow
+def test_a_kept_tuned_library_is_timed_again_only_while_its_schedules_are_the_same(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`measure_network(library_dir=...)` (validate's rounds) times the library it kept instead of building the
+    network again, but only while the device's tuning database would schedule its kernels the same."""
+    import torch
+
+    from edgelat.ops.network import relax_from_torch
+    from edgelat.profiler import e2e
+    from edgelat.profiler.tuning import KernelTuner
+
+    mod = relax_from_torch(torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU()), torch.randn(1, 64))
+    builds: list[int] = []
+    build = e2e._build_for
+    monkeypatch.setattr(e2e, "_build_for", lambda *a, **k: builds.append(1) or build(*a, **k))
+    kept = tmp_path / "libraries"
+
+    def measure() -> e2e.NetworkMeasurement:
+        return e2e.measure_network(
+            ws, "local", mod, recipe="tuned", trials=4, rep_trials=0, repeat=3, min_repeat_ms=5.0, per_kernel=False, library_dir=kept
+        )
+
+    first = measure()
+    assert len(builds) == 1 and len(list(kept.glob("*.so"))) == 1 and first.schedules is not None
+    second = measure()  # the kept library, timed again and stored again
+    assert len(builds) == 1 and second.schedules == first.schedules and second.size_bytes == first.size_bytes
+    assert len(ws.store.rows("SELECT id FROM network_measurements")) == 2
+    original = KernelTuner.scheduled
+    monkeypatch.setattr(KernelTuner, "scheduled", lambda self, func: original(self, func).with_attr("applied", "otherwise"))
+    third = measure()  # the same records applied otherwise: another library
+    assert len(builds) == 2 and len(list(kept.glob("*.so"))) == 2 and third.schedules != first.schedules

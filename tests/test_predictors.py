@@ -263,13 +263,21 @@ def test_validate_writes_table_plot_and_metrics(trained: Path, tmp_path: Path, m
         assert len(pair) == 2 and row.measurements == 2 and row.measured_ms == pytest.approx(sum(pair) / 2)
         assert row.measured_spread_pct == pytest.approx(100 * (pair[1] / pair[0] - 1))
     assert stored == 6 and [r.measured_ms for r in again.rows] == [r.measured_ms for r in twice.rows]  # both stored ones reused
-    # Fresh: every network measured again, whatever is stored; the new ones are stored too.
+    # Fresh: every network measured again, whatever is stored; the new ones are stored too. Each is built once, its
+    # library timed in both rounds.
+    from edgelat.profiler import e2e
+
     fresh: list[tuple[str, int]] = []
+    builds: list[int] = []
+    build = e2e._build_for
+    monkeypatch.setattr(e2e, "_build_for", lambda *a, **k: builds.append(1) or build(*a, **k))
     with open_workspace(trained) as ws:
-        anew = validate.validate_device(ws, "local", out_dir=tmp_path / "v4", rounds=1, fresh=True, on_measured=lambda n, r, ms: fresh.append((n, r)))
+        anew = validate.validate_device(ws, "local", out_dir=tmp_path / "v4", rounds=2, fresh=True, on_measured=lambda n, r, ms: fresh.append((n, r)))
         stored = ws.store.scalar("SELECT COUNT(*) FROM network_measurements")
-    assert fresh == [("mlp64@8", 0), ("mlp256@8", 0), ("conv@8", 0)] and stored == 9
-    assert all(r.measurements == 1 for r in anew.rows)
+        sizes = [json.loads(row["data"])["size_bytes"] for row in ws.store.rows("SELECT data FROM network_measurements ORDER BY id DESC LIMIT 6")]
+    assert fresh == [(n, r) for r in (0, 1) for n in ("mlp64@8", "mlp256@8", "conv@8")] and stored == 12
+    assert len(builds) == 3 and sizes[:3] == sizes[3:]
+    assert all(r.measurements == 2 for r in anew.rows)
 
 
 def test_validate_says_which_networks_were_measured_on_an_unsteady_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

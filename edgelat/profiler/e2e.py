@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import statistics
 import tempfile
 import uuid
@@ -348,6 +349,14 @@ def stored_measurements(ws: Workspace, device_name: str, mod: tvm.IRModule, *, r
     return _stored(ws, device, network_hash(mod), recipe, n_threads, device.target(recipe), schedules)
 
 
+def _kept_library(folder: Path | None, key: str, recipe: str, target: dict[str, Any], schedules: str | None) -> Path | None:
+    """Where ``measure_network(library_dir=folder)`` keeps the library of network ``key`` built this way."""
+    if folder is None:
+        return None
+    how = hashlib.sha256(json.dumps([recipe, target, schedules], sort_keys=True).encode()).hexdigest()[:12]
+    return folder / f"{key}-{how}.so"
+
+
 def measure_network(
     ws: Workspace,
     device_name: str,
@@ -364,13 +373,16 @@ def measure_network(
     reuse: bool = False,
     check: bool = False,
     scheduler: str | None = None,
+    library_dir: Path | None = None,
 ) -> NetworkMeasurement:
     """Build ``mod`` for ``device_name`` and time it there end to end; stored in the workspace.
 
     With ``reuse``, a stored measurement of the same network, recipe and threads is returned
     instead of measuring again. With ``check``, the library timed also runs once on a random input
     and its outputs are compared with this host's build (``result.check``; see :class:`OutputCheck`).
-    ``scheduler``: build on this Dask cluster (see :func:`_build_for`).
+    ``scheduler``: build on this Dask cluster (see :func:`_build_for`). ``library_dir``: keep the library
+    built there, and time one kept there of the same network built the same way (recipe, target; tuned: the
+    same schedules) instead of building it again; a fresh process on the device still loads it.
     """
     chosen = get_recipe(recipe)
     chosen.check(trials)
@@ -378,17 +390,27 @@ def measure_network(
     n_threads = threads or device.measure_threads
     target = device.target(recipe)
     key = network_hash(mod)
-    schedules = schedules_digest(ws, device, mod, chosen, n_threads) if chosen.tunes and reuse and not check else None
+    looks_up = (reuse and not check) or library_dir is not None
+    schedules = schedules_digest(ws, device, mod, chosen, n_threads) if chosen.tunes and looks_up else None
     if reuse and not check and (schedules is not None or not chosen.tunes):
         stored = _stored(ws, device, key, recipe, n_threads, target, schedules)
         if stored:
             return stored[0]
     footprint = network_footprint(mod)
     with agent_session(ws, device, threads=n_threads) as agent, tempfile.TemporaryDirectory(prefix="edgelat-net-") as tmp:
-        lib = Path(tmp) / f"{key}.so"
-        inputs = _build_for(ws, device, agent, mod, lib, chosen, n_threads, trials, scheduler, rep_trials)
-        if chosen.tunes and schedules is None:  # (after the build, which tuned the kernels the database lacked)
-            schedules = schedules_digest(ws, device, mod, chosen, n_threads)
+        kept = _kept_library(library_dir, key, recipe, target, schedules) if schedules is not None or not chosen.tunes else None
+        if kept is not None and kept.exists():
+            lib, inputs = kept, _input_specs(mod)
+        else:
+            lib = Path(tmp) / f"{key}.so"
+            inputs = _build_for(ws, device, agent, mod, lib, chosen, n_threads, trials, scheduler, rep_trials)
+            if chosen.tunes and schedules is None:  # (after the build, which tuned the kernels the database lacked)
+                schedules = schedules_digest(ws, device, mod, chosen, n_threads)
+            kept = _kept_library(library_dir, key, recipe, target, schedules)
+            if kept is not None:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(lib, kept.with_suffix(".part"))
+                kept.with_suffix(".part").replace(kept)
         size_bytes = lib.stat().st_size
         remote = agent.remote_library(lib)
         agent.transport.put(lib, remote)

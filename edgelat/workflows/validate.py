@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -153,7 +154,17 @@ def validate_device(
     A network's measured time is the median of ``rounds`` end-to-end measurements taken in rounds (every
     network once a round, so that a slow spell of the device falls on one measurement of each, not on all of
     one). Measurements the workspace holds of a network built the same way count towards them (the newest
-    first), unless ``fresh``; each new one is stored (``on_measured(network, round, ms)`` is told of it)."""
+    first), unless ``fresh``; each new one is stored (``on_measured(network, round, ms)`` is told of it). A network
+    is built once a run: later rounds time the same library, each loaded by a fresh process on the device."""
+    with tempfile.TemporaryDirectory(prefix="edgelat-validate-") as libraries:
+        return _validate(ws, device, zoo, recipe, out_dir, rounds, fresh, on_network, on_measured, Path(libraries))
+
+
+def _validate(
+    ws: Workspace, device: str, zoo: str, recipe: str | None, out_dir: Path | None, rounds: int, fresh: bool,
+    on_network: Callable[[str, ValidationRow | None], None] | None, on_measured: Callable[[str, int, float], None] | None,
+    libraries: Path,
+) -> ValidationReport:  # fmt: skip
     import torch
 
     from edgelat.profiler.e2e import NetworkMeasurement, measure_network, network_hash, stored_measurements
@@ -182,7 +193,7 @@ def validate_device(
                         far[label] = (far_ms(model, kernels), network_footprint(mod).touched_mb)
                     measured[label] = [] if fresh else stored_measurements(ws, device, mod, recipe=model.recipe)[:rounds]
                 if len(measured[label]) <= r:
-                    now = measure_network(ws, device, priced[label][0], name=label, recipe=model.recipe, per_kernel=False)
+                    now = measure_network(ws, device, priced[label][0], name=label, recipe=model.recipe, per_kernel=False, library_dir=libraries)
                     measured[label].append(now)
                     if on_measured:
                         on_measured(label, r, now.median_ms)
