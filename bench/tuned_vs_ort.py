@@ -8,8 +8,8 @@ tuned and default models (what `validate` does, measured here side by side with 
 Also the tuning cost of each network: the seconds its tuned build took (tuning included) and how many kernels the
 tuning database learnt for it.
 
-Usage: python bench/tuned_vs_ort.py --workspace WS [--networks quick,mobilenetv2_100@160,resnet18@160] [--trials 16] [--rep-trials 256]
-Writes bench/out/tuned_vs_ort.{json,csv}.
+Usage: python bench/tuned_vs_ort.py --workspace WS [--networks quick,mobilenetv2_100@160,resnet18@160] [--trials 16] [--rep-trials 256] [--tag T]
+Writes bench/out/tuned_vs_ort[_T].{json,csv}.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--networks", default="quick,mobilenetv2_100@160,resnet18@160", help="as `edgelat validate --zoo`")
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--rep-trials", type=int, default=256, help="representatives' trials, as `measure --recipe tuned` (0: none)")
+    parser.add_argument("--tag", default="", help="written to bench/out/tuned_vs_ort_TAG.{json,csv} (to keep an earlier run's)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows: list[dict[str, Any]] = []
@@ -97,7 +98,7 @@ def main() -> None:
             device.target("tuned"),
             1,
             None,
-            lambda p, a: agent.time_library(Path(p), a),
+            lambda p, a: agent.time_library(Path(p), a, caches=get_recipe("tuned").candidate_caches),  # (as `measure` times them)
             builder=builder,
             representatives=Representatives(args.rep_trials) if args.rep_trials else None,
         )
@@ -163,8 +164,9 @@ def main() -> None:
     print(summary)
     OUT.mkdir(exist_ok=True)
     report = {"when": time.strftime("%Y-%m-%d"), "trials": args.trials, "summary": summary, "rows": rows}
-    (OUT / "tuned_vs_ort.json").write_text(json.dumps(report, indent=2))
-    with (OUT / "tuned_vs_ort.csv").open("w", newline="") as f:
+    name = f"tuned_vs_ort_{args.tag}" if args.tag else "tuned_vs_ort"
+    (OUT / f"{name}.json").write_text(json.dumps(report, indent=2))
+    with (OUT / f"{name}.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

@@ -808,7 +808,8 @@ def validate_cmd(
         typer.Option(
             min=1,
             help="Each network's time is the median of this many measurements, taken in rounds over the zoo "
-            "(a busy spell of the device then falls on one of each network's, not on all); stored ones count.",
+            "(a busy spell of the device then falls on one of each network's, not on all; a network is built once, "
+            "its library loaded afresh each round); stored ones count.",
         ),
     ] = 3,
     fresh: Annotated[
